@@ -1,0 +1,18 @@
+"""Pure-functional convolution ops: arrays in, arrays out; no Flax, no state, no I/O.
+
+Layout everywhere: channels last, inputs ``(*batch, *spatial, C)``, kernels
+``(*kernel_spatial, C_in // groups, C_out)`` (Flax's HWIO); the spatial rank comes from the kernel.
+"""
+
+from jaxconv.functional.conv import conv, pointwise
+from jaxconv.functional.depthwise import depthwise_conv, separable_conv
+from jaxconv.functional.formulations import CONV, ConvSpec, Formulation
+from jaxconv.functional.plan import plan
+from jaxconv.functional.policy import Plan
+from jaxconv.functional.shuffle import channel_shuffle
+from jaxconv.functional.transpose import TRANSPOSE, conv_transpose
+
+__all__ = [
+    "CONV", "TRANSPOSE", "ConvSpec", "Formulation", "Plan", "channel_shuffle", "conv",
+    "conv_transpose", "depthwise_conv", "plan", "pointwise", "separable_conv",
+]

@@ -1,0 +1,89 @@
+"""Argument checks shared by every op: they run on static shapes, before XLA sees the call.
+
+Each check raises `ValueError` or `TypeError` naming the argument, the value received and what
+was expected. Nothing here computes a convolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax.numpy as jnp
+
+from jaxconv.typing import Array, IntOrSeq, Shape
+
+
+def int_tuple(name: str, value: IntOrSeq | None, rank: int, *, minimum: int = 1) -> Shape:
+    """``value`` as one int per spatial dim (an int broadcasts; ``None`` means 1, as in Flax)."""
+    if value is None:
+        value = 1
+    if isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} is a bool; expected an int or {rank} ints")
+    if isinstance(value, int):
+        out: Shape = (value,) * rank
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        out = tuple(value)
+        if len(out) != rank or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+            raise ValueError(
+                f"{name}={value!r} does not fit a {rank}-D convolution; expected an int or "
+                f"{rank} ints"
+            )
+    else:
+        raise TypeError(f"{name}={value!r} has type {type(value).__name__}; expected an int or "
+                        f"{rank} ints")
+    if any(v < minimum for v in out):
+        raise ValueError(f"{name}={value!r} must be >= {minimum} in every spatial dim")
+    return out
+
+
+def positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be a positive int")
+    return value
+
+
+def kernel_rank(kernel_shape: Shape, *, op: str) -> int:
+    """The spatial rank, which comes from the kernel: ``(*kernel_spatial, C_in, C_out)``."""
+    if len(kernel_shape) < 3:
+        raise ValueError(
+            f"{op}: kernel shape {kernel_shape} has {len(kernel_shape)} dims; expected "
+            "(*kernel_spatial, in_channels, out_channels) with at least one spatial dim"
+        )
+    if any(d < 1 for d in kernel_shape):
+        raise ValueError(f"{op}: kernel shape {kernel_shape} has an empty dim")
+    return len(kernel_shape) - 2
+
+
+def batch_input(x: Array, rank: int) -> tuple[Array, Callable[[Array], Array]]:
+    """Reshapes ``(*batch, *spatial, C)`` to ``(B, *spatial, C)``; returns it and the inverse.
+
+    Unbatched inputs get a batch of one; several batch axes are flattened into one, as in Flax.
+    The caller has checked that ``x`` has at least ``rank + 1`` dims.
+    """
+    batch = x.shape[: x.ndim - rank - 1]
+    flat = x.reshape((-1, *x.shape[x.ndim - rank - 1:]))
+
+    def restore(y: Array) -> Array:
+        return y.reshape((*batch, *y.shape[1:]))
+
+    return flat, restore
+
+
+def same_dtype(op: str, **arrays: Array | None) -> None:
+    """All given arrays share one dtype (jaxconv never promotes silently; layers cast)."""
+    given = {name: a.dtype for name, a in arrays.items() if a is not None}
+    if len(set(given.values())) > 1:
+        described = ", ".join(f"{name} {jnp.dtype(d).name}" for name, d in given.items())
+        raise TypeError(f"{op}: dtypes differ ({described}); cast them to one dtype first")
+
+
+def bias_shape(op: str, bias: Array | None, out_channels: int) -> None:
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise ValueError(
+            f"{op}: bias shape {tuple(bias.shape)} does not match the {out_channels} output "
+            f"channels; expected ({out_channels},)"
+        )
+
+
+def add_bias(y: Array, bias: Array | None) -> Array:
+    return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)

@@ -1,0 +1,167 @@
+"""Numerically equivalent formulations of a convolution, and the tables `impl=` chooses from.
+
+A `ConvSpec` is a forward convolution with every argument resolved (explicit zero padding, one
+int per spatial dim). A `Formulation` computes a `ConvSpec` on a batched ``(B, *spatial, C)``
+input and says, for a spec it cannot express, why not. Adding a formulation is adding a function
+and a row to `CONV`; `jaxconv.functional.policy` decides which row ``impl="auto"`` takes.
+
+``"xla"`` is always `jax.lax.conv_general_dilated`, the reference every other formulation is
+pinned to by the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+from jax import lax
+
+from jaxconv.typing import Array, Pads, Shape
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """A forward convolution with every argument resolved; what a formulation computes.
+
+    Attributes:
+      input_shape: the batched input, ``(B, *spatial, C_in)``, after any non-zero fill.
+      kernel_shape: ``(*kernel_spatial, C_in // groups, C_out)``.
+      padding: zero padding, one ``(low, high)`` pair per spatial dim.
+    """
+
+    input_shape: Shape
+    kernel_shape: Shape
+    strides: Shape
+    padding: Pads
+    input_dilation: Shape
+    kernel_dilation: Shape
+    feature_group_count: int
+    precision: Any = None
+    preferred_element_type: Any = None
+
+    @property
+    def rank(self) -> int:
+        return len(self.kernel_shape) - 2
+
+    @property
+    def in_channels(self) -> int:
+        return self.input_shape[-1]
+
+    @property
+    def out_channels(self) -> int:
+        return self.kernel_shape[-1]
+
+    @property
+    def window(self) -> Shape:
+        """Spatial extent of the dilated kernel."""
+        return tuple((k - 1) * d + 1 for k, d in
+                     zip(self.kernel_shape[:-2], self.kernel_dilation))
+
+    @property
+    def output_shape(self) -> Shape:
+        spatial = []
+        for n, (lo, hi), w, s, di in zip(self.input_shape[1:-1], self.padding, self.window,
+                                         self.strides, self.input_dilation):
+            span = (n - 1) * di + 1 + lo + hi - w
+            spatial.append(span // s + 1 if span >= 0 else 0)
+        return (self.input_shape[0], *spatial, self.out_channels)
+
+    @property
+    def is_pointwise(self) -> bool:
+        return all(k == 1 for k in self.kernel_shape[:-2])
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.feature_group_count > 1 and self.feature_group_count == self.in_channels
+
+    @property
+    def shape_class(self) -> str:
+        """The class the ``auto`` policy keys on: pointwise, depthwise, grouped or dense."""
+        if self.is_pointwise and self.feature_group_count == 1:
+            return "pointwise"
+        if self.is_depthwise:
+            return "depthwise"
+        return "grouped" if self.feature_group_count > 1 else "dense"
+
+    def macs(self) -> int:
+        """Multiply-accumulates of the textbook count (every tap of every window)."""
+        taps = math.prod(self.kernel_shape[:-2]) * self.kernel_shape[-2]
+        return math.prod(self.output_shape) * taps
+
+
+@dataclasses.dataclass(frozen=True)
+class Formulation:
+    """One way to compute a `ConvSpec`.
+
+    Attributes:
+      name: the ``impl=`` string.
+      compute: ``(x, kernel, spec) -> y`` on a batched input padded with zeros by ``spec``.
+      unsupported: ``spec -> reason`` it cannot express the spec, or ``None`` when it can.
+      description: one line for `plan` and the docs.
+    """
+
+    name: str
+    compute: Callable[[Array, Array, ConvSpec], Array]
+    unsupported: Callable[[ConvSpec], str | None]
+    description: str
+
+
+def _dimension_numbers(rank: int) -> lax.ConvDimensionNumbers:
+    """Channels-last input/output and ``(*spatial, I, O)`` kernel, for any spatial rank."""
+    lhs = (0, rank + 1, *range(1, rank + 1))
+    rhs = (rank + 1, rank, *range(rank))
+    return lax.ConvDimensionNumbers(lhs, rhs, lhs)
+
+
+def xla(x: Array, kernel: Array, spec: ConvSpec, *,
+        conv_general_dilated: Callable[..., Array] = lax.conv_general_dilated) -> Array:
+    """`lax.conv_general_dilated` in channels-last layout: the reference formulation."""
+    extra = {}
+    if spec.preferred_element_type is not None:
+        extra["preferred_element_type"] = spec.preferred_element_type
+    return conv_general_dilated(
+        x, kernel, spec.strides, spec.padding,
+        lhs_dilation=spec.input_dilation, rhs_dilation=spec.kernel_dilation,
+        dimension_numbers=_dimension_numbers(spec.rank),
+        feature_group_count=spec.feature_group_count, precision=spec.precision, **extra)
+
+
+def _matmul_unsupported(spec: ConvSpec) -> str | None:
+    if not spec.is_pointwise:
+        return f"the kernel is {spec.kernel_shape[:-2]}, not 1x..x1"
+    if spec.feature_group_count != 1:
+        return f"feature_group_count={spec.feature_group_count} (matmul mixes all channels)"
+    if any(d != 1 for d in spec.input_dilation):
+        return f"input_dilation={spec.input_dilation}"
+    return None
+
+
+def matmul(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """A 1x..x1 conv as zero padding, strided subsampling and one `dot_general` over channels.
+
+    Each output pixel is ``kernel.T @ x[pixel]``: exactly a Dense layer at every position.
+    """
+    if any(lo or hi for lo, hi in spec.padding):
+        x = lax.pad(x, x.dtype.type(0), ((0, 0, 0), *((lo, hi, 0) for lo, hi in spec.padding),
+                                         (0, 0, 0)))
+    if any(s != 1 for s in spec.strides):
+        x = x[(slice(None), *(slice(None, None, s) for s in spec.strides), slice(None))]
+    w = kernel.reshape(kernel.shape[-2:])
+    extra = {}
+    if spec.preferred_element_type is not None:
+        extra["preferred_element_type"] = spec.preferred_element_type
+    return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
+                           precision=spec.precision, **extra)
+
+
+#: Forward-convolution formulations, by ``impl=`` name.
+CONV: dict[str, Formulation] = {
+    f.name: f for f in (
+        Formulation("xla", xla, lambda spec: None,
+                    "jax.lax.conv_general_dilated, the reference"),
+        Formulation("matmul", matmul, _matmul_unsupported,
+                    "1x..x1 kernel as subsample + dot_general over channels"),
+    )
+}

@@ -1,0 +1,109 @@
+"""Which formulation ``impl="auto"`` picks, per backend and shape class, and why.
+
+The policy is a table of rows ``(backend, shape class, impl, reason)`` read top to bottom; the
+first row that matches the call and whose formulation can express it wins, and ``"xla"`` is the
+fall-back. Rows for a backend exist only where that backend was measured; the reason of every
+row says what justified it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+import jax
+
+from jaxconv.functional.formulations import ConvSpec, Formulation, xla
+
+ANY = "*"
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyRow:
+    backend: str
+    shape_class: str
+    impl: str
+    reason: str
+
+
+#: Rows for forward convolutions (conv, pointwise, depthwise and the separable parts).
+CONV_POLICY: tuple[PolicyRow, ...] = (
+    PolicyRow(ANY, "pointwise", "matmul",
+              "a 1x..x1 kernel without groups or input dilation is a matmul over channels; "
+              "dot_general skips the convolution machinery"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What an op would compute with, and why.
+
+    Attributes:
+      op: the op's name (``"conv"``, ``"depthwise_conv"``, ...).
+      impl: the chosen formulation.
+      reason: why it was chosen.
+      backend: the backend the choice was made for.
+      shape_class: ``"pointwise"``, ``"depthwise"``, ``"grouped"`` or ``"dense"``.
+      candidates: every formulation of the op, mapped to ``None`` when it can express the call
+        and to the reason when it cannot.
+      spec: the resolved convolution.
+    """
+
+    op: str
+    impl: str
+    reason: str
+    backend: str
+    shape_class: str
+    candidates: Mapping[str, str | None]
+    spec: ConvSpec
+
+    def __str__(self) -> str:
+        lines = [f"{self.op}: impl={self.impl!r} ({self.reason})",
+                 f"  backend={self.backend}, shape class={self.shape_class}, "
+                 f"output shape={self.spec.output_shape}"]
+        for name, why in self.candidates.items():
+            lines.append(f"  {name:>8}: {'can express this call' if why is None else why}")
+        return "\n".join(lines)
+
+
+def candidates(table: Mapping[str, Formulation], spec: ConvSpec) -> dict[str, str | None]:
+    return {name: f.unsupported(spec) for name, f in table.items()}
+
+
+def choose(
+    op: str, table: Mapping[str, Formulation], rows: tuple[PolicyRow, ...], spec: ConvSpec,
+    impl: str | Callable, backend: str | None = None,
+) -> tuple[Callable, Plan]:
+    """The compute function for ``impl`` and the `Plan` that explains it.
+
+    Raises:
+      ValueError: ``impl`` is unknown, or cannot express the call (the message lists those that
+        can).
+    """
+    backend = backend or jax.default_backend()
+    able = candidates(table, spec)
+    if callable(impl):
+        plan = Plan(op, "xla", f"custom conv_general_dilated {getattr(impl, '__name__', impl)}",
+                    backend, spec.shape_class, able, spec)
+        return lambda x, k, s: xla(x, k, s, conv_general_dilated=impl), plan
+    if not isinstance(impl, str):
+        raise TypeError(f"impl={impl!r} must be 'auto', a formulation name or a callable")
+    if impl == "auto":
+        for row in rows:
+            if row.backend in (ANY, backend) and row.shape_class == spec.shape_class \
+                    and able.get(row.impl, "unknown") is None:
+                plan = Plan(op, row.impl, row.reason, backend, spec.shape_class, able, spec)
+                return table[row.impl].compute, plan
+        plan = Plan(op, "xla", f"no faster formulation is known for a {spec.shape_class} "
+                    f"{op} on {backend}", backend, spec.shape_class, able, spec)
+        return table["xla"].compute, plan
+    if impl not in table:
+        raise ValueError(f"impl={impl!r} is not a formulation of {op}; expected 'auto' or one of "
+                         f"{', '.join(map(repr, table))}")
+    if able[impl] is not None:
+        can = [name for name, why in able.items() if why is None]
+        raise ValueError(
+            f"impl={impl!r} cannot express this {op}: {able[impl]}; formulations that can: "
+            f"{', '.join(map(repr, ['auto', *can]))}")
+    plan = Plan(op, impl, "asked for by the caller", backend, spec.shape_class, able, spec)
+    return table[impl].compute, plan

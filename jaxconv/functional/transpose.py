@@ -1,0 +1,173 @@
+"""Transposed convolution: the adjoint (input gradient) of a forward convolution.
+
+The kernel is the forward conv's: ``(*kernel_spatial, C_out // groups, C_in)`` for a transposed
+conv from ``C_in`` to ``C_out`` channels (Keras's ``Conv*DTranspose`` layout; a PyTorch
+``ConvTranspose2d`` weight ``w`` is ``w.permute(2, 3, 1, 0)``), so that
+``<conv(x, k), y> == <x, conv_transpose(y, k)>`` for the same ``k``, strides, padding and groups.
+
+Padding names the *forward* conv's padding, as in PyTorch: an int ``p`` crops ``p`` positions from
+each side of the full transposed output. Per spatial dim, with dilated kernel ``w = d (k - 1) + 1``
+and forward pads ``(lo, hi)``, the output size is ``(in - 1) * s + w - lo - hi + output_padding``
+(Dumoulin and Visin 2016, "A guide to convolution arithmetic", arXiv:1603.07285, relationship 14).
+``"SAME"`` gives ``in * s`` and ``"VALID"`` gives ``(in - 1) * s + w``.
+
+**Differs from ``flax.nnx.ConvTranspose``**: Flax's kernel is ``(*k, C_in, C_out)`` and applied
+unflipped (unless ``transpose_kernel=True``), and its integer padding is applied to the
+stride-dilated input instead of cropping the output. A Flax layer with kernel ``kf``,
+``transpose_kernel=False`` and explicit padding ``(lo_f, hi_f)`` computes
+``conv_transpose(x, jnp.flip(kf, spatial axes).swapaxes(-1, -2), padding=(w - 1 - lo_f,
+w - 1 - hi_f))`` here; its ``"SAME"`` and ``"VALID"`` match ours whenever ``w >= s``. Keras's
+``"VALID"`` pads to ``(in - 1) * s + max(w, s)``; pass ``output_padding=s - w`` for that when
+``w < s``.
+
+>>> import jax.numpy as jnp
+>>> x, k = jnp.ones((1, 5, 5, 16)), jnp.ones((3, 3, 32, 16))   # 16 -> 32 channels
+>>> conv_transpose(x, k, strides=2).shape                      # SAME: 5 * 2
+(1, 10, 10, 32)
+>>> conv_transpose(x, k, strides=2, padding=1, output_padding=1).shape   # PyTorch's numbers
+(1, 10, 10, 32)
+>>> conv_transpose(x, k, strides=2, padding="VALID").shape     # (5 - 1) * 2 + 3
+(1, 11, 11, 32)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxconv.functional import _checks, policy
+from jaxconv.functional import padding as padlib
+from jaxconv.functional.formulations import ConvSpec, Formulation, xla
+from jaxconv.typing import Array, IntOrSeq, PaddingLike
+
+
+def forward_kernel(kernel: Array, groups: int) -> Array:
+    """The kernel of the input-dilated forward conv that equals ``conv_transpose``.
+
+    ``(*k, C_out // g, C_in)`` becomes ``(*k, C_in // g, C_out)``: spatially flipped, with the
+    channel roles swapped inside each group.
+    """
+    *k, out_per_group, channels = kernel.shape
+    rank = len(k)
+    w = jnp.flip(kernel, axis=tuple(range(rank)))
+    w = w.reshape((*k, out_per_group, groups, channels // groups))
+    w = w.transpose((*range(rank), rank + 2, rank + 1, rank))
+    return w.reshape((*k, channels // groups, out_per_group * groups))
+
+
+def _xla(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    return xla(x, forward_kernel(kernel, spec.feature_group_count), spec)
+
+
+#: Transposed-conv formulations. Each gets the kernel in ``conv_transpose``'s layout and the spec
+#: of the equivalent forward conv (input dilation = the transposed conv's strides).
+TRANSPOSE: dict[str, Formulation] = {
+    "xla": Formulation("xla", _xla, lambda spec: None,
+                       "lax.conv_general_dilated on the stride-dilated input (lhs_dilation)"),
+}
+TRANSPOSE_POLICY: tuple[policy.PolicyRow, ...] = ()
+
+
+def prepare_transpose(
+    x_shape: Sequence[int], kernel_shape: Sequence[int], *, strides: IntOrSeq = 1,
+    padding: PaddingLike = "SAME", output_padding: IntOrSeq | None = None,
+    kernel_dilation: IntOrSeq = 1, feature_group_count: int = 1, precision: Any = None,
+    preferred_element_type: Any = None,
+) -> ConvSpec:
+    """Validates a transposed conv and returns the spec of its equivalent forward conv."""
+    op = "conv_transpose"
+    kernel_shape = tuple(int(d) for d in kernel_shape)
+    rank = _checks.kernel_rank(kernel_shape, op=op)
+    x_shape = tuple(int(d) for d in x_shape)
+    if len(x_shape) < rank + 1:
+        raise ValueError(
+            f"{op}: input shape {x_shape} has {len(x_shape)} dims, too few for a {rank}-D "
+            f"transposed convolution with kernel shape {kernel_shape}; expected (*batch, {rank} "
+            "spatial dims, channels)")
+    strides = _checks.int_tuple("strides", strides, rank)
+    dilation = _checks.int_tuple("kernel_dilation", kernel_dilation, rank)
+    groups = _checks.positive_int("feature_group_count", feature_group_count)
+    *_, out_per_group, in_channels = kernel_shape
+    channels = x_shape[-1]
+    if channels != in_channels:
+        raise ValueError(
+            f"{op}: input has {channels} channels but the kernel expects {in_channels} (kernel "
+            f"shape {kernel_shape} is (*kernel_spatial, C_out // groups, C_in))")
+    if channels % groups:
+        raise ValueError(f"{op}: feature_group_count={groups} does not divide the input's "
+                         f"{channels} channels")
+    spatial = x_shape[len(x_shape) - rank - 1:-1]
+    window = tuple((k - 1) * d + 1 for k, d in zip(kernel_shape[:-2], dilation))
+    forward_in = tuple(n * s for n, s in zip(spatial, strides))
+    pads, fill = padlib.amounts(padding, in_spatial=forward_in, window=window, strides=strides)
+    if fill is not None:
+        raise ValueError(
+            f"{op}: padding={padding!r} fills with {fill!r}, which a transposed conv does not "
+            "define; expected 'SAME', 'VALID', 'CAUSAL', an int, one int or (low, high) pair per "
+            "spatial dim")
+    if output_padding is None:
+        is_same = isinstance(padding, str) and padding.upper() == "SAME"
+        output_padding = tuple(
+            max(n * s - ((n - 1) * s + w - lo - hi), 0) if is_same else 0
+            for n, s, w, (lo, hi) in zip(spatial, strides, window, pads))
+    output_padding = _checks.int_tuple("output_padding", output_padding, rank, minimum=0)
+    for op_, s, d in zip(output_padding, strides, dilation):
+        if op_ >= max(s, d):
+            raise ValueError(
+                f"{op}: output_padding={output_padding} must be smaller than strides={strides} "
+                f"(or kernel_dilation={dilation}) in every spatial dim")
+    forward_pads = tuple((w - 1 - lo, w - 1 - hi + extra)
+                         for w, (lo, hi), extra in zip(window, pads, output_padding))
+    batch = 1
+    for d in x_shape[:len(x_shape) - rank - 1]:
+        batch *= d
+    spec = ConvSpec((batch, *spatial, channels),
+                    (*kernel_shape[:-2], channels // groups, out_per_group * groups),
+                    (1,) * rank, forward_pads, strides, dilation, groups, precision,
+                    preferred_element_type)
+    out_spatial = spec.output_shape[1:-1]
+    if any(n < 1 for n in out_spatial):
+        raise ValueError(f"{op}: the output would be empty (spatial {out_spatial}): padding "
+                         f"{pads} crops more than the full output of the input {spatial}")
+    return spec
+
+
+def conv_transpose(
+    x: Array, kernel: Array, bias: Array | None = None, *, strides: IntOrSeq = 1,
+    padding: PaddingLike = "SAME", output_padding: IntOrSeq | None = None,
+    kernel_dilation: IntOrSeq = 1, feature_group_count: int = 1, precision: Any = None,
+    preferred_element_type: Any = None, impl: str = "auto",
+) -> Array:
+    """Transposed ("fractionally strided") convolution; see the module docstring for layout.
+
+    Args:
+      x: ``(*batch, *spatial, C_in)``.
+      kernel: ``(*kernel_spatial, C_out // feature_group_count, C_in)``.
+      bias: ``(C_out,)`` or ``None``.
+      strides: upsampling factor per spatial dim.
+      padding: the forward conv's padding (``"SAME"``, ``"VALID"``, ``"CAUSAL"``, int, per dim).
+      output_padding: extra positions on the high side, each smaller than the stride (or the
+        dilation); ``None`` is 0, except under ``"SAME"`` where it makes the output ``in * s``.
+      kernel_dilation, feature_group_count, precision, preferred_element_type: as in `conv`.
+      impl: ``"auto"`` or ``"xla"``.
+
+    Returns:
+      ``(*batch, *out_spatial, C_out)``.
+    """
+    with jax.named_scope("jaxconv.conv_transpose"):
+        if callable(impl):
+            raise TypeError(f"conv_transpose: impl={impl!r} must be a formulation name, one of "
+                            f"{', '.join(map(repr, ['auto', *TRANSPOSE]))}")
+        spec = prepare_transpose(
+            x.shape, kernel.shape, strides=strides, padding=padding,
+            output_padding=output_padding, kernel_dilation=kernel_dilation,
+            feature_group_count=feature_group_count, precision=precision,
+            preferred_element_type=preferred_element_type)
+        _checks.same_dtype("conv_transpose", x=x, kernel=kernel, bias=bias)
+        _checks.bias_shape("conv_transpose", bias, spec.out_channels)
+        compute, _ = policy.choose("conv_transpose", TRANSPOSE, TRANSPOSE_POLICY, spec, impl)
+        xb, restore = _checks.batch_input(x, spec.rank)
+        return restore(_checks.add_bias(compute(xb, kernel, spec), bias))

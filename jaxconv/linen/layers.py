@@ -1,0 +1,224 @@
+"""Flax Linen convolution layers: the NNX layers' twins for Linen code.
+
+`Conv` has ``flax.linen.Conv``'s fields (names, defaults, parameter names and shapes), plus
+``padding_mode`` and ``impl``. Input channels are inferred from the input, as in Linen. Every
+layer calls the same `jaxconv.functional` op as its NNX twin: no conv arithmetic lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax.numpy as jnp
+from flax import linen as nn
+from flax.linen import dtypes, initializers
+
+from jaxconv import functional as F
+from jaxconv.nnx import _args
+from jaxconv.typing import Array, ImplLike, IntOrSeq, PaddingLike
+
+default_kernel_init = initializers.lecun_normal()
+default_bias_init = initializers.zeros_init()
+
+
+class Conv(nn.Module):
+    """N-D convolution, a drop-in for ``flax.linen.Conv`` (see `jaxconv.nnx.Conv`).
+
+    >>> import jax
+    >>> layer = Conv(32, (3, 3))
+    >>> params = layer.init(jax.random.key(0), jnp.ones((1, 64, 64, 3)))
+    >>> params["params"]["kernel"].shape
+    (3, 3, 3, 32)
+    """
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: IntOrSeq | None = 1
+    padding: PaddingLike = "SAME"
+    input_dilation: IntOrSeq | None = 1
+    kernel_dilation: IntOrSeq | None = 1
+    feature_group_count: int = 1
+    use_bias: bool = True
+    mask: Array | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Callable = default_kernel_init
+    bias_init: Callable = default_bias_init
+    promote_dtype: Callable = dtypes.promote_dtype
+    conv_general_dilated: Callable | None = None
+    conv_general_dilated_cls: Any = None
+    padding_mode: str = "zeros"
+    impl: ImplLike = "auto"
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        size = _args.kernel_size_tuple(self.kernel_size, "Conv")
+        _args.check_input_rank(inputs, self.kernel_size, "Conv")
+        groups = max(self.feature_group_count, 1)
+        kernel_shape = (*size, inputs.shape[-1] // groups, self.features)
+        _args.check_mask(self.mask, kernel_shape, "Conv")
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        impl = self.impl
+        if self.conv_general_dilated_cls is not None:
+            impl = self.conv_general_dilated_cls()
+        elif self.conv_general_dilated is not None:
+            impl = self.conv_general_dilated
+        return F.conv(inputs, kernel, bias, strides=self.strides, padding=self.padding,
+                      padding_mode=self.padding_mode, input_dilation=self.input_dilation,
+                      kernel_dilation=self.kernel_dilation,
+                      feature_group_count=self.feature_group_count, precision=self.precision,
+                      impl=impl)
+
+
+class Pointwise(nn.Module):
+    """1x1 convolution with a ``(C_in, C_out)`` kernel (see `jaxconv.nnx.Pointwise`)."""
+
+    features: int
+    strides: IntOrSeq | None = 1
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Callable = default_kernel_init
+    bias_init: Callable = default_bias_init
+    promote_dtype: Callable = dtypes.promote_dtype
+    impl: ImplLike = "auto"
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        strides = _args.strides_for_pointwise(self.strides, "Pointwise")
+        kernel = self.param("kernel", self.kernel_init, (inputs.shape[-1], self.features),
+                            self.param_dtype)
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        return F.pointwise(inputs, kernel, bias, strides=strides, precision=self.precision,
+                           impl=self.impl)
+
+
+class DepthwiseConv(nn.Module):
+    """Depthwise convolution (see `jaxconv.nnx.DepthwiseConv`)."""
+
+    kernel_size: int | Sequence[int]
+    strides: IntOrSeq | None = 1
+    depth_multiplier: int = 1
+    padding: PaddingLike = "SAME"
+    padding_mode: str = "zeros"
+    kernel_dilation: IntOrSeq | None = 1
+    use_bias: bool = True
+    mask: Array | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Callable = default_kernel_init
+    bias_init: Callable = default_bias_init
+    promote_dtype: Callable = dtypes.promote_dtype
+    impl: ImplLike = "auto"
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        size = _args.kernel_size_tuple(self.kernel_size, "DepthwiseConv")
+        _args.check_input_rank(inputs, self.kernel_size, "DepthwiseConv")
+        out_features = inputs.shape[-1] * self.depth_multiplier
+        kernel_shape = (*size, 1, out_features)
+        _args.check_mask(self.mask, kernel_shape, "DepthwiseConv")
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        bias = (self.param("bias", self.bias_init, (out_features,), self.param_dtype)
+                if self.use_bias else None)
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        return F.depthwise_conv(inputs, kernel, bias, strides=self.strides, padding=self.padding,
+                                padding_mode=self.padding_mode,
+                                kernel_dilation=self.kernel_dilation,
+                                depth_multiplier=self.depth_multiplier,
+                                precision=self.precision, impl=self.impl)
+
+
+class SeparableConv(nn.Module):
+    """Depthwise then 1x1 convolution (see `jaxconv.nnx.SeparableConv`)."""
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: IntOrSeq | None = 1
+    depth_multiplier: int = 1
+    padding: PaddingLike = "SAME"
+    padding_mode: str = "zeros"
+    kernel_dilation: IntOrSeq | None = 1
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    depthwise_init: Callable = default_kernel_init
+    pointwise_init: Callable = default_kernel_init
+    bias_init: Callable = default_bias_init
+    promote_dtype: Callable = dtypes.promote_dtype
+    impl: ImplLike = "auto"
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        size = _args.kernel_size_tuple(self.kernel_size, "SeparableConv")
+        _args.check_input_rank(inputs, self.kernel_size, "SeparableConv")
+        middle = inputs.shape[-1] * self.depth_multiplier
+        dk = self.param("depthwise_kernel", self.depthwise_init, (*size, 1, middle),
+                        self.param_dtype)
+        pk = self.param("pointwise_kernel", self.pointwise_init, (middle, self.features),
+                        self.param_dtype)
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        inputs, dk, pk, bias = self.promote_dtype(inputs, dk, pk, bias, dtype=self.dtype)
+        return F.separable_conv(inputs, dk, pk, bias, strides=self.strides, padding=self.padding,
+                                padding_mode=self.padding_mode,
+                                kernel_dilation=self.kernel_dilation, precision=self.precision,
+                                impl=self.impl)
+
+
+class ConvTranspose(nn.Module):
+    """Transposed convolution with the forward conv's kernel layout and PyTorch's padding
+    (see `jaxconv.functional.transpose`; **differs from ``flax.linen.ConvTranspose``**)."""
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: IntOrSeq | None = 1
+    padding: PaddingLike = "SAME"
+    output_padding: IntOrSeq | None = None
+    kernel_dilation: IntOrSeq | None = 1
+    feature_group_count: int = 1
+    use_bias: bool = True
+    mask: Array | None = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Callable = default_kernel_init
+    bias_init: Callable = default_bias_init
+    promote_dtype: Callable = dtypes.promote_dtype
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        size = _args.kernel_size_tuple(self.kernel_size, "ConvTranspose")
+        _args.check_input_rank(inputs, self.kernel_size, "ConvTranspose")
+        groups = max(self.feature_group_count, 1)
+        if self.features % groups:
+            raise ValueError(f"ConvTranspose: feature_group_count={groups} does not divide "
+                             f"features={self.features}")
+        kernel_shape = (*size, self.features // groups, inputs.shape[-1])
+        _args.check_mask(self.mask, kernel_shape, "ConvTranspose")
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        return F.conv_transpose(inputs, kernel, bias, strides=self.strides, padding=self.padding,
+                                output_padding=self.output_padding,
+                                kernel_dilation=self.kernel_dilation,
+                                feature_group_count=self.feature_group_count,
+                                precision=self.precision, impl=self.impl)

@@ -1,0 +1,303 @@
+"""Flax NNX convolution layers: parameters plus one call to `jaxconv.functional`.
+
+`Conv` takes exactly ``flax.nnx.Conv``'s arguments (names, defaults, kernel and bias shapes,
+initializers and the order they draw keys in), plus ``padding_mode`` and ``impl``: swapping the
+import changes nothing else. The other layers follow the same conventions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx.nn import dtypes, initializers
+from jax import lax
+
+from jaxconv import functional as F
+from jaxconv.functional import _checks
+from jaxconv.nnx import _args
+from jaxconv.typing import Array, ImplLike, IntOrSeq, PaddingLike
+
+default_kernel_init = initializers.lecun_normal()
+default_bias_init = initializers.zeros_init()
+
+
+def _param(init: Callable, rngs: nnx.Rngs, shape, dtype, metadata: Mapping[str, Any]) -> nnx.Param:
+    return nnx.Param(init(rngs.params(), shape, dtype), **metadata)
+
+
+def _validate(op: str, kernel_shape, in_features: int, impl: ImplLike, **op_args: Any) -> None:
+    """Runs the op's own checks once, at construction, on a window-sized input."""
+    rank = len(kernel_shape) - 2
+    dilation = _checks.int_tuple("kernel_dilation", op_args.get("kernel_dilation", 1), rank)
+    spatial = tuple(k * d for k, d in zip(kernel_shape[:-2], dilation))
+    F.plan((1, *spatial, in_features), kernel_shape, op=op,
+           impl="xla" if callable(impl) else impl, **op_args)
+
+
+class Conv(nnx.Module):
+    """N-D convolution layer, a drop-in for ``flax.nnx.Conv``.
+
+    Args:
+      in_features, out_features: channels in and out.
+      kernel_size: one int per spatial dim (an int means 1-D, as in Flax; such a layer refuses
+        inputs with more than one batch axis instead of silently treating image rows as batch).
+      strides, padding, input_dilation, kernel_dilation, feature_group_count, precision,
+      preferred_element_type: as in `jaxconv.functional.conv`.
+      padding_mode: ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"``.
+      impl: formulation (`jaxconv.functional.plan`); a custom ``conv_general_dilated`` replaces
+        ``lax.conv_general_dilated`` in the ``"xla"`` formulation.
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+
+    Parameters: ``kernel`` ``(*kernel_size, in_features // feature_group_count, out_features)``
+    and ``bias`` ``(out_features,)``.
+
+    >>> layer = Conv(3, 32, (3, 3), rngs=nnx.Rngs(0))
+    >>> layer(jnp.ones((1, 64, 64, 3))).shape
+    (1, 64, 64, 32)
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
+        strides: IntOrSeq | None = 1, *, padding: PaddingLike = "SAME",
+        input_dilation: IntOrSeq | None = 1, kernel_dilation: IntOrSeq | None = 1,
+        feature_group_count: int = 1, use_bias: bool = True, mask: Array | None = None,
+        dtype: Any = None, param_dtype: Any = jnp.float32, precision: Any = None,
+        kernel_init: Callable = default_kernel_init, bias_init: Callable = default_bias_init,
+        conv_general_dilated: Callable = lax.conv_general_dilated,
+        promote_dtype: Callable = dtypes.promote_dtype, preferred_element_type: Any = None,
+        rngs: nnx.Rngs, kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
+        bias_metadata: Mapping[str, Any] = MappingProxyType({}),
+        padding_mode: str = "zeros", impl: ImplLike = "auto",
+    ):
+        size = _args.kernel_size_tuple(kernel_size, "Conv")
+        kernel_shape = (*size, in_features // max(feature_group_count, 1), out_features)
+        self.conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
+                              input_dilation=input_dilation, kernel_dilation=kernel_dilation,
+                              feature_group_count=feature_group_count, precision=precision,
+                              preferred_element_type=preferred_element_type)
+        impl = conv_general_dilated if conv_general_dilated is not lax.conv_general_dilated \
+            else impl
+        _validate("conv", kernel_shape, in_features, impl, **self.conv_args)
+        _args.check_mask(mask, kernel_shape, "Conv")
+        self.kernel_shape = kernel_shape
+        self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
+        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
+                     if use_bias else nnx.data(None))
+        self.in_features, self.out_features = in_features, out_features
+        self.kernel_size, self.strides, self.padding = kernel_size, strides, padding
+        self.input_dilation, self.kernel_dilation = input_dilation, kernel_dilation
+        self.feature_group_count, self.use_bias, self.mask = feature_group_count, use_bias, mask
+        self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
+        self.conv_general_dilated, self.promote_dtype = conv_general_dilated, promote_dtype
+        self.preferred_element_type, self.padding_mode = preferred_element_type, padding_mode
+        self.impl = impl
+
+    def __call__(self, inputs: Array) -> Array:
+        _args.check_input_rank(inputs, self.kernel_size, "Conv")
+        _args.check_in_features(inputs, self.in_features, "Conv")
+        kernel = self.kernel[...]
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        bias = self.bias[...] if self.bias is not None else None
+        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        return F.conv(inputs, kernel, bias, impl=self.impl, **self.conv_args)
+
+
+class Pointwise(nnx.Module):
+    """1x1 convolution: a Dense layer applied at every (strided) position.
+
+    Args:
+      in_features, out_features: channels in and out.
+      strides: 1, or one stride per spatial dim (the ``(C_in, C_out)`` kernel has no rank).
+      impl: ``"auto"`` (a matmul), ``"matmul"`` or ``"xla"``.
+
+    Parameters: ``kernel`` ``(in_features, out_features)`` (``flax.nnx.Linear``'s layout, and
+    a 1x1 ``flax.nnx.Conv`` kernel without its unit dims) and ``bias`` ``(out_features,)``.
+
+    >>> Pointwise(32, 8, rngs=nnx.Rngs(0))(jnp.ones((2, 16, 16, 32))).shape
+    (2, 16, 16, 8)
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, strides: IntOrSeq | None = 1, *,
+        use_bias: bool = True, dtype: Any = None, param_dtype: Any = jnp.float32,
+        precision: Any = None, kernel_init: Callable = default_kernel_init,
+        bias_init: Callable = default_bias_init, promote_dtype: Callable = dtypes.promote_dtype,
+        impl: ImplLike = "auto", rngs: nnx.Rngs,
+        kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
+        bias_metadata: Mapping[str, Any] = MappingProxyType({}),
+    ):
+        self.strides = _args.strides_for_pointwise(strides, "Pointwise")
+        self.kernel = _param(kernel_init, rngs, (in_features, out_features), param_dtype,
+                             kernel_metadata)
+        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
+                     if use_bias else nnx.data(None))
+        self.in_features, self.out_features, self.use_bias = in_features, out_features, use_bias
+        self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
+        self.promote_dtype, self.impl = promote_dtype, impl
+
+    def __call__(self, inputs: Array) -> Array:
+        _args.check_in_features(inputs, self.in_features, "Pointwise")
+        bias = self.bias[...] if self.bias is not None else None
+        inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias),
+                                                  dtype=self.dtype)
+        return F.pointwise(inputs, kernel, bias, strides=self.strides, precision=self.precision,
+                           impl=self.impl)
+
+
+class DepthwiseConv(nnx.Module):
+    """Depthwise convolution: each channel convolved with its own ``depth_multiplier`` filters.
+
+    Parameters: ``kernel`` ``(*kernel_size, 1, in_features * depth_multiplier)`` (the kernel of
+    ``flax.nnx.Conv(in_features, in_features * depth_multiplier, kernel_size,
+    feature_group_count=in_features)``) and ``bias`` ``(in_features * depth_multiplier,)``.
+
+    >>> DepthwiseConv(8, (3, 3), rngs=nnx.Rngs(0))(jnp.ones((2, 16, 16, 8))).shape
+    (2, 16, 16, 8)
+    """
+
+    def __init__(
+        self, in_features: int, kernel_size: int | Sequence[int], strides: IntOrSeq | None = 1,
+        *, depth_multiplier: int = 1, padding: PaddingLike = "SAME",
+        padding_mode: str = "zeros", kernel_dilation: IntOrSeq | None = 1,
+        use_bias: bool = True, mask: Array | None = None, dtype: Any = None,
+        param_dtype: Any = jnp.float32, precision: Any = None,
+        kernel_init: Callable = default_kernel_init, bias_init: Callable = default_bias_init,
+        promote_dtype: Callable = dtypes.promote_dtype, impl: ImplLike = "auto",
+        rngs: nnx.Rngs, kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
+        bias_metadata: Mapping[str, Any] = MappingProxyType({}),
+    ):
+        size = _args.kernel_size_tuple(kernel_size, "DepthwiseConv")
+        multiplier = _checks.positive_int("depth_multiplier", depth_multiplier)
+        out_features = in_features * multiplier
+        kernel_shape = (*size, 1, out_features)
+        self.conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
+                              kernel_dilation=kernel_dilation, precision=precision)
+        _validate("depthwise_conv", kernel_shape, in_features, impl, **self.conv_args)
+        _args.check_mask(mask, kernel_shape, "DepthwiseConv")
+        self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
+        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
+                     if use_bias else nnx.data(None))
+        self.in_features, self.out_features = in_features, out_features
+        self.kernel_size, self.depth_multiplier, self.mask = kernel_size, multiplier, mask
+        self.use_bias, self.dtype, self.param_dtype = use_bias, dtype, param_dtype
+        self.promote_dtype, self.impl = promote_dtype, impl
+
+    def __call__(self, inputs: Array) -> Array:
+        _args.check_input_rank(inputs, self.kernel_size, "DepthwiseConv")
+        _args.check_in_features(inputs, self.in_features, "DepthwiseConv")
+        kernel = self.kernel[...]
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        bias = self.bias[...] if self.bias is not None else None
+        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        return F.depthwise_conv(inputs, kernel, bias, impl=self.impl, **self.conv_args)
+
+
+class SeparableConv(nnx.Module):
+    """Depthwise conv then a 1x1 conv, with one bias (MobileNetV1; Keras's ``SeparableConv``).
+
+    Parameters: ``depthwise_kernel`` ``(*kernel_size, 1, in_features * depth_multiplier)``,
+    ``pointwise_kernel`` ``(in_features * depth_multiplier, out_features)``, ``bias``
+    ``(out_features,)``.
+
+    >>> SeparableConv(8, 32, (3, 3), rngs=nnx.Rngs(0))(jnp.ones((2, 16, 16, 8))).shape
+    (2, 16, 16, 32)
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
+        strides: IntOrSeq | None = 1, *, depth_multiplier: int = 1,
+        padding: PaddingLike = "SAME", padding_mode: str = "zeros",
+        kernel_dilation: IntOrSeq | None = 1, use_bias: bool = True, dtype: Any = None,
+        param_dtype: Any = jnp.float32, precision: Any = None,
+        depthwise_init: Callable = default_kernel_init,
+        pointwise_init: Callable = default_kernel_init, bias_init: Callable = default_bias_init,
+        promote_dtype: Callable = dtypes.promote_dtype, impl: ImplLike = "auto",
+        rngs: nnx.Rngs,
+    ):
+        size = _args.kernel_size_tuple(kernel_size, "SeparableConv")
+        middle = in_features * _checks.positive_int("depth_multiplier", depth_multiplier)
+        depthwise_shape = (*size, 1, middle)
+        self.conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
+                              kernel_dilation=kernel_dilation, precision=precision)
+        _validate("depthwise_conv", depthwise_shape, in_features, impl, **self.conv_args)
+        no_metadata: Mapping[str, Any] = {}
+        self.depthwise_kernel = _param(depthwise_init, rngs, depthwise_shape, param_dtype,
+                                       no_metadata)
+        self.pointwise_kernel = _param(pointwise_init, rngs, (middle, out_features), param_dtype,
+                                       no_metadata)
+        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, no_metadata)
+                     if use_bias else nnx.data(None))
+        self.in_features, self.out_features, self.kernel_size = in_features, out_features, \
+            kernel_size
+        self.depth_multiplier, self.use_bias = depth_multiplier, use_bias
+        self.dtype, self.param_dtype, self.promote_dtype, self.impl = \
+            dtype, param_dtype, promote_dtype, impl
+
+    def __call__(self, inputs: Array) -> Array:
+        _args.check_input_rank(inputs, self.kernel_size, "SeparableConv")
+        _args.check_in_features(inputs, self.in_features, "SeparableConv")
+        bias = self.bias[...] if self.bias is not None else None
+        inputs, dk, pk, bias = self.promote_dtype(
+            (inputs, self.depthwise_kernel[...], self.pointwise_kernel[...], bias),
+            dtype=self.dtype)
+        return F.separable_conv(inputs, dk, pk, bias, impl=self.impl, **self.conv_args)
+
+
+class ConvTranspose(nnx.Module):
+    """Transposed convolution layer (`jaxconv.functional.conv_transpose` semantics).
+
+    **Differs from ``flax.nnx.ConvTranspose``**: the kernel is the forward conv's,
+    ``(*kernel_size, out_features // feature_group_count, in_features)``, and integer padding
+    has PyTorch's meaning; `jaxconv.functional.transpose` shows the conversion.
+
+    >>> ConvTranspose(16, 8, (3, 3), strides=2, rngs=nnx.Rngs(0))(jnp.ones((1, 7, 7, 16))).shape
+    (1, 14, 14, 8)
+    """
+
+    def __init__(
+        self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
+        strides: IntOrSeq | None = 1, *, padding: PaddingLike = "SAME",
+        output_padding: IntOrSeq | None = None, kernel_dilation: IntOrSeq | None = 1,
+        feature_group_count: int = 1, use_bias: bool = True, mask: Array | None = None,
+        dtype: Any = None, param_dtype: Any = jnp.float32, precision: Any = None,
+        kernel_init: Callable = default_kernel_init, bias_init: Callable = default_bias_init,
+        promote_dtype: Callable = dtypes.promote_dtype, preferred_element_type: Any = None,
+        impl: str = "auto", rngs: nnx.Rngs,
+        kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
+        bias_metadata: Mapping[str, Any] = MappingProxyType({}),
+    ):
+        size = _args.kernel_size_tuple(kernel_size, "ConvTranspose")
+        groups = _checks.positive_int("feature_group_count", feature_group_count)
+        if out_features % groups:
+            raise ValueError(f"ConvTranspose: feature_group_count={groups} does not divide "
+                             f"out_features={out_features}")
+        kernel_shape = (*size, out_features // groups, in_features)
+        self.conv_args = dict(strides=strides, padding=padding, output_padding=output_padding,
+                              kernel_dilation=kernel_dilation, feature_group_count=groups,
+                              precision=precision, preferred_element_type=preferred_element_type)
+        _validate("conv_transpose", kernel_shape, in_features, impl, **self.conv_args)
+        _args.check_mask(mask, kernel_shape, "ConvTranspose")
+        self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
+        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
+                     if use_bias else nnx.data(None))
+        self.in_features, self.out_features, self.kernel_size = in_features, out_features, \
+            kernel_size
+        self.mask, self.use_bias, self.dtype, self.param_dtype = mask, use_bias, dtype, \
+            param_dtype
+        self.promote_dtype, self.impl = promote_dtype, impl
+
+    def __call__(self, inputs: Array) -> Array:
+        _args.check_input_rank(inputs, self.kernel_size, "ConvTranspose")
+        _args.check_in_features(inputs, self.in_features, "ConvTranspose")
+        kernel = self.kernel[...]
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        bias = self.bias[...] if self.bias is not None else None
+        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        return F.conv_transpose(inputs, kernel, bias, impl=self.impl, **self.conv_args)

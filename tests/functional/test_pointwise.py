@@ -1,0 +1,69 @@
+"""The 1x1 conv is a matmul over channels: values and gradients, strided too."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxconv import functional as F
+
+
+def _data(rank, seed=0):
+    r = np.random.default_rng(seed)
+    x = jnp.asarray(r.standard_normal((2, *(7,) * rank, 6)), jnp.float32)
+    k = jnp.asarray(r.standard_normal((*(1,) * rank, 6, 4)), jnp.float32)
+    b = jnp.asarray(r.standard_normal((4,)), jnp.float32)
+    return x, k, b
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_matmul_equals_xla_values_and_gradients(rank, stride):
+    x, k, b = _data(rank)
+
+    def loss(impl):
+        return lambda x, k, b: jnp.sum(F.conv(x, k, b, strides=stride, impl=impl) ** 2)
+
+    chex.assert_trees_all_close(F.conv(x, k, b, strides=stride, impl="matmul"),
+                                F.conv(x, k, b, strides=stride, impl="xla"), atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(jax.grad(loss("matmul"), argnums=(0, 1, 2))(x, k, b),
+                                jax.grad(loss("xla"), argnums=(0, 1, 2))(x, k, b),
+                                atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("padding", ["SAME", 1, ((0, 2), (1, 0))])
+def test_matmul_with_padding_and_dilated_kernel(padding):
+    x, k, b = _data(2, seed=1)
+    kwargs = dict(strides=2, padding=padding, kernel_dilation=3)
+    chex.assert_trees_all_close(F.conv(x, k, b, impl="matmul", **kwargs),
+                                F.conv(x, k, b, impl="xla", **kwargs), atol=1e-5, rtol=1e-5)
+
+
+def test_pointwise_takes_a_dense_kernel_or_a_1x1_kernel():
+    x, k, b = _data(2, seed=2)
+    dense = k.reshape(6, 4)
+    expected = F.conv(x, k, b, strides=2, impl="xla")
+    for kernel, strides in ((dense, (2, 2)), (k, 2), (k, (2, 2))):
+        for impl in ("matmul", "xla", "auto"):
+            chex.assert_trees_all_close(F.pointwise(x, kernel, b, strides=strides, impl=impl),
+                                        expected, atol=1e-5, rtol=1e-5)
+
+
+def test_pointwise_is_dense_at_every_pixel():
+    x, k, b = _data(2, seed=3)
+    y = F.pointwise(x, k.reshape(6, 4), b)
+    expected = np.einsum("nhwc,co->nhwo", np.asarray(x, np.float64),
+                         np.asarray(k, np.float64).reshape(6, 4)) + np.asarray(b)
+    chex.assert_trees_all_close(np.asarray(y, np.float64), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_auto_picks_matmul_for_1x1_and_xla_otherwise():
+    assert F.plan((2, 8, 8, 6), (1, 1, 6, 4)).impl == "matmul"
+    assert F.plan((2, 8, 8, 6), (1, 1, 6, 4), strides=2).impl == "matmul"
+    assert F.plan((2, 8, 8, 6), (1, 1, 3, 4), feature_group_count=2).impl == "xla"
+    assert F.plan((2, 8, 8, 6), (1, 1, 6, 4), input_dilation=2).impl == "xla"
+    assert F.plan((2, 8, 8, 6), (3, 3, 6, 4)).impl == "xla"
+    assert F.plan((2, 8, 8, 6), (3, 3, 1, 6), op="depthwise_conv").shape_class == "depthwise"
+    text = str(F.plan((2, 8, 8, 6), (3, 3, 6, 4)))
+    assert "matmul: the kernel is (3, 3), not 1x..x1" in text
