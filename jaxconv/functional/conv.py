@@ -165,7 +165,8 @@ def pointwise_kernel_shape(x_shape: Sequence[int], kernel_shape: Sequence[int],
 
 
 def pointwise(x: Array, kernel: Array, bias: Array | None = None, *, strides: IntOrSeq = 1,
-              precision: Any = None, impl: ImplLike = "matmul") -> Array:
+              feature_group_count: int = 1, precision: Any = None,
+              impl: ImplLike = "matmul") -> Array:
     """1x1 convolution: a linear map of the channels at every (strided) position.
 
     Each output pixel is ``kernel.T @ x[pixel] + bias``, i.e. a Dense layer applied at every
@@ -174,9 +175,12 @@ def pointwise(x: Array, kernel: Array, bias: Array | None = None, *, strides: In
 
     Args:
       x: ``(*batch, *spatial, C_in)``.
-      kernel: ``(C_in, C_out)`` (a Dense kernel) or ``(1, ..., 1, C_in, C_out)`` (a 1x1 conv's).
+      kernel: ``(C_in // groups, C_out)`` (a Dense kernel) or ``(1, ..., 1, C_in // groups,
+        C_out)`` (a 1x1 conv's).
       bias: ``(C_out,)`` or ``None``.
       strides: subsampling per spatial dim (one int per dim for a ``(C_in, C_out)`` kernel).
+      feature_group_count: groups (ShuffleNet's grouped 1x1); each group of ``C_in / groups``
+        channels gets its own ``(C_in / groups, C_out / groups)`` matrix.
       impl: ``"matmul"`` (default: ``dot_general``), ``"xla"`` or ``"auto"``.
 
     >>> import jax.numpy as jnp
@@ -189,5 +193,5 @@ def pointwise(x: Array, kernel: Array, bias: Array | None = None, *, strides: In
             raise ValueError(f"pointwise: kernel shape {tuple(kernel.shape)} is not 1x..x1; use "
                              "conv for larger kernels")
         prepared = prepare(x.shape, shape, op="pointwise", strides=strides, padding="VALID",
-                           precision=precision)
+                           feature_group_count=feature_group_count, precision=precision)
         return run(prepared, x, kernel.reshape(shape), bias, op="pointwise", impl=impl)

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import jax.numpy as jnp
 from jax import lax
 
 from jaxconv.typing import Array, Pads, Shape
@@ -78,9 +79,10 @@ class ConvSpec:
 
     @property
     def shape_class(self) -> str:
-        """The class the ``auto`` policy keys on: pointwise, depthwise, grouped or dense."""
-        if self.is_pointwise and self.feature_group_count == 1:
-            return "pointwise"
+        """The class the ``auto`` policy keys on: pointwise, grouped_pointwise, depthwise,
+        grouped or dense."""
+        if self.is_pointwise:
+            return "pointwise" if self.feature_group_count == 1 else "grouped_pointwise"
         if self.is_depthwise:
             return "depthwise"
         return "grouped" if self.feature_group_count > 1 else "dense"
@@ -131,8 +133,6 @@ def xla(x: Array, kernel: Array, spec: ConvSpec, *,
 def _matmul_unsupported(spec: ConvSpec) -> str | None:
     if not spec.is_pointwise:
         return f"the kernel is {spec.kernel_shape[:-2]}, not 1x..x1"
-    if spec.feature_group_count != 1:
-        return f"feature_group_count={spec.feature_group_count} (matmul mixes all channels)"
     if any(d != 1 for d in spec.input_dilation):
         return f"input_dilation={spec.input_dilation}"
     return None
@@ -141,19 +141,29 @@ def _matmul_unsupported(spec: ConvSpec) -> str | None:
 def matmul(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     """A 1x..x1 conv as zero padding, strided subsampling and one `dot_general` over channels.
 
-    Each output pixel is ``kernel.T @ x[pixel]``: exactly a Dense layer at every position.
+    Each output pixel is ``kernel.T @ x[pixel]``: exactly a Dense layer at every position. With
+    groups, each group of channels gets its own matrix (a batched `dot_general`).
     """
     if any(lo or hi for lo, hi in spec.padding):
         x = lax.pad(x, x.dtype.type(0), ((0, 0, 0), *((lo, hi, 0) for lo, hi in spec.padding),
                                          (0, 0, 0)))
     if any(s != 1 for s in spec.strides):
         x = x[(slice(None), *(slice(None, None, s) for s in spec.strides), slice(None))]
-    w = kernel.reshape(kernel.shape[-2:])
     extra = {}
     if spec.preferred_element_type is not None:
         extra["preferred_element_type"] = spec.preferred_element_type
-    return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
-                           precision=spec.precision, **extra)
+    groups = spec.feature_group_count
+    w = kernel.reshape(kernel.shape[-2:])
+    if groups == 1:
+        return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
+                               precision=spec.precision, **extra)
+    cin_g, cout = w.shape
+    xg = x.reshape((*x.shape[:-1], groups, cin_g))
+    wg = w.reshape(cin_g, groups, cout // groups)
+    # batch over the group axis: (g, ..., cout_g), then back to channels last.
+    y = lax.dot_general(xg, wg, (((xg.ndim - 1,), (0,)), ((xg.ndim - 2,), (1,))),
+                        precision=spec.precision, **extra)
+    return jnp.moveaxis(y, 0, -2).reshape((*x.shape[:-1], cout))
 
 
 #: Forward-convolution formulations, by ``impl=`` name.

@@ -31,6 +31,10 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
     PolicyRow(ANY, "pointwise", "matmul",
               "a 1x..x1 kernel without groups or input dilation is a matmul over channels; "
               "dot_general skips the convolution machinery"),
+    PolicyRow(ANY, "grouped_pointwise", "matmul",
+              "a grouped 1x1 conv is one batched dot_general over the groups; measured on CPU "
+              "(batch 64, 16x16, forward+backward) 15x faster than XLA's grouped conv at 64 "
+              "channels / 2 groups and 17x at 128 / 8"),
 )
 
 

@@ -82,6 +82,7 @@ class Pointwise(nn.Module):
 
     features: int
     strides: IntOrSeq | None = 1
+    feature_group_count: int = 1
     use_bias: bool = True
     dtype: Any = None
     param_dtype: Any = jnp.float32
@@ -94,13 +95,15 @@ class Pointwise(nn.Module):
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
         strides = _args.strides_for_pointwise(self.strides, "Pointwise")
-        kernel = self.param("kernel", self.kernel_init, (inputs.shape[-1], self.features),
-                            self.param_dtype)
+        groups = max(self.feature_group_count, 1)
+        kernel = self.param("kernel", self.kernel_init,
+                            (inputs.shape[-1] // groups, self.features), self.param_dtype)
         bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
                 if self.use_bias else None)
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        return F.pointwise(inputs, kernel, bias, strides=strides, precision=self.precision,
-                           impl=self.impl)
+        return F.pointwise(inputs, kernel, bias, strides=strides,
+                           feature_group_count=self.feature_group_count,
+                           precision=self.precision, impl=self.impl)
 
 
 class DepthwiseConv(nn.Module):

@@ -113,10 +113,12 @@ class Pointwise(nnx.Module):
     Args:
       in_features, out_features: channels in and out.
       strides: 1, or one stride per spatial dim (the ``(C_in, C_out)`` kernel has no rank).
+      feature_group_count: groups (ShuffleNet's grouped 1x1).
       impl: ``"auto"`` (a matmul), ``"matmul"`` or ``"xla"``.
 
-    Parameters: ``kernel`` ``(in_features, out_features)`` (``flax.nnx.Linear``'s layout, and
-    a 1x1 ``flax.nnx.Conv`` kernel without its unit dims) and ``bias`` ``(out_features,)``.
+    Parameters: ``kernel`` ``(in_features // feature_group_count, out_features)``
+    (``flax.nnx.Linear``'s layout, and a 1x1 ``flax.nnx.Conv`` kernel without its unit dims) and
+    ``bias`` ``(out_features,)``.
 
     >>> Pointwise(32, 8, rngs=nnx.Rngs(0))(jnp.ones((2, 16, 16, 32))).shape
     (2, 16, 16, 8)
@@ -124,7 +126,8 @@ class Pointwise(nnx.Module):
 
     def __init__(
         self, in_features: int, out_features: int, strides: IntOrSeq | None = 1, *,
-        use_bias: bool = True, dtype: Any = None, param_dtype: Any = jnp.float32,
+        feature_group_count: int = 1, use_bias: bool = True, dtype: Any = None,
+        param_dtype: Any = jnp.float32,
         precision: Any = None, kernel_init: Callable = default_kernel_init,
         bias_init: Callable = default_bias_init, promote_dtype: Callable = dtypes.promote_dtype,
         impl: ImplLike = "auto", rngs: nnx.Rngs,
@@ -132,8 +135,13 @@ class Pointwise(nnx.Module):
         bias_metadata: Mapping[str, Any] = MappingProxyType({}),
     ):
         self.strides = _args.strides_for_pointwise(strides, "Pointwise")
-        self.kernel = _param(kernel_init, rngs, (in_features, out_features), param_dtype,
-                             kernel_metadata)
+        groups = _checks.positive_int("feature_group_count", feature_group_count)
+        kernel_shape = (in_features // groups, out_features)
+        rank = 1 if isinstance(self.strides, int) else len(self.strides)
+        F.plan((1, *(1,) * rank, in_features), kernel_shape, op="pointwise", impl=impl,
+               strides=self.strides, feature_group_count=groups)
+        self.feature_group_count = groups
+        self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
                      if use_bias else nnx.data(None))
         self.in_features, self.out_features, self.use_bias = in_features, out_features, use_bias
@@ -145,8 +153,9 @@ class Pointwise(nnx.Module):
         bias = self.bias[...] if self.bias is not None else None
         inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias),
                                                   dtype=self.dtype)
-        return F.pointwise(inputs, kernel, bias, strides=self.strides, precision=self.precision,
-                           impl=self.impl)
+        return F.pointwise(inputs, kernel, bias, strides=self.strides,
+                           feature_group_count=self.feature_group_count,
+                           precision=self.precision, impl=self.impl)
 
 
 class DepthwiseConv(nnx.Module):
