@@ -1,0 +1,133 @@
+"""Blocks built on depthwise convolutions: MobileNetV1 separable, MobileNetV2 inverted
+residual, ShuffleNet v1 unit.
+
+Notation as in `jaxconv.blocks.resnet`: ``BN(c) = 2c``, ``SE`` the optional squeeze-excitation.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxconv import functional as F
+from jaxconv.blocks import _parts as P
+from jaxconv.typing import Array
+
+
+class SeparableBlock(nnx.Module):
+    """MobileNetV1 depthwise-separable block (Howard et al. 2017, arXiv:1704.04861).
+
+    Depthwise 3x3 (stride) → BN → ReLU → 1x1 → BN → ReLU; no shortcut, as in the paper.
+
+    Parameters: ``9 C_in + BN(C_in) + C_in C_out + BN(C_out)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
+                 rngs: nnx.Rngs):
+        P.check_positive("separable", in_features=in_features, out_features=out_features,
+                         strides=strides)
+        self.depthwise = P.depthwise_norm(in_features, 3, strides, rngs=rngs)
+        self.pointwise = P.conv_norm(in_features, out_features, 1, rngs=rngs)
+
+    @staticmethod
+    def param_count(in_features: int, out_features: int, *, strides: int = 1) -> int:
+        return (P.depthwise_norm_params(in_features, 3)
+                + P.conv_norm_params(in_features, out_features, 1))
+
+    def __call__(self, x: Array) -> Array:
+        return self.pointwise(self.depthwise(x))
+
+
+class InvertedResidual(nnx.Module):
+    """MobileNetV2 inverted residual (Sandler et al. 2018, arXiv:1801.04381).
+
+    1x1 expand to ``h = C_in * expansion`` → BN → ReLU6 → depthwise 3x3 (stride) → BN → ReLU6
+    → [SE, as MobileNetV3 adds] → linear 1x1 project → BN, plus the input when the stride is 1
+    and ``C_in == C_out`` (no projection shortcut, as in the paper). ``expansion=1`` skips the
+    expand.
+
+    Parameters: ``[C_in h + BN(h)] + 9 h + BN(h) + SE(h) + h C_out + BN(C_out)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
+                 expansion: int = 6, se_ratio: float = 0.0, rngs: nnx.Rngs):
+        P.check_positive("inverted_residual", in_features=in_features,
+                         out_features=out_features, strides=strides, expansion=expansion)
+        hidden = in_features * expansion
+        self.expand = (P.conv_norm(in_features, hidden, 1, activation=jax.nn.relu6, rngs=rngs)
+                       if expansion != 1 else None)
+        self.depthwise = P.depthwise_norm(hidden, 3, strides, activation=jax.nn.relu6,
+                                          rngs=rngs)
+        self.se = P.optional_se(hidden, se_ratio, rngs)
+        self.project = P.conv_norm(hidden, out_features, 1, activation=None, rngs=rngs)
+        self.residual = strides == 1 and in_features == out_features
+
+    @staticmethod
+    def param_count(in_features: int, out_features: int, *, strides: int = 1,
+                    expansion: int = 6, se_ratio: float = 0.0) -> int:
+        h = in_features * expansion
+        expand = P.conv_norm_params(in_features, h, 1) if expansion != 1 else 0
+        return (expand + P.depthwise_norm_params(h, 3) + P.se_params(h, se_ratio)
+                + P.conv_norm_params(h, out_features, 1))
+
+    def __call__(self, x: Array) -> Array:
+        y = x if self.expand is None else self.expand(x)
+        y = self.depthwise(y)
+        if self.se is not None:
+            y = self.se(y)
+        y = self.project(y)
+        return x + y if self.residual else y
+
+
+class ShuffleUnit(nnx.Module):
+    """ShuffleNet v1 unit (Zhang, Zhou, Lin and Sun 2017, arXiv:1707.01083).
+
+    Grouped 1x1 (``groups``; ungrouped when ``C_in`` is not divisible, as the paper's first
+    stage) → BN → ReLU → channel shuffle → depthwise 3x3 (stride) → BN → grouped 1x1 → BN.
+    Stride 2: the branch makes ``b = C_out - C_in`` channels, concatenated with a 3x3 average
+    pool of the input. Stride 1: added to the input (a 1x1 + BN projection when
+    ``C_in != C_out``). Then ReLU. Inner width ``m = round(C_out / 4)`` to a multiple of
+    ``groups`` (``g``); ``g1`` is the first 1x1's groups.
+
+    Parameters: ``C_in m / g1 + BN(m) + 9 m + BN(m) + m b / g + BN(b) + P``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
+                 groups: int = 2, rngs: nnx.Rngs):
+        P.check_positive("shuffle", in_features=in_features, out_features=out_features,
+                         strides=strides, groups=groups)
+        mid, branch, first_groups = self.widths(in_features, out_features, strides, groups)
+        self.groups, self.first_groups, self.strides = groups, first_groups, strides
+        self.reduce = P.conv_norm(in_features, mid, 1, groups=first_groups, rngs=rngs)
+        self.depthwise = P.depthwise_norm(mid, 3, strides, activation=None, rngs=rngs)
+        self.expand = P.conv_norm(mid, branch, 1, groups=groups, activation=None, rngs=rngs)
+        self.shortcut = (P.projection(in_features, out_features, 1, rngs)
+                         if strides == 1 else None)
+
+    @staticmethod
+    def widths(in_features: int, out_features: int, strides: int,
+               groups: int) -> tuple[int, int, int]:
+        branch = out_features - in_features if strides != 1 else out_features
+        if branch < 1 or branch % groups:
+            raise ValueError(
+                f"shuffle: a stride-{strides} unit from {in_features} to {out_features} channels "
+                f"needs a branch width ({branch}) that is positive and divisible by "
+                f"groups={groups}")
+        mid = P.scaled(out_features, 0.25, multiple=groups)
+        return mid, branch, groups if in_features % groups == 0 else 1
+
+    @classmethod
+    def param_count(cls, in_features: int, out_features: int, *, strides: int = 1,
+                    groups: int = 2) -> int:
+        m, b, g1 = cls.widths(in_features, out_features, strides, groups)
+        shortcut = P.projection_params(in_features, out_features, 1) if strides == 1 else 0
+        return (in_features * m // g1 + P.norm_params(m) + P.depthwise_norm_params(m, 3)
+                + m * b // groups + P.norm_params(b) + shortcut)
+
+    def __call__(self, x: Array) -> Array:
+        y = F.channel_shuffle(self.reduce(x), self.groups)
+        y = self.expand(self.depthwise(y))
+        if self.strides != 1:
+            return jax.nn.relu(jnp.concatenate([P.pool(x, "avg", self.strides), y], axis=-1))
+        return jax.nn.relu(y + (x if self.shortcut is None else self.shortcut(x)))

@@ -1,0 +1,76 @@
+"""Blocks by name: `names`, `get` and `create`, keyed by the names in the design doc."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any
+
+from flax import nnx
+
+from jaxconv.blocks.branches import ConvNeXtBlock, FireModule, InceptionBlock, MlpConv
+from jaxconv.blocks.mobile import InvertedResidual, SeparableBlock, ShuffleUnit
+from jaxconv.blocks.resnet import BasicBlock, Bottleneck, ResNeXtBlock
+
+BLOCKS: dict[str, type[nnx.Module]] = {
+    "basic": BasicBlock,
+    "bottleneck": Bottleneck,
+    "resnext": ResNeXtBlock,
+    "separable": SeparableBlock,
+    "inverted_residual": InvertedResidual,
+    "fire": FireModule,
+    "shuffle": ShuffleUnit,
+    "convnext": ConvNeXtBlock,
+    "inception": InceptionBlock,
+    "nin": MlpConv,
+}
+
+
+def names() -> list[str]:
+    """The registered block names."""
+    return list(BLOCKS)
+
+
+def _unknown(kind: str, value: str, valid: list[str], where: str = "") -> ValueError:
+    close = difflib.get_close_matches(value, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"{where}{kind} {value!r} does not exist{hint}; valid: {', '.join(valid)}")
+
+
+def get(name: str) -> type[nnx.Module]:
+    if name not in BLOCKS:
+        raise _unknown("block", name, names())
+    return BLOCKS[name]
+
+
+def options(name: str) -> dict[str, Any]:
+    """A block's design options and their defaults."""
+    params = inspect.signature(get(name).__init__).parameters
+    return {p.name: p.default for p in params.values()
+            if p.kind is p.KEYWORD_ONLY and p.name not in ("strides", "rngs")}
+
+
+def check_options(name: str, given: dict[str, Any], where: str = "") -> None:
+    valid = list(options(name))
+    for key in given:
+        if key not in valid:
+            raise _unknown(f"option of block {name!r}:", key, valid, where)
+
+
+def create(name: str, in_features: int, out_features: int, *, strides: int = 1,
+           rngs: nnx.Rngs, **block_options: Any) -> nnx.Module:
+    """Builds the block registered as ``name``.
+
+    >>> block = create("bottleneck", 64, 128, strides=2, rngs=nnx.Rngs(0), ratio=0.5)
+    >>> type(block).__name__
+    'Bottleneck'
+    """
+    check_options(name, block_options)
+    return get(name)(in_features, out_features, strides=strides, rngs=rngs, **block_options)
+
+
+def param_count(name: str, in_features: int, out_features: int, *, strides: int = 1,
+                **block_options: Any) -> int:
+    """The parameter count the block's documented formula gives."""
+    check_options(name, block_options)
+    return get(name).param_count(in_features, out_features, strides=strides, **block_options)

@@ -1,0 +1,126 @@
+"""Residual blocks: ResNet basic and bottleneck (He et al.), ResNeXt (Xie et al.).
+
+Notation in the parameter formulas: ``C_in``, ``C_out`` the block's channels, ``m`` the width
+inside the bottleneck, ``BN(c) = 2c`` (scale and bias), ``P`` the projection shortcut
+(``C_in * C_out + BN(C_out)`` when the stride is not 1 or ``C_in != C_out``, else 0) and ``SE``
+the optional squeeze-excitation (`SqueezeExcite.param_count`).
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from jaxconv.blocks import _parts as P
+from jaxconv.typing import Array
+
+
+class _Residual(nnx.Module):
+    """``relu(body(x) + shortcut(x))`` with the shortcut and SE every residual block shares."""
+
+    def _init_shortcut(self, in_features: int, out_features: int, strides: int,
+                       se_ratio: float, rngs: nnx.Rngs) -> None:
+        self.se = P.optional_se(out_features, se_ratio, rngs)
+        self.shortcut = P.projection(in_features, out_features, strides, rngs)
+
+    def body(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def __call__(self, x: Array) -> Array:
+        y = self.body(x)
+        if self.se is not None:
+            y = self.se(y)
+        return jax.nn.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+
+class BasicBlock(_Residual):
+    """ResNet basic block: two 3x3 convs (He, Zhang, Ren and Sun 2015, arXiv:1512.03385).
+
+    3x3 conv (stride) → BN → ReLU → 3x3 conv → BN → [SE] → + shortcut → ReLU.
+
+    Parameters: ``9 C_in C_out + 9 C_out^2 + 2 BN(C_out) + P + SE``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
+                 se_ratio: float = 0.0, rngs: nnx.Rngs):
+        P.check_positive("basic", in_features=in_features, out_features=out_features,
+                         strides=strides)
+        self.conv1 = P.conv_norm(in_features, out_features, 3, strides, rngs=rngs)
+        self.conv2 = P.conv_norm(out_features, out_features, 3, activation=None, rngs=rngs)
+        self._init_shortcut(in_features, out_features, strides, se_ratio, rngs)
+
+    @staticmethod
+    def param_count(in_features: int, out_features: int, *, strides: int = 1,
+                    se_ratio: float = 0.0) -> int:
+        return (9 * in_features * out_features + 9 * out_features ** 2
+                + 2 * P.norm_params(out_features)
+                + P.projection_params(in_features, out_features, strides)
+                + P.se_params(out_features, se_ratio))
+
+    def body(self, x: Array) -> Array:
+        return self.conv2(self.conv1(x))
+
+
+class Bottleneck(_Residual):
+    """ResNet bottleneck: 1x1 reduce → 3x3 → 1x1 expand (He et al. 2015, arXiv:1512.03385).
+
+    The 3x3 carries the stride (ResNet v1.5). ``ratio`` sets the inner width
+    ``m = round(C_out * ratio)`` (the paper's expansion 4 is ``ratio=0.25``).
+
+    Parameters: ``C_in m + 9 m^2 + m C_out + 2 BN(m) + BN(C_out) + P + SE``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
+                 ratio: float = 0.25, se_ratio: float = 0.0, rngs: nnx.Rngs):
+        P.check_positive("bottleneck", in_features=in_features, out_features=out_features,
+                         strides=strides)
+        mid = P.scaled(out_features, ratio, block="bottleneck")
+        self.reduce = P.conv_norm(in_features, mid, 1, rngs=rngs)
+        self.conv = P.conv_norm(mid, mid, 3, strides, rngs=rngs)
+        self.expand = P.conv_norm(mid, out_features, 1, activation=None, rngs=rngs)
+        self._init_shortcut(in_features, out_features, strides, se_ratio, rngs)
+
+    @staticmethod
+    def param_count(in_features: int, out_features: int, *, strides: int = 1,
+                    ratio: float = 0.25, se_ratio: float = 0.0) -> int:
+        m = P.scaled(out_features, ratio)
+        return (in_features * m + 9 * m * m + m * out_features + 2 * P.norm_params(m)
+                + P.norm_params(out_features)
+                + P.projection_params(in_features, out_features, strides)
+                + P.se_params(out_features, se_ratio))
+
+    def body(self, x: Array) -> Array:
+        return self.expand(self.conv(self.reduce(x)))
+
+
+class ResNeXtBlock(_Residual):
+    """ResNeXt bottleneck: the 3x3 split into ``cardinality`` groups (Xie, Girshick, Dollár, Tu
+    and He 2016, arXiv:1611.05431).
+
+    Inner width ``m = round(C_out * ratio)`` to a multiple of ``cardinality`` (``g``).
+
+    Parameters: ``C_in m + 9 m^2 / g + m C_out + 2 BN(m) + BN(C_out) + P + SE``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
+                 cardinality: int = 8, ratio: float = 0.5, se_ratio: float = 0.0,
+                 rngs: nnx.Rngs):
+        P.check_positive("resnext", in_features=in_features, out_features=out_features,
+                         strides=strides, cardinality=cardinality)
+        mid = P.scaled(out_features, ratio, multiple=cardinality, block="resnext")
+        self.reduce = P.conv_norm(in_features, mid, 1, rngs=rngs)
+        self.conv = P.conv_norm(mid, mid, 3, strides, groups=cardinality, rngs=rngs)
+        self.expand = P.conv_norm(mid, out_features, 1, activation=None, rngs=rngs)
+        self._init_shortcut(in_features, out_features, strides, se_ratio, rngs)
+
+    @staticmethod
+    def param_count(in_features: int, out_features: int, *, strides: int = 1,
+                    cardinality: int = 8, ratio: float = 0.5, se_ratio: float = 0.0) -> int:
+        m = P.scaled(out_features, ratio, multiple=cardinality)
+        return (in_features * m + 9 * m * m // cardinality + m * out_features
+                + 2 * P.norm_params(m) + P.norm_params(out_features)
+                + P.projection_params(in_features, out_features, strides)
+                + P.se_params(out_features, se_ratio))
+
+    def body(self, x: Array) -> Array:
+        return self.expand(self.conv(self.reduce(x)))

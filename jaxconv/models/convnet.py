@@ -1,0 +1,70 @@
+"""`ConvNet`: a classifier assembled from a `ModelSpec`."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxconv.blocks import _parts as P
+from jaxconv.blocks import registry
+from jaxconv.models.spec import ModelSpec
+from jaxconv.typing import Array
+
+
+def _stage_inputs(spec: ModelSpec):
+    """(block, in_features, out_features, strides, options) for every block, in order."""
+    features = spec.stem_width
+    for stage in spec.stages:
+        for i in range(stage.depth):
+            yield stage.block, features, stage.width, stage.strides if i == 0 else 1, \
+                dict(stage.options)
+            features = stage.width
+
+
+class ConvNet(nnx.Module):
+    """Stem (3x3 conv + BN + ReLU) → stages of blocks → global average pool → linear.
+
+    Args:
+      spec: the architecture.
+      num_classes: classifier outputs.
+      in_features: input image channels.
+      rngs: ``nnx.Rngs`` with ``params`` (and ``dropout`` when ``spec.dropout > 0``).
+
+    >>> spec = ModelSpec.from_dict({"stages": [{"block": "basic", "width": 16}]})
+    >>> ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(0))(
+    ...     jnp.ones((2, 28, 28, 1))).shape
+    (2, 10)
+    """
+
+    def __init__(self, spec: ModelSpec, *, num_classes: int, in_features: int,
+                 rngs: nnx.Rngs):
+        P.check_positive("ConvNet", num_classes=num_classes, in_features=in_features)
+        self.spec = spec
+        self.stem = P.conv_norm(in_features, spec.stem_width, 3, spec.stem_strides, rngs=rngs)
+        self.blocks = nnx.List([
+            registry.create(name, cin, cout, strides=s, rngs=rngs, **options)
+            for name, cin, cout, s, options in _stage_inputs(spec)])
+        width = spec.stages[-1].width
+        self.dropout = nnx.Dropout(spec.dropout, rngs=rngs) if spec.dropout else None
+        self.head = nnx.Linear(width, num_classes, rngs=rngs)
+
+    @staticmethod
+    def param_count(spec: ModelSpec, *, num_classes: int, in_features: int) -> int:
+        """Parameters from the blocks' documented formulas (no model is built)."""
+        stem = P.conv_norm_params(in_features, spec.stem_width, 3)
+        blocks = sum(registry.param_count(name, cin, cout, strides=s, **options)
+                     for name, cin, cout, s, options in _stage_inputs(spec))
+        return stem + blocks + spec.stages[-1].width * num_classes + num_classes
+
+    def features(self, x: Array) -> Array:
+        """Pooled features before the classifier, ``(N, width)``."""
+        y = self.stem(x)
+        for block in self.blocks:
+            y = block(y)
+        return jnp.mean(y, axis=(1, 2))
+
+    def __call__(self, x: Array) -> Array:
+        y = self.features(x)
+        if self.dropout is not None:
+            y = self.dropout(y)
+        return self.head(y)

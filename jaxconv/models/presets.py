@@ -1,0 +1,63 @@
+"""Named presets: one per block family and budget, for 28x28 and 32x32 images.
+
+Every preset has the same layout, so a study compares designs at equal cost: a 3x3 stem of
+width ``w``, then three stages of two blocks at widths ``w, 2w, 4w`` with strides 1, 2, 2
+(28 → 28 → 14 → 7, or 32 → 32 → 16 → 8), global average pooling and a linear classifier. The
+width ``w`` of each family is the multiple of 4 that brings the 10-class, 1-channel model
+closest to the budget (0.1M, 0.3M or 1M parameters; all within 11%).
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from jaxconv.blocks import registry
+from jaxconv.models.convnet import ConvNet
+from jaxconv.models.spec import ModelSpec, StageSpec
+
+BUDGETS = {"0.1m": 100_000, "0.3m": 300_000, "1m": 1_000_000}
+
+#: Stage-one width per family and budget (0.1M, 0.3M, 1M).
+WIDTHS: dict[str, tuple[int, int, int]] = {
+    "basic": (12, 20, 40),
+    "bottleneck": (44, 76, 136),
+    "resnext": (40, 72, 128),
+    "separable": (52, 92, 172),
+    "inverted_residual": (16, 28, 52),
+    "fire": (56, 100, 180),
+    "shuffle": (104, 188, 348),
+    "convnext": (16, 28, 52),
+    "inception": (32, 52, 96),
+    "nin": (16, 28, 52),
+}
+DEPTH = 2
+
+
+def layout(block: str, width: int, *, depth: int = DEPTH, **options) -> ModelSpec:
+    """The presets' three-stage layout for any block and width."""
+    stages = tuple(StageSpec(block, width * 2 ** i, depth, 1 if i == 0 else 2, dict(options))
+                   for i in range(3))
+    return ModelSpec(stages=stages, stem_width=width)
+
+
+def presets() -> list[str]:
+    """Every preset name, ``<block>-<budget>``, e.g. ``bottleneck-0.3m``."""
+    return [f"{block}-{budget}" for block in WIDTHS for budget in BUDGETS]
+
+
+def spec(preset: str) -> ModelSpec:
+    """The `ModelSpec` of a preset."""
+    block, _, budget = preset.rpartition("-")
+    if block not in WIDTHS or budget not in BUDGETS:
+        raise registry._unknown("preset", preset, presets())
+    return layout(block, WIDTHS[block][list(BUDGETS).index(budget)])
+
+
+def create(preset: str, *, num_classes: int, in_features: int, rngs: nnx.Rngs) -> ConvNet:
+    """Builds a preset.
+
+    >>> model = create("bottleneck-0.1m", num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+    >>> len(model.blocks)
+    6
+    """
+    return ConvNet(spec(preset), num_classes=num_classes, in_features=in_features, rngs=rngs)

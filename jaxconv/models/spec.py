@@ -1,0 +1,114 @@
+"""`ModelSpec`: a classifier described as data (stem, stages of blocks, head).
+
+A plain mapping (from YAML or Python) becomes a spec through `ModelSpec.from_dict`, which
+rejects unknown keys and bad values with the key path, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from jaxconv.blocks import registry
+
+
+def _where(path: str) -> str:
+    return f"{path}: " if path else ""
+
+
+def _unknown_keys(given: Mapping, valid: Sequence[str], path: str) -> None:
+    for key in given:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), list(valid), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{_where(path)}unknown key {key!r}{hint}; valid keys: "
+                             f"{', '.join(valid)}")
+
+
+def _positive_int(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{path}: {value!r} must be a positive int")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+    """``depth`` blocks of one design at one width; the first carries the stride.
+
+    Attributes:
+      block: a registry name (`jaxconv.blocks.names`).
+      width: output channels of every block in the stage.
+      depth: number of blocks.
+      strides: the first block's stride.
+      options: the block's design options (`jaxconv.blocks.options`).
+    """
+
+    block: str
+    width: int
+    depth: int = 1
+    strides: int = 1
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "stage") -> StageSpec:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: expected a mapping with keys block, width, depth, strides, "
+                             f"options; got {data!r}")
+        _unknown_keys(data, [f.name for f in dataclasses.fields(cls)], path)
+        if "block" not in data or "width" not in data:
+            raise ValueError(f"{path}: 'block' and 'width' are required")
+        block = data["block"]
+        if block not in registry.BLOCKS:
+            raise registry._unknown("block", str(block), registry.names(), f"{path}.block: ")
+        options = dict(data.get("options") or {})
+        registry.check_options(block, options, f"{path}.options: ")
+        return cls(block=block, width=_positive_int(data["width"], f"{path}.width"),
+                   depth=_positive_int(data.get("depth", 1), f"{path}.depth"),
+                   strides=_positive_int(data.get("strides", 1), f"{path}.strides"),
+                   options=options)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Stem → stages → global average pool → (dropout) → linear classifier.
+
+    Attributes:
+      stages: the stages in order.
+      stem_width: channels of the stem's 3x3 conv (+ BN + ReLU).
+      stem_strides: the stem's stride.
+      dropout: dropout rate before the classifier.
+    """
+
+    stages: tuple[StageSpec, ...]
+    stem_width: int = 32
+    stem_strides: int = 1
+    dropout: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "model") -> ModelSpec:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: expected a mapping; got {data!r}")
+        _unknown_keys(data, [f.name for f in dataclasses.fields(cls)], path)
+        stages = data.get("stages")
+        if not isinstance(stages, Sequence) or isinstance(stages, str) or not stages:
+            raise ValueError(f"{path}.stages: expected a non-empty list of stages; got "
+                             f"{stages!r}")
+        dropout = data.get("dropout", 0.0)
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) \
+                or not 0 <= dropout < 1:
+            raise ValueError(f"{path}.dropout: {dropout!r} must be a number in [0, 1)")
+        return cls(
+            stages=tuple(StageSpec.from_dict(s, f"{path}.stages[{i}]")
+                         for i, s in enumerate(stages)),
+            stem_width=_positive_int(data.get("stem_width", 32), f"{path}.stem_width"),
+            stem_strides=_positive_int(data.get("stem_strides", 1), f"{path}.stem_strides"),
+            dropout=float(dropout))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stem_width": self.stem_width, "stem_strides": self.stem_strides,
+                "dropout": self.dropout,
+                "stages": [{"block": s.block, "width": s.width, "depth": s.depth,
+                            "strides": s.strides, "options": dict(s.options)}
+                           for s in self.stages]}
