@@ -1,0 +1,94 @@
+"""The ``jaxconv`` command: a thin face over the packages (parsing and printing only).
+
+    jaxconv explain conv2d --input 64x64x3 --filters 32 --kernel 3x3
+    jaxconv summary --model bottleneck-0.3m --input 28x28x1
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _dims(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shape like 64x64x3") from None
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive sizes like 64x64x3")
+    return dims
+
+
+def _int_or_dims(text: str) -> int | tuple[int, ...]:
+    dims = _dims(text)
+    return dims[0] if len(dims) == 1 else dims
+
+
+def _padding(text: str) -> str | int:
+    return int(text) if text.isdigit() else text
+
+
+def _explain(args: argparse.Namespace) -> None:
+    from jaxconv.analysis import explain
+
+    result = explain(args.kind, args.input, filters=args.filters, kernel=args.kernel,
+                     strides=args.strides, padding=args.padding, groups=args.groups,
+                     dilation=args.dilation, depth_multiplier=args.depth_multiplier,
+                     use_bias=not args.no_bias)
+    print(result.text)
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from flax import nnx
+
+    from jaxconv import analysis, models
+
+    models.spec(args.model)
+    model = nnx.eval_shape(lambda: models.create(args.model, num_classes=args.classes,
+                                                 in_features=args.input[-1], rngs=nnx.Rngs(0)))
+    print(f"{args.model} on {'x'.join(map(str, args.input))}, {args.classes} classes")
+    print(analysis.summary(model, args.input).table())
+
+
+def parser() -> argparse.ArgumentParser:
+    from jaxconv.analysis.explain import KINDS
+
+    p = argparse.ArgumentParser(prog="jaxconv", description=__doc__.split("\n")[0])
+    verbs = p.add_subparsers(dest="verb", required=True)
+
+    e = verbs.add_parser("explain", help="what one convolution does to its channels")
+    e.add_argument("kind", choices=KINDS)
+    e.add_argument("--input", type=_dims, required=True, help="one example, e.g. 64x64x3")
+    e.add_argument("--filters", type=int, help="output channels")
+    e.add_argument("--kernel", type=_int_or_dims, default=3, help="e.g. 3 or 3x3")
+    e.add_argument("--strides", type=_int_or_dims, default=1)
+    e.add_argument("--padding", type=_padding, default="SAME",
+                   help="SAME, VALID, CAUSAL, CIRCULAR, REFLECT, REPLICATE or an int")
+    e.add_argument("--groups", type=int, default=1)
+    e.add_argument("--dilation", type=_int_or_dims, default=1)
+    e.add_argument("--depth-multiplier", type=int, default=1)
+    e.add_argument("--no-bias", action="store_true")
+    e.set_defaults(run=_explain)
+
+    s = verbs.add_parser("summary", help="per-layer table of a model preset")
+    s.add_argument("--model", required=True, help="a preset, e.g. bottleneck-0.3m")
+    s.add_argument("--input", type=_dims, required=True, help="one example, e.g. 28x28x1")
+    s.add_argument("--classes", type=int, default=10)
+    s.set_defaults(run=_summary)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, TypeError) as error:
+        print(f"jaxconv {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
