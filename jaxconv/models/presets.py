@@ -1,8 +1,10 @@
 """Named presets: one per block family and budget, for 28x28 and 32x32 images.
 
 Every preset has the same layout, so a study compares designs at equal cost: a 3x3 stem of
-width ``w``, then three stages of two blocks at widths ``w, 2w, 4w`` with strides 1, 2, 2
-(28 → 28 → 14 → 7, or 32 → 32 → 16 → 8), global average pooling and a linear classifier. The
+width ``w`` and stride 2, then three stages of two blocks at widths ``w, 2w, 4w`` with strides
+1, 2, 2 (28 → 14 → 14 → 7 → 4, or 32 → 16 → 16 → 8 → 4), global average pooling and a linear
+classifier. The stride-2 stem keeps a training epoch of 60,000 28x28 images within minutes on
+two CPU cores. The
 width ``w`` of each family is the multiple of 4 that brings the 10-class, 1-channel model
 closest to the budget (0.1M, 0.3M or 1M parameters; all within 11%).
 """
@@ -37,7 +39,7 @@ def layout(block: str, width: int, *, depth: int = DEPTH, **options) -> ModelSpe
     """The presets' three-stage layout for any block and width."""
     stages = tuple(StageSpec(block, width * 2 ** i, depth, 1 if i == 0 else 2, dict(options))
                    for i in range(3))
-    return ModelSpec(stages=stages, stem_width=width)
+    return ModelSpec(stages=stages, stem_width=width, stem_strides=2)
 
 
 def presets() -> list[str]:
@@ -56,7 +58,8 @@ def spec(preset: str) -> ModelSpec:
 def create(preset: str, *, num_classes: int, in_features: int, rngs: nnx.Rngs) -> ConvNet:
     """Builds a preset.
 
-    >>> model = create("bottleneck-0.1m", num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+    >>> model = nnx.eval_shape(lambda: create("bottleneck-0.1m", num_classes=10, in_features=1,
+    ...                                       rngs=nnx.Rngs(0)))
     >>> len(model.blocks)
     6
     """
