@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -n 2 -q -m "not slow"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check jaxconv tests experiments

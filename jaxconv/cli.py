@@ -2,6 +2,7 @@
 
     jaxconv explain conv2d --input 64x64x3 --filters 32 --kernel 3x3
     jaxconv summary --model bottleneck-0.3m --input 28x28x1
+    jaxconv data info fashion_mnist | jaxconv data download mnist
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ def _summary(args: argparse.Namespace) -> None:
     print(analysis.summary(model, args.input).table())
 
 
+def _data(args: argparse.Namespace) -> None:
+    from jaxconv import data
+
+    if args.action == "info":
+        print(data.info(args.name, args.data_dir))
+    else:
+        folder = data.download(args.name, args.data_dir)
+        print(f"{args.name}: downloaded and verified in {folder}")
+
+
 def parser() -> argparse.ArgumentParser:
     from jaxconv.analysis.explain import KINDS
 
@@ -77,6 +88,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--input", type=_dims, required=True, help="one example, e.g. 28x28x1")
     s.add_argument("--classes", type=int, default=10)
     s.set_defaults(run=_summary)
+
+    d = verbs.add_parser("data", help="where datasets are found; download them")
+    d.add_argument("action", choices=("info", "download"))
+    d.add_argument("name", help="digits, mnist, fashion_mnist, cifar10, synthetic")
+    d.add_argument("--data-dir", help="a folder to look in first / download into")
+    d.set_defaults(run=_data)
     return p
 
 
@@ -84,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OSError) as error:
         print(f"jaxconv {args.verb}: error: {error}", file=sys.stderr)
         return 2
     return 0

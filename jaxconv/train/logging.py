@@ -1,0 +1,99 @@
+"""Where metrics go: ``metrics.jsonl``, TensorBoard event files, and the terminal.
+
+``metrics.jsonl`` holds one JSON record per line, each with ``kind`` (``"train"`` or
+``"epoch"``) and ``step``. On resume it is cut back (atomically) to the records up to the
+restored checkpoint, so a resumed run's file equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import tempfile
+from typing import Any
+
+
+def atomic_write_text(path: pathlib.Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and a rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                     prefix=f".{path.name}.", suffix=".tmp") as tmp:
+        tmp.write(text)
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    os.replace(tmp.name, path)
+
+
+def read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
+    """Records of a JSONL file; a torn last line (a process killed mid-write) is dropped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+class MetricsLog:
+    """Appends records to ``metrics.jsonl`` and, when available, TensorBoard."""
+
+    def __init__(self, workdir: pathlib.Path, *, resume_step: int | None):
+        self.path = workdir / "metrics.jsonl"
+        kept = [r for r in read_jsonl(self.path)
+                if resume_step is not None and r["step"] <= resume_step]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self.records = kept
+        self._file = self.path.open("a")
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=resume_step)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        for key, value in record.items():
+            if key not in ("kind", "step", "epoch") and isinstance(value, int | float):
+                self._tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        self._tb.close()
+
+
+class Progress:
+    """A tqdm bar on a terminal; plain lines (one per epoch) anywhere else."""
+
+    def __init__(self, total: int, initial: int, *, enabled: bool, description: str):
+        self.enabled = enabled
+        self.bar = None
+        self.description = description
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, desc=description, unit="step",
+                            dynamic_ncols=True, leave=False)
+
+    def step(self, metrics: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+            self.bar.update(1)
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        text = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in record.items() if k not in ("kind",))
+        if self.bar is not None:
+            self.bar.write(f"{self.description}: {text}")
+        else:
+            print(f"{self.description}: {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,176 @@
+"""`fit`: the training loop, resumable from its last checkpoint at any moment.
+
+A run is a function of (model init, data, recipe, seed): the data order of epoch ``e`` comes
+from ``(seed, e)``, the augmentation key of step ``s`` from ``(seed, s)``, and a checkpoint holds
+the train state plus the running sums of the current epoch. So a run killed anywhere and
+started again with the same arguments ends, on CPU, with exactly the metrics of an uninterrupted
+run (only the wall-clock fields differ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxconv.data.batching import Batches, eval_batches, split_validation
+from jaxconv.data.datasets import Dataset
+from jaxconv.train import step as S
+from jaxconv.train.checkpoint import Checkpoints
+from jaxconv.train.logging import MetricsLog, Progress
+from jaxconv.train.recipe import Recipe
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the parameters became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What a run ended with.
+
+    Attributes:
+      history: one record per epoch (train, validation and test metrics, times).
+      train_time_s: seconds spent in training steps, compilation excluded.
+      images_per_second: training throughput over those seconds.
+    """
+
+    history: list[dict[str, Any]]
+    train_time_s: float
+    images_per_second: float
+    model: nnx.Module
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1]
+
+    @property
+    def best_epoch(self) -> int:
+        key = "val_accuracy" if "val_accuracy" in self.final else "test_accuracy"
+        return max(self.history, key=lambda r: r[key])["epoch"]
+
+
+def channel_stats(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the training images, in [0, 1] units."""
+    pixels = ds.images.reshape(-1, ds.images.shape[-1]).astype(np.float64) / 255.0
+    return pixels.mean(0).astype(np.float32), np.maximum(pixels.std(0), 1e-3).astype(np.float32)
+
+
+def evaluate(steps: S.Steps, state: S.TrainState, ds: Dataset, batch_size: int,
+             mesh, prefix: str) -> dict[str, float]:
+    totals = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+    for images, labels, weight in eval_batches(ds, batch_size):
+        out = steps.evaluate(state, *S.shard_batch(mesh, images, labels, weight))
+        for key in totals:
+            totals[key] += float(out[key])
+    return {f"{prefix}_loss": totals["loss"] / totals["count"],
+            f"{prefix}_accuracy": totals["correct"] / totals["count"]}
+
+
+def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, seed: int,
+        workdir: str | pathlib.Path, progress: bool = True, description: str = "train",
+        on_step: Callable[[int], None] | None = None) -> FitResult:
+    """Trains ``model`` (a copy; the argument is not modified) and evaluates it every epoch.
+
+    Args:
+      model: an NNX classifier mapping ``(N, H, W, C)`` float images to logits.
+      train, test: datasets; a seeded ``recipe.validation_fraction`` of ``train`` is held out.
+      recipe: the hyper-parameters.
+      seed: data order, augmentation and (through the caller's init) the model.
+      workdir: checkpoints, ``metrics.jsonl`` and TensorBoard files; an existing checkpoint
+        there is resumed.
+      on_step: called with the step number after each step (a hook for tests and tools).
+
+    Returns:
+      A `FitResult` with the trained model.
+
+    Raises:
+      TrainingDiverged: the loss became NaN or infinite.
+      ValueError: the batch size does not divide over the devices, or exceeds the data.
+    """
+    workdir = pathlib.Path(workdir)
+    S.check_divisible(recipe.batch_size)
+    S.check_divisible(recipe.eval_batch_size, "eval_batch_size")
+    train_ds, val_ds = split_validation(train, recipe.validation_fraction, seed)
+    batches = Batches(train_ds, recipe.batch_size, seed)
+    per_epoch = batches.steps_per_epoch
+    mean, std = channel_stats(train_ds)
+    steps = S.build(model, recipe, steps_per_epoch=per_epoch, num_classes=train.num_classes,
+                    mean=mean, std=std, seed=seed)
+    mesh = S.mesh()
+    state = S.replicate(mesh, steps.init(model))
+    checkpoints = Checkpoints(workdir)
+    meta: dict[str, Any] = {"history": [], "train_time_s": 0.0, "images": 0,
+                            "sums": [0.0, 0.0, 0]}
+    if checkpoints.latest() is not None:
+        state, meta = checkpoints.restore(state)
+    start = int(state.step)
+    log = MetricsLog(workdir, resume_step=start if start else None)
+    bar = Progress(recipe.epochs * per_epoch, start, enabled=progress, description=description)
+    lr = recipe.schedule_fn(per_epoch)
+    history, sums = list(meta["history"]), list(meta["sums"])
+    train_time, images_seen = float(meta["train_time_s"]), int(meta["images"])
+
+    def save():
+        checkpoints.save(state, {"history": history, "train_time_s": train_time,
+                                 "images": images_seen, "sums": sums})
+
+    try:
+        for epoch in range(start // per_epoch, recipe.epochs):
+            first = True
+            for images, labels in batches.epoch(epoch, start=int(state.step) % per_epoch):
+                tick = time.perf_counter()
+                state, metrics = steps.train(state, *S.shard_batch(mesh, images, labels))
+                loss, accuracy = float(metrics["loss"]), float(metrics["accuracy"])
+                if first:
+                    first = False        # the first step after a (re)start compiles
+                else:
+                    train_time += time.perf_counter() - tick
+                    images_seen += len(labels)
+                step = int(state.step)
+                if not (math.isfinite(loss) and bool(metrics["finite"])):
+                    last = checkpoints.latest()
+                    where = (f"the last good checkpoint is step {last} in "
+                             f"{checkpoints.directory}" if last is not None
+                             else "no checkpoint had been written yet")
+                    raise TrainingDiverged(
+                        f"training diverged at step {step} (epoch {epoch + 1}): loss {loss}, "
+                        f"parameters {'finite' if bool(metrics['finite']) else 'not finite'}; "
+                        f"training stopped and {where}")
+                sums = [sums[0] + loss, sums[1] + accuracy, sums[2] + 1]
+                bar.step({"loss": loss, "acc": accuracy})
+                if step % recipe.log_every == 0:
+                    log.write({"kind": "train", "step": step, "epoch": epoch + 1,
+                               "loss": loss, "accuracy": accuracy, "lr": float(lr(step - 1))})
+                if on_step is not None:
+                    on_step(step)
+                if recipe.checkpoint_every and step % recipe.checkpoint_every == 0 \
+                        and step % per_epoch:
+                    save()
+            record = {"kind": "epoch", "step": int(state.step), "epoch": epoch + 1,
+                      "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2]}
+            if val_ds is not None:
+                record.update(evaluate(steps, state, val_ds, recipe.eval_batch_size, mesh,
+                                       "val"))
+            record.update(evaluate(steps, state, test, recipe.eval_batch_size, mesh, "test"))
+            record.update({"train_time_s": train_time,
+                           "images_per_second": images_seen / train_time if train_time else 0.0})
+            history.append(record)
+            sums = [0.0, 0.0, 0]
+            log.write(record)
+            bar.epoch(record)
+            save()
+    finally:
+        bar.close()
+        log.close()
+        checkpoints.close()
+    jax.block_until_ready(state)
+    return FitResult(history, train_time, images_seen / train_time if train_time else 0.0,
+                     steps.merge(state))

@@ -1,0 +1,119 @@
+"""`Recipe`: every training hyper-parameter in one frozen dataclass, and the optimizer it makes."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import optax
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "onecycle", "constant")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How to train.
+
+    Attributes:
+      epochs, batch_size: length of training and global batch (split over devices).
+      optimizer: ``"sgd"`` (momentum, optionally Nesterov) or ``"adamw"``.
+      learning_rate: peak learning rate.
+      momentum, nesterov: SGD's momentum (``b1`` of AdamW).
+      weight_decay: decoupled for AdamW, L2 added to the gradient for SGD; never applied to
+        biases, norm scales or other 1-D parameters.
+      schedule: ``"cosine"`` (decay to 0), ``"onecycle"`` or ``"constant"``.
+      warmup_epochs: linear warm-up from 0 (cosine and constant).
+      label_smoothing: mass spread uniformly over the classes.
+      validation_fraction: share of the training set held out (seeded) for validation.
+      crop_padding: random crop after zero padding by this many pixels (0: off).
+      flip: random horizontal flips.
+      checkpoint_every: also checkpoint every N steps (0: at epoch ends only).
+      eval_batch_size: batch size for evaluation.
+      log_every: steps between training-metric records.
+    """
+
+    epochs: int = 1
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    validation_fraction: float = 0.0
+    crop_padding: int = 0
+    flip: bool = False
+    checkpoint_every: int = 0
+    eval_batch_size: int = 500
+    log_every: int = 10
+
+    def __post_init__(self):
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"train.{name}: {value!r} must be a positive int")
+        for name in ("crop_padding", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"train.{name}: {value!r} must be an int >= 0")
+        for name in ("learning_rate", "weight_decay", "warmup_epochs", "momentum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"train.{name}: {value!r} must be a number >= 0")
+        for name in ("label_smoothing", "validation_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 0 <= value < 1:
+                raise ValueError(f"train.{name}: {value!r} must be a number in [0, 1)")
+        for name in ("nesterov", "flip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"train.{name}: {getattr(self, name)!r} must be true or false")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "train") -> Recipe:
+        valid = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{path}: unknown key {key!r}{hint}; valid keys: "
+                                 f"{', '.join(valid)}")
+        return cls(**data)
+
+    def schedule_fn(self, steps_per_epoch: int) -> optax.Schedule:
+        total = self.epochs * steps_per_epoch
+        warmup = min(round(self.warmup_epochs * steps_per_epoch), total - 1)
+        peak = self.learning_rate
+        if self.schedule == "onecycle":
+            return optax.cosine_onecycle_schedule(total, peak)
+        main = (optax.cosine_decay_schedule(peak, max(total - warmup, 1))
+                if self.schedule == "cosine" else optax.constant_schedule(peak))
+        if warmup == 0:
+            return main
+        return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+
+    def optimizer_fn(self, steps_per_epoch: int) -> optax.GradientTransformation:
+        lr = self.schedule_fn(steps_per_epoch)
+
+        def decay_mask(params):
+            return jax.tree.map(lambda p: p.ndim > 1, params)
+
+        if self.optimizer == "adamw":
+            return optax.adamw(lr, b1=self.momentum, weight_decay=self.weight_decay,
+                               mask=decay_mask)
+        return optax.chain(optax.add_decayed_weights(self.weight_decay, mask=decay_mask),
+                           optax.sgd(lr, momentum=self.momentum or None,
+                                     nesterov=self.nesterov))
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"train.{name}: {value!r} is not one of {', '.join(allowed)}")

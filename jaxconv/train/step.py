@@ -1,0 +1,129 @@
+"""The jitted train and eval steps over NNX state, sharded over a device mesh.
+
+The model is split once into a graph definition (static) and state: parameters, and the rest
+(BatchNorm statistics, dropout RNG streams). A step merges them, runs forward and backward,
+applies optax, and returns the new state; its buffers are donated. Train and eval use two graph
+definitions of the same model (``model.train()`` and ``model.eval()``), so the mode is static.
+
+Devices: one `jax.sharding.Mesh` over every visible device with one axis, ``"data"``; batches
+are sharded along it and the state replicated, so XLA inserts the gradient all-reduce. One
+device is the same code path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxconv.data.augment import augment, normalize
+from jaxconv.train.recipe import Recipe
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class TrainState:
+    """Everything a step changes: parameters, other model state, optimizer state, step."""
+
+    params: Any
+    rest: Any
+    opt_state: Any
+    step: jax.Array
+
+
+def mesh() -> Mesh:
+    return Mesh(np.array(jax.devices()), ("data",))
+
+
+def check_divisible(batch_size: int, name: str = "batch_size") -> None:
+    devices = jax.device_count()
+    if batch_size % devices:
+        raise ValueError(f"train.{name}: {batch_size} does not divide evenly over the "
+                         f"{devices} devices; use a multiple of {devices}")
+
+
+def shard_batch(m: Mesh, *arrays: np.ndarray):
+    sharding = NamedSharding(m, PartitionSpec("data"))
+    return tuple(jax.device_put(a, sharding) for a in arrays)
+
+
+def replicate(m: Mesh, tree):
+    return jax.device_put(tree, NamedSharding(m, PartitionSpec()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """The compiled steps for one model, recipe and dataset statistics."""
+
+    train: Callable
+    evaluate: Callable
+    init: Callable[[nnx.Module], TrainState]
+    merge: Callable[[TrainState], nnx.Module]
+
+
+def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classes: int,
+          mean: np.ndarray, std: np.ndarray, seed: int) -> Steps:
+    """Jitted steps for ``model``; the model object itself is not modified."""
+    model = nnx.clone(model)
+    model.train()
+    train_def, _, _ = nnx.split(model, nnx.Param, ...)
+    model.eval()
+    eval_def, _, _ = nnx.split(model, nnx.Param, ...)
+    tx = recipe.optimizer_fn(steps_per_epoch)
+    mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+    base_key = jax.random.key(seed)
+    augmenting = recipe.crop_padding > 0 or recipe.flip
+
+    def init(module: nnx.Module) -> TrainState:
+        # Copies: the step donates its state, which must not delete the caller's arrays.
+        _, params, rest = jax.tree.map(lambda x: x.copy(), nnx.split(module, nnx.Param, ...))
+        return TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32))
+
+    def loss_fn(logits, labels):
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes),
+                                      recipe.label_smoothing)
+        return optax.softmax_cross_entropy(logits, targets).mean()
+
+    def train(state: TrainState, images, labels):
+        x = images
+        if augmenting:
+            x = augment(jax.random.fold_in(base_key, state.step), x,
+                        crop_padding=recipe.crop_padding, flip=recipe.flip)
+        x = normalize(x, mean, std)
+
+        module = nnx.merge(train_def, state.params, state.rest)
+
+        def objective(module):
+            logits = module(x)
+            return loss_fn(logits, labels), logits
+
+        (loss, logits), grads = nnx.value_and_grad(objective, has_aux=True)(module)
+        _, _, rest = nnx.split(module, nnx.Param, ...)
+        # optax's schedules mix int step counts with floats; keep that out of strict mode.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+        accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+        return TrainState(params, rest, opt_state, state.step + 1), \
+            {"loss": loss, "accuracy": accuracy, "finite": finite}
+
+    def evaluate(state: TrainState, images, labels, weight):
+        module = nnx.merge(eval_def, state.params, state.rest)
+        logits = module(normalize(images, mean, std))
+        losses = optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, num_classes))
+        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+        return {"loss": jnp.sum(losses * weight), "correct": jnp.sum(correct * weight),
+                "count": jnp.sum(weight)}
+
+    def merge(state: TrainState) -> nnx.Module:
+        return nnx.merge(eval_def, state.params, state.rest)
+
+    return Steps(jax.jit(train, donate_argnums=0), jax.jit(evaluate), init, merge)

@@ -1,0 +1,22 @@
+"""One epoch of a 0.3M-parameter preset on Fashion-MNIST reaches 85% test accuracy."""
+
+import os
+
+import pytest
+from flax import nnx
+
+from jaxconv import data, models, train
+
+
+@pytest.mark.slow
+def test_one_epoch_of_fashion_mnist(tmp_path):
+    try:
+        tr, te = data.load("fashion_mnist", "train"), data.load("fashion_mnist", "test")
+    except data.DataError as error:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"Fashion-MNIST is not installed here: {error}")
+    model = models.create("bottleneck-0.3m", num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+    recipe = train.Recipe(epochs=1, batch_size=128, learning_rate=0.1, warmup_epochs=0.1)
+    result = train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path, progress=False)
+    assert result.final["test_accuracy"] >= 0.85

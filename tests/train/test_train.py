@@ -1,0 +1,191 @@
+"""The training engine: smoke run, determinism, resume after a crash and after kill -9,
+divergence, logging, and the 4-device run."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxconv import data, models, train
+from jaxconv.train import step as step_lib
+from tests.train.runner import run
+
+ROOT = pathlib.Path(__file__).parents[2]
+TIMING = ("train_time_s", "images_per_second")
+
+
+def without_timing(history):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in history]
+
+
+def subprocess_run(workdir, *args, devices=1, **popen):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               JAX_PLATFORMS="cpu")
+    return subprocess.Popen([sys.executable, "-m", "tests.train.runner", str(workdir), *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, **popen)
+
+
+def test_one_epoch_smoke_run_writes_metrics_and_checkpoints(tmp_path):
+    result = run(tmp_path, epochs=1)
+    assert [r["epoch"] for r in result.history] == [1]
+    assert 0 <= result.final["test_accuracy"] <= 1 and result.images_per_second > 0
+    records = train.read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 9))
+    assert train.Checkpoints(tmp_path).latest() == 8
+    logits = result.model(jnp.zeros((2, 12, 12, 1)))
+    assert logits.shape == (2, 4)
+
+
+def test_synthetic_task_is_learned(tmp_path):
+    result = run(tmp_path, epochs=6, log_every=100, checkpoint_every=0)
+    assert result.final["test_accuracy"] >= 0.9
+
+
+def test_fit_leaves_the_callers_model_usable(tmp_path):
+    tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
+    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=4, in_features=1,
+                           rngs=nnx.Rngs(0))
+    before = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
+    train.fit(model, tr, te, train.Recipe(epochs=1, batch_size=64, eval_batch_size=64), seed=0,
+              workdir=tmp_path, progress=False)
+    after = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, before, after)))
+
+
+def test_same_seed_same_run(tmp_path):
+    a = run(tmp_path / "a", epochs=1)
+    b = run(tmp_path / "b", epochs=1)
+    assert without_timing(a.history) == without_timing(b.history)
+
+
+def test_resume_after_a_crash_gives_identical_metrics(tmp_path):
+    reference = run(tmp_path / "reference")
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_step_11(step):
+        if step == 11:
+            raise Crash
+
+    tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
+    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=4, in_features=1,
+                           rngs=nnx.Rngs(0))
+    recipe = train.Recipe(epochs=2, batch_size=32, learning_rate=0.05, log_every=1,
+                          checkpoint_every=3, eval_batch_size=32, crop_padding=1, flip=True)
+    with pytest.raises(Crash):
+        train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path / "crashed", progress=False,
+                  on_step=crash_at_step_11)
+    assert train.Checkpoints(tmp_path / "crashed").latest() == 9
+    resumed = run(tmp_path / "crashed")
+    assert without_timing(resumed.history) == without_timing(reference.history)
+    assert without_timing(train.read_jsonl(tmp_path / "crashed" / "metrics.jsonl")) == \
+        without_timing(train.read_jsonl(tmp_path / "reference" / "metrics.jsonl"))
+    chex_equal = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
+                              nnx.state(resumed.model, nnx.Param),
+                              nnx.state(reference.model, nnx.Param))
+    assert all(jax.tree.leaves(chex_equal))
+
+
+def test_kill_9_then_rerun_gives_identical_metrics(tmp_path):
+    reference = run(tmp_path / "reference")
+    workdir = tmp_path / "killed"
+    process = subprocess_run(workdir, "--sleep", "0.3")
+    deadline = time.time() + 120
+    while train.Checkpoints(workdir).latest() is None and time.time() < deadline:
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = train.Checkpoints(workdir).latest()
+    assert killed_at is not None and killed_at < 16, "the run finished before it was killed"
+    resumed = run(workdir)
+    assert without_timing(resumed.history) == without_timing(reference.history)
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
+    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=4, in_features=1,
+                           rngs=nnx.Rngs(0))
+    # Linear warm-up from 0 to an enormous rate: a few steps in, the parameters overflow.
+    recipe = train.Recipe(epochs=1, batch_size=32, learning_rate=3e38, warmup_epochs=1.0,
+                          schedule="constant", weight_decay=0.0, checkpoint_every=1,
+                          eval_batch_size=32)
+    with pytest.raises(train.TrainingDiverged, match=r"training diverged at step (\d+) \(epoch "
+                                                     r"1\):.*parameters not finite; training "
+                                                     r"stopped and the last good checkpoint is "
+                                                     r"step (\d+) in ") as info:
+        train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path, progress=False)
+    bad, good = map(int, re.search(r"step (\d+) .*step (\d+)", str(info.value)).groups())
+    checkpoints = train.Checkpoints(tmp_path)
+    assert checkpoints.latest() == good == bad - 1 > 0
+    steps = step_lib.build(model, recipe, steps_per_epoch=8, num_classes=4, mean=np.zeros(1),
+                           std=np.ones(1), seed=0)
+    restored, _ = checkpoints.restore(steps.init(model))
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(restored.params))
+
+
+def test_weight_decay_skips_biases_and_norm_scales():
+    recipe = train.Recipe(weight_decay=0.5, learning_rate=1.0, momentum=0.0, schedule="constant")
+    params = {"kernel": jnp.ones((3, 3, 2, 2)), "bias": jnp.ones((2,)), "scale": jnp.ones((2,))}
+    tx = recipe.optimizer_fn(10)
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    assert float(updates["kernel"].ravel()[0]) == pytest.approx(-0.5)
+    assert float(jnp.abs(updates["bias"]).max()) == 0
+    assert float(jnp.abs(updates["scale"]).max()) == 0
+
+
+def test_recipe_errors_name_the_key():
+    with pytest.raises(ValueError, match=r"train: unknown key 'lr'.*valid keys: epochs"):
+        train.Recipe.from_dict({"lr": 0.1})
+    with pytest.raises(ValueError, match=r"train.optimizer: 'adam' is not one of sgd, adamw"):
+        train.Recipe(optimizer="adam")
+    with pytest.raises(ValueError, match=r"train.batch_size: 0 must be a positive int"):
+        train.Recipe(batch_size=0)
+
+
+def _event_scalars(folder):
+    """Scalars in TensorBoard event files, parsed from the TFRecord framing directly."""
+    from tensorboardX.proto import event_pb2
+
+    tags = set()
+    for path in pathlib.Path(folder).glob("events.out.tfevents.*"):
+        raw = path.read_bytes()
+        offset = 0
+        while offset < len(raw):
+            (length,) = struct.unpack("<Q", raw[offset:offset + 8])
+            event = event_pb2.Event.FromString(raw[offset + 12:offset + 12 + length])
+            tags.update(v.tag for v in event.summary.value)
+            offset += 12 + length + 4
+    return tags
+
+
+def test_tensorboard_events_are_readable(tmp_path):
+    run(tmp_path, epochs=1)
+    tags = _event_scalars(tmp_path / "tensorboard")
+    assert {"train/loss", "train/accuracy", "epoch/test_accuracy"} <= tags
+
+
+def test_four_devices_match_one_device(tmp_path):
+    one = run(tmp_path / "one")
+    process = subprocess_run(tmp_path / "four", devices=4)
+    out, _ = process.communicate(timeout=300)
+    four = json.loads(out.strip().splitlines()[-1])
+    losses_one = [r["loss"] for r in train.read_jsonl(tmp_path / "one" / "metrics.jsonl")
+                  if r["kind"] == "train"]
+    np.testing.assert_allclose(four["losses"], losses_one, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(four["history"][-1]["test_accuracy"],
+                               one.final["test_accuracy"], atol=1 / 64)
+    uneven = subprocess_run(tmp_path / "uneven", "--batch-size", "30", devices=4)
+    out, _ = uneven.communicate(timeout=300)
+    assert "train.batch_size: 30 does not divide evenly over the 4 devices" in out
