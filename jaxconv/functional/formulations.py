@@ -12,6 +12,7 @@ pinned to by the tests.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -166,6 +167,69 @@ def matmul(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     return jnp.moveaxis(y, 0, -2).reshape((*x.shape[:-1], cout))
 
 
+def _shift_unsupported(spec: ConvSpec) -> str | None:
+    if not spec.is_depthwise:
+        return (f"not depthwise (feature_group_count={spec.feature_group_count}, "
+                f"{spec.in_channels} input channels)")
+    if any(d != 1 for d in spec.input_dilation):
+        return f"input_dilation={spec.input_dilation}"
+    return None
+
+
+def _zero_pad(x: Array, padding) -> Array:
+    if not any(lo or hi for lo, hi in padding):
+        return x
+    return lax.pad(x, x.dtype.type(0), ((0, 0, 0), *((lo, hi, 0) for lo, hi in padding),
+                                        (0, 0, 0)))
+
+
+def shift(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """A depthwise conv as one strided slice and multiply-add per kernel tap.
+
+    ``y[o] = sum_t x[o * s + t * d] * k[t]`` channel by channel: for a 3x3 kernel, nine shifted
+    views of the padded input, each scaled by one tap's per-channel weights. Autodiff turns the
+    slices into pads and the products into element-wise products, so the backward pass stays
+    element-wise too. A depth multiplier ``M`` repeats each input channel ``M`` times first.
+    """
+    x = _zero_pad(x, spec.padding)
+    multiplier = spec.out_channels // spec.in_channels
+    if multiplier > 1:
+        x = jnp.repeat(x, multiplier, axis=-1)
+    out = spec.output_shape
+    w = kernel.reshape((-1, spec.out_channels))
+    y = None
+    for index, tap in enumerate(itertools.product(*(range(k) for k in spec.kernel_shape[:-2]))):
+        start = (0, *(t * d for t, d in zip(tap, spec.kernel_dilation)), 0)
+        limit = (out[0], *(b + (n - 1) * s + 1 for b, n, s in
+                           zip(start[1:-1], out[1:-1], spec.strides)), out[-1])
+        view = lax.slice(x, start, limit, (1, *spec.strides, 1))
+        term = view * w[index].reshape((1,) * (x.ndim - 1) + (-1,))
+        y = term if y is None else y + term
+    return y
+
+
+def _split_unsupported(spec: ConvSpec) -> str | None:
+    if spec.feature_group_count == 1:
+        return "feature_group_count=1 (nothing to split)"
+    return None
+
+
+def split(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """A grouped conv as one dense `lax.conv_general_dilated` per group, concatenated.
+
+    XLA's CPU backend runs grouped convolutions, and above all their backward pass, far slower
+    than the same number of dense convolutions of the group's size.
+    """
+    groups = spec.feature_group_count
+    cin, cout = spec.in_channels // groups, spec.out_channels // groups
+    dense = dataclasses.replace(spec, input_shape=(*spec.input_shape[:-1], cin),
+                                kernel_shape=(*spec.kernel_shape[:-1], cout),
+                                feature_group_count=1)
+    parts = [xla(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], dense)
+             for g in range(groups)]
+    return jnp.concatenate(parts, axis=-1)
+
+
 #: Forward-convolution formulations, by ``impl=`` name.
 CONV: dict[str, Formulation] = {
     f.name: f for f in (
@@ -173,5 +237,9 @@ CONV: dict[str, Formulation] = {
                     "jax.lax.conv_general_dilated, the reference"),
         Formulation("matmul", matmul, _matmul_unsupported,
                     "1x..x1 kernel as subsample + dot_general over channels"),
+        Formulation("shift", shift, _shift_unsupported,
+                    "depthwise conv as one shifted multiply-add per kernel tap"),
+        Formulation("split", split, _split_unsupported,
+                    "grouped conv as one dense conv per group, concatenated"),
     )
 }

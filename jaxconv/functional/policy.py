@@ -31,10 +31,18 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
     PolicyRow(ANY, "pointwise", "matmul",
               "a 1x..x1 kernel without groups or input dilation is a matmul over channels; "
               "dot_general skips the convolution machinery"),
-    PolicyRow(ANY, "grouped_pointwise", "matmul",
+    PolicyRow("cpu", "grouped_pointwise", "matmul",
               "a grouped 1x1 conv is one batched dot_general over the groups; measured on CPU "
               "(batch 64, 16x16, forward+backward) 15x faster than XLA's grouped conv at 64 "
               "channels / 2 groups and 17x at 128 / 8"),
+    PolicyRow("cpu", "depthwise", "shift",
+              "XLA's CPU depthwise conv (a grouped conv) is slow, its backward most; one shifted "
+              "multiply-add per tap measured (experiments/bench_ops.py, batch 64, 16x16x128, "
+              "forward+backward) 32 ms vs 110 ms at 3x3 and 137 ms vs 270 ms at 7x7"),
+    PolicyRow("cpu", "grouped", "split",
+              "XLA's CPU grouped conv backward is slow; one dense conv per group measured "
+              "(experiments/bench_ops.py, batch 64, 16x16, 128->128, forward+backward) 31 ms vs "
+              "551 ms at 4 groups and 37 ms vs 3381 ms at 32 groups"),
 )
 
 

@@ -1,0 +1,90 @@
+"""Every formulation equals the ``"xla"`` reference: values and gradients, ranks 1-3, strides,
+dilations, paddings, depth multipliers and groups."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxconv import functional as F
+
+DEPTHWISE = [
+    dict(rank=1, kernel=5, strides=2, kernel_dilation=1, padding="CAUSAL", multiplier=1),
+    dict(rank=2, kernel=3, strides=1, kernel_dilation=1, padding="SAME", multiplier=1),
+    dict(rank=2, kernel=3, strides=2, kernel_dilation=2, padding=1, multiplier=2),
+    dict(rank=2, kernel=7, strides=1, kernel_dilation=1, padding="REFLECT", multiplier=1),
+    dict(rank=2, kernel=4, strides=(2, 1), kernel_dilation=1, padding="VALID", multiplier=3),
+    dict(rank=3, kernel=3, strides=2, kernel_dilation=1, padding="SAME", multiplier=1),
+]
+GROUPED = [
+    dict(rank=1, kernel=3, strides=1, kernel_dilation=2, padding="SAME", groups=2),
+    dict(rank=2, kernel=3, strides=2, kernel_dilation=1, padding="SAME", groups=4),
+    dict(rank=2, kernel=3, strides=1, kernel_dilation=2, padding=((1, 2), (0, 1)), groups=3),
+    dict(rank=3, kernel=2, strides=1, kernel_dilation=1, padding="VALID", groups=2),
+]
+
+
+def _close_with_grads(op, impl, x, k):
+    def loss(impl):
+        return lambda x, k: jnp.sum(op(x, k, impl) ** 2)
+
+    chex.assert_trees_all_close(op(x, k, impl), op(x, k, "xla"), atol=2e-5, rtol=2e-5)
+    chex.assert_trees_all_close(jax.grad(loss(impl), argnums=(0, 1))(x, k),
+                                jax.grad(loss("xla"), argnums=(0, 1))(x, k),
+                                atol=2e-3, rtol=2e-4)
+
+
+@pytest.mark.parametrize("cfg", DEPTHWISE, ids=range(len(DEPTHWISE)))
+def test_shift_equals_xla(cfg):
+    r = np.random.default_rng(0)
+    rank = cfg["rank"]
+    x = jnp.asarray(r.standard_normal((2, *(7,) * rank, 6)), jnp.float32)
+    k = jnp.asarray(r.standard_normal((*(cfg["kernel"],) * rank, 1, 6 * cfg["multiplier"])),
+                    jnp.float32)
+
+    def op(x, k, impl):
+        return F.depthwise_conv(x, k, strides=cfg["strides"], padding=cfg["padding"],
+                                kernel_dilation=cfg["kernel_dilation"], impl=impl)
+
+    _close_with_grads(op, "shift", x, k)
+
+
+@pytest.mark.parametrize("cfg", GROUPED, ids=range(len(GROUPED)))
+def test_split_equals_xla(cfg):
+    r = np.random.default_rng(1)
+    rank, g = cfg["rank"], cfg["groups"]
+    x = jnp.asarray(r.standard_normal((2, *(6,) * rank, 2 * g)), jnp.float32)
+    k = jnp.asarray(r.standard_normal((*(cfg["kernel"],) * rank, 2, 3 * g)), jnp.float32)
+
+    def op(x, k, impl):
+        return F.conv(x, k, strides=cfg["strides"], padding=cfg["padding"],
+                      kernel_dilation=cfg["kernel_dilation"], feature_group_count=g, impl=impl)
+
+    _close_with_grads(op, "split", x, k)
+
+
+def test_bfloat16_formulations_track_xla():
+    r = np.random.default_rng(2)
+    x = jnp.asarray(r.standard_normal((2, 8, 8, 8)), jnp.bfloat16)
+    k = jnp.asarray(r.standard_normal((3, 3, 1, 8)), jnp.bfloat16)
+    chex.assert_trees_all_close(F.depthwise_conv(x, k, impl="shift").astype(jnp.float32),
+                                F.depthwise_conv(x, k, impl="xla").astype(jnp.float32),
+                                atol=0.1, rtol=0.05)
+
+
+def test_auto_policy_on_cpu_and_elsewhere():
+    assert F.plan((8, 16, 16, 32), (3, 3, 1, 32), op="depthwise_conv").impl == "shift"
+    assert F.plan((8, 16, 16, 32), (3, 3, 8, 32), feature_group_count=4).impl == "split"
+    gpu = F.plan((8, 16, 16, 32), (3, 3, 8, 32), feature_group_count=4, backend="gpu")
+    assert gpu.impl == "xla" and "no faster formulation is known" in gpu.reason
+    assert "137 ms vs 270 ms" in F.plan((8, 16, 16, 32), (7, 7, 1, 32),
+                                        op="depthwise_conv").reason
+
+
+def test_shift_and_split_refuse_what_they_cannot_express():
+    with pytest.raises(ValueError, match=r"impl='shift' cannot express this conv: not depthwise"):
+        F.conv(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 4, 4)), impl="shift")
+    with pytest.raises(ValueError, match=r"impl='split' cannot express this conv: "
+                                         r"feature_group_count=1"):
+        F.conv(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 4, 4)), impl="split")
