@@ -25,8 +25,8 @@ BATCH = 128
 
 def jax_jit_step(model, recipe):
     steps = S.build(model, recipe, steps_per_epoch=100, num_classes=10, mean=np.zeros(1),
-                    std=np.ones(1), seed=0)
-    state = steps.init(model)
+                    std=np.ones(1))
+    state = steps.init(model, 0)
 
     def run(images, labels):
         nonlocal state

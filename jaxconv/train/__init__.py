@@ -2,11 +2,11 @@
 
 from jaxconv.train.checkpoint import Checkpoints
 from jaxconv.train.logging import MetricsLog, read_jsonl
-from jaxconv.train.loop import FitResult, TrainingDiverged, channel_stats, fit
+from jaxconv.train.loop import FitResult, TrainingDiverged, build_steps, channel_stats, fit
 from jaxconv.train.recipe import Recipe
 from jaxconv.train.step import TrainState, check_divisible, mesh
 
 __all__ = [
     "Checkpoints", "FitResult", "MetricsLog", "Recipe", "TrainState", "TrainingDiverged",
-    "channel_stats", "check_divisible", "fit", "mesh", "read_jsonl",
+    "build_steps", "channel_stats", "check_divisible", "fit", "mesh", "read_jsonl",
 ]

@@ -58,7 +58,7 @@ class FitResult:
 
 
 def channel_stats(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of the training images, in [0, 1] units."""
+    """Per-channel mean and std of the (whole) training set, in [0, 1] units."""
     pixels = ds.images.reshape(-1, ds.images.shape[-1]).astype(np.float64) / 255.0
     return pixels.mean(0).astype(np.float32), np.maximum(pixels.std(0), 1e-3).astype(np.float32)
 
@@ -74,9 +74,25 @@ def evaluate(steps: S.Steps, state: S.TrainState, ds: Dataset, batch_size: int,
             f"{prefix}_accuracy": totals["correct"] / totals["count"]}
 
 
+def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
+    """The jitted steps `fit` would build; pass them to several `fit` calls of the same design,
+    dataset and recipe (any seed) to compile once."""
+    S.check_divisible(recipe.batch_size)
+    S.check_divisible(recipe.eval_batch_size, "eval_batch_size")
+    kept = len(train) - (max(1, round(recipe.validation_fraction * len(train)))
+                         if recipe.validation_fraction else 0)
+    if recipe.batch_size > kept:
+        raise ValueError(f"train.batch_size: {recipe.batch_size} is larger than the {kept} "
+                         f"training images of {train.name}")
+    mean, std = channel_stats(train)
+    return S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
+                   num_classes=train.num_classes, mean=mean, std=std)
+
+
 def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, seed: int,
         workdir: str | pathlib.Path, progress: bool = True, description: str = "train",
-        on_step: Callable[[int], None] | None = None) -> FitResult:
+        on_step: Callable[[int], None] | None = None,
+        steps: S.Steps | None = None) -> FitResult:
     """Trains ``model`` (a copy; the argument is not modified) and evaluates it every epoch.
 
     Args:
@@ -87,6 +103,7 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
       workdir: checkpoints, ``metrics.jsonl`` and TensorBoard files; an existing checkpoint
         there is resumed.
       on_step: called with the step number after each step (a hook for tests and tools).
+      steps: prebuilt steps from `build_steps` for this design, data and recipe.
 
     Returns:
       A `FitResult` with the trained model.
@@ -96,16 +113,12 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
       ValueError: the batch size does not divide over the devices, or exceeds the data.
     """
     workdir = pathlib.Path(workdir)
-    S.check_divisible(recipe.batch_size)
-    S.check_divisible(recipe.eval_batch_size, "eval_batch_size")
+    steps = steps or build_steps(model, train, recipe)
     train_ds, val_ds = split_validation(train, recipe.validation_fraction, seed)
     batches = Batches(train_ds, recipe.batch_size, seed)
     per_epoch = batches.steps_per_epoch
-    mean, std = channel_stats(train_ds)
-    steps = S.build(model, recipe, steps_per_epoch=per_epoch, num_classes=train.num_classes,
-                    mean=mean, std=std, seed=seed)
     mesh = S.mesh()
-    state = S.replicate(mesh, steps.init(model))
+    state = S.replicate(mesh, steps.init(model, seed))
     checkpoints = Checkpoints(workdir)
     meta: dict[str, Any] = {"history": [], "train_time_s": 0.0, "images": 0,
                             "sums": [0.0, 0.0, 0]}

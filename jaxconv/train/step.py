@@ -30,12 +30,14 @@ from jaxconv.train.recipe import Recipe
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class TrainState:
-    """Everything a step changes: parameters, other model state, optimizer state, step."""
+    """Everything a step changes or reads: parameters, other model state (BatchNorm
+    statistics, dropout streams), optimizer state, step, and the augmentation key."""
 
     params: Any
     rest: Any
     opt_state: Any
     step: jax.Array
+    key: jax.Array
 
 
 def mesh() -> Mesh:
@@ -64,13 +66,17 @@ class Steps:
 
     train: Callable
     evaluate: Callable
-    init: Callable[[nnx.Module], TrainState]
+    init: Callable[[nnx.Module, int], TrainState]
     merge: Callable[[TrainState], nnx.Module]
 
 
 def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classes: int,
-          mean: np.ndarray, std: np.ndarray, seed: int) -> Steps:
-    """Jitted steps for ``model``; the model object itself is not modified."""
+          mean: np.ndarray, std: np.ndarray) -> Steps:
+    """Jitted steps for ``model``; the model object itself is not modified.
+
+    The steps do not depend on the seed (it lives in the state), so one compilation serves
+    every seed of a design.
+    """
     model = nnx.clone(model)
     model.train()
     train_def, _, _ = nnx.split(model, nnx.Param, ...)
@@ -78,13 +84,13 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     eval_def, _, _ = nnx.split(model, nnx.Param, ...)
     tx = recipe.optimizer_fn(steps_per_epoch)
     mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
-    base_key = jax.random.key(seed)
     augmenting = recipe.crop_padding > 0 or recipe.flip
 
-    def init(module: nnx.Module) -> TrainState:
+    def init(module: nnx.Module, seed: int) -> TrainState:
         # Copies: the step donates its state, which must not delete the caller's arrays.
         _, params, rest = jax.tree.map(lambda x: x.copy(), nnx.split(module, nnx.Param, ...))
-        return TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32))
+        return TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32),
+                          jax.random.key(seed))
 
     def loss_fn(logits, labels):
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes),
@@ -94,7 +100,7 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     def train(state: TrainState, images, labels):
         x = images
         if augmenting:
-            x = augment(jax.random.fold_in(base_key, state.step), x,
+            x = augment(jax.random.fold_in(state.key, state.step), x,
                         crop_padding=recipe.crop_padding, flip=recipe.flip)
         x = normalize(x, mean, std)
 
@@ -112,7 +118,7 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
             params = optax.apply_updates(state.params, updates)
         accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
-        return TrainState(params, rest, opt_state, state.step + 1), \
+        return TrainState(params, rest, opt_state, state.step + 1, state.key), \
             {"loss": loss, "accuracy": accuracy, "finite": finite}
 
     def evaluate(state: TrainState, images, labels, weight):

@@ -130,8 +130,8 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     checkpoints = train.Checkpoints(tmp_path)
     assert checkpoints.latest() == good == bad - 1 > 0
     steps = step_lib.build(model, recipe, steps_per_epoch=8, num_classes=4, mean=np.zeros(1),
-                           std=np.ones(1), seed=0)
-    restored, _ = checkpoints.restore(steps.init(model))
+                           std=np.ones(1))
+    restored, _ = checkpoints.restore(steps.init(model, 0))
     assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(restored.params))
 
 
