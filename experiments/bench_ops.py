@@ -18,6 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import median_ms
 
 from jaxconv import functional as F
 
@@ -49,16 +50,6 @@ CASES = [
     Case("3-D 3x3x3 32->32, 16^3", (8, 16, 16, 16, 32), (3, 3, 3), 32),
     Case("1-D k=5 64->64, L=1024", (64, 1024, 64), (5,), 64),
 ]
-
-
-def _median_ms(fn, args, repeats):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def jax_fns(case: Case, impl: str):
@@ -148,8 +139,8 @@ def run_case(case: Case, repeats: int):
     timings = {impl: {"fwd": [], "both": []} for impl in impls}
     for _ in range(3):
         for impl, (forward, both) in fns.items():
-            timings[impl]["fwd"].append(_median_ms(forward, (x, k), repeats))
-            timings[impl]["both"].append(_median_ms(both, (x, k), repeats))
+            timings[impl]["fwd"].append(median_ms(forward, (x, k), repeats))
+            timings[impl]["both"].append(median_ms(both, (x, k), repeats))
     ms = {impl: {key: float(np.median(v)) for key, v in t.items()} for impl, t in
           timings.items()}
     torch = torch_fns(case)

@@ -7,12 +7,11 @@ computes, and times a 1x1 conv as `lax.conv_general_dilated` against its matmul 
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from timing import median_ms
 
 import jaxconv as jc
 from jaxconv import functional as F
@@ -62,16 +61,6 @@ def pointwise_32_to_8() -> None:
           f"whole map vs a Dense layer per pixel: {max_error(y, x @ w + b):.1e}")
 
 
-def _median_ms(fn, *args, repeats: int = 30) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
-
-
 def time_pointwise() -> None:
     x = jax.random.normal(jax.random.key(3), (64, 32, 32, 128))
     k = jax.random.normal(jax.random.key(4), (1, 1, 128, 128)) * 0.1
@@ -80,7 +69,7 @@ def time_pointwise() -> None:
     ms = {impl: [] for impl in by_impl}
     for _ in range(3):                                   # alternate the contenders
         for impl, fn in by_impl.items():
-            ms[impl].append(_median_ms(fn, x, k, repeats=10))
+            ms[impl].append(median_ms(fn, (x, k), repeats=10))
     xla, matmul = (float(np.median(ms[i])) for i in ("xla", "matmul"))
     print(f"1x1 conv 128->128 on {x.shape} (forward, {jax.default_backend()}): "
           f"lax.conv_general_dilated {xla:.1f} ms, matmul form {matmul:.1f} ms "

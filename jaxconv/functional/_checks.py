@@ -54,6 +54,21 @@ def kernel_rank(kernel_shape: Shape, *, op: str) -> int:
     return len(kernel_shape) - 2
 
 
+def shapes(x_shape, kernel_shape, *, op: str, what: str = "convolution") -> tuple[Shape, Shape,
+                                                                                   int]:
+    """Static input and kernel shapes as int tuples, and the spatial rank; checks that the input
+    has room for the kernel's spatial dims plus channels."""
+    kernel_shape = tuple(int(d) for d in kernel_shape)
+    rank = kernel_rank(kernel_shape, op=op)
+    x_shape = tuple(int(d) for d in x_shape)
+    if len(x_shape) < rank + 1:
+        raise ValueError(
+            f"{op}: input shape {x_shape} has {len(x_shape)} dims, too few for a {rank}-D "
+            f"{what} with kernel shape {kernel_shape}; expected (*batch, {rank} spatial dims, "
+            "channels)")
+    return x_shape, kernel_shape, rank
+
+
 def batch_input(x: Array, rank: int) -> tuple[Array, Callable[[Array], Array]]:
     """Reshapes ``(*batch, *spatial, C)`` to ``(B, *spatial, C)``; returns it and the inverse.
 

@@ -35,14 +35,7 @@ def prepare(
     preferred_element_type: Any = None,
 ) -> Prepared:
     """Validates a forward conv on static shapes and resolves it into a `Prepared`."""
-    kernel_shape = tuple(int(d) for d in kernel_shape)
-    rank = _checks.kernel_rank(kernel_shape, op=op)
-    x_shape = tuple(int(d) for d in x_shape)
-    if len(x_shape) < rank + 1:
-        raise ValueError(
-            f"{op}: input shape {x_shape} has {len(x_shape)} dims, too few for a {rank}-D "
-            f"convolution with kernel shape {kernel_shape}; expected (*batch, {rank} spatial "
-            "dims, channels)")
+    x_shape, kernel_shape, rank = _checks.shapes(x_shape, kernel_shape, op=op)
     strides = _checks.int_tuple("strides", strides, rank)
     input_dilation = _checks.int_tuple("input_dilation", input_dilation, rank)
     kernel_dilation = _checks.int_tuple("kernel_dilation", kernel_dilation, rank)

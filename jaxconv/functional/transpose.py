@@ -79,14 +79,8 @@ def prepare_transpose(
 ) -> ConvSpec:
     """Validates a transposed conv and returns the spec of its equivalent forward conv."""
     op = "conv_transpose"
-    kernel_shape = tuple(int(d) for d in kernel_shape)
-    rank = _checks.kernel_rank(kernel_shape, op=op)
-    x_shape = tuple(int(d) for d in x_shape)
-    if len(x_shape) < rank + 1:
-        raise ValueError(
-            f"{op}: input shape {x_shape} has {len(x_shape)} dims, too few for a {rank}-D "
-            f"transposed convolution with kernel shape {kernel_shape}; expected (*batch, {rank} "
-            "spatial dims, channels)")
+    x_shape, kernel_shape, rank = _checks.shapes(x_shape, kernel_shape, op=op,
+                                                 what="transposed convolution")
     strides = _checks.int_tuple("strides", strides, rank)
     dilation = _checks.int_tuple("kernel_dilation", kernel_dilation, rank)
     groups = _checks.positive_int("feature_group_count", feature_group_count)

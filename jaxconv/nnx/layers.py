@@ -29,6 +29,17 @@ def _param(init: Callable, rngs: nnx.Rngs, shape, dtype, metadata: Mapping[str, 
     return nnx.Param(init(rngs.params(), shape, dtype), **metadata)
 
 
+def _operands(layer: nnx.Module, inputs: Array, name: str) -> tuple[Array, Array, Array | None]:
+    """Checks the input against the layer, applies the mask, promotes dtypes like Flax."""
+    _args.check_input_rank(inputs, layer.kernel_size, name)
+    _args.check_in_features(inputs, layer.in_features, name)
+    kernel = layer.kernel[...]
+    if layer.mask is not None:
+        kernel = kernel * layer.mask
+    bias = layer.bias[...] if layer.bias is not None else None
+    return layer.promote_dtype((inputs, kernel, bias), dtype=layer.dtype)
+
+
 def _validate(op: str, kernel_shape, in_features: int, impl: ImplLike, **op_args: Any) -> None:
     """Runs the op's own checks once, at construction, on a window-sized input."""
     rank = len(kernel_shape) - 2
@@ -97,13 +108,7 @@ class Conv(nnx.Module):
         self.impl = impl
 
     def __call__(self, inputs: Array) -> Array:
-        _args.check_input_rank(inputs, self.kernel_size, "Conv")
-        _args.check_in_features(inputs, self.in_features, "Conv")
-        kernel = self.kernel[...]
-        if self.mask is not None:
-            kernel = kernel * self.mask
-        bias = self.bias[...] if self.bias is not None else None
-        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        inputs, kernel, bias = _operands(self, inputs, "Conv")
         return F.conv(inputs, kernel, bias, impl=self.impl, **self.conv_args)
 
 
@@ -197,13 +202,7 @@ class DepthwiseConv(nnx.Module):
         self.promote_dtype, self.impl = promote_dtype, impl
 
     def __call__(self, inputs: Array) -> Array:
-        _args.check_input_rank(inputs, self.kernel_size, "DepthwiseConv")
-        _args.check_in_features(inputs, self.in_features, "DepthwiseConv")
-        kernel = self.kernel[...]
-        if self.mask is not None:
-            kernel = kernel * self.mask
-        bias = self.bias[...] if self.bias is not None else None
-        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        inputs, kernel, bias = _operands(self, inputs, "DepthwiseConv")
         return F.depthwise_conv(inputs, kernel, bias, impl=self.impl, **self.conv_args)
 
 
@@ -302,11 +301,5 @@ class ConvTranspose(nnx.Module):
         self.promote_dtype, self.impl = promote_dtype, impl
 
     def __call__(self, inputs: Array) -> Array:
-        _args.check_input_rank(inputs, self.kernel_size, "ConvTranspose")
-        _args.check_in_features(inputs, self.in_features, "ConvTranspose")
-        kernel = self.kernel[...]
-        if self.mask is not None:
-            kernel = kernel * self.mask
-        bias = self.bias[...] if self.bias is not None else None
-        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        inputs, kernel, bias = _operands(self, inputs, "ConvTranspose")
         return F.conv_transpose(inputs, kernel, bias, impl=self.impl, **self.conv_args)
