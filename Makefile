@@ -1,15 +1,18 @@
-# `make demo` runs the main job, `make test` the test suite; both create .venv on first use.
+# `make quickstart` runs the main job, `make test` the test suite; both create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast lint clean
+.PHONY: quickstart demo test test-fast lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
+
+quickstart: $(VENV)/.installed
+	$(VENV)/bin/jaxconv run configs/quickstart.yaml
 
 demo: $(VENV)/.installed
 	$(PY) experiments/demo.py

@@ -3,6 +3,7 @@
     jaxconv explain conv2d --input 64x64x3 --filters 32 --kernel 3x3
     jaxconv summary --model bottleneck-0.3m --input 28x28x1
     jaxconv data info fashion_mnist | jaxconv data download mnist
+    jaxconv run configs/quickstart.yaml [--set train.epochs=1 ...] | jaxconv report RUN_DIR
 """
 
 from __future__ import annotations
@@ -63,6 +64,34 @@ def _data(args: argparse.Namespace) -> None:
         print(f"{args.name}: downloaded and verified in {folder}")
 
 
+def _run(args: argparse.Namespace) -> None:
+    import shlex
+
+    from jaxconv import experiment
+
+    config = experiment.load(args.config, args.set)
+    command = "jaxconv run " + " ".join(shlex.quote(a) for a in args.argv)
+    path = experiment.run(config, command=command, progress=not args.quiet,
+                          plan_only=args.plan)
+    if path is not None:
+        _print_report(path.parent)
+
+
+def _print_report(run_dir) -> None:
+    import pathlib
+
+    from jaxconv.experiment import report
+
+    rows, path = report.build(pathlib.Path(run_dir))
+    print(report.table(rows))
+    print(f"report: {path}")
+    print("plots: " + ", ".join(str(path.parent / p) for p in report.PLOTS))
+
+
+def _report(args: argparse.Namespace) -> None:
+    _print_report(args.run_dir)
+
+
 def parser() -> argparse.ArgumentParser:
     from jaxconv.analysis.explain import KINDS
 
@@ -94,11 +123,27 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("name", help="digits, mnist, fashion_mnist, cifar10, synthetic")
     d.add_argument("--data-dir", help="a folder to look in first / download into")
     d.set_defaults(run=_data)
+
+    r = verbs.add_parser("run", help="train every variant x seed of a config, then report")
+    r.add_argument("config", help="a YAML experiment config, e.g. configs/quickstart.yaml")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (YAML value), e.g. train.epochs=1 or "
+                        "'seeds=[0,1]'; repeatable")
+    r.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    r.add_argument("--plan", action="store_true",
+                   help="print the plan (a measured step per design) and stop")
+    r.set_defaults(run=_run)
+
+    rep = verbs.add_parser("report", help="rebuild report.md, results.csv and plots")
+    rep.add_argument("run_dir", help="a run folder, e.g. runs/quickstart")
+    rep.set_defaults(run=_report)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     try:
         args.run(args)
     except (ValueError, TypeError, OSError) as error:

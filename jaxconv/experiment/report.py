@@ -1,0 +1,208 @@
+"""Reports from a run folder: ``report.md``, ``results.csv`` and PNG plots.
+
+Everything is rebuilt from the files the runner leaves (``config.yaml``, ``command.txt`` and one
+``result.json`` per variant and seed), so ``jaxconv report RUN_DIR`` gives the same report at
+any later time. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import io
+import json
+import os
+import pathlib
+import platform
+import subprocess
+from typing import Any
+
+import numpy as np
+
+from jaxconv.train.logging import atomic_write_text
+
+COLUMNS = ("variant", "params", "macs", "xla_flops", "train_time_s", "images_per_second",
+           "test_acc_mean", "test_acc_std", "best_epoch", "seeds")
+PLOTS = ("accuracy_vs_params.png", "accuracy_vs_flops.png", "accuracy_vs_time.png",
+         "learning_curves.png")
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantRow:
+    """One variant aggregated over its finished seeds."""
+
+    variant: str
+    params: int
+    macs: int
+    xla_flops: float
+    train_time_s: float
+    images_per_second: float
+    test_acc_mean: float
+    test_acc_std: float
+    best_epoch: int
+    seeds: int
+    curve: tuple[float, ...]
+
+
+def results(run_dir: pathlib.Path) -> list[dict[str, Any]]:
+    """Every finished run's ``result.json`` under ``run_dir``, in variant order."""
+    order = []
+    config_path = run_dir / "config.yaml"
+    if config_path.is_file():
+        import yaml
+
+        order = [v["name"] for v in yaml.safe_load(config_path.read_text())["variants"]]
+    found = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/seed-*/result.json"))]
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(found, key=lambda r: (rank.get(r["variant"], len(rank)), r["variant"],
+                                        r["seed"]))
+
+
+def aggregate(found: list[dict[str, Any]]) -> list[VariantRow]:
+    rows, groups = [], {}
+    for result in found:
+        groups.setdefault(result["variant"], []).append(result)
+    for variant, runs in groups.items():
+        accs = np.array([r["history"][-1]["test_accuracy"] for r in runs])
+        epochs = min(len(r["history"]) for r in runs)
+        curves = np.array([[h["test_accuracy"] for h in r["history"][:epochs]] for r in runs])
+        mean_curve = curves.mean(0)
+        picked = "val_accuracy" if "val_accuracy" in runs[0]["history"][0] else "test_accuracy"
+        select = np.array([[h[picked] for h in r["history"][:epochs]] for r in runs]).mean(0)
+        rows.append(VariantRow(
+            variant=variant, params=runs[0]["params"], macs=runs[0]["macs"],
+            xla_flops=runs[0]["xla_flops"],
+            train_time_s=float(np.mean([r["train_time_s"] for r in runs])),
+            images_per_second=float(np.mean([r["images_per_second"] for r in runs])),
+            test_acc_mean=float(accs.mean()),
+            test_acc_std=float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
+            best_epoch=int(np.argmax(select)) + 1, seeds=len(runs),
+            curve=tuple(float(v) for v in mean_curve)))
+    return rows
+
+
+def table(rows: list[VariantRow]) -> str:
+    lines = ["| variant | params | MACs | XLA FLOPs | train time (s) | images/s | "
+             "test accuracy (mean ± std) | best epoch | seeds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.variant} | {r.params:,} | {r.macs / 1e6:.2f}M | "
+                     f"{r.xla_flops / 1e6:.2f}M | {r.train_time_s:.1f} | "
+                     f"{r.images_per_second:,.0f} | {100 * r.test_acc_mean:.2f} ± "
+                     f"{100 * r.test_acc_std:.2f} % | {r.best_epoch} | {r.seeds} |")
+    return "\n".join(lines)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True, timeout=10,
+                             cwd=pathlib.Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10,
+                               cwd=pathlib.Path(__file__).parent).stdout.strip()
+        return out + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> dict[str, str]:
+    import flax
+    import jax
+
+    return {"hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                        f"{jax.device_count()} {jax.default_backend()} device(s)",
+            "versions": f"Python {platform.python_version()}, jax {jax.__version__}, "
+                        f"flax {flax.__version__}",
+            "commit": _git_commit()}
+
+
+def _plot(rows: list[VariantRow], x_of, xlabel: str, path: pathlib.Path, log_x: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for r in rows:
+        ax.errorbar(x_of(r), 100 * r.test_acc_mean, yerr=100 * r.test_acc_std, fmt="o",
+                    capsize=4)
+        ax.annotate(r.variant, (x_of(r), 100 * r.test_acc_mean), textcoords="offset points",
+                    xytext=(5, 5), fontsize=8)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def _save(fig, path: pathlib.Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+
+
+def _curves(rows: list[VariantRow], path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for r in rows:
+        ax.plot(range(1, len(r.curve) + 1), [100 * v for v in r.curve], marker=".",
+                label=r.variant)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%), mean over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
+    """Writes ``report.md``, ``results.csv`` and the plots into ``run_dir``."""
+    run_dir = pathlib.Path(run_dir)
+    found = results(run_dir)
+    if not found:
+        raise ValueError(f"{run_dir}: no finished runs (no */seed-*/result.json) to report")
+    rows = aggregate(found)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    for r in rows:
+        writer.writerow([getattr(r, c) for c in COLUMNS])
+    atomic_write_text(run_dir / "results.csv", buffer.getvalue())
+    titles = ("parameters", "XLA FLOPs per image (forward)", "training time per run (s)")
+    for name, x_of, title, log in zip(
+            PLOTS[:3], (lambda r: r.params, lambda r: r.xla_flops, lambda r: r.train_time_s),
+            titles, (True, True, False)):
+        _plot(rows, x_of, title, run_dir / name, log)
+    _curves(rows, run_dir / PLOTS[3])
+    env = environment()
+    command = (run_dir / "command.txt").read_text().strip() \
+        if (run_dir / "command.txt").is_file() else "unknown"
+    config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    text = "\n".join([
+        f"# {run_dir.name}", "",
+        f"- command: `{command}`",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}",
+        f"- hardware: {env['hardware']}",
+        f"- versions: {env['versions']}",
+        f"- git commit: {env['commit']}", "",
+        table(rows), "",
+        "Test accuracy after the last epoch; best epoch: the highest seed-averaged validation "
+        "accuracy (test accuracy when there is no validation split). MACs are "
+        "the textbook count and XLA FLOPs XLA's cost_analysis of one image's forward pass; train "
+        "time and images/s exclude compilation.", "",
+        *[f"![{p}]({p})" for p in PLOTS], "",
+        "## Resolved config", "", "```yaml", config.rstrip(), "```", ""])
+    atomic_write_text(run_dir / "report.md", text)
+    return rows, run_dir / "report.md"

@@ -1,0 +1,152 @@
+"""Runs an experiment: every variant × seed, resumable, then the report.
+
+Run folder ``<output_dir>/<name>/``: ``config.yaml`` (resolved), ``command.txt``, one folder per
+variant and seed (``<variant>/seed-<k>/`` with the `jaxconv.train.fit` files and, once
+finished, ``result.json``), and the report. Running the same command again skips finished runs
+and resumes an interrupted one from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import yaml
+from flax import nnx
+
+from jaxconv import analysis, data, models, train
+from jaxconv.experiment import report
+from jaxconv.experiment.config import ConfigError, ExperimentConfig
+from jaxconv.train import step as S
+from jaxconv.train.logging import atomic_write_text
+
+
+def _resolved(config: ExperimentConfig) -> dict[str, Any]:
+    """The config with every variant's model spelled out (what the results depend on)."""
+    raw = dict(config.raw)
+    raw["train"] = {k: getattr(config.train, k) for k in config.train.__dataclass_fields__}
+    raw["variants"] = [{"name": v.name, "model": v.model.to_dict()} for v in config.variants]
+    raw.pop("model", None)
+    raw["seeds"] = list(config.seeds)
+    raw["output_dir"] = config.output_dir
+    return raw
+
+
+def _check_run_dir(config: ExperimentConfig, resolved: dict[str, Any]) -> None:
+    """Refuses a run folder whose finished runs came from other data, recipe or models.
+
+    Seeds and variants may be added to a study: only the shared keys, and the model of any
+    variant already in the folder, must match.
+    """
+    path = config.run_dir / "config.yaml"
+    if path.is_file():
+        previous = yaml.safe_load(path.read_text())
+        ignored = ("seeds", "variants")
+        mine = {k: v for k, v in resolved.items() if k not in ignored}
+        theirs = {k: v for k, v in previous.items() if k not in ignored}
+        if mine != theirs:
+            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ConfigError(
+                f"{config.run_dir} holds runs of a different config (differs in: "
+                f"{', '.join(changed)}); use another name or output_dir, or remove that folder")
+    for variant in config.variants:
+        spec_path = config.run_dir / variant.name / "model.yaml"
+        if spec_path.is_file() and yaml.safe_load(spec_path.read_text()) != \
+                variant.model.to_dict():
+            raise ConfigError(
+                f"{config.run_dir / variant.name} holds runs of a different model for variant "
+                f"{variant.name!r}; rename the variant or remove that folder")
+
+
+def _measure(steps: S.Steps, model: nnx.Module, ds: data.Dataset, recipe: train.Recipe) -> float:
+    """Seconds per training step, after one compiling step."""
+    mesh = S.mesh()
+    state = S.replicate(mesh, steps.init(model, 0))
+    batch = S.shard_batch(mesh, ds.images[:recipe.batch_size], ds.labels[:recipe.batch_size])
+    state, _ = steps.train(state, *batch)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(3):
+        state, metrics = steps.train(state, *batch)
+    jax.block_until_ready(metrics)
+    return (time.perf_counter() - start) / 3
+
+
+def run(config: ExperimentConfig, *, command: str, progress: bool = True,
+        log: Callable[[str], None] = print, plan_only: bool = False) -> pathlib.Path | None:
+    """Trains every variant × seed not yet finished, then writes the report.
+
+    Args:
+      plan_only: print the plan (with a measured step per design) and stop; nothing is written.
+
+    Returns:
+      The path of ``report.md`` (``None`` with ``plan_only``).
+    """
+    run_dir = config.run_dir
+    resolved = _resolved(config)
+    _check_run_dir(config, resolved)
+    tr = data.load(config.data["name"], "train", config.data.get("data_dir"))
+    te = data.load(config.data["name"], "test", config.data.get("data_dir"))
+    recipe = config.train
+    channels = tr.images.shape[-1]
+
+    def build(spec, seed):
+        return models.ConvNet(spec, num_classes=tr.num_classes, in_features=channels,
+                              rngs=nnx.Rngs(seed))
+
+    plan, total = [], 0.0
+    log(f"{config.name}: {len(config.variants)} variants x {len(config.seeds)} seeds on "
+        f"{tr.name} ({len(tr):,} train / {len(te):,} test images of {tr.shape}), "
+        f"{recipe.epochs} epochs, batch {recipe.batch_size}, {jax.device_count()} device(s)")
+    log("| variant | params | MACs | XLA FLOPs | s/step | expected s | pending seeds |")
+    log("|---|---:|---:|---:|---:|---:|---:|")
+    for variant in config.variants:
+        abstract = nnx.eval_shape(lambda v=variant: build(v.model, 0))
+        cost = analysis.summary(abstract, tr.shape)
+        pending = [s for s in config.seeds
+                   if not (run_dir / variant.name / f"seed-{s}" / "result.json").is_file()]
+        steps, per_step = None, 0.0
+        if pending:
+            model = build(variant.model, pending[0])
+            steps = train.build_steps(model, tr, recipe)
+            per_step = _measure(steps, model, tr, recipe)
+        kept = len(tr) - (max(1, round(recipe.validation_fraction * len(tr)))
+                          if recipe.validation_fraction else 0)
+        expected = per_step * (kept // recipe.batch_size) * recipe.epochs * len(pending)
+        total += expected
+        plan.append((variant, cost, steps, pending))
+        log(f"| {variant.name} | {cost.params:,} | {cost.macs / 1e6:.2f}M | "
+            f"{cost.xla_flops / 1e6:.2f}M | {per_step:.4f} | {expected:.0f} | "
+            f"{len(pending)} |")
+    log(f"expected training time: {total:.0f} s (compilation and evaluation not included)")
+    if plan_only:
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    atomic_write_text(run_dir / "command.txt", command + "\n")
+
+    for variant, cost, steps, pending in plan:
+        for seed in config.seeds:
+            folder = run_dir / variant.name / f"seed-{seed}"
+            if seed not in pending:
+                log(f"{variant.name} seed {seed}: finished earlier, skipped")
+                continue
+            atomic_write_text(run_dir / variant.name / "model.yaml",
+                              yaml.safe_dump(variant.model.to_dict(), sort_keys=False))
+            result = train.fit(build(variant.model, seed), tr, te, recipe, seed=seed,
+                               workdir=folder, progress=progress, steps=steps,
+                               description=f"{variant.name} seed {seed}")
+            record = {"variant": variant.name, "seed": seed, "params": cost.params,
+                      "macs": cost.macs, "xla_flops": cost.xla_flops,
+                      "train_time_s": result.train_time_s,
+                      "images_per_second": result.images_per_second,
+                      "best_epoch": result.best_epoch, "history": result.history}
+            atomic_write_text(folder / "result.json", json.dumps(record, indent=1) + "\n")
+            log(f"{variant.name} seed {seed}: test accuracy "
+                f"{100 * result.final['test_accuracy']:.2f}%")
+    _, path = report.build(run_dir)
+    return path

@@ -1,0 +1,127 @@
+"""Experiments from configs: end-to-end `jaxconv run`, reruns, reports and config errors."""
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from jaxconv import experiment
+from jaxconv.cli import main
+
+TINY = {
+    "name": "tiny",
+    "data": {"name": "synthetic"},
+    "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 64, "learning_rate": 0.05},
+    "model": {"layout": {"width": 8, "depth": 1, "stem_strides": 1}},
+    "variants": [{"name": "basic", "model": {"layout": {"block": "basic"}}},
+                 {"name": "fire", "model": {"layout": {"block": "fire"}}}],
+    "seeds": [0],
+}
+
+
+def write_config(tmp_path, config=None):
+    config = dict(config or TINY, output_dir=str(tmp_path / "runs"))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_run_trains_every_variant_and_writes_the_report(tmp_path, capsys):
+    path = write_config(tmp_path)
+    assert main(["run", str(path), "--quiet", "--set", "seeds=[0, 1]"]) == 0
+    out = capsys.readouterr().out
+    assert "| variant | params | MACs | XLA FLOPs | s/step" in out
+    run_dir = tmp_path / "runs" / "tiny"
+    for name in ("report.md", "results.csv", "config.yaml", "command.txt",
+                 *experiment.report.PLOTS):
+        assert (run_dir / name).is_file(), name
+    for plot in experiment.report.PLOTS:
+        assert (run_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with (run_dir / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["variant"] for r in rows] == ["basic", "fire"]
+    assert set(experiment.report.COLUMNS) <= set(rows[0])
+    assert all(r["seeds"] == "2" and 0 <= float(r["test_acc_mean"]) <= 1 for r in rows)
+    report = (run_dir / "report.md").read_text()
+    assert "jaxconv run" in report and "seeds=[0, 1]" in report and "git commit" in report
+    assert "| basic |" in report and "## Resolved config" in report
+
+    # A rerun skips finished runs and gives the same results.
+    before = (run_dir / "results.csv").read_text()
+    assert main(["run", str(path), "--quiet", "--set", "seeds=[0, 1]"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished earlier, skipped") == 4
+    after = (run_dir / "results.csv").read_text()
+    assert before.split("\n")[1].split(",")[6] == after.split("\n")[1].split(",")[6]
+
+    # `jaxconv report` rebuilds from the folder.
+    (run_dir / "report.md").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report.md").is_file()
+
+
+def test_an_interrupted_run_resumes(tmp_path, capsys):
+    path = write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1]))
+    config = experiment.load(path)
+    run_dir = config.run_dir
+    experiment.run(config, command="test", progress=False, log=lambda s: None)
+    result = json.loads((run_dir / "basic" / "seed-0" / "result.json").read_text())
+    (run_dir / "basic" / "seed-0" / "result.json").unlink()
+    experiment.run(config, command="test", progress=False, log=lambda s: None)
+    again = json.loads((run_dir / "basic" / "seed-0" / "result.json").read_text())
+    assert again["history"][-1]["test_accuracy"] == result["history"][-1]["test_accuracy"]
+
+
+def test_a_different_config_in_the_same_folder_is_refused(tmp_path):
+    path = write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1]))
+    experiment.run(experiment.load(path), command="test", progress=False, log=lambda s: None)
+    changed = experiment.load(path, ["train.learning_rate=0.5"])
+    with pytest.raises(experiment.ConfigError, match=r"holds runs of a different config "
+                                                      r"\(differs in: train\)"):
+        experiment.run(changed, command="test", progress=False, log=lambda s: None)
+    wider = experiment.load(path, ["variants[0].model.layout.width=16"])
+    with pytest.raises(experiment.ConfigError, match=r"holds runs of a different model for "
+                                                      r"variant 'basic'"):
+        experiment.run(wider, command="test", progress=False, log=lambda s: None)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["trian.epochs=1"], r"trian: unknown key \(did you mean 'train'\?\); valid keys at the "
+                         r"top: name, data"),
+    (["train.epoch=1"], r"train: unknown key 'epoch' \(did you mean 'epochs'\?\)"),
+    (["train.optimizer=adam"], r"train.optimizer: 'adam' is not one of sgd, adamw"),
+    (["data.name=imagenet"], r"data.name: 'imagenet' is not one of digits, mnist"),
+    (["variants[0].model.layout.block=botleneck"],
+     r"variants\[0\].model: .*block 'botleneck' does not exist \(did you mean 'bottleneck'\?\)"),
+    (["variants[1].model.preset=fire-0.3m"],
+     r"variants\[1\].model: name exactly one of preset, layout or stages; got preset, layout"),
+    (["seeds=[0, 0]"], r"seeds: \[0, 0\] has repeats"),
+    (["seeds=three"], r"seeds: 'three' must be a non-empty list"),
+    (["train.epochs"], r"--set 'train.epochs': expected KEY=VALUE"),
+    (["train.epochs=[1"], r"--set 'train.epochs=\[1': the value is not valid YAML"),
+])
+def test_config_errors_name_the_key(tmp_path, overrides, message):
+    path = write_config(tmp_path)
+    with pytest.raises(experiment.ConfigError, match=message):
+        experiment.load(path, overrides)
+
+
+def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys):
+    path = write_config(tmp_path)
+    assert main(["run", str(path), "--set", "train.lr=1"]) == 2
+    assert "jaxconv run: error: train: unknown key 'lr'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/fashion_mnist/"
+                                    "bottlenecks.yaml", "configs/fashion_mnist/width_sweep.yaml",
+                                    "configs/cifar10/bottlenecks.yaml"])
+def test_shipped_configs_are_valid_and_say_how_to_run_them(config):
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[2] / config
+    loaded = experiment.load(path)
+    header = path.read_text().splitlines()[:6]
+    assert any("jaxconv run" in line for line in header)
+    assert any("2 CPU cores" in line for line in header)
+    assert loaded.variants and loaded.seeds
