@@ -9,7 +9,7 @@ from jaxconv import functional
 
 __version__ = "0.1.0"
 
-_LAZY = ("nnx", "linen", "blocks", "models", "analysis")
+_LAZY = ("nnx", "linen", "blocks", "models", "analysis", "data", "train", "experiment")
 __all__ = ["__version__", "functional", *_LAZY]
 
 
