@@ -152,8 +152,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--cases", nargs="*", help="substrings of case names to run")
     args = parser.parse_args()
+    try:
+        import torch
+
+        baseline = f"PyTorch {torch.__version__}"
+    except ImportError:
+        baseline = "PyTorch not installed"
     print(f"# conv benchmark: {platform.machine()}, {os.cpu_count()} cores, jax "
-          f"{jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '(none)')!r}")
+          f"{jax.__version__}, {baseline}, "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '(none)')!r}")
     print("\nms, median; fwd+bwd = grad of sum(out**2) w.r.t. input and kernel.\n")
     print("| case | auto picks | xla fwd | xla fwd+bwd | best other fwd+bwd | auto fwd+bwd | "
           "PyTorch fwd+bwd | auto / xla | auto / PyTorch |")
