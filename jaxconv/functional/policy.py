@@ -102,7 +102,7 @@ def choose(
         raise TypeError(f"impl={impl!r} must be 'auto', a formulation name or a callable")
     if impl == "auto":
         for row in rows:
-            if row.backend in (ANY, backend) and row.shape_class == spec.shape_class \
+            if row.backend in (ANY, backend) and row.shape_class in (ANY, spec.shape_class) \
                     and able.get(row.impl, "unknown") is None:
                 plan = Plan(op, row.impl, row.reason, backend, spec.shape_class, able, spec)
                 return table[row.impl].compute, plan

@@ -88,3 +88,37 @@ def test_shift_and_split_refuse_what_they_cannot_express():
     with pytest.raises(ValueError, match=r"impl='split' cannot express this conv: "
                                          r"feature_group_count=1"):
         F.conv(jnp.ones((1, 5, 5, 4)), jnp.ones((3, 3, 4, 4)), impl="split")
+
+
+TRANSPOSED = [
+    dict(x=(2, 5, 5, 4), k=(3, 3, 3, 4), strides=2, padding="SAME"),
+    dict(x=(2, 5, 5, 4), k=(4, 4, 3, 4), strides=2, padding=1, output_padding=1),
+    dict(x=(2, 5, 5, 4), k=(3, 3, 3, 4), strides=3, padding=3, output_padding=2),
+    dict(x=(2, 5, 4, 4), k=(3, 2, 3, 4), strides=(2, 3), padding="VALID", groups=2),
+    dict(x=(2, 7, 4), k=(5, 3, 4), strides=2, padding="CAUSAL"),
+    dict(x=(2, 5, 5, 4), k=(1, 1, 3, 4), strides=3, padding="VALID"),
+    dict(x=(1, 3, 4, 3, 2), k=(3, 3, 3, 2, 2), strides=2, padding=1, output_padding=(1, 0, 1)),
+]
+
+
+@pytest.mark.parametrize("cfg", TRANSPOSED, ids=range(len(TRANSPOSED)))
+def test_subpixel_equals_xla(cfg):
+    r = np.random.default_rng(3)
+    x = jnp.asarray(r.standard_normal(cfg["x"]), jnp.float32)
+    k = jnp.asarray(r.standard_normal(cfg["k"]), jnp.float32)
+
+    def op(x, k, impl):
+        return F.conv_transpose(x, k, strides=cfg["strides"], padding=cfg["padding"],
+                                output_padding=cfg.get("output_padding"),
+                                feature_group_count=cfg.get("groups", 1), impl=impl)
+
+    _close_with_grads(op, "subpixel", x, k)
+
+
+def test_transposed_policy():
+    strided = F.plan((8, 16, 16, 64), (3, 3, 32, 64), op="conv_transpose", strides=2)
+    assert strided.impl == "subpixel" and "22.7 ms vs 115.8 ms" in strided.reason
+    assert F.plan((8, 16, 16, 64), (3, 3, 32, 64), op="conv_transpose").impl == "xla"
+    dilated = F.plan((8, 16, 16, 64), (3, 3, 32, 64), op="conv_transpose", strides=2,
+                     kernel_dilation=2)
+    assert dilated.impl == "xla" and dilated.candidates["subpixel"] == "kernel_dilation=(2, 2)"
