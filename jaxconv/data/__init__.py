@@ -1,7 +1,7 @@
 """Datasets (files on disk → NumPy), batching, and on-device augmentation."""
 
 from jaxconv.data.augment import augment, normalize
-from jaxconv.data.batching import Batches, eval_batches, split_validation
+from jaxconv.data.batching import Batches, eval_batches, split_validation, validation_size
 from jaxconv.data.datasets import (
     NAMES,
     SOURCES,
@@ -16,4 +16,5 @@ from jaxconv.data.files import DataError, read_idx
 __all__ = [
     "NAMES", "SOURCES", "Batches", "DataError", "Dataset", "augment", "download", "eval_batches",
     "info", "load", "normalize", "read_idx", "search_paths", "split_validation",
+    "validation_size",
 ]

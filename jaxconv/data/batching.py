@@ -14,6 +14,11 @@ import numpy as np
 from jaxconv.data.datasets import Dataset
 
 
+def validation_size(n: int, fraction: float) -> int:
+    """How many of ``n`` training examples `split_validation` holds out."""
+    return max(1, round(fraction * n)) if fraction else 0
+
+
 def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
     """Holds out ``fraction`` of ``ds`` (seeded) as a validation set."""
     if not 0 <= fraction < 1:
@@ -21,7 +26,7 @@ def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, 
     if fraction == 0:
         return ds, None
     order = np.random.default_rng([seed, 17]).permutation(len(ds))
-    cut = len(ds) - max(1, round(fraction * len(ds)))
+    cut = len(ds) - validation_size(len(ds), fraction)
 
     def part(index, split):
         return dataclasses.replace(ds, split=split, images=ds.images[np.sort(index)],

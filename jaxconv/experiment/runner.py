@@ -114,8 +114,7 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
             model = build(variant.model, pending[0])
             steps = train.build_steps(model, tr, recipe)
             per_step = _measure(steps, model, tr, recipe)
-        kept = len(tr) - (max(1, round(recipe.validation_fraction * len(tr)))
-                          if recipe.validation_fraction else 0)
+        kept = len(tr) - data.validation_size(len(tr), recipe.validation_fraction)
         expected = per_step * (kept // recipe.batch_size) * recipe.epochs * len(pending)
         total += expected
         plan.append((variant, cost, steps, pending))

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxconv.data.batching import Batches, eval_batches, split_validation
+from jaxconv.data.batching import Batches, eval_batches, split_validation, validation_size
 from jaxconv.data.datasets import Dataset
 from jaxconv.train import step as S
 from jaxconv.train.checkpoint import Checkpoints
@@ -79,8 +79,7 @@ def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
     dataset and recipe (any seed) to compile once."""
     S.check_divisible(recipe.batch_size)
     S.check_divisible(recipe.eval_batch_size, "eval_batch_size")
-    kept = len(train) - (max(1, round(recipe.validation_fraction * len(train)))
-                         if recipe.validation_fraction else 0)
+    kept = len(train) - validation_size(len(train), recipe.validation_fraction)
     if recipe.batch_size > kept:
         raise ValueError(f"train.batch_size: {recipe.batch_size} is larger than the {kept} "
                          f"training images of {train.name}")
