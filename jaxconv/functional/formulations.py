@@ -12,11 +12,13 @@ pinned to by the tests.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -183,29 +185,103 @@ def _zero_pad(x: Array, padding) -> Array:
                                         (0, 0, 0)))
 
 
+def _taps(spec: ConvSpec):
+    """``(tap index, start, limit, strides)`` of each kernel tap's view of the padded input."""
+    out = spec.output_shape
+    for index, tap in enumerate(itertools.product(*(range(k) for k in spec.kernel_shape[:-2]))):
+        offset = tuple(t * d for t, d in zip(tap, spec.kernel_dilation))
+        limit = tuple(b + (n - 1) * s + 1 for b, n, s in zip(offset, out[1:-1], spec.strides))
+        yield index, offset, limit
+
+
+def _tap_view(x: Array, offset, limit, strides) -> Array:
+    return lax.slice(x, (0, *offset, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
+
+
+def _shift_input(x: Array, spec: ConvSpec) -> Array:
+    x = _zero_pad(x, spec.padding)
+    multiplier = spec.out_channels // spec.in_channels
+    return jnp.repeat(x, multiplier, axis=-1) if multiplier > 1 else x
+
+
+def _shift_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    x = _shift_input(x, spec)
+    w = kernel.reshape((-1, *(1,) * (x.ndim - 1), spec.out_channels))
+    y = None
+    for index, offset, limit in _taps(spec):
+        term = _tap_view(x, offset, limit, spec.strides) * w[index]
+        y = term if y is None else y + term
+    return y
+
+
+#: Bytes of padded input per step of the kernel gradient's loop over the batch: small enough
+#: for one step's tap views and output gradient to stay in cache (measured on the CPU bench:
+#: 28x28x64 images, batch 128: 70 ms as one pass per tap, 15-25 ms in steps of 0.25-1 MB).
+_CHUNK_BYTES = 1 << 20
+
+
+def _chunk(batch: int, image_bytes: int) -> int:
+    """The largest divisor of ``batch`` whose images fit in `_CHUNK_BYTES` (at least 1)."""
+    fit = max(1, _CHUNK_BYTES // max(1, image_bytes))
+    return max(d for d in range(1, min(batch, fit) + 1) if batch % d == 0)
+
+
+def _shift_kernel_grad(x: Array, dy: Array, spec: ConvSpec) -> Array:
+    """``dk[t, c] = sum over batch and output positions of view_t(x) * dy``, batch in chunks.
+
+    One pass over the whole batch per tap re-reads the input and the output gradient from memory
+    for every tap; a loop over cache-sized chunks of the batch reads them once.
+    """
+    xs = _shift_input(x, spec)
+    batch = xs.shape[0]
+    chunk = _chunk(batch, xs[0].size * xs.dtype.itemsize)
+    axes = tuple(range(xs.ndim - 1))
+    acc_dtype = jnp.float32 if jnp.finfo(dy.dtype).bits < 32 else dy.dtype
+
+    def partial_sums(xc, dc):
+        return jnp.stack([jnp.sum((_tap_view(xc, o, lim, spec.strides) * dc).astype(acc_dtype),
+                                  axis=axes) for _, o, lim in _taps(spec)])
+
+    if chunk == batch:
+        sums = partial_sums(xs, dy)
+    else:
+        def body(acc, pair):
+            return acc + partial_sums(*pair), None
+
+        steps = batch // chunk
+        taps = math.prod(spec.kernel_shape[:-2])
+        sums, _ = lax.scan(body, jnp.zeros((taps, spec.out_channels), acc_dtype),
+                           (xs.reshape(steps, chunk, *xs.shape[1:]),
+                            dy.reshape(steps, chunk, *dy.shape[1:])))
+    return sums.reshape(spec.kernel_shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def shift(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     """A depthwise conv as one strided slice and multiply-add per kernel tap.
 
     ``y[o] = sum_t x[o * s + t * d] * k[t]`` channel by channel: for a 3x3 kernel, nine shifted
-    views of the padded input, each scaled by one tap's per-channel weights. Autodiff turns the
-    slices into pads and the products into element-wise products, so the backward pass stays
-    element-wise too. A depth multiplier ``M`` repeats each input channel ``M`` times first.
+    views of the padded input, each scaled by one tap's per-channel weights. A depth multiplier
+    ``M`` repeats each input channel ``M`` times first. The input gradient is the autodiff of
+    those slices (pads and element-wise products); the kernel gradient sums each tap's products
+    over the batch in cache-sized chunks (`_shift_kernel_grad`). Being a custom VJP, it has no
+    forward mode: ``jax.jvp``/``jax.jacfwd`` through a depthwise conv need ``impl="xla"``.
     """
-    x = _zero_pad(x, spec.padding)
-    multiplier = spec.out_channels // spec.in_channels
-    if multiplier > 1:
-        x = jnp.repeat(x, multiplier, axis=-1)
-    out = spec.output_shape
-    w = kernel.reshape((-1, spec.out_channels))
-    y = None
-    for index, tap in enumerate(itertools.product(*(range(k) for k in spec.kernel_shape[:-2]))):
-        start = (0, *(t * d for t, d in zip(tap, spec.kernel_dilation)), 0)
-        limit = (out[0], *(b + (n - 1) * s + 1 for b, n, s in
-                           zip(start[1:-1], out[1:-1], spec.strides)), out[-1])
-        view = lax.slice(x, start, limit, (1, *spec.strides, 1))
-        term = view * w[index].reshape((1,) * (x.ndim - 1) + (-1,))
-        y = term if y is None else y + term
-    return y
+    return _shift_forward(x, kernel, spec)
+
+
+def _shift_fwd(x, kernel, spec):
+    return _shift_forward(x, kernel, spec), (x, kernel)
+
+
+def _shift_bwd(spec, residuals, dy):
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda x: _shift_forward(x, kernel, spec), x)
+    (dx,) = input_vjp(dy)
+    return dx, _shift_kernel_grad(x, dy, spec).astype(kernel.dtype)
+
+
+shift.defvjp(_shift_fwd, _shift_bwd)
 
 
 def _split_unsupported(spec: ConvSpec) -> str | None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxconv import functional as F
+from jaxconv.functional import formulations
 
 DEPTHWISE = [
     dict(rank=1, kernel=5, strides=2, kernel_dilation=1, padding="CAUSAL", multiplier=1),
@@ -35,11 +36,14 @@ def _close_with_grads(op, impl, x, k):
                                 atol=2e-3, rtol=2e-4)
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["one_pass", "chunked"])
 @pytest.mark.parametrize("cfg", DEPTHWISE, ids=range(len(DEPTHWISE)))
-def test_shift_equals_xla(cfg):
+def test_shift_equals_xla(cfg, chunked, monkeypatch):
+    if chunked:  # the kernel gradient loops over the batch one image at a time
+        monkeypatch.setattr(formulations, "_CHUNK_BYTES", 1)
     r = np.random.default_rng(0)
     rank = cfg["rank"]
-    x = jnp.asarray(r.standard_normal((2, *(7,) * rank, 6)), jnp.float32)
+    x = jnp.asarray(r.standard_normal((3, *(7,) * rank, 6)), jnp.float32)
     k = jnp.asarray(r.standard_normal((*(cfg["kernel"],) * rank, 1, 6 * cfg["multiplier"])),
                     jnp.float32)
 
@@ -48,6 +52,14 @@ def test_shift_equals_xla(cfg):
                                 kernel_dilation=cfg["kernel_dilation"], impl=impl)
 
     _close_with_grads(op, "shift", x, k)
+
+
+@pytest.mark.parametrize(("batch", "image_bytes", "expected"),
+                         [(128, 1 << 18, 4), (128, 1 << 30, 1), (6, 1 << 18, 3), (7, 1 << 18, 1),
+                          (2, 1, 2)])
+def test_kernel_gradient_chunks_divide_the_batch_and_fit_the_budget(batch, image_bytes,
+                                                                   expected):
+    assert formulations._chunk(batch, image_bytes) == expected
 
 
 @pytest.mark.parametrize("cfg", GROUPED, ids=range(len(GROUPED)))
