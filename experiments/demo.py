@@ -11,10 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from timing import median_ms
 
 import jaxconv as jc
 from jaxconv import functional as F
+from jaxconv.bench.timing import median_ms
 
 
 def n_params(module: nnx.Module) -> int:

@@ -4,6 +4,10 @@
     jaxconv summary --model bottleneck-0.3m --input 28x28x1
     jaxconv data info fashion_mnist | jaxconv data download mnist
     jaxconv run configs/quickstart.yaml [--set train.epochs=1 ...] | jaxconv report RUN_DIR
+    jaxconv bench [--xla-flags none|recommended|both] [--cases 3x3 ...] [--no-steps]
+
+Every verb adds `jaxconv.xla_flags.recommended` to XLA_FLAGS before JAX starts (opt out with
+JAXCONV_XLA_FLAGS=0); ``bench --xla-flags`` chooses for itself.
 """
 
 from __future__ import annotations
@@ -92,6 +96,25 @@ def _report(args: argparse.Namespace) -> None:
     _print_report(args.run_dir)
 
 
+def _bench(args: argparse.Namespace) -> None:
+    import os
+    import subprocess
+
+    if args.xla_flags == "both":
+        forwarded = [a for a in args.argv if a != "both" and not a.startswith("--xla-flags")]
+        for setting in ("none", "recommended"):
+            command = [sys.executable, "-m", "jaxconv", *forwarded, "--xla-flags", setting]
+            print(f"\n## XLA flags: {setting}\n", flush=True)
+            if subprocess.run(command, env=os.environ.copy()).returncode != 0:
+                raise OSError(f"{' '.join(command)} failed")
+        return
+    from jaxconv import bench
+
+    for line in bench.report(repeats=args.repeats, cases=args.cases, nets=args.nets,
+                             ops=not args.no_ops, steps=not args.no_steps):
+        print(line, flush=True)
+
+
 def parser() -> argparse.ArgumentParser:
     from jaxconv.analysis.explain import KINDS
 
@@ -137,6 +160,20 @@ def parser() -> argparse.ArgumentParser:
     rep = verbs.add_parser("report", help="rebuild report.md, results.csv and plots")
     rep.add_argument("run_dir", help="a run folder, e.g. runs/quickstart")
     rep.set_defaults(run=_report)
+
+    b = verbs.add_parser("bench", help="time conv formulations and training steps against "
+                                       "lax, flax.nnx.Conv and PyTorch")
+    b.add_argument("--repeats", type=int, default=10, help="timed calls per median")
+    b.add_argument("--cases", nargs="*", default=[], help="substrings of op case names")
+    b.add_argument("--nets", nargs="*", default=[],
+                   help="training-step nets: resnet_bottleneck, mobilenet_v2 (default both)")
+    b.add_argument("--no-ops", action="store_true", help="skip the op table")
+    b.add_argument("--no-steps", action="store_true", help="skip the training-step table")
+    b.add_argument("--xla-flags", choices=("recommended", "none", "both"),
+                   default="recommended",
+                   help="run with jaxconv's recommended XLA flags, without them (as a library "
+                        "user gets it), or both one after the other")
+    b.set_defaults(run=_bench)
     return p
 
 
@@ -144,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     args.argv = argv
+    if getattr(args, "xla_flags", "recommended") == "recommended":
+        from jaxconv import xla_flags
+
+        xla_flags.apply()
     try:
         args.run(args)
     except (ValueError, TypeError, OSError) as error:

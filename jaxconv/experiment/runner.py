@@ -9,7 +9,9 @@ and resumes an interrupted one from its last checkpoint.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import shlex
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +20,7 @@ import jax
 import yaml
 from flax import nnx
 
-from jaxconv import analysis, data, models, train
+from jaxconv import analysis, data, models, train, xla_flags
 from jaxconv.experiment import report
 from jaxconv.experiment.config import ConfigError, ExperimentConfig
 from jaxconv.train import step as S
@@ -80,12 +82,18 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
         log: Callable[[str], None] = print, plan_only: bool = False) -> pathlib.Path | None:
     """Trains every variant × seed not yet finished, then writes the report.
 
+    Adds `jaxconv.xla_flags.recommended` to ``XLA_FLAGS`` when called before JAX has started
+    its backends (as ``jaxconv run`` does); ``command.txt`` records the flags in effect.
+
     Args:
       plan_only: print the plan (with a measured step per design) and stop; nothing is written.
 
     Returns:
       The path of ``report.md`` (``None`` with ``plan_only``).
     """
+    xla_flags.apply()  # only takes effect while JAX has not started its backends
+    if os.environ.get("XLA_FLAGS"):
+        command = f"XLA_FLAGS={shlex.quote(os.environ['XLA_FLAGS'])} {command}"
     run_dir = config.run_dir
     resolved = _resolved(config)
     _check_run_dir(config, resolved)

@@ -1,4 +1,4 @@
-"""Timing shared by the experiment scripts: medians after a warm-up call."""
+"""Timing shared by the benchmarks and experiment scripts: medians after a warm-up call."""
 
 from __future__ import annotations
 

@@ -1,0 +1,47 @@
+"""Benchmarks behind ``jaxconv bench``: each conv formulation against lax (what Flax users get)
+and PyTorch (`ops`), and whole training steps of two small nets built from jaxconv layers, from
+``flax.nnx.Conv`` and in PyTorch (`train_step`, `nets`).
+
+Only ratios measured in one run mean anything: timings on a shared CPU drift between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterator, Sequence
+
+
+def header() -> str:
+    """Machine, versions and the XLA flags in effect."""
+    import jax
+
+    try:
+        import torch
+
+        baseline = f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+    except ImportError:
+        baseline = "PyTorch not installed (pip install -e '.[bench]')"
+    return (f"# conv benchmark: {platform.machine()}, {os.cpu_count()} cores, jax "
+            f"{jax.__version__} on {jax.default_backend()}, {baseline}, "
+            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(none)'!r}")
+
+
+def report(*, repeats: int = 10, cases: Sequence[str] = (), nets: Sequence[str] = (),
+           ops: bool = True, steps: bool = True) -> Iterator[str]:
+    """The whole benchmark as Markdown lines, yielded as each row is measured."""
+    from jaxconv.bench import nets as nets_module
+    from jaxconv.bench import ops as ops_module
+    from jaxconv.bench import train_step
+
+    unknown = [n for n in nets if n not in nets_module.NETS]
+    if unknown:
+        raise ValueError(f"nets={unknown!r}: expected names from "
+                         f"{', '.join(nets_module.NETS)}")
+    yield header()
+    if ops:
+        yield ""
+        yield from ops_module.table(repeats, cases)
+    if steps:
+        yield ""
+        yield from train_step.table(nets or tuple(nets_module.NETS))
