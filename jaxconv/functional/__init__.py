@@ -6,7 +6,7 @@ Layout everywhere: channels last, inputs ``(*batch, *spatial, C)``, kernels
 
 from jaxconv.functional.conv import conv, pointwise
 from jaxconv.functional.depthwise import depthwise_conv, separable_conv
-from jaxconv.functional.formulations import CONV, ConvSpec, Formulation
+from jaxconv.functional.formulations import CONV, ConvSpec, Formulation, forward_mode_ad
 from jaxconv.functional.plan import plan
 from jaxconv.functional.policy import Plan
 from jaxconv.functional.shuffle import channel_shuffle
@@ -14,5 +14,5 @@ from jaxconv.functional.transpose import TRANSPOSE, conv_transpose
 
 __all__ = [
     "CONV", "TRANSPOSE", "ConvSpec", "Formulation", "Plan", "channel_shuffle", "conv",
-    "conv_transpose", "depthwise_conv", "plan", "pointwise", "separable_conv",
+    "conv_transpose", "depthwise_conv", "forward_mode_ad", "plan", "pointwise", "separable_conv",
 ]

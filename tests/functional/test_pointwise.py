@@ -17,6 +17,21 @@ def _data(rank, seed=0, groups=1):
     return x, k, b
 
 
+@pytest.mark.parametrize("cout", [2, 6, 11], ids=["narrowing", "square", "widening"])
+def test_matmul_kernel_gradient_for_narrowing_and_widening_convs(cout):
+    # the hand-written kernel gradient transposes whichever operand has fewer channels
+    r = np.random.default_rng(cout)
+    x = jnp.asarray(r.standard_normal((3, 5, 4, 6)), jnp.float32)
+    k = jnp.asarray(r.standard_normal((1, 1, 6, cout)), jnp.float32)
+
+    def loss(impl):
+        return lambda x, k: jnp.sum(jnp.sin(F.conv(x, k, impl=impl)))
+
+    chex.assert_trees_all_close(jax.grad(loss("matmul"), argnums=(0, 1))(x, k),
+                                jax.grad(loss("xla"), argnums=(0, 1))(x, k),
+                                atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("groups", [1, 3])
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("stride", [1, 2, 3])
