@@ -55,6 +55,10 @@ def forward_mode_ad() -> Iterator[None]:
         _FORWARD_MODE.reset(token)
 
 
+#: Largest patch (kernel taps x input channels) of a "narrow" conv: 3x3 on RGB is 27.
+NARROW_PATCH = 32
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvSpec:
     """A forward convolution with every argument resolved; what a formulation computes.
@@ -111,14 +115,22 @@ class ConvSpec:
         return self.feature_group_count > 1 and self.feature_group_count == self.in_channels
 
     @property
+    def patch_size(self) -> int:
+        """Input values one output pixel reads per group: kernel taps x input channels."""
+        return math.prod(self.kernel_shape[:-2]) * self.kernel_shape[-2]
+
+    @property
     def shape_class(self) -> str:
         """The class the ``auto`` policy keys on: pointwise, grouped_pointwise, depthwise,
-        grouped or dense."""
+        grouped, narrow (a dense conv reading at most `NARROW_PATCH` values per output pixel,
+        like a 3x3 stem on grey or RGB images) or dense."""
         if self.is_pointwise:
             return "pointwise" if self.feature_group_count == 1 else "grouped_pointwise"
         if self.is_depthwise:
             return "depthwise"
-        return "grouped" if self.feature_group_count > 1 else "dense"
+        if self.feature_group_count > 1:
+            return "grouped"
+        return "narrow" if self.patch_size <= NARROW_PATCH else "dense"
 
     def macs(self) -> int:
         """Multiply-accumulates of the textbook count (every tap of every window)."""
@@ -363,6 +375,33 @@ def _shift_bwd(spec, residuals, dy):
 _shift_vjp.defvjp(_shift_fwd, _shift_bwd)
 
 
+def _patches_unsupported(spec: ConvSpec) -> str | None:
+    if spec.feature_group_count != 1:
+        return f"feature_group_count={spec.feature_group_count} (patches are for dense convs)"
+    if any(d != 1 for d in spec.input_dilation):
+        return f"input_dilation={spec.input_dilation}"
+    return None
+
+
+def patches(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """A dense conv as im2col: every output pixel's input patch laid out along the channel
+    axis (one strided slice per tap, concatenated), then the 1x1 `matmul` with the kernel read
+    as a ``(taps * C_in, C_out)`` matrix.
+
+    The patch tensor is ``taps`` times the input, so this pays only where the input is thin: a
+    3x3 stem on a grey image makes a 9-channel tensor and one small matmul, where XLA's CPU
+    convolution (and, above all, its kernel gradient) handles one input channel poorly.
+    """
+    x = _zero_pad(x, spec.padding)
+    views = [_tap_view(x, offset, limit, spec.strides) for _, offset, limit in _taps(spec)]
+    p = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
+    ones = (1,) * spec.rank
+    flat = dataclasses.replace(
+        spec, input_shape=p.shape, kernel_shape=(*ones, spec.patch_size, spec.out_channels),
+        strides=ones, padding=((0, 0),) * spec.rank, kernel_dilation=ones)
+    return matmul(p, kernel.reshape(flat.kernel_shape), flat)
+
+
 def _split_unsupported(spec: ConvSpec) -> str | None:
     if spec.feature_group_count == 1:
         return "feature_group_count=1 (nothing to split)"
@@ -396,5 +435,7 @@ CONV: dict[str, Formulation] = {
                     "depthwise conv as one shifted multiply-add per kernel tap"),
         Formulation("split", split, _split_unsupported,
                     "grouped conv as one dense conv per group, concatenated"),
+        Formulation("patches", patches, _patches_unsupported,
+                    "dense conv as im2col patches + one matmul"),
     )
 }

@@ -39,6 +39,11 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "XLA's CPU depthwise conv (a grouped conv) is slow, its backward most; one shifted "
               "multiply-add per tap measured (experiments/bench_ops.py, batch 64, 16x16x128, "
               "forward+backward) 32 ms vs 110 ms at 3x3 and 137 ms vs 270 ms at 7x7"),
+    PolicyRow("cpu", "narrow", "patches",
+              "XLA's CPU conv handles few input channels poorly, its kernel gradient most; "
+              "im2col + matmul measured (batch 128, 3x3, forward + kernel gradient) 3.9 ms vs "
+              "10.4 ms at 28x28x1->32 and 18.3 ms vs 34.1 ms at 32x32x3->32, but 2.2x slower "
+              "at 8 input channels"),
     PolicyRow("cpu", "grouped", "split",
               "XLA's CPU grouped conv backward is slow; one dense conv per group measured "
               "(experiments/bench_ops.py, batch 64, 16x16, 128->128, forward+backward) 31 ms vs "

@@ -54,6 +54,37 @@ def test_shift_equals_xla(cfg, chunked, monkeypatch):
     _close_with_grads(op, "shift", x, k)
 
 
+PATCHES = [
+    dict(rank=1, kernel=5, strides=1, kernel_dilation=2, padding="CAUSAL", cin=1),
+    dict(rank=2, kernel=3, strides=1, kernel_dilation=1, padding="SAME", cin=1),
+    dict(rank=2, kernel=3, strides=2, kernel_dilation=1, padding="SAME", cin=3),
+    dict(rank=2, kernel=(3, 2), strides=(1, 2), kernel_dilation=2, padding="REFLECT", cin=5),
+    dict(rank=3, kernel=2, strides=1, kernel_dilation=1, padding="VALID", cin=2),
+]
+
+
+@pytest.mark.parametrize("cfg", PATCHES, ids=range(len(PATCHES)))
+def test_patches_equals_xla(cfg):
+    r = np.random.default_rng(2)
+    rank = cfg["rank"]
+    kernel = cfg["kernel"] if isinstance(cfg["kernel"], tuple) else (cfg["kernel"],) * rank
+    x = jnp.asarray(r.standard_normal((2, *(7,) * rank, cfg["cin"])), jnp.float32)
+    k = jnp.asarray(r.standard_normal((*kernel, cfg["cin"], 4)), jnp.float32)
+
+    def op(x, k, impl):
+        return F.conv(x, k, strides=cfg["strides"], padding=cfg["padding"],
+                      kernel_dilation=cfg["kernel_dilation"], impl=impl)
+
+    _close_with_grads(op, "patches", x, k)
+
+
+def test_auto_picks_patches_only_for_narrow_dense_convs():
+    assert F.plan((8, 28, 28, 1), (3, 3, 1, 32)).impl == "patches"
+    assert F.plan((8, 32, 32, 3), (3, 3, 3, 32)).shape_class == "narrow"
+    assert F.plan((8, 28, 28, 8), (3, 3, 8, 32)).shape_class == "dense"
+    assert F.plan((8, 28, 28, 8), (3, 3, 8, 32)).impl == "xla"
+
+
 @pytest.mark.parametrize(("batch", "image_bytes", "expected"),
                          [(128, 1 << 18, 4), (128, 1 << 30, 1), (6, 1 << 18, 3), (7, 1 << 18, 1),
                           (2, 1, 2)])
