@@ -1,5 +1,6 @@
 """The conv benchmark as committed in experiments/results/bench_ops_cpu.md: ``jaxconv bench``
-in the default environment (no XLA flags added), as a library user gets it.
+with the environment as it is (no XLA flags or malloc tunables added), then with the settings
+the ``jaxconv`` command uses.
 
 Run: ``.venv/bin/python experiments/bench_ops.py [--repeats N] [--cases NAME ...] [--no-steps]``
 """
@@ -9,4 +10,4 @@ import sys
 from jaxconv.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", "--xla-flags", "none", *sys.argv[1:]]))
+    sys.exit(main(["bench", "--settings", "both", *sys.argv[1:]]))

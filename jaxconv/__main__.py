@@ -1,7 +1,5 @@
 """``python -m jaxconv``: the same as the ``jaxconv`` command."""
 
-import sys
+from jaxconv.cli import entry
 
-from jaxconv.cli import main
-
-sys.exit(main())
+entry()

@@ -4,10 +4,10 @@
     jaxconv summary --model bottleneck-0.3m --input 28x28x1
     jaxconv data info fashion_mnist | jaxconv data download mnist
     jaxconv run configs/quickstart.yaml [--set train.epochs=1 ...] | jaxconv report RUN_DIR
-    jaxconv bench [--xla-flags none|recommended|both] [--cases 3x3 ...] [--no-steps]
+    jaxconv bench [--settings none|recommended|both] [--cases 3x3 ...] [--no-steps]
 
-Every verb adds `jaxconv.xla_flags.recommended` to XLA_FLAGS before JAX starts (opt out with
-JAXCONV_XLA_FLAGS=0); ``bench --xla-flags`` chooses for itself.
+The command runs with `jaxconv.environment.recommended` settings (XLA flags, malloc tunables;
+opt out with JAXCONV_TUNE=0); ``bench --settings`` chooses for itself.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> None:
     from jaxconv import experiment
 
     config = experiment.load(args.config, args.set)
-    command = "jaxconv run " + " ".join(shlex.quote(a) for a in args.argv)
+    command = "jaxconv " + " ".join(shlex.quote(a) for a in args.argv)
     path = experiment.run(config, command=command, progress=not args.quiet,
                           plan_only=args.plan)
     if path is not None:
@@ -100,19 +100,18 @@ def _bench(args: argparse.Namespace) -> None:
     import os
     import subprocess
 
-    if args.xla_flags == "both":
-        forwarded = [a for a in args.argv if a != "both" and not a.startswith("--xla-flags")]
-        for setting in ("none", "recommended"):
-            command = [sys.executable, "-m", "jaxconv", *forwarded, "--xla-flags", setting]
-            print(f"\n## XLA flags: {setting}\n", flush=True)
-            if subprocess.run(command, env=os.environ.copy()).returncode != 0:
-                raise OSError(f"{' '.join(command)} failed")
-        return
-    from jaxconv import bench
+    from jaxconv import environment
 
-    for line in bench.report(repeats=args.repeats, cases=args.cases, nets=args.nets,
-                             ops=not args.no_ops, steps=not args.no_steps):
-        print(line, flush=True)
+    settings = ("none", "recommended") if args.settings == "both" else (args.settings,)
+    for setting in settings:
+        env = dict(os.environ) if setting == "none" else environment.recommended(os.environ)
+        command = [sys.executable, "-m", "jaxconv.bench", "--repeats", str(args.repeats),
+                   "--cases", *args.cases, "--nets", *args.nets]
+        command += ["--no-ops"] * args.no_ops + ["--no-steps"] * args.no_steps
+        if len(settings) > 1:
+            print(f"\n## settings: {setting}\n", flush=True)
+        if subprocess.run(command, env=env).returncode != 0:
+            raise OSError(f"the benchmark with settings={setting!r} failed")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -169,10 +168,11 @@ def parser() -> argparse.ArgumentParser:
                    help="training-step nets: resnet_bottleneck, mobilenet_v2 (default both)")
     b.add_argument("--no-ops", action="store_true", help="skip the op table")
     b.add_argument("--no-steps", action="store_true", help="skip the training-step table")
-    b.add_argument("--xla-flags", choices=("recommended", "none", "both"),
+    b.add_argument("--settings", choices=("recommended", "none", "both"),
                    default="recommended",
-                   help="run with jaxconv's recommended XLA flags, without them (as a library "
-                        "user gets it), or both one after the other")
+                   help="run with the settings the jaxconv command uses (XLA flags, malloc "
+                        "tunables), with the environment as it is (as a library user gets "
+                        "it), or both one after the other")
     b.set_defaults(run=_bench)
     return p
 
@@ -181,10 +181,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     args.argv = argv
-    if getattr(args, "xla_flags", "recommended") == "recommended":
-        from jaxconv import xla_flags
+    if args.verb == "bench":
+        from jaxconv import bench
 
-        xla_flags.apply()
+        unknown = [n for n in args.nets if n not in bench.NET_NAMES]
+        if unknown:
+            print(f"jaxconv bench: error: nets={unknown!r}: expected names from "
+                  f"{', '.join(bench.NET_NAMES)}", file=sys.stderr)
+            return 2
     try:
         args.run(args)
     except (ValueError, TypeError, OSError) as error:
@@ -193,5 +197,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The ``jaxconv`` console command: `main` under `jaxconv.environment.recommended`
+    settings. glibc reads its tunables only at start-up, so when they are missing the process
+    replaces itself once with one that has them; ``bench`` sets up its own runs instead."""
+    import os
+
+    from jaxconv import environment
+
+    argv = sys.argv[1:]
+    if "bench" not in argv[:1]:
+        env = environment.recommended(os.environ)
+        if environment.needs_restart(os.environ):
+            os.execve(sys.executable, [sys.executable, "-m", "jaxconv", *argv], env)
+        if not environment.backends_started():
+            os.environ.update(env)
+    sys.exit(main(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -20,7 +20,7 @@ import jax
 import yaml
 from flax import nnx
 
-from jaxconv import analysis, data, models, train, xla_flags
+from jaxconv import analysis, data, environment, models, train
 from jaxconv.experiment import report
 from jaxconv.experiment.config import ConfigError, ExperimentConfig
 from jaxconv.train import step as S
@@ -82,8 +82,8 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
         log: Callable[[str], None] = print, plan_only: bool = False) -> pathlib.Path | None:
     """Trains every variant × seed not yet finished, then writes the report.
 
-    Adds `jaxconv.xla_flags.recommended` to ``XLA_FLAGS`` when called before JAX has started
-    its backends (as ``jaxconv run`` does); ``command.txt`` records the flags in effect.
+    Adds `jaxconv.environment`'s XLA flags when called before JAX has started its backends
+    (``jaxconv run`` starts with them); ``command.txt`` records the settings in effect.
 
     Args:
       plan_only: print the plan (with a measured step per design) and stop; nothing is written.
@@ -91,9 +91,10 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     Returns:
       The path of ``report.md`` (``None`` with ``plan_only``).
     """
-    xla_flags.apply()  # only takes effect while JAX has not started its backends
-    if os.environ.get("XLA_FLAGS"):
-        command = f"XLA_FLAGS={shlex.quote(os.environ['XLA_FLAGS'])} {command}"
+    environment.apply_xla_flags()  # only takes effect while JAX has not started
+    for key in ("GLIBC_TUNABLES", "XLA_FLAGS"):
+        if os.environ.get(key):
+            command = f"{key}={shlex.quote(os.environ[key])} {command}"
     run_dir = config.run_dir
     resolved = _resolved(config)
     _check_run_dir(config, resolved)

@@ -271,30 +271,43 @@ def _zero_pad(x: Array, padding) -> Array:
 
 
 def _taps(spec: ConvSpec):
-    """``(tap index, start, limit, strides)`` of each kernel tap's view of the padded input."""
-    out = spec.output_shape
+    """``(tap index, offset)`` of each kernel tap: where its view starts in the padded input."""
     for index, tap in enumerate(itertools.product(*(range(k) for k in spec.kernel_shape[:-2]))):
-        offset = tuple(t * d for t, d in zip(tap, spec.kernel_dilation))
-        limit = tuple(b + (n - 1) * s + 1 for b, n, s in zip(offset, out[1:-1], spec.strides))
-        yield index, offset, limit
+        yield index, tuple(t * d for t, d in zip(tap, spec.kernel_dilation))
 
 
-def _tap_view(x: Array, offset, limit, strides) -> Array:
-    return lax.slice(x, (0, *offset, 0), (x.shape[0], *limit, x.shape[-1]), (1, *strides, 1))
+def _edge_view(x: Array, offset, spec: ConvSpec) -> Array:
+    """One tap's view of the zero-padded input, read from the unpadded ``x``: the in-range
+    positions as a strided slice, zero-filled at the borders.
 
-
-def _shift_input(x: Array, spec: ConvSpec) -> Array:
-    x = _zero_pad(x, spec.padding)
-    multiplier = spec.out_channels // spec.in_channels
-    return jnp.repeat(x, multiplier, axis=-1) if multiplier > 1 else x
+    Equal to slicing the padded input, but with no padded copy of the input: XLA fuses the
+    slice and the border fill into whatever reads the view.
+    """
+    out = spec.output_shape[1:-1]
+    starts, limits, fill = [], [], []
+    for n, o, (lo, _), s, count in zip(x.shape[1:-1], offset, spec.padding, spec.strides, out):
+        first = max(0, -((o - lo) // s)) if o < lo else 0    # first output reading x[>= 0]
+        last = min(count - 1, (n - 1 - o + lo) // s)         # last output reading x[<= n-1]
+        if last < first:
+            return jnp.zeros((x.shape[0], *out, x.shape[-1]), x.dtype)
+        starts.append(first * s + o - lo)
+        limits.append(last * s + o - lo + 1)
+        fill.append((first, count - 1 - last, 0))
+    view = lax.slice(x, (0, *starts, 0), (x.shape[0], *limits, x.shape[-1]),
+                     (1, *spec.strides, 1))
+    if not any(a or b for a, b, _ in fill):
+        return view
+    return lax.pad(view, x.dtype.type(0), ((0, 0, 0), *fill, (0, 0, 0)))
 
 
 def _shift_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
-    x = _shift_input(x, spec)
+    multiplier = spec.out_channels // spec.in_channels
+    if multiplier > 1:
+        x = jnp.repeat(x, multiplier, axis=-1)
     w = kernel.reshape((-1, *(1,) * (x.ndim - 1), spec.out_channels))
     y = None
-    for index, offset, limit in _taps(spec):
-        term = _tap_view(x, offset, limit, spec.strides) * w[index]
+    for index, offset in _taps(spec):
+        term = _edge_view(x, offset, spec) * w[index]
         y = term if y is None else y + term
     return y
 
@@ -317,18 +330,20 @@ def _shift_kernel_grad(x: Array, dy: Array, spec: ConvSpec) -> Array:
     One pass over the whole batch per tap re-reads the input and the output gradient from memory
     for every tap; a loop over cache-sized chunks of the batch reads them once.
     """
-    xs = _shift_input(x, spec)
-    batch = xs.shape[0]
-    chunk = _chunk(batch, xs[0].size * xs.dtype.itemsize)
-    axes = tuple(range(xs.ndim - 1))
+    multiplier = spec.out_channels // spec.in_channels
+    if multiplier > 1:
+        x = jnp.repeat(x, multiplier, axis=-1)
+    batch = x.shape[0]
+    chunk = _chunk(batch, x[0].size * x.dtype.itemsize)
+    axes = tuple(range(x.ndim - 1))
     acc_dtype = jnp.float32 if jnp.finfo(dy.dtype).bits < 32 else dy.dtype
 
     def partial_sums(xc, dc):
-        return jnp.stack([jnp.sum((_tap_view(xc, o, lim, spec.strides) * dc).astype(acc_dtype),
-                                  axis=axes) for _, o, lim in _taps(spec)])
+        return jnp.stack([jnp.sum((_edge_view(xc, offset, spec) * dc).astype(acc_dtype),
+                                  axis=axes) for _, offset in _taps(spec)])
 
     if chunk == batch:
-        sums = partial_sums(xs, dy)
+        sums = partial_sums(x, dy)
     else:
         def body(acc, pair):
             return acc + partial_sums(*pair), None
@@ -336,7 +351,7 @@ def _shift_kernel_grad(x: Array, dy: Array, spec: ConvSpec) -> Array:
         steps = batch // chunk
         taps = math.prod(spec.kernel_shape[:-2])
         sums, _ = lax.scan(body, jnp.zeros((taps, spec.out_channels), acc_dtype),
-                           (xs.reshape(steps, chunk, *xs.shape[1:]),
+                           (x.reshape(steps, chunk, *x.shape[1:]),
                             dy.reshape(steps, chunk, *dy.shape[1:])))
     return sums.reshape(spec.kernel_shape)
 
@@ -392,8 +407,7 @@ def patches(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     3x3 stem on a grey image makes a 9-channel tensor and one small matmul, where XLA's CPU
     convolution (and, above all, its kernel gradient) handles one input channel poorly.
     """
-    x = _zero_pad(x, spec.padding)
-    views = [_tap_view(x, offset, limit, spec.strides) for _, offset, limit in _taps(spec)]
+    views = [_edge_view(x, offset, spec) for _, offset in _taps(spec)]
     p = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
     ones = (1,) * spec.rank
     flat = dataclasses.replace(

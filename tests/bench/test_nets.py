@@ -45,17 +45,18 @@ def test_jax_step_updates_parameters_and_lowers_the_loss_on_a_fixed_batch():
 def test_unknown_net_is_refused_with_the_valid_names():
     from jaxconv import bench
 
+    assert bench.NET_NAMES == tuple(nets.NETS)
     with pytest.raises(ValueError, match="resnet_bottleneck, mobilenet_v2"):
         list(bench.report(nets=["resnet50"]))
 
 
-def test_cli_bench_prints_the_op_table_with_versions_and_flags(capsys):
+def test_cli_bench_prints_the_op_table_with_versions_and_settings(capfd):
     from jaxconv.cli import main
 
-    assert main(["bench", "--xla-flags", "none", "--repeats", "1", "--cases", "1-D",
+    assert main(["bench", "--settings", "recommended", "--repeats", "1", "--cases", "1-D",
                  "--no-steps"]) == 0
-    out = capsys.readouterr().out
-    assert "# conv benchmark:" in out and "XLA_FLAGS=" in out
+    out = capfd.readouterr().out
+    assert "# conv benchmark:" in out and "XLA_FLAGS=" in out and "GLIBC_TUNABLES=" in out
     row = next(line for line in out.splitlines() if line.startswith("| 1-D k=5"))
     assert len(row.split("|")) == 11
 
@@ -63,5 +64,5 @@ def test_cli_bench_prints_the_op_table_with_versions_and_flags(capsys):
 def test_cli_bench_names_a_bad_net(capsys):
     from jaxconv.cli import main
 
-    assert main(["bench", "--xla-flags", "none", "--no-ops", "--nets", "vgg"]) == 2
+    assert main(["bench", "--settings", "none", "--no-ops", "--nets", "vgg"]) == 2
     assert "nets=['vgg']" in capsys.readouterr().err

@@ -38,6 +38,9 @@ def test_run_trains_every_variant_and_writes_the_report(tmp_path, capsys):
         assert (run_dir / name).is_file(), name
     for plot in experiment.report.PLOTS:
         assert (run_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the command that reproduces the run, after any settings in effect
+    command = (run_dir / "command.txt").read_text()
+    assert command.rstrip().endswith(f"jaxconv run {path} --quiet --set 'seeds=[0, 1]'")
     with (run_dir / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [r["variant"] for r in rows] == ["basic", "fire"]

@@ -1,0 +1,107 @@
+"""Process settings that make convolutions faster, set only by jaxconv's own entry points.
+
+``import jaxconv`` never changes the process environment. The ``jaxconv`` command starts itself
+with `recommended` settings (re-executing once when the C library must see them at start-up),
+and `jaxconv.experiment.run` adds the XLA flags when JAX has not started yet. Library users who
+want the same effect set the variables before Python starts, e.g.::
+
+    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot \\
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python train.py
+
+Measured by ``jaxconv bench --settings both`` on a 2-core x86 CPU (experiments/results/
+bench_ops_cpu.md), jax 0.10:
+
+- XLA flag: XLA's CPU backend hands 2-D convolutions and dots to YNNPACK by default, whose
+  convolutions run slower than XLA's own here: dense, strided and dilated 3x3 convolutions
+  forward + backward take about 0.6x the time without it, the grouped and transposed
+  formulations 0.4-0.6x; depthwise and 1x1 are unchanged. An unknown flag makes XLA abort, so
+  flags are named only for the jaxlib versions they were measured on.
+- malloc tunable: XLA allocates its large temporaries afresh on every call, and each new page
+  costs a page fault; backing them with transparent huge pages cuts those faults 512-fold
+  (training steps of the benchmark nets: 1.5x the images/s; PyTorch gains too).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Mapping, MutableMapping
+
+#: jaxlib ``major.minor`` -> XLA flags measured to help convolutions on CPU.
+MEASURED: dict[str, tuple[str, ...]] = {
+    "0.10": ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot",),
+}
+
+#: glibc malloc tunables: large allocations backed by transparent huge pages.
+MALLOC_TUNABLES = ("glibc.malloc.hugetlb=1",)
+
+#: Set this variable to ``0`` to keep jaxconv's commands from changing any setting.
+OPT_OUT = "JAXCONV_TUNE"
+
+
+def recommended_xla_flags(jaxlib_version: str | None = None) -> tuple[str, ...]:
+    """The XLA flags measured to help on this jaxlib (none for versions not measured)."""
+    if jaxlib_version is None:
+        from jaxlib import version
+
+        jaxlib_version = version.__version__
+    return MEASURED.get(".".join(jaxlib_version.split(".")[:2]), ())
+
+
+def backends_started() -> bool:
+    """Whether JAX has created its backends (after which ``XLA_FLAGS`` has no effect)."""
+    if "jax" not in sys.modules:
+        return False
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()
+
+
+def _merge(current: str, additions: tuple[str, ...], sep: str) -> tuple[str, tuple[str, ...]]:
+    """``current`` plus the ``name=value`` additions whose name it does not set already."""
+    names = {item.split("=")[0] for item in current.split(sep) if item}
+    added = tuple(a for a in additions if a.split("=")[0] not in names)
+    return sep.join([item for item in current.split(sep) if item] + list(added)), added
+
+
+def apply_xla_flags(environ: MutableMapping[str, str] | None = None,
+                    jaxlib_version: str | None = None) -> tuple[str, ...]:
+    """Adds the recommended XLA flags that ``XLA_FLAGS`` does not already set; returns them.
+
+    Adds nothing when ``JAXCONV_TUNE=0``, when the user's ``XLA_FLAGS`` already sets a flag of
+    the same name (the user's value wins), or when JAX's backends already exist.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(OPT_OUT, "1") == "0" or backends_started():
+        return ()
+    merged, added = _merge(environ.get("XLA_FLAGS", ""),
+                           recommended_xla_flags(jaxlib_version), " ")
+    if added:
+        environ["XLA_FLAGS"] = merged
+    return added
+
+
+def glibc() -> bool:
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
+def recommended(environ: Mapping[str, str], jaxlib_version: str | None = None
+                ) -> dict[str, str]:
+    """``environ`` with the recommended XLA flags and malloc tunables added (the user's own
+    values for the same names win; nothing added with ``JAXCONV_TUNE=0``)."""
+    env = dict(environ)
+    if env.get(OPT_OUT, "1") == "0":
+        return env
+    flags, _ = _merge(env.get("XLA_FLAGS", ""), recommended_xla_flags(jaxlib_version), " ")
+    if flags:
+        env["XLA_FLAGS"] = flags
+    if glibc():
+        tunables, _ = _merge(env.get("GLIBC_TUNABLES", ""), MALLOC_TUNABLES, ":")
+        env["GLIBC_TUNABLES"] = tunables
+    return env
+
+
+def needs_restart(environ: Mapping[str, str]) -> bool:
+    """Whether `recommended` adds malloc tunables, which glibc reads only at start-up."""
+    return recommended(environ).get("GLIBC_TUNABLES") != environ.get("GLIBC_TUNABLES")

@@ -1,0 +1,100 @@
+"""jaxconv's command adds measured settings only where they are known and not overridden."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxconv import environment
+
+FLAG = environment.MEASURED["0.10"][0]
+NAME = FLAG.split("=")[0]
+
+
+@pytest.fixture(autouse=True)
+def fresh_backends(monkeypatch):
+    monkeypatch.setattr(environment, "backends_started", lambda: False)
+
+
+def test_adds_the_measured_flags_to_the_users_own():
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert environment.apply_xla_flags(env, "0.10.2") == (FLAG,)
+    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {FLAG}"
+
+
+def test_the_users_value_of_the_same_flag_wins():
+    env = {"XLA_FLAGS": f"{NAME}=-individual_dot"}
+    assert environment.apply_xla_flags(env, "0.10.2") == ()
+    assert env["XLA_FLAGS"] == f"{NAME}=-individual_dot"
+
+
+@pytest.mark.parametrize(("env", "version"), [({"JAXCONV_TUNE": "0"}, "0.10.2"),
+                                              ({}, "0.9.0"), ({}, "1.0.0")])
+def test_no_flags_when_opted_out_or_on_an_unmeasured_jaxlib(env, version):
+    assert environment.apply_xla_flags(env, version) == ()
+    assert "XLA_FLAGS" not in env
+
+
+def test_no_flags_once_jax_has_started(monkeypatch):
+    monkeypatch.setattr(environment, "backends_started", lambda: True)
+    env = {}
+    assert environment.apply_xla_flags(env, "0.10.2") == ()
+    assert env == {}
+
+
+@pytest.mark.skipif(not environment.glibc(), reason="malloc tunables are glibc's")
+def test_recommended_adds_malloc_tunables_after_the_users_own():
+    env = environment.recommended({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "0.10.2")
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    assert env["XLA_FLAGS"] == FLAG
+    assert environment.needs_restart({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
+    assert not environment.needs_restart(env)
+    kept = environment.recommended({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "0.10.2")
+    assert kept["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
+
+
+def test_recommended_changes_nothing_when_opted_out():
+    env = {"JAXCONV_TUNE": "0", "XLA_FLAGS": "--a=1"}
+    assert environment.recommended(env, "0.10.2") == env
+    assert not environment.needs_restart(env)
+
+
+def _child(code, env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+                          check=True).stdout.strip()
+
+
+def test_importing_jaxconv_leaves_the_environment_alone():
+    code = ("import os; import jaxconv, jaxconv.nnx, jaxconv.experiment; "
+            "print(os.environ.get('XLA_FLAGS', '<unset>'), "
+            "os.environ.get('GLIBC_TUNABLES', '<unset>'))")
+    assert _child(code, {}) == "<unset> <unset>"
+
+
+@pytest.mark.skipif(not environment.glibc(), reason="malloc tunables are glibc's")
+def test_the_command_restarts_itself_once_with_the_malloc_tunables(monkeypatch):
+    from jaxconv import cli
+
+    calls = []
+
+    def execve(path, argv, env):
+        calls.append((argv, env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
+    monkeypatch.setattr(sys, "argv", ["jaxconv", "data", "info", "digits"])
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("JAXCONV_TUNE", raising=False)
+    with pytest.raises(SystemExit):
+        cli.entry()
+    (argv, env), = calls
+    assert argv[1:] == ["-m", "jaxconv", "data", "info", "digits"]
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+
+
+def test_the_restarted_command_does_its_job():
+    out = subprocess.run([sys.executable, "-m", "jaxconv", "data", "info", "digits"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("digits:")
