@@ -300,14 +300,26 @@ def _edge_view(x: Array, offset, spec: ConvSpec) -> Array:
     return lax.pad(view, x.dtype.type(0), ((0, 0, 0), *fill, (0, 0, 0)))
 
 
+def _padded_view(x: Array, offset, spec: ConvSpec) -> Array:
+    """One tap's strided view of the already zero-padded input."""
+    limit = [o + (n - 1) * s + 1 for o, n, s in zip(offset, spec.output_shape[1:-1],
+                                                    spec.strides)]
+    return lax.slice(x, (0, *offset, 0), (x.shape[0], *limit, x.shape[-1]),
+                     (1, *spec.strides, 1))
+
+
 def _shift_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    # The padded copy is written once, with the input's producer (say BatchNorm + ReLU) fused
+    # in; reading the taps straight from the input would make XLA recompute that producer
+    # once per tap.
+    x = _zero_pad(x, spec.padding)
     multiplier = spec.out_channels // spec.in_channels
     if multiplier > 1:
         x = jnp.repeat(x, multiplier, axis=-1)
     w = kernel.reshape((-1, *(1,) * (x.ndim - 1), spec.out_channels))
     y = None
     for index, offset in _taps(spec):
-        term = _edge_view(x, offset, spec) * w[index]
+        term = _padded_view(x, offset, spec) * w[index]
         y = term if y is None else y + term
     return y
 
@@ -324,36 +336,72 @@ def _chunk(batch: int, image_bytes: int) -> int:
     return max(d for d in range(1, min(batch, fit) + 1) if batch % d == 0)
 
 
-def _shift_kernel_grad(x: Array, dy: Array, spec: ConvSpec) -> Array:
-    """``dk[t, c] = sum over batch and output positions of view_t(x) * dy``, batch in chunks.
+def _shift_input_grad(dy: Array, kernel: Array, spec: ConvSpec) -> Array | None:
+    """The input gradient of a depthwise conv as the same shifted multiply-adds on the output
+    gradient (zero-inserted between outputs for strides > 1), with the kernel flipped and the
+    padding mirrored so that the result covers exactly the input; ``None`` when that padding
+    would be negative (then autodiff's form is used).
 
-    One pass over the whole batch per tap re-reads the input and the output gradient from memory
-    for every tap; a loop over cache-sized chunks of the batch reads them once.
+    Autodiff's form (each tap's product padded back into place, then summed) checks every
+    tap's borders, and with strides every interior gap, at every element; this reads one padded
+    copy through plain slices.
     """
-    multiplier = spec.out_channels // spec.in_channels
+    channels = spec.out_channels
+    if any(s > 1 for s in spec.strides):
+        dy = lax.pad(dy, dy.dtype.type(0),
+                     ((0, 0, 0), *((0, 0, s - 1) for s in spec.strides), (0, 0, 0)))
+    pads = tuple((w - 1 - lo, n - length + lo) for w, (lo, _), n, length in
+                 zip(spec.window, spec.padding, spec.input_shape[1:-1], dy.shape[1:-1]))
+    if any(p < 0 for pair in pads for p in pair):
+        return None
+    flipped = jnp.flip(kernel, axis=tuple(range(spec.rank)))
+    flip_spec = dataclasses.replace(
+        spec, input_shape=dy.shape, kernel_shape=(*spec.kernel_shape[:-2], 1, channels),
+        strides=(1,) * spec.rank, padding=pads, feature_group_count=channels)
+    dx = _shift_forward(dy, flipped, flip_spec)
+    multiplier = channels // spec.in_channels
     if multiplier > 1:
-        x = jnp.repeat(x, multiplier, axis=-1)
-    batch = x.shape[0]
-    chunk = _chunk(batch, x[0].size * x.dtype.itemsize)
-    axes = tuple(range(x.ndim - 1))
+        dx = dx.reshape((*dx.shape[:-1], spec.in_channels, multiplier)).sum(-1)
+    return dx
+
+
+def _shift_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Array, Array]:
+    """Input and kernel gradients in one loop over cache-sized chunks of the batch.
+
+    The kernel gradient ``dk[t, c] = sum view_t(x) * dy`` as one pass over the whole batch per
+    tap re-reads the input and the output gradient from memory for every tap; and the input
+    gradient (the adjoint of the tap views: ``dy * k[t]`` shifted back and summed) reads ``dy``
+    once per tap, so XLA fuses ``dy``'s producer into it and recomputes that once per tap. The
+    loop's inputs are written once, and each chunk's taps read from cache.
+    """
     acc_dtype = jnp.float32 if jnp.finfo(dy.dtype).bits < 32 else dy.dtype
+    axes = tuple(range(x.ndim - 1))
+    taps = math.prod(spec.kernel_shape[:-2])
+    multiplier = spec.out_channels // spec.in_channels
 
-    def partial_sums(xc, dc):
-        return jnp.stack([jnp.sum((_edge_view(xc, offset, spec) * dc).astype(acc_dtype),
+    def step(dk, xc, dc):
+        chunk_spec = dataclasses.replace(spec, input_shape=(xc.shape[0], *spec.input_shape[1:]))
+        dxc = _shift_input_grad(dc, kernel, chunk_spec)
+        if dxc is None:
+            _, input_vjp = jax.vjp(lambda xc: _shift_forward(xc, kernel, chunk_spec), xc)
+            (dxc,) = input_vjp(dc)
+        xr = jnp.repeat(xc, multiplier, axis=-1) if multiplier > 1 else xc
+        sums = jnp.stack([jnp.sum((_edge_view(xr, offset, chunk_spec) * dc).astype(acc_dtype),
                                   axis=axes) for _, offset in _taps(spec)])
+        return dk + sums, dxc
 
+    dk0 = jnp.zeros((taps, spec.out_channels), acc_dtype)
+    batch = x.shape[0]
+    chunk = _chunk(batch, x[0].size * x.dtype.itemsize * multiplier)
     if chunk == batch:
-        sums = partial_sums(x, dy)
+        dk, dx = step(dk0, x, dy)
     else:
-        def body(acc, pair):
-            return acc + partial_sums(*pair), None
-
         steps = batch // chunk
-        taps = math.prod(spec.kernel_shape[:-2])
-        sums, _ = lax.scan(body, jnp.zeros((taps, spec.out_channels), acc_dtype),
-                           (x.reshape(steps, chunk, *x.shape[1:]),
-                            dy.reshape(steps, chunk, *dy.shape[1:])))
-    return sums.reshape(spec.kernel_shape)
+        dk, dx = lax.scan(lambda c, pair: step(c, *pair), dk0,
+                          (x.reshape(steps, chunk, *x.shape[1:]),
+                           dy.reshape(steps, chunk, *dy.shape[1:])))
+        dx = dx.reshape(x.shape)
+    return dx, dk.reshape(spec.kernel_shape)
 
 
 def shift(x: Array, kernel: Array, spec: ConvSpec) -> Array:
@@ -362,8 +410,8 @@ def shift(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     ``y[o] = sum_t x[o * s + t * d] * k[t]`` channel by channel: for a 3x3 kernel, nine shifted
     views of the padded input, each scaled by one tap's per-channel weights. A depth multiplier
     ``M`` repeats each input channel ``M`` times first. The input gradient is the autodiff of
-    those slices (pads and element-wise products); the kernel gradient sums each tap's products
-    over the batch in cache-sized chunks (`_shift_kernel_grad`), a custom VJP; inside
+    those slices (pads and element-wise products) and the kernel gradient sums each tap's
+    products; both run over the batch in cache-sized chunks (`_shift_grads`), a custom VJP; inside
     `forward_mode_ad` the backward is autodiff's.
     """
     if _FORWARD_MODE.get():
@@ -382,9 +430,8 @@ def _shift_fwd(x, kernel, spec):
 
 def _shift_bwd(spec, residuals, dy):
     x, kernel = residuals
-    _, input_vjp = jax.vjp(lambda x: _shift_forward(x, kernel, spec), x)
-    (dx,) = input_vjp(dy)
-    return dx, _shift_kernel_grad(x, dy, spec).astype(kernel.dtype)
+    dx, dk = _shift_grads(x, kernel, dy, spec)
+    return dx, dk.astype(kernel.dtype)
 
 
 _shift_vjp.defvjp(_shift_fwd, _shift_bwd)

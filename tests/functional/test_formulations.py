@@ -17,6 +17,9 @@ DEPTHWISE = [
     dict(rank=2, kernel=7, strides=1, kernel_dilation=1, padding="REFLECT", multiplier=1),
     dict(rank=2, kernel=4, strides=(2, 1), kernel_dilation=1, padding="VALID", multiplier=3),
     dict(rank=3, kernel=3, strides=2, kernel_dilation=1, padding="SAME", multiplier=1),
+    dict(rank=1, kernel=4, strides=1, kernel_dilation=1, padding="CAUSAL", multiplier=2),
+    dict(rank=2, kernel=3, strides=1, kernel_dilation=2, padding="VALID", multiplier=2),
+    dict(rank=2, kernel=3, strides=3, kernel_dilation=1, padding=((3, 0), (0, 4)), multiplier=1),
 ]
 GROUPED = [
     dict(rank=1, kernel=3, strides=1, kernel_dilation=2, padding="SAME", groups=2),
