@@ -97,21 +97,11 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    import os
-    import subprocess
-
-    from jaxconv import environment
+    from jaxconv import bench
 
     settings = ("none", "recommended") if args.settings == "both" else (args.settings,)
-    for setting in settings:
-        env = dict(os.environ) if setting == "none" else environment.recommended(os.environ)
-        command = [sys.executable, "-m", "jaxconv.bench", "--repeats", str(args.repeats),
-                   "--cases", *args.cases, "--nets", *args.nets]
-        command += ["--no-ops"] * args.no_ops + ["--no-steps"] * args.no_steps
-        if len(settings) > 1:
-            print(f"\n## settings: {setting}\n", flush=True)
-        if subprocess.run(command, env=env).returncode != 0:
-            raise OSError(f"the benchmark with settings={setting!r} failed")
+    bench.run_with_settings(settings, repeats=args.repeats, cases=args.cases, nets=args.nets,
+                            ops=not args.no_ops, steps=not args.no_steps)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -199,19 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """The ``jaxconv`` console command: `main` under `jaxconv.environment.recommended`
-    settings. glibc reads its tunables only at start-up, so when they are missing the process
-    replaces itself once with one that has them; ``bench`` sets up its own runs instead."""
-    import os
-
+    settings (``bench`` sets up its own runs instead)."""
     from jaxconv import environment
 
     argv = sys.argv[1:]
-    if "bench" not in argv[:1]:
-        env = environment.recommended(os.environ)
-        if environment.needs_restart(os.environ):
-            os.execve(sys.executable, [sys.executable, "-m", "jaxconv", *argv], env)
-        if not environment.backends_started():
-            os.environ.update(env)
+    if argv[:1] != ["bench"]:
+        environment.start_command([sys.executable, "-m", "jaxconv", *argv])
     sys.exit(main(argv))
 
 

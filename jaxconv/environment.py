@@ -105,3 +105,13 @@ def recommended(environ: Mapping[str, str], jaxlib_version: str | None = None
 def needs_restart(environ: Mapping[str, str]) -> bool:
     """Whether `recommended` adds malloc tunables, which glibc reads only at start-up."""
     return recommended(environ).get("GLIBC_TUNABLES") != environ.get("GLIBC_TUNABLES")
+
+
+def start_command(command: list[str]) -> None:
+    """Puts the recommended settings in place for a command-line process: replaces the process
+    with ``command`` when glibc must see new tunables at start-up, otherwise adds the XLA
+    flags to this process's environment (while JAX has not started)."""
+    if needs_restart(os.environ):
+        os.execve(command[0], command, recommended(os.environ))
+    if not backends_started():
+        os.environ.update(recommended(os.environ))

@@ -49,3 +49,24 @@ def report(*, repeats: int = 10, cases: Sequence[str] = (), nets: Sequence[str] 
     if steps:
         yield ""
         yield from train_step.table(nets or tuple(nets_module.NETS))
+
+
+def run_with_settings(settings: Sequence[str], *, repeats: int, cases: Sequence[str] = (),
+                      nets: Sequence[str] = (), ops: bool = True, steps: bool = True) -> None:
+    """Runs `report` once per setting, each in a fresh process (XLA flags and malloc tunables
+    only take effect at start-up): ``"none"`` keeps this environment as it is, as a library
+    user has it; ``"recommended"`` adds `jaxconv.environment.recommended`."""
+    import subprocess
+    import sys
+
+    from jaxconv import environment
+
+    for setting in settings:
+        env = dict(os.environ) if setting == "none" else environment.recommended(os.environ)
+        command = [sys.executable, "-m", "jaxconv.bench", "--repeats", str(repeats),
+                   "--cases", *cases, "--nets", *nets]
+        command += ["--no-ops"] * (not ops) + ["--no-steps"] * (not steps)
+        if len(settings) > 1:
+            print(f"\n## settings: {setting}\n", flush=True)
+        if subprocess.run(command, env=env).returncode != 0:
+            raise OSError(f"the benchmark with settings={setting!r} failed")
