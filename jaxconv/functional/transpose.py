@@ -138,7 +138,7 @@ TRANSPOSE_POLICY: tuple[policy.PolicyRow, ...] = (
     policy.PolicyRow("cpu", policy.ANY, "subpixel",
                      "XLA's CPU backward of an input-dilated conv is slow; one stride-1 conv per "
                      "output phase measured (experiments/bench_ops.py, batch 64, 16x16, 3x3 "
-                     "stride 2, 64->32, forward+backward) 22.7 ms vs 115.8 ms"),
+                     "stride 2, 64->32, forward+backward) 21.2 ms vs 112.5 ms"),
 )
 
 
