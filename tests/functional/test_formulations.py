@@ -124,8 +124,9 @@ def test_auto_policy_on_cpu_and_elsewhere():
     assert F.plan((8, 16, 16, 32), (3, 3, 8, 32), feature_group_count=4).impl == "split"
     gpu = F.plan((8, 16, 16, 32), (3, 3, 8, 32), feature_group_count=4, backend="gpu")
     assert gpu.impl == "xla" and "no faster formulation is known" in gpu.reason
-    assert "137 ms vs 270 ms" in F.plan((8, 16, 16, 32), (7, 7, 1, 32),
-                                        op="depthwise_conv").reason
+    # every CPU row's reason quotes the benchmark that justified it
+    reason = F.plan((8, 16, 16, 32), (7, 7, 1, 32), op="depthwise_conv").reason
+    assert "experiments/bench_ops.py" in reason and "at 7x7" in reason
 
 
 def test_shift_and_split_refuse_what_they_cannot_express():
@@ -163,7 +164,7 @@ def test_subpixel_equals_xla(cfg):
 
 def test_transposed_policy():
     strided = F.plan((8, 16, 16, 64), (3, 3, 32, 64), op="conv_transpose", strides=2)
-    assert strided.impl == "subpixel" and "22.7 ms vs 115.8 ms" in strided.reason
+    assert strided.impl == "subpixel" and "experiments/bench_ops.py" in strided.reason
     assert F.plan((8, 16, 16, 64), (3, 3, 32, 64), op="conv_transpose").impl == "xla"
     dilated = F.plan((8, 16, 16, 64), (3, 3, 32, 64), op="conv_transpose", strides=2,
                      kernel_dilation=2)
