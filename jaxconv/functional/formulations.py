@@ -209,17 +209,31 @@ def _matmul_dot(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     return jnp.moveaxis(y, 0, -2).reshape((*x.shape[:-1], cout))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _matmul_dot_vjp(x: Array, kernel: Array, spec: ConvSpec) -> Array:
-    return _matmul_dot(x, kernel, spec)
+def _with_backward(forward: Callable, backward: Callable) -> Callable:
+    """``forward(x, kernel, spec)`` with ``backward(x, kernel, dy, spec) -> (dx, dk)`` as its
+    VJP; inside `forward_mode_ad`, plain autodiff of ``forward`` instead."""
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+    def with_vjp(x, kernel, spec):
+        return forward(x, kernel, spec)
+
+    def fwd(x, kernel, spec):
+        return forward(x, kernel, spec), (x, kernel)
+
+    def bwd(spec, residuals, dy):
+        x, kernel = residuals
+        dx, dk = backward(x, kernel, dy, spec)
+        return dx, dk.astype(kernel.dtype)
+
+    with_vjp.defvjp(fwd, bwd)
+
+    def call(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+        return forward(x, kernel, spec) if _FORWARD_MODE.get() else with_vjp(x, kernel, spec)
+
+    return call
 
 
-def _matmul_dot_fwd(x, kernel, spec):
-    return _matmul_dot(x, kernel, spec), (x, kernel)
-
-
-def _matmul_dot_bwd(spec, residuals, dy):
-    x, kernel = residuals
+def _matmul_dot_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Array, Array]:
     _, vjp = jax.vjp(lambda x, kernel: _matmul_dot(x, kernel, spec), x, kernel)
     dx, dk = vjp(dy)
     if spec.feature_group_count == 1:
@@ -234,11 +248,11 @@ def _matmul_dot_bwd(spec, residuals, dy):
             dk = lax.dot_general(x, dy, ((axes, axes), ((), ())), precision=spec.precision)
         else:
             dk = lax.dot_general(dy, x, ((axes, axes), ((), ())), precision=spec.precision).T
-        dk = dk.reshape(kernel.shape).astype(kernel.dtype)
+        dk = dk.reshape(kernel.shape)
     return dx, dk
 
 
-_matmul_dot_vjp.defvjp(_matmul_dot_fwd, _matmul_dot_bwd)
+_matmul_dot_custom = _with_backward(_matmul_dot, _matmul_dot_grads)
 
 
 def matmul(x: Array, kernel: Array, spec: ConvSpec) -> Array:
@@ -248,10 +262,7 @@ def matmul(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     groups, each group of channels gets its own matrix (a batched `dot_general`). The kernel
     gradient is written out by hand (a custom VJP); inside `forward_mode_ad` it is autodiff's.
     """
-    x = _matmul_prepare(x, spec)
-    if _FORWARD_MODE.get():
-        return _matmul_dot(x, kernel, spec)
-    return _matmul_dot_vjp(x, kernel, spec)
+    return _matmul_dot_custom(_matmul_prepare(x, spec), kernel, spec)
 
 
 def _shift_unsupported(spec: ConvSpec) -> str | None:
@@ -409,32 +420,15 @@ def shift(x: Array, kernel: Array, spec: ConvSpec) -> Array:
 
     ``y[o] = sum_t x[o * s + t * d] * k[t]`` channel by channel: for a 3x3 kernel, nine shifted
     views of the padded input, each scaled by one tap's per-channel weights. A depth multiplier
-    ``M`` repeats each input channel ``M`` times first. The input gradient is the autodiff of
-    those slices (pads and element-wise products) and the kernel gradient sums each tap's
-    products; both run over the batch in cache-sized chunks (`_shift_grads`), a custom VJP; inside
-    `forward_mode_ad` the backward is autodiff's.
+    ``M`` repeats each input channel ``M`` times first. The backward is written out (a custom
+    VJP, `_shift_grads`): one loop over cache-sized chunks of the batch computes the input
+    gradient as the same taps on the output gradient with the kernel flipped, and the kernel
+    gradient as each tap's summed products. Inside `forward_mode_ad` it is autodiff's.
     """
-    if _FORWARD_MODE.get():
-        return _shift_forward(x, kernel, spec)
-    return _shift_vjp(x, kernel, spec)
+    return _shift_custom(x, kernel, spec)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _shift_vjp(x: Array, kernel: Array, spec: ConvSpec) -> Array:
-    return _shift_forward(x, kernel, spec)
-
-
-def _shift_fwd(x, kernel, spec):
-    return _shift_forward(x, kernel, spec), (x, kernel)
-
-
-def _shift_bwd(spec, residuals, dy):
-    x, kernel = residuals
-    dx, dk = _shift_grads(x, kernel, dy, spec)
-    return dx, dk.astype(kernel.dtype)
-
-
-_shift_vjp.defvjp(_shift_fwd, _shift_bwd)
+_shift_custom = _with_backward(_shift_forward, _shift_grads)
 
 
 def _patches_unsupported(spec: ConvSpec) -> str | None:
