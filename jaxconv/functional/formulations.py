@@ -335,9 +335,11 @@ def _shift_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     return y
 
 
-#: Bytes of padded input per step of the kernel gradient's loop over the batch: small enough
-#: for one step's tap views and output gradient to stay in cache (measured on the CPU bench:
-#: 28x28x64 images, batch 128: 70 ms as one pass per tap, 15-25 ms in steps of 0.25-1 MB).
+#: Bytes of input per step of the backward's loop over the batch, for a 3x3 kernel (larger
+#: kernels take proportionally less): small enough for one step's tap views and gradients to
+#: stay in cache (measured on the CPU bench: 28x28x64 images, batch 128: kernel gradient 70 ms
+#: as one pass per tap, 15-25 ms in 0.25-1 MB steps; 7x7 on 16x16x128, batch 64: backward
+#: 34 ms in 1 MB steps, 16 ms in 0.2 MB steps).
 _CHUNK_BYTES = 1 << 20
 
 
@@ -403,7 +405,8 @@ def _shift_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Ar
 
     dk0 = jnp.zeros((taps, spec.out_channels), acc_dtype)
     batch = x.shape[0]
-    chunk = _chunk(batch, x[0].size * x.dtype.itemsize * multiplier)
+    # per-chunk work grows with the taps: 3x3 measured best at 1 MiB of input, 7x7 at 1/4 of it
+    chunk = _chunk(batch, x[0].size * x.dtype.itemsize * multiplier * taps // 9)
     if chunk == batch:
         dk, dx = step(dk0, x, dy)
     else:
