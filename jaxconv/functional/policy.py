@@ -39,7 +39,7 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
     PolicyRow("cpu", "depthwise", "shift",
               "XLA's CPU depthwise conv (a grouped conv) is slow, its backward most; one shifted "
               "multiply-add per tap measured (experiments/bench_ops.py, batch 64, 16x16x128, "
-              "forward+backward) 4.8 ms vs 105.9 ms at 3x3 and 43.0 ms vs 273.5 ms at 7x7"),
+              "forward+backward) 4.8 ms vs 105.9 ms at 3x3 and 19.7 ms vs 275.8 ms at 7x7"),
     PolicyRow("cpu", "narrow", "patches",
               "XLA's CPU conv handles few input channels poorly, its kernel gradient most; "
               "im2col + matmul measured (experiments/bench_ops.py, batch 128, 28x28x1->32, 3x3, "
