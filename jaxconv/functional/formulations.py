@@ -234,21 +234,22 @@ def _with_backward(forward: Callable, backward: Callable) -> Callable:
 
 
 def _matmul_dot_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Array, Array]:
-    _, vjp = jax.vjp(lambda x, kernel: _matmul_dot(x, kernel, spec), x, kernel)
-    dx, dk = vjp(dy)
-    if spec.feature_group_count == 1:
-        # ``dk = x^T dy`` contracts the long pixel axis of both operands, so one of them must be
-        # transposed in memory first (XLA's CPU dots want the contracted axis minor in the left
-        # operand). Autodiff picks the output gradient whatever its size, with its producer
-        # fused into the copy; transposing whichever has fewer channels copies the least (batch
-        # 128, 28x28, 1x1 conv + BatchNorm + ReLU, forward + backward: 16->64 49 -> 28 ms,
-        # 64->24 53 -> 12 ms).
-        axes = tuple(range(x.ndim - 1))
-        if x.shape[-1] <= dy.shape[-1]:
-            dk = lax.dot_general(x, dy, ((axes, axes), ((), ())), precision=spec.precision)
-        else:
-            dk = lax.dot_general(dy, x, ((axes, axes), ((), ())), precision=spec.precision).T
-        dk = dk.reshape(kernel.shape)
+    if spec.feature_group_count > 1:
+        return jax.vjp(lambda x, kernel: _matmul_dot(x, kernel, spec), x, kernel)[1](dy)
+    _, input_vjp = jax.vjp(lambda x: _matmul_dot(x, kernel, spec), x)
+    (dx,) = input_vjp(dy)
+    # ``dk = x^T dy`` contracts the long pixel axis of both operands, so one of them must be
+    # transposed in memory first (XLA's CPU dots want the contracted axis minor in the left
+    # operand). Autodiff picks the output gradient whatever its size, with its producer
+    # fused into the copy; transposing whichever has fewer channels copies the least (batch
+    # 128, 28x28, 1x1 conv + BatchNorm + ReLU, forward + backward: 16->64 49 -> 28 ms,
+    # 64->24 53 -> 12 ms).
+    axes = tuple(range(x.ndim - 1))
+    if x.shape[-1] <= dy.shape[-1]:
+        dk = lax.dot_general(x, dy, ((axes, axes), ((), ())), precision=spec.precision)
+    else:
+        dk = lax.dot_general(dy, x, ((axes, axes), ((), ())), precision=spec.precision).T
+    dk = dk.reshape(kernel.shape)
     return dx, dk
 
 
@@ -285,30 +286,6 @@ def _taps(spec: ConvSpec):
     """``(tap index, offset)`` of each kernel tap: where its view starts in the padded input."""
     for index, tap in enumerate(itertools.product(*(range(k) for k in spec.kernel_shape[:-2]))):
         yield index, tuple(t * d for t, d in zip(tap, spec.kernel_dilation))
-
-
-def _edge_view(x: Array, offset, spec: ConvSpec) -> Array:
-    """One tap's view of the zero-padded input, read from the unpadded ``x``: the in-range
-    positions as a strided slice, zero-filled at the borders.
-
-    Equal to slicing the padded input, but with no padded copy of the input: XLA fuses the
-    slice and the border fill into whatever reads the view.
-    """
-    out = spec.output_shape[1:-1]
-    starts, limits, fill = [], [], []
-    for n, o, (lo, _), s, count in zip(x.shape[1:-1], offset, spec.padding, spec.strides, out):
-        first = max(0, -((o - lo) // s)) if o < lo else 0    # first output reading x[>= 0]
-        last = min(count - 1, (n - 1 - o + lo) // s)         # last output reading x[<= n-1]
-        if last < first:
-            return jnp.zeros((x.shape[0], *out, x.shape[-1]), x.dtype)
-        starts.append(first * s + o - lo)
-        limits.append(last * s + o - lo + 1)
-        fill.append((first, count - 1 - last, 0))
-    view = lax.slice(x, (0, *starts, 0), (x.shape[0], *limits, x.shape[-1]),
-                     (1, *spec.strides, 1))
-    if not any(a or b for a, b, _ in fill):
-        return view
-    return lax.pad(view, x.dtype.type(0), ((0, 0, 0), *fill, (0, 0, 0)))
 
 
 def _padded_view(x: Array, offset, spec: ConvSpec) -> Array:
@@ -398,8 +375,9 @@ def _shift_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Ar
         if dxc is None:
             _, input_vjp = jax.vjp(lambda xc: _shift_forward(xc, kernel, chunk_spec), xc)
             (dxc,) = input_vjp(dc)
-        xr = jnp.repeat(xc, multiplier, axis=-1) if multiplier > 1 else xc
-        sums = jnp.stack([jnp.sum((_edge_view(xr, offset, chunk_spec) * dc).astype(acc_dtype),
+        xp = _zero_pad(xc, spec.padding)
+        xp = jnp.repeat(xp, multiplier, axis=-1) if multiplier > 1 else xp
+        sums = jnp.stack([jnp.sum((_padded_view(xp, offset, chunk_spec) * dc).astype(acc_dtype),
                                   axis=axes) for _, offset in _taps(spec)])
         return dk + sums, dxc
 
@@ -451,7 +429,8 @@ def patches(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     3x3 stem on a grey image makes a 9-channel tensor and one small matmul, where XLA's CPU
     convolution (and, above all, its kernel gradient) handles one input channel poorly.
     """
-    views = [_edge_view(x, offset, spec) for _, offset in _taps(spec)]
+    x = _zero_pad(x, spec.padding)
+    views = [_padded_view(x, offset, spec) for _, offset in _taps(spec)]
     p = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
     ones = (1,) * spec.rank
     flat = dataclasses.replace(
