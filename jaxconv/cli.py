@@ -171,14 +171,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     args.argv = argv
-    if args.verb == "bench":
-        from jaxconv import bench
-
-        unknown = [n for n in args.nets if n not in bench.NET_NAMES]
-        if unknown:
-            print(f"jaxconv bench: error: nets={unknown!r}: expected names from "
-                  f"{', '.join(bench.NET_NAMES)}", file=sys.stderr)
-            return 2
     try:
         args.run(args)
     except (ValueError, TypeError, OSError) as error:

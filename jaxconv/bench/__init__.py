@@ -11,10 +11,6 @@ import os
 import platform
 from collections.abc import Iterator, Sequence
 
-#: The training-step nets (`nets.NETS`), named here so that the command can check a request
-#: without importing Flax.
-NET_NAMES = ("resnet_bottleneck", "mobilenet_v2")
-
 
 def header() -> str:
     """Machine, versions and the XLA flags in effect."""
@@ -41,7 +37,8 @@ def report(*, repeats: int = 10, cases: Sequence[str] = (), nets: Sequence[str] 
 
     unknown = [n for n in nets if n not in nets_module.NETS]
     if unknown:
-        raise ValueError(f"nets={unknown!r}: expected names from {', '.join(NET_NAMES)}")
+        raise ValueError(f"nets={unknown!r}: expected names from "
+                         f"{', '.join(nets_module.NETS)}")
     yield header()
     if ops:
         yield ""
