@@ -73,13 +73,14 @@ def apply_xla_flags(environ: MutableMapping[str, str] | None = None,
     the same name (the user's value wins), or when JAX's backends already exist.
     """
     environ = os.environ if environ is None else environ
-    if environ.get(OPT_OUT, "1") == "0" or backends_started():
+    if backends_started():
         return ()
-    merged, added = _merge(environ.get("XLA_FLAGS", ""),
-                           recommended_xla_flags(jaxlib_version), " ")
-    if added:
-        environ["XLA_FLAGS"] = merged
-    return added
+    before = environ.get("XLA_FLAGS", "")
+    after = recommended(environ, jaxlib_version).get("XLA_FLAGS", before)
+    if after == before:
+        return ()
+    environ["XLA_FLAGS"] = after
+    return tuple(after.split()[len(before.split()):])
 
 
 def glibc() -> bool:
