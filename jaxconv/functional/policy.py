@@ -45,6 +45,11 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "im2col + matmul measured (experiments/bench_ops.py, batch 128, 28x28x1->32, 3x3, "
               "forward+backward) 2.5 ms vs 20.3 ms; 18.3 ms vs 34.1 ms at 32x32x3->32 (forward "
               "and kernel gradient), but 2.2x slower at 8 input channels"),
+    PolicyRow("cpu", "dense", "depth_taps",
+              "XLA's CPU 3-D conv is slow, its backward most; the depth taps laid along the "
+              "channels of one 2-D conv measured (CPU, forward+backward, 3x3x3, 32->32) "
+              "37.7 ms vs 99.6 ms on batch 8 of 16^3, 6.3 ms vs 166.1 ms at stride 2, "
+              "13.3 ms vs 74.0 ms on batch 4 of 8x32x32x16"),
     PolicyRow("cpu", "grouped", "split",
               "XLA's CPU grouped conv backward is slow; one dense conv per group measured "
               "(experiments/bench_ops.py, batch 64, 16x16, 128->128, forward+backward) 26.6 ms vs "

@@ -33,7 +33,7 @@ def test_summary_matches_hand_counts():
     assert point.macs == 64 * 64 * 8 * 32
     assert (conv.output_shape, conv3d.output_shape) == ((1, 64, 64, 32), (1, 1, 64, 64, 32))
     # the summary reports what auto picks on CPU: a 3x3 conv on RGB reads 27 values per pixel
-    assert point.impl == "matmul" and conv.impl == "patches" and conv3d.impl == "xla"
+    assert point.impl == "matmul" and conv.impl == "patches" and conv3d.impl == "depth_taps"
     assert conv.activation_bytes == 64 * 64 * 32 * 4
     # XLA counts only in-bounds taps (2 per multiply-add) plus the bias add: fewer than
     # 2 x textbook MACs on a padded border, and never more than that plus one add per output.

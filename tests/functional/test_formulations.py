@@ -88,6 +88,43 @@ def test_auto_picks_patches_only_for_narrow_dense_convs():
     assert F.plan((8, 28, 28, 8), (3, 3, 8, 32)).impl == "xla"
 
 
+DEPTH_TAPS = [
+    dict(kernel=3, strides=1, kernel_dilation=1, padding="SAME", depth=5),
+    dict(kernel=(3, 2, 3), strides=(2, 1, 2), kernel_dilation=1, padding="VALID", depth=6),
+    dict(kernel=3, strides=1, kernel_dilation=(2, 1, 2), padding=((1, 3), (0, 1), (2, 0)),
+         depth=5),
+    dict(kernel=2, strides=(3, 1, 1), kernel_dilation=1, padding="REFLECT", depth=7),
+    # depth 1 under SAME: the outer depth taps read only padding and are left out
+    dict(kernel=3, strides=1, kernel_dilation=1, padding="SAME", depth=1),
+    # strides that step over every input depth: each tap reads padding only
+    dict(kernel=1, strides=(2, 1, 1), kernel_dilation=1, padding=((1, 1), (0, 0), (0, 0)),
+         depth=1),
+]
+
+
+@pytest.mark.parametrize("cfg", DEPTH_TAPS, ids=range(len(DEPTH_TAPS)))
+def test_depth_taps_equals_xla(cfg):
+    r = np.random.default_rng(3)
+    kernel = cfg["kernel"] if isinstance(cfg["kernel"], tuple) else (cfg["kernel"],) * 3
+    x = jnp.asarray(r.standard_normal((2, cfg["depth"], 6, 5, 3)), jnp.float32)
+    k = jnp.asarray(r.standard_normal((*kernel, 3, 4)), jnp.float32)
+
+    def op(x, k, impl):
+        return F.conv(x, k, strides=cfg["strides"], padding=cfg["padding"],
+                      kernel_dilation=cfg["kernel_dilation"], impl=impl)
+
+    _close_with_grads(op, "depth_taps", x, k)
+
+
+def test_depth_taps_is_for_dense_3d_convs():
+    assert F.plan((2, 8, 8, 8, 16), (3, 3, 3, 16, 16)).impl == "depth_taps"
+    assert F.plan((2, 8, 8, 16), (3, 3, 16, 16)).candidates["depth_taps"] == (
+        "the conv is 2-D; depth taps are for 3-D convs")
+    grouped = F.plan((2, 8, 8, 8, 16), (3, 3, 3, 4, 16), feature_group_count=4)
+    assert grouped.impl == "split" and "feature_group_count=4" in \
+        grouped.candidates["depth_taps"]
+
+
 @pytest.mark.parametrize(("batch", "image_bytes", "expected"),
                          [(128, 1 << 18, 4), (128, 1 << 30, 1), (6, 1 << 18, 3), (7, 1 << 18, 1),
                           (2, 1, 2)])
