@@ -8,6 +8,9 @@ want the same effect set the variables before Python starts, e.g.::
     XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot \\
     GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python train.py
 
+or give the XLA part to one compiled function, with no variable at all:
+``jax.jit(step, compiler_options=jaxconv.environment.compiler_options())``.
+
 Measured by ``jaxconv bench --settings both`` on a 2-core x86 CPU (experiments/results/
 bench_ops_cpu.md), jax 0.10:
 
@@ -33,6 +36,14 @@ MEASURED: dict[str, tuple[str, ...]] = {
     "0.10": ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot",),
 }
 
+#: jaxlib ``major.minor`` -> options for one compilation (``jax.jit(compiler_options=...)``)
+#: with the effect of the `MEASURED` flags. A repeated option is replaced whole, not edited like
+#: the flag: jaxlib 0.10 hands individual dots, individual convolutions and reductions to
+#: YNNPACK by default, and only the reductions stay.
+MEASURED_COMPILER_OPTIONS: dict[str, dict[str, str]] = {
+    "0.10": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"},
+}
+
 #: glibc malloc tunables: large allocations backed by transparent huge pages.
 MALLOC_TUNABLES = ("glibc.malloc.hugetlb=1",)
 
@@ -40,13 +51,33 @@ MALLOC_TUNABLES = ("glibc.malloc.hugetlb=1",)
 OPT_OUT = "JAXCONV_TUNE"
 
 
-def recommended_xla_flags(jaxlib_version: str | None = None) -> tuple[str, ...]:
-    """The XLA flags measured to help on this jaxlib (none for versions not measured)."""
+def _jaxlib_minor(jaxlib_version: str | None) -> str:
     if jaxlib_version is None:
         from jaxlib import version
 
         jaxlib_version = version.__version__
-    return MEASURED.get(".".join(jaxlib_version.split(".")[:2]), ())
+    return ".".join(jaxlib_version.split(".")[:2])
+
+
+def recommended_xla_flags(jaxlib_version: str | None = None) -> tuple[str, ...]:
+    """The XLA flags measured to help on this jaxlib (none for versions not measured)."""
+    return MEASURED.get(_jaxlib_minor(jaxlib_version), ())
+
+
+def compiler_options(backend: str | None = None,
+                     jaxlib_version: str | None = None) -> dict[str, str]:
+    """Options for ``jax.jit(f, compiler_options=...)`` that act as the recommended XLA flags on
+    that one function, set from inside a running program: nothing global changes.
+
+    Empty off CPU and on jaxlib versions not measured (XLA rejects an option it does not know).
+    """
+    if backend is None:
+        import jax
+
+        backend = jax.default_backend()
+    if backend != "cpu":
+        return {}
+    return dict(MEASURED_COMPILER_OPTIONS.get(_jaxlib_minor(jaxlib_version), {}))
 
 
 def backends_started() -> bool:

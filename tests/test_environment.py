@@ -98,3 +98,24 @@ def test_the_restarted_command_does_its_job():
     out = subprocess.run([sys.executable, "-m", "jaxconv", "data", "info", "digits"],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("digits:")
+
+
+def test_compiler_options_act_on_one_function_and_keep_its_values():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    options = environment.compiler_options("cpu", "0.10.2")
+    assert options == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+    assert environment.compiler_options("gpu", "0.10.2") == {}
+    assert environment.compiler_options("cpu", "0.9.1") == {}
+
+    def f(x, k):
+        return jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    r = np.random.default_rng(0)
+    x = jnp.asarray(r.standard_normal((2, 8, 8, 32)), jnp.float32)
+    k = jnp.asarray(r.standard_normal((3, 3, 32, 32)), jnp.float32)
+    tuned = jax.jit(f, compiler_options=environment.compiler_options())
+    np.testing.assert_allclose(tuned(x, k), jax.jit(f)(x, k), rtol=1e-5, atol=1e-4)

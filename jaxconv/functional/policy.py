@@ -47,9 +47,9 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "and kernel gradient), but 2.2x slower at 8 input channels"),
     PolicyRow("cpu", "dense", "depth_taps",
               "XLA's CPU 3-D conv is slow, its backward most; the depth taps laid along the "
-              "channels of one 2-D conv measured (CPU, forward+backward, 3x3x3, 32->32) "
-              "37.7 ms vs 99.6 ms on batch 8 of 16^3, 6.3 ms vs 166.1 ms at stride 2, "
-              "13.3 ms vs 74.0 ms on batch 4 of 8x32x32x16"),
+              "channels of one 2-D conv measured (experiments/bench_ops.py, batch 8, 16^3, "
+              "3x3x3, 32->32, forward+backward) 32.3 ms vs 98.8 ms; 6.3 ms vs 166.1 ms at "
+              "stride 2 and 13.3 ms vs 74.0 ms on batch 4 of 8x32x32x16 (a separate run)"),
     PolicyRow("cpu", "grouped", "split",
               "XLA's CPU grouped conv backward is slow; one dense conv per group measured "
               "(experiments/bench_ops.py, batch 64, 16x16, 128->128, forward+backward) 26.6 ms vs "
