@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax.numpy as jnp
+
 from jaxconv.functional import policy
 from jaxconv.functional.conv import pointwise_kernel_shape, prepare
 from jaxconv.functional.depthwise import _depth_multiplier
@@ -29,7 +31,8 @@ def plan(x: Any, kernel: Any, *, op: str = "conv", impl: str = "auto",
       x: the input, or its shape.
       kernel: the kernel, or its shape, in ``op``'s layout.
       op: ``"conv"``, ``"pointwise"``, ``"depthwise_conv"`` or ``"conv_transpose"``.
-      impl: what the call would pass as ``impl``.
+      impl: what the call would pass as ``impl`` (``"autotune"`` measures, see
+        `jaxconv.functional.autotune`).
       backend: ``"cpu"``, ``"gpu"`` or ``"tpu"``; the default backend when ``None``.
       **kwargs: the op's keyword arguments (``strides``, ``padding``, ...).
 
@@ -40,9 +43,11 @@ def plan(x: Any, kernel: Any, *, op: str = "conv", impl: str = "auto",
     matmul
     """
     x_shape, kernel_shape = _shape(x, "x"), _shape(kernel, "kernel")
+    dtype = getattr(x, "dtype", jnp.float32)
     if op == "conv_transpose":
         spec = prepare_transpose(x_shape, kernel_shape, **kwargs)
-        return policy.choose(op, TRANSPOSE, TRANSPOSE_POLICY, spec, impl, backend)[1]
+        return policy.choose(op, TRANSPOSE, TRANSPOSE_POLICY, spec, impl, backend, dtype,
+                             kernel_shape)[1]
     if op == "pointwise":
         kernel_shape = pointwise_kernel_shape(x_shape, kernel_shape, kwargs.get("strides", 1))
         kwargs = {"padding": "VALID", **kwargs}
@@ -52,4 +57,4 @@ def plan(x: Any, kernel: Any, *, op: str = "conv", impl: str = "auto",
     elif op != "conv":
         raise ValueError(f"plan: op={op!r} is not one of {', '.join(map(repr, OPS))}")
     spec = prepare(x_shape, kernel_shape, op=op, **kwargs).spec
-    return policy.choose(op, CONV, policy.CONV_POLICY, spec, impl, backend)[1]
+    return policy.choose(op, CONV, policy.CONV_POLICY, spec, impl, backend, dtype)[1]

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 
+from jaxconv.functional import autotune
 from jaxconv.functional.formulations import ConvSpec, Formulation, xla
 
 ANY = "*"
@@ -95,9 +98,13 @@ def candidates(table: Mapping[str, Formulation], spec: ConvSpec) -> dict[str, st
 
 def choose(
     op: str, table: Mapping[str, Formulation], rows: tuple[PolicyRow, ...], spec: ConvSpec,
-    impl: str | Callable, backend: str | None = None,
+    impl: str | Callable, backend: str | None = None, dtype: Any = jnp.float32,
+    kernel_shape: tuple[int, ...] | None = None,
 ) -> tuple[Callable, Plan]:
     """The compute function for ``impl`` and the `Plan` that explains it.
+
+    ``dtype`` and ``kernel_shape`` (in the op's layout; ``spec.kernel_shape`` when ``None``)
+    describe the arrays ``impl="autotune"`` measures with.
 
     Raises:
       ValueError: ``impl`` is unknown, or cannot express the call (the message lists those that
@@ -110,7 +117,12 @@ def choose(
                     backend, spec.shape_class, able, spec)
         return lambda x, k, s: xla(x, k, s, conv_general_dilated=impl), plan
     if not isinstance(impl, str):
-        raise TypeError(f"impl={impl!r} must be 'auto', a formulation name or a callable")
+        raise TypeError(f"impl={impl!r} must be 'auto', 'autotune', a formulation name or a "
+                        "callable")
+    if impl == "autotune" or (impl == "auto" and autotune.enabled()):
+        name, reason = autotune.fastest(op, table, spec, able, backend, dtype,
+                                        kernel_shape or spec.kernel_shape)
+        return table[name].compute, Plan(op, name, reason, backend, spec.shape_class, able, spec)
     if impl == "auto":
         for row in rows:
             if row.backend in (ANY, backend) and row.shape_class in (ANY, spec.shape_class) \
@@ -121,12 +133,12 @@ def choose(
                     f"{op} on {backend}", backend, spec.shape_class, able, spec)
         return table["xla"].compute, plan
     if impl not in table:
-        raise ValueError(f"impl={impl!r} is not a formulation of {op}; expected 'auto' or one of "
-                         f"{', '.join(map(repr, table))}")
+        raise ValueError(f"impl={impl!r} is not a formulation of {op}; expected 'auto', "
+                         f"'autotune' or one of {', '.join(map(repr, table))}")
     if able[impl] is not None:
         can = [name for name, why in able.items() if why is None]
         raise ValueError(
             f"impl={impl!r} cannot express this {op}: {able[impl]}; formulations that can: "
-            f"{', '.join(map(repr, ['auto', *can]))}")
+            f"{', '.join(map(repr, ['auto', 'autotune', *can]))}")
     plan = Plan(op, impl, "asked for by the caller", backend, spec.shape_class, able, spec)
     return table[impl].compute, plan

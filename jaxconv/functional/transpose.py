@@ -233,6 +233,7 @@ def conv_transpose(
             preferred_element_type=preferred_element_type)
         _checks.same_dtype("conv_transpose", x=x, kernel=kernel, bias=bias)
         _checks.bias_shape("conv_transpose", bias, spec.out_channels)
-        compute, _ = policy.choose("conv_transpose", TRANSPOSE, TRANSPOSE_POLICY, spec, impl)
+        compute, _ = policy.choose("conv_transpose", TRANSPOSE, TRANSPOSE_POLICY, spec, impl,
+                                   dtype=x.dtype, kernel_shape=kernel.shape)
         xb, restore = _checks.batch_input(x, spec.rank)
         return restore(_checks.add_bias(compute(xb, kernel, spec), bias))

@@ -41,12 +41,14 @@ def _operands(layer: nnx.Module, inputs: Array, name: str) -> tuple[Array, Array
 
 
 def _validate(op: str, kernel_shape, in_features: int, impl: ImplLike, **op_args: Any) -> None:
-    """Runs the op's own checks once, at construction, on a window-sized input."""
+    """Runs the op's own checks once, at construction, on a window-sized input; a named
+    formulation is checked too ("auto" and "autotune" express every call, and are not run)."""
     rank = len(kernel_shape) - 2
     dilation = _checks.int_tuple("kernel_dilation", op_args.get("kernel_dilation", 1), rank)
     spatial = tuple(k * d for k, d in zip(kernel_shape[:-2], dilation))
     F.plan((1, *spatial, in_features), kernel_shape, op=op,
-           impl="xla" if callable(impl) else impl, **op_args)
+           impl=impl if isinstance(impl, str) and impl not in ("auto", "autotune") else "xla",
+           **op_args)
 
 
 class Conv(nnx.Module):
