@@ -412,12 +412,17 @@ def shift(x: Array, kernel: Array, spec: ConvSpec) -> Array:
 _shift_custom = _with_backward(_shift_forward, _shift_grads)
 
 
-def _patches_unsupported(spec: ConvSpec) -> str | None:
+def _dense_unsupported(spec: ConvSpec, what: str) -> str | None:
+    """Why a formulation for dense convs without input dilation (``what``) cannot take ``spec``."""
     if spec.feature_group_count != 1:
-        return f"feature_group_count={spec.feature_group_count} (patches are for dense convs)"
+        return f"feature_group_count={spec.feature_group_count} ({what} are for dense convs)"
     if any(d != 1 for d in spec.input_dilation):
         return f"input_dilation={spec.input_dilation}"
     return None
+
+
+def _patches_unsupported(spec: ConvSpec) -> str | None:
+    return _dense_unsupported(spec, "patches")
 
 
 def patches(x: Array, kernel: Array, spec: ConvSpec) -> Array:
@@ -464,11 +469,7 @@ def split(x: Array, kernel: Array, spec: ConvSpec) -> Array:
 def _depth_taps_unsupported(spec: ConvSpec) -> str | None:
     if spec.rank != 3:
         return f"the conv is {spec.rank}-D; depth taps are for 3-D convs"
-    if spec.feature_group_count != 1:
-        return f"feature_group_count={spec.feature_group_count} (depth taps are for dense convs)"
-    if any(d != 1 for d in spec.input_dilation):
-        return f"input_dilation={spec.input_dilation}"
-    return None
+    return _dense_unsupported(spec, "depth taps")
 
 
 def depth_taps(x: Array, kernel: Array, spec: ConvSpec) -> Array:
