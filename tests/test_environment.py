@@ -4,6 +4,9 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxconv import environment
@@ -101,10 +104,6 @@ def test_the_restarted_command_does_its_job():
 
 
 def test_compiler_options_act_on_one_function_and_keep_its_values():
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
     options = environment.compiler_options("cpu", "0.10.2")
     assert options == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
     assert environment.compiler_options("gpu", "0.10.2") == {}

@@ -47,8 +47,7 @@ def _validate(op: str, kernel_shape, in_features: int, impl: ImplLike, **op_args
     dilation = _checks.int_tuple("kernel_dilation", op_args.get("kernel_dilation", 1), rank)
     spatial = tuple(k * d for k, d in zip(kernel_shape[:-2], dilation))
     F.plan((1, *spatial, in_features), kernel_shape, op=op,
-           impl=impl if isinstance(impl, str) and impl not in ("auto", "autotune") else "xla",
-           **op_args)
+           impl="xla" if callable(impl) or impl in ("auto", "autotune") else impl, **op_args)
 
 
 class Conv(nnx.Module):

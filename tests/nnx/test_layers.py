@@ -89,6 +89,8 @@ def test_bad_arguments_fail_at_construction():
         jc.nnx.Conv(6, 4, (3, 3), padding="same_lower", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="impl='matmul' cannot express"):
         jc.nnx.Conv(6, 4, (3, 3), impl="matmul", rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="impl=3 must be 'auto', 'autotune', a formulation"):
+        jc.nnx.Conv(6, 4, (3, 3), impl=3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"strides=2 is ambiguous"):
         jc.nnx.Pointwise(6, 4, strides=2, rngs=nnx.Rngs(0))
 
