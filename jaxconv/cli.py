@@ -101,7 +101,7 @@ def _bench(args: argparse.Namespace) -> None:
 
     settings = ("none", "recommended") if args.settings == "both" else (args.settings,)
     bench.run_with_settings(settings, repeats=args.repeats, cases=args.cases, nets=args.nets,
-                            ops=not args.no_ops, steps=not args.no_steps)
+                            ops=not args.no_ops, steps=not args.no_steps, fit=args.fit)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -158,6 +158,8 @@ def parser() -> argparse.ArgumentParser:
                    help="training-step nets: resnet_bottleneck, mobilenet_v2 (default both)")
     b.add_argument("--no-ops", action="store_true", help="skip the op table")
     b.add_argument("--no-steps", action="store_true", help="skip the training-step table")
+    b.add_argument("--fit", action="store_true",
+                   help="also time whole fit epochs against a PyTorch training loop")
     b.add_argument("--settings", choices=("recommended", "none", "both"),
                    default="recommended",
                    help="run with the settings the jaxconv command uses (XLA flags, malloc "

@@ -1,14 +1,19 @@
 """Process settings that make convolutions faster, set only by jaxconv's own entry points.
 
 ``import jaxconv`` never changes the process environment. The ``jaxconv`` command starts itself
-with `recommended` settings (re-executing once when the C library must see them at start-up),
-and `jaxconv.experiment.run` adds the XLA flags when JAX has not started yet. Library users who
+with `recommended` settings (re-executing once when the C library must see them at start-up)
+and turns JAX's asynchronous CPU dispatch off before its first JAX operation;
+`jaxconv.experiment.run` adds the XLA flags when JAX has not started yet. Library users who
 want the same effect set the variables before Python starts, e.g.::
 
     XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot \\
-    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 python train.py
+    GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 \\
+    python train.py
 
-or give the XLA part to one compiled function, with no variable at all:
+and call ``jax.config.update("jax_cpu_enable_async_dispatch", False)`` before their first JAX
+operation; or call `tune_process` once at the top of their program, which does both parts that
+can be done from inside a running program (malloc and dispatch). The XLA part can be given to
+one compiled function, with no variable at all:
 ``jax.jit(step, compiler_options=jaxconv.environment.compiler_options())``.
 
 Measured by ``jaxconv bench --settings both`` on a 2-core x86 CPU (experiments/results/
@@ -19,9 +24,16 @@ bench_ops_cpu.md), jax 0.10:
   forward + backward take about 0.6x the time without it, the grouped and transposed
   formulations 0.4-0.6x; depthwise and 1x1 are unchanged. An unknown flag makes XLA abort, so
   flags are named only for the jaxlib versions they were measured on.
-- malloc tunable: XLA allocates its large temporaries afresh on every call, and each new page
-  costs a page fault; backing them with transparent huge pages cuts those faults 512-fold
-  (training steps of the benchmark nets: 1.5x the images/s; PyTorch gains too).
+- malloc: XLA allocates its large temporaries afresh on every call, and glibc maps each one
+  over 32 MiB from the kernel anew (and returns it after the call), so every call pays a page
+  fault per 4 KiB page of its temporaries. With ``mmap_max=0`` and a high ``trim_threshold``
+  the freed memory is kept and reused. This only works with synchronous dispatch: with JAX's
+  asynchronous CPU dispatch the step runs on a worker thread, whose malloc arena maps large
+  blocks afresh whatever ``mmap_max`` says. Measured on a 2-core AMD EPYC (AVX2), jax 0.10.2,
+  MobileNetV2 bench net training step: 875 ms default, 947 ms with the tunables alone, 935 ms
+  with dispatch alone, 561 ms with both (experiments/results/fit_cpu_avx2.md). The earlier
+  setting, transparent huge pages (``glibc.malloc.hugetlb=1``), measured 1.5x on an AVX-512
+  CPU (experiments/results/bench_ops_cpu.md).
 """
 
 from __future__ import annotations
@@ -44,8 +56,11 @@ MEASURED_COMPILER_OPTIONS: dict[str, dict[str, str]] = {
     "0.10": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"},
 }
 
-#: glibc malloc tunables: large allocations backed by transparent huge pages.
-MALLOC_TUNABLES = ("glibc.malloc.hugetlb=1",)
+#: glibc malloc tunables: freed memory is kept for the next call instead of unmapped.
+MALLOC_TUNABLES = ("glibc.malloc.mmap_max=0", "glibc.malloc.trim_threshold=17179869184")
+
+#: ``mallopt`` parameters (glibc's ``malloc.h``) with the effect of `MALLOC_TUNABLES`.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 #: Set this variable to ``0`` to keep jaxconv's commands from changing any setting.
 OPT_OUT = "JAXCONV_TUNE"
@@ -139,11 +154,47 @@ def needs_restart(environ: Mapping[str, str]) -> bool:
     return recommended(environ).get("GLIBC_TUNABLES") != environ.get("GLIBC_TUNABLES")
 
 
+def synchronous_dispatch() -> bool:
+    """Turns JAX's asynchronous CPU dispatch off, if JAX has not started its backends yet
+    (the setting is read when the CPU client is made); returns whether it is off now."""
+    import jax
+
+    if not backends_started():
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
+    return not jax.config.read("jax_cpu_enable_async_dispatch")
+
+
+def tune_process() -> dict[str, bool]:
+    """The recommended malloc and dispatch settings, applied from inside a running program.
+
+    Call it once, before the first JAX operation: it sets glibc's ``mallopt`` to the values of
+    `MALLOC_TUNABLES` (from then on) and turns JAX's asynchronous CPU dispatch off. Both are
+    process-wide: jaxconv's library functions never call this by themselves. Does nothing with
+    ``JAXCONV_TUNE=0``.
+
+    Returns:
+      ``{"malloc": ..., "synchronous_dispatch": ...}``: which of the two is in effect.
+    """
+    if os.environ.get(OPT_OUT, "1") == "0":
+        return {"malloc": False, "synchronous_dispatch": False}
+    malloc = False
+    if glibc():
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        malloc = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+    return {"malloc": malloc, "synchronous_dispatch": synchronous_dispatch()}
+
+
 def start_command(command: list[str]) -> None:
     """Puts the recommended settings in place for a command-line process: replaces the process
     with ``command`` when glibc must see new tunables at start-up, otherwise adds the XLA
-    flags to this process's environment (while JAX has not started)."""
+    flags to this process's environment and turns asynchronous dispatch off (while JAX has not
+    started)."""
     if needs_restart(os.environ):
         os.execve(command[0], command, recommended(os.environ))
     if not backends_started():
         os.environ.update(recommended(os.environ))
+        if os.environ.get(OPT_OUT, "1") != "0":
+            synchronous_dispatch()

@@ -49,12 +49,14 @@ def test_no_flags_once_jax_has_started(monkeypatch):
 @pytest.mark.skipif(not environment.glibc(), reason="malloc tunables are glibc's")
 def test_recommended_adds_malloc_tunables_after_the_users_own():
     env = environment.recommended({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "0.10.2")
-    assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    assert env["GLIBC_TUNABLES"] == ("glibc.malloc.arena_max=2:glibc.malloc.mmap_max=0:"
+                                    "glibc.malloc.trim_threshold=17179869184")
     assert env["XLA_FLAGS"] == FLAG
     assert environment.needs_restart({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
     assert not environment.needs_restart(env)
-    kept = environment.recommended({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "0.10.2")
-    assert kept["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
+    kept = environment.recommended({"GLIBC_TUNABLES": "glibc.malloc.mmap_max=8"}, "0.10.2")
+    assert kept["GLIBC_TUNABLES"] == ("glibc.malloc.mmap_max=8:"
+                                      "glibc.malloc.trim_threshold=17179869184")
 
 
 def test_recommended_changes_nothing_when_opted_out():
@@ -94,7 +96,24 @@ def test_the_command_restarts_itself_once_with_the_malloc_tunables(monkeypatch):
         cli.entry()
     (argv, env), = calls
     assert argv[1:] == ["-m", "jaxconv", "data", "info", "digits"]
-    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    assert env["GLIBC_TUNABLES"] == ":".join(environment.MALLOC_TUNABLES)
+
+
+def test_the_command_runs_with_synchronous_dispatch():
+    code = ("import sys; from jaxconv import cli; sys.argv = ['jaxconv', 'data', 'info', "
+            "'digits']; import jaxconv.environment as e; e.start_command(['unused']); "
+            "import jax; print(jax.config.read(\"jax_cpu_enable_async_dispatch\"))")
+    tuned = ":".join(environment.MALLOC_TUNABLES) if environment.glibc() else ""
+    assert _child(code, {"GLIBC_TUNABLES": tuned}) == "False"
+    assert _child(code, {"GLIBC_TUNABLES": tuned, "JAXCONV_TUNE": "0"}) == "True"
+
+
+def test_tune_process_reports_what_it_set():
+    code = "import jaxconv.environment as e; print(e.tune_process())"
+    expected = {"malloc": environment.glibc(), "synchronous_dispatch": True}
+    assert _child(code, {}) == str(expected)
+    assert _child(code, {"JAXCONV_TUNE": "0"}) == str({"malloc": False,
+                                                        "synchronous_dispatch": False})
 
 
 def test_the_restarted_command_does_its_job():

@@ -16,6 +16,8 @@ def header() -> str:
     """Machine, versions and the XLA flags in effect."""
     import jax
 
+    from jaxconv.functional import cpu
+
     try:
         import torch
 
@@ -25,12 +27,26 @@ def header() -> str:
     return (f"# conv benchmark: {platform.machine()}, {os.cpu_count()} cores, jax "
             f"{jax.__version__} on {jax.default_backend()}, {baseline}, "
             f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(none)'!r}, "
-            f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '') or '(none)'!r}")
+            f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '') or '(none)'!r}, async "
+            f"dispatch {'on' if jax.config.read('jax_cpu_enable_async_dispatch') else 'off'}; "
+            f"CPU: {_cpu_model()} ({cpu.isa()})")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def report(*, repeats: int = 10, cases: Sequence[str] = (), nets: Sequence[str] = (),
-           ops: bool = True, steps: bool = True) -> Iterator[str]:
+           ops: bool = True, steps: bool = True, fit: bool = False) -> Iterator[str]:
     """The whole benchmark as Markdown lines, yielded as each row is measured."""
+    from jaxconv.bench import fit as fit_module
     from jaxconv.bench import nets as nets_module
     from jaxconv.bench import ops as ops_module
     from jaxconv.bench import train_step
@@ -46,13 +62,18 @@ def report(*, repeats: int = 10, cases: Sequence[str] = (), nets: Sequence[str] 
     if steps:
         yield ""
         yield from train_step.table(nets or tuple(nets_module.NETS))
+    if fit:
+        yield ""
+        yield from fit_module.table(nets or tuple(nets_module.NETS))
 
 
 def run_with_settings(settings: Sequence[str], *, repeats: int, cases: Sequence[str] = (),
-                      nets: Sequence[str] = (), ops: bool = True, steps: bool = True) -> None:
+                      nets: Sequence[str] = (), ops: bool = True, steps: bool = True,
+                      fit: bool = False) -> None:
     """Runs `report` once per setting, each in a fresh process (XLA flags and malloc tunables
     only take effect at start-up): ``"none"`` keeps this environment as it is, as a library
-    user has it; ``"recommended"`` adds `jaxconv.environment.recommended`."""
+    user has it; ``"recommended"`` adds `jaxconv.environment.recommended` (and synchronous
+    dispatch, as the ``jaxconv`` command runs)."""
     import subprocess
     import sys
 
@@ -62,7 +83,8 @@ def run_with_settings(settings: Sequence[str], *, repeats: int, cases: Sequence[
         env = dict(os.environ) if setting == "none" else environment.recommended(os.environ)
         command = [sys.executable, "-m", "jaxconv.bench", "--repeats", str(repeats),
                    "--cases", *cases, "--nets", *nets]
-        command += ["--no-ops"] * (not ops) + ["--no-steps"] * (not steps)
+        command += ["--no-ops"] * (not ops) + ["--no-steps"] * (not steps) + ["--fit"] * fit
+        command += ["--synchronous-dispatch"] * (setting == "recommended")
         if len(settings) > 1:
             print(f"\n## settings: {setting}\n", flush=True)
         if subprocess.run(command, env=env).returncode != 0:

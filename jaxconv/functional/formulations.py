@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxconv.functional import cpu
 from jaxconv.typing import Array, Pads, Shape
 
 _FORWARD_MODE: contextvars.ContextVar[bool] = contextvars.ContextVar("jaxconv_forward_mode",
@@ -175,6 +176,25 @@ def xla(x: Array, kernel: Array, spec: ConvSpec, *,
         feature_group_count=spec.feature_group_count, precision=spec.precision, **extra)
 
 
+def ynnpack_takes(spec: ConvSpec) -> bool:
+    """Whether jaxlib 0.10's YNNPACK (when on) takes this dense 2-D conv or the convs of its
+    gradient: 2-D, no input dilation, one group. YNNPACK also wants more than 16 channels in or
+    out, but the kernel gradient's conv has the batch as its channels, so a conv of 16
+    channels still has one of its three convs taken (measured: 86 ms of a 450 ms training step
+    in one 16->16 kernel gradient)."""
+    return (spec.rank == 2 and all(d == 1 for d in spec.input_dilation)
+            and spec.feature_group_count == 1)
+
+
+def _dense_2d(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """A dense conv inside another formulation: `row_taps` where YNNPACK would take it on a
+    CPU where it is slow (see `jaxconv.functional.cpu`), `canonical` elsewhere (`xla` where
+    that cannot express it)."""
+    if ynnpack_takes(spec) and cpu.slow_ynnpack_convolutions():
+        return row_taps(x, kernel, spec)
+    return (xla if _canonical_unsupported(spec) else canonical)(x, kernel, spec)
+
+
 def _matmul_unsupported(spec: ConvSpec) -> str | None:
     if not spec.is_pointwise:
         return f"the kernel is {spec.kernel_shape[:-2]}, not 1x..x1"
@@ -264,6 +284,85 @@ def matmul(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     gradient is written out by hand (a custom VJP); inside `forward_mode_ad` it is autodiff's.
     """
     return _matmul_dot_custom(_matmul_prepare(x, spec), kernel, spec)
+
+
+def _transposed_kernel(kernel: Array, groups: int) -> Array:
+    """The kernel of the input gradient: spatially flipped, input and output channels swapped
+    within each group: ``(*k, C_in/g, C_out) -> (*k, C_out/g, C_in)``."""
+    *spatial, cin_g, cout = kernel.shape
+    k = jnp.flip(kernel, axis=tuple(range(len(spatial))))
+    k = k.reshape(*spatial, cin_g, groups, cout // groups)
+    k = jnp.moveaxis(k, len(spatial), -1)          # (*k, g, C_out/g, C_in/g)
+    k = jnp.swapaxes(k, -3, -2)                    # (*k, C_out/g, g, C_in/g)
+    return k.reshape(*spatial, cout // groups, groups * cin_g)
+
+
+def _canonical_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec
+                     ) -> tuple[Array, Array]:
+    """Both gradients of a conv as forward convs in the channels-last layout.
+
+    Input gradient: ``dy`` zero-inserted by the strides, convolved with `_transposed_kernel`
+    over mirrored padding. Kernel gradient: the input with its channels as the batch and its
+    batch as the channels, convolved with ``dy`` laid out as a ``(*out, B, C_out)`` kernel,
+    the strides becoming the kernel dilation and the dilation the strides (groups through
+    ``batch_group_count``). Autodiff writes the same sums with other dimension numbers, which
+    XLA's CPU backend runs far slower inside a loop (jax-ml/jax#12868).
+    """
+    rank, groups = spec.rank, spec.feature_group_count
+    numbers = _dimension_numbers(rank)
+    out = dy.shape[1:-1]
+    pads_x = []
+    for n, o, (lo, _), w, s in zip(spec.input_shape[1:-1], out, spec.padding, spec.window,
+                                   spec.strides):
+        low = w - 1 - lo
+        pads_x.append((low, n - ((o - 1) * s + 1) - low + w - 1))
+    lhs, lhs_dilation = dy, spec.strides
+    if any(w > (o - 1) * s + 1 for w, o, s in zip(spec.window, out, spec.strides)) \
+            and any(s > 1 for s in spec.strides):
+        # XLA swaps the operands of a conv whose window exceeds its input, and with input
+        # dilation the swapped conv is malformed (the compiler aborts the process): insert
+        # the zeros here instead.
+        lhs = lax.pad(dy, dy.dtype.type(0),
+                      ((0, 0, 0), *((0, 0, s - 1) for s in spec.strides), (0, 0, 0)))
+        lhs_dilation = (1,) * rank
+    dx = lax.conv_general_dilated(
+        lhs, _transposed_kernel(kernel, groups).astype(dy.dtype), (1,) * rank, pads_x,
+        lhs_dilation=lhs_dilation, rhs_dilation=spec.kernel_dilation,
+        dimension_numbers=numbers, feature_group_count=groups, precision=spec.precision)
+    pads_k = []
+    for n, o, (lo, _), k, s, d in zip(spec.input_shape[1:-1], out, spec.padding,
+                                      spec.kernel_shape[:-2], spec.strides,
+                                      spec.kernel_dilation):
+        pads_k.append((lo, (k - 1) * d + (o - 1) * s + 1 - n - lo))
+    xt = jnp.moveaxis(x, (0, x.ndim - 1), (x.ndim - 1, 0))      # (C_in, *spatial, B)
+    dyt = jnp.moveaxis(dy, 0, -2)                               # (*out, B, C_out)
+    dk = lax.conv_general_dilated(
+        xt, dyt.astype(x.dtype), spec.kernel_dilation, pads_k, rhs_dilation=spec.strides,
+        dimension_numbers=numbers, batch_group_count=groups, precision=spec.precision,
+        preferred_element_type=jnp.float32 if jnp.finfo(x.dtype).bits < 32 else None)
+    return dx.astype(x.dtype), jnp.moveaxis(dk, 0, -2)     # (*k, C_in/g, C_out)
+
+
+_canonical_custom = _with_backward(lambda x, k, spec: xla(x, k, spec), _canonical_grads)
+
+
+def _canonical_unsupported(spec: ConvSpec) -> str | None:
+    if any(d != 1 for d in spec.input_dilation):
+        return f"input_dilation={spec.input_dilation}"
+    if spec.preferred_element_type is not None:
+        return f"preferred_element_type={spec.preferred_element_type}"
+    return None
+
+
+def canonical(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """`xla`'s forward with both gradients written as channels-last forward convs
+    (`_canonical_grads`, a custom VJP): the same sums as autodiff's, and as fast inside
+    ``lax.scan`` / ``fori_loop`` as outside (training several steps per compiled call, gradient
+    accumulation). Inside `forward_mode_ad` it is autodiff's.
+    """
+    if any(o == 0 for o in spec.output_shape):
+        return xla(x, kernel, spec)
+    return _canonical_custom(x, kernel, spec)
 
 
 def _shift_unsupported(spec: ConvSpec) -> str | None:
@@ -454,15 +553,16 @@ def split(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     """A grouped conv as one dense `lax.conv_general_dilated` per group, concatenated.
 
     XLA's CPU backend runs grouped convolutions, and above all their backward pass, far slower
-    than the same number of dense convolutions of the group's size.
+    than the same number of dense convolutions of the group's size. Each part is computed as
+    `_dense_2d` would.
     """
     groups = spec.feature_group_count
     cin, cout = spec.in_channels // groups, spec.out_channels // groups
     dense = dataclasses.replace(spec, input_shape=(*spec.input_shape[:-1], cin),
                                 kernel_shape=(*spec.kernel_shape[:-1], cout),
                                 feature_group_count=1)
-    parts = [xla(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], dense)
-             for g in range(groups)]
+    parts = [_dense_2d(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout],
+                       dense) for g in range(groups)]
     return jnp.concatenate(parts, axis=-1)
 
 
@@ -472,34 +572,59 @@ def _depth_taps_unsupported(spec: ConvSpec) -> str | None:
     return _dense_unsupported(spec, "depth taps")
 
 
-def depth_taps(x: Array, kernel: Array, spec: ConvSpec) -> Array:
-    """A 3-D conv as one 2-D conv: the input's depth taps side by side along the channel axis.
+def _row_taps_unsupported(spec: ConvSpec) -> str | None:
+    if spec.rank != 2:
+        return f"the conv is {spec.rank}-D; row taps are for 2-D convs"
+    return _dense_unsupported(spec, "row taps")
 
-    Each output depth ``o`` reads depths ``o * s + t * d`` of the zero-padded input, one per
-    depth tap ``t``; laying those slices along the channels gives a batch of ``B * D_out``
-    images with ``taps * C_in`` channels, and the kernel read as ``(k_h, k_w, taps * C_in,
-    C_out)`` finishes the sum in one 2-D conv. Taps that read only padding are left out. XLA's
-    CPU backend runs 3-D convolutions, and above all their backward pass, far slower than 2-D
-    ones of the same work.
+
+def _leading_taps(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """A dense N-D conv as one (N-1)-D conv: the taps of the first spatial dim side by side
+    along the channel axis.
+
+    Each output index ``o`` of that dim reads inputs ``o * s + t * d`` of the zero-padded
+    input, one per tap ``t``; laying those slices along the channels gives a batch of ``B *
+    O`` inputs with ``taps * C_in`` channels, and the kernel read as ``(*rest, taps * C_in,
+    C_out)`` finishes the sum in one conv of one rank less. Taps that read only padding are
+    left out.
     """
     (lo, hi), stride, dilation = spec.padding[0], spec.strides[0], spec.kernel_dilation[0]
-    depth, out_depth = spec.input_shape[1], spec.output_shape[1]
+    size, out_size = spec.input_shape[1], spec.output_shape[1]
     reads_data = [t for t in range(spec.kernel_shape[0])
-                  if any(lo <= t * dilation + o * stride < lo + depth for o in range(out_depth))]
+                  if any(lo <= t * dilation + o * stride < lo + size for o in range(out_size))]
     first, last = (reads_data[0], reads_data[-1]) if reads_data else (0, 0)
-    x = _zero_pad(x, ((lo, hi), (0, 0), (0, 0)))
-    views = [lax.slice_in_dim(x, t * dilation, t * dilation + (out_depth - 1) * stride + 1,
+    x = _zero_pad(x, ((lo, hi), *((0, 0),) * (spec.rank - 1)))
+    views = [lax.slice_in_dim(x, t * dilation, t * dilation + (out_size - 1) * stride + 1,
                               stride, axis=1) for t in range(first, last + 1)]
     p = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
     p = p.reshape(-1, *p.shape[2:])
-    w = jnp.moveaxis(kernel[first:last + 1], 0, 2).reshape(*spec.kernel_shape[1:3], -1,
-                                                             spec.out_channels)
-    plane = dataclasses.replace(
+    w = jnp.moveaxis(kernel[first:last + 1], 0, -3)
+    w = w.reshape(*w.shape[:-3], -1, spec.out_channels)
+    lower = dataclasses.replace(
         spec, input_shape=p.shape, kernel_shape=w.shape, strides=spec.strides[1:],
         padding=spec.padding[1:], input_dilation=spec.input_dilation[1:],
         kernel_dilation=spec.kernel_dilation[1:])
-    y = xla(p, w, plane)
-    return y.reshape(spec.input_shape[0], out_depth, *y.shape[1:])
+    y = (xla if _canonical_unsupported(lower) else canonical)(p, w, lower)
+    return y.reshape(spec.input_shape[0], out_size, *y.shape[1:])
+
+
+def depth_taps(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """A 3-D conv as one 2-D conv: the input's depth taps side by side along the channel axis
+    (`_leading_taps`). XLA's CPU backend runs 3-D convolutions, and above all their backward
+    pass, far slower than 2-D ones of the same work.
+    """
+    return _leading_taps(x, kernel, spec)
+
+
+def row_taps(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """A 2-D conv as one 1-D conv along the width: the input's row taps side by side along the
+    channel axis (`_leading_taps`), a tensor ``k_h`` times the input.
+
+    jaxlib 0.10 hands 2-D convolutions (and their gradients' convolutions) to YNNPACK, which
+    on CPUs without AVX-512 runs them several times slower than XLA's own; it takes no 1-D
+    convolution, so this one stays with XLA.
+    """
+    return _leading_taps(x, kernel, spec)
 
 
 #: Forward-convolution formulations, by ``impl=`` name.
@@ -507,6 +632,8 @@ CONV: dict[str, Formulation] = {
     f.name: f for f in (
         Formulation("xla", xla, lambda spec: None,
                     "jax.lax.conv_general_dilated, the reference"),
+        Formulation("canonical", canonical, _canonical_unsupported,
+                    "lax.conv_general_dilated, gradients as channels-last forward convs"),
         Formulation("matmul", matmul, _matmul_unsupported,
                     "1x..x1 kernel as subsample + dot_general over channels"),
         Formulation("shift", shift, _shift_unsupported,
@@ -517,5 +644,7 @@ CONV: dict[str, Formulation] = {
                     "dense conv as im2col patches + one matmul"),
         Formulation("depth_taps", depth_taps, _depth_taps_unsupported,
                     "3-D conv as one 2-D conv over the depth taps laid along the channels"),
+        Formulation("row_taps", row_taps, _row_taps_unsupported,
+                    "2-D conv as one 1-D conv over the row taps laid along the channels"),
     )
 }

@@ -15,18 +15,26 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxconv.functional import autotune
-from jaxconv.functional.formulations import ConvSpec, Formulation, xla
+from jaxconv.functional import autotune, cpu
+from jaxconv.functional.formulations import ConvSpec, Formulation, xla, ynnpack_takes
 
 ANY = "*"
 
 
 @dataclasses.dataclass(frozen=True)
 class PolicyRow:
+    """``impl`` for calls on ``backend`` of ``shape_class`` (and, with ``when``, only where
+    ``when(spec)`` holds: facts of the CPU or the compilation that the row was measured on)."""
+
     backend: str
     shape_class: str
     impl: str
     reason: str
+    when: Callable[[ConvSpec], bool] | None = None
+
+    def applies(self, spec: ConvSpec, backend: str) -> bool:
+        return (self.backend in (ANY, backend) and self.shape_class in (ANY, spec.shape_class)
+                and (self.when is None or self.when(spec)))
 
 
 #: Rows for forward convolutions (conv, pointwise, depthwise and the separable parts).
@@ -48,6 +56,14 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "im2col + matmul measured (experiments/bench_ops.py, batch 128, 28x28x1->32, 3x3, "
               "forward+backward) 2.5 ms vs 20.3 ms; 18.3 ms vs 34.1 ms at 32x32x3->32 (forward "
               "and kernel gradient), but 2.2x slower at 8 input channels"),
+    PolicyRow("cpu", "dense", "row_taps",
+              "jaxlib 0.10 hands 2-D convs to YNNPACK, which on this CPU class (no AVX-512) "
+              "runs them far slower than XLA's own, and takes no 1-D conv; the row taps along "
+              "the channels of one 1-D conv measured (experiments/results/fit_cpu_avx2.md, AMD "
+              "EPYC AVX2, batch 64, 3x3, forward+backward) 201 ms vs 1,628 ms at 32x32x64, "
+              "172 ms vs 261 ms at 16x16x128, 109 ms vs 172 ms at stride 2, 207 ms vs 1,945 "
+              "ms at dilation 2",
+              when=lambda spec: ynnpack_takes(spec) and cpu.slow_ynnpack_convolutions()),
     PolicyRow("cpu", "dense", "depth_taps",
               "XLA's CPU 3-D conv is slow, its backward most; the depth taps laid along the "
               "channels of one 2-D conv measured (experiments/bench_ops.py, batch 8, 16^3, "
@@ -57,6 +73,12 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "XLA's CPU grouped conv backward is slow; one dense conv per group measured "
               "(experiments/bench_ops.py, batch 64, 16x16, 128->128, forward+backward) 26.6 ms vs "
               "563.2 ms at 4 groups and 38.7 ms vs 3412.8 ms at 32 groups"),
+    PolicyRow("cpu", ANY, "canonical",
+              "lax's conv with both gradients as channels-last forward convs: the same sums "
+              "and speed in one step, and inside lax.scan, where autodiff's gradient convs "
+              "miss XLA:CPU's fast path, a training step of the resnet_bottleneck bench net "
+              "measured 3,868 ms with autodiff's and 529 ms with these in a 4-step scan, 727 ms "
+              "as one step per call (experiments/results/fit_cpu_avx2.md, AMD EPYC AVX2)"),
 )
 
 
@@ -125,8 +147,7 @@ def choose(
         return table[name].compute, Plan(op, name, reason, backend, spec.shape_class, able, spec)
     if impl == "auto":
         for row in rows:
-            if row.backend in (ANY, backend) and row.shape_class in (ANY, spec.shape_class) \
-                    and able.get(row.impl, "unknown") is None:
+            if row.applies(spec, backend) and able.get(row.impl, "unknown") is None:
                 plan = Plan(op, row.impl, row.reason, backend, spec.shape_class, able, spec)
                 return table[row.impl].compute, plan
         plan = Plan(op, "xla", f"no faster formulation is known for a {spec.shape_class} "

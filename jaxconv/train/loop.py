@@ -22,6 +22,7 @@ from flax import nnx
 
 from jaxconv.data.batching import Batches, eval_batches, split_validation, validation_size
 from jaxconv.data.datasets import Dataset
+from jaxconv.train import options as O
 from jaxconv.train import step as S
 from jaxconv.train.checkpoint import Checkpoints
 from jaxconv.train.logging import MetricsLog, Progress
@@ -84,8 +85,60 @@ def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
         raise ValueError(f"train.batch_size: {recipe.batch_size} is larger than the {kept} "
                          f"training images of {train.name}")
     mean, std = channel_stats(train)
-    return S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
-                   num_classes=train.num_classes, mean=mean, std=std)
+    built: dict[str, S.Steps] = {}
+
+    def make(name: str) -> S.Steps:
+        if name not in built:
+            built[name] = S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
+                                  num_classes=train.num_classes, mean=mean, std=std,
+                                  compiler_options=O.candidates()[name], options=name)
+        return built[name]
+
+    mesh = S.mesh()
+    name, timings = O.choose(
+        recipe.compile_options, make_step=lambda name: make(name).train,
+        fresh_state=lambda: S.replicate(mesh, make("default").init(model, 0)),
+        batch=S.shard_batch(mesh, train.images[:recipe.batch_size],
+                            train.labels[:recipe.batch_size]),
+        model=f"{type(model).__name__}|{recipe.optimizer}|{recipe.crop_padding}|{recipe.flip}")
+    return dataclasses.replace(make(name), timings=timings)
+
+
+#: Aim of the automatic steps per call: about this many milliseconds of training per call.
+CALL_MS = 4000.0
+#: Fewest and most steps per call chosen automatically. Each call allocates its temporaries
+#: afresh (a page fault per new page unless malloc keeps freed memory, see
+#: `jaxconv.environment`), so even slow steps gain from several per call: the ResNet bench net
+#: on a 2-core AVX2 CPU, default environment, trained at 168 img/s one step per call and 242
+#: img/s four steps per call (experiments/results/fit_cpu_avx2.md).
+MIN_STEPS_PER_CALL, MAX_STEPS_PER_CALL = 4, 16
+
+
+def steps_per_call(recipe: Recipe, steps: S.Steps) -> int:
+    """``recipe.steps_per_call``, or when 0 (automatic) as many steps as take about `CALL_MS`
+    by the step's measured time, within `MIN_STEPS_PER_CALL` and `MAX_STEPS_PER_CALL` (the
+    least when the step was not timed)."""
+    if recipe.steps_per_call:
+        return recipe.steps_per_call
+    if not steps.timings:
+        return MIN_STEPS_PER_CALL
+    step_ms = min(steps.timings.values())
+    return max(MIN_STEPS_PER_CALL,
+               min(MAX_STEPS_PER_CALL, round(CALL_MS / max(step_ms, 1e-3))))
+
+
+def call_length(step: int, per_call: int, *, epoch_end: int, checkpoint_every: int) -> int:
+    """How many steps the call starting at ``step`` runs: ``per_call`` where that reaches
+    neither the epoch's end nor a checkpoint step, otherwise 1.
+
+    A function of the step alone, so an interrupted run resumed from a checkpoint cuts its
+    steps into the same calls (the same two compiled programs) as an uninterrupted one: its
+    metrics stay exactly equal.
+    """
+    limit = epoch_end - step
+    if checkpoint_every:
+        limit = min(limit, checkpoint_every - step % checkpoint_every)
+    return per_call if per_call <= limit else 1
 
 
 def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, seed: int,
@@ -123,6 +176,11 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
                             "sums": [0.0, 0.0, 0]}
     if checkpoints.latest() is not None:
         state, meta = checkpoints.restore(state)
+        # The same compilation as before the interruption, so the resumed run stays exact.
+        recorded = meta.get("compile_options", steps.options)
+        if recorded != steps.options and recorded in O.candidates():
+            steps = build_steps(model, train,
+                                dataclasses.replace(recipe, compile_options=recorded))
     start = int(state.step)
     log = MetricsLog(workdir, resume_step=start if start else None)
     bar = Progress(recipe.epochs * per_epoch, start, enabled=progress, description=description)
@@ -132,39 +190,55 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
 
     def save():
         checkpoints.save(state, {"history": history, "train_time_s": train_time,
-                                 "images": images_seen, "sums": sums})
+                                 "images": images_seen, "sums": sums,
+                                 "compile_options": steps.options})
+
+    per_call = steps_per_call(recipe, steps)
+    images, labels = S.replicate(mesh, (train_ds.images, train_ds.labels))
 
     try:
         for epoch in range(start // per_epoch, recipe.epochs):
+            order = batches.order(epoch)
             first = True
-            for images, labels in batches.epoch(epoch, start=int(state.step) % per_epoch):
+            while int(state.step) < (epoch + 1) * per_epoch:
+                step = int(state.step)
+                count = call_length(step, per_call, epoch_end=(epoch + 1) * per_epoch,
+                                    checkpoint_every=recipe.checkpoint_every)
+                rows = step % per_epoch + np.arange(count)
+                index = order[:per_epoch * recipe.batch_size].reshape(per_epoch, -1)[rows]
                 tick = time.perf_counter()
-                state, metrics = steps.train(state, *S.shard_batch(mesh, images, labels))
-                loss, accuracy = float(metrics["loss"]), float(metrics["accuracy"])
+                state, metrics = steps.train_many(state, images, labels,
+                                                  S.replicate(mesh, index.astype(np.int32)))
+                losses, accuracies, finite = (np.asarray(metrics[k]) for k in
+                                              ("loss", "accuracy", "finite"))
                 if first:
-                    first = False        # the first step after a (re)start compiles
+                    first = False        # the first call after a (re)start compiles
                 else:
                     train_time += time.perf_counter() - tick
-                    images_seen += len(labels)
-                step = int(state.step)
-                if not (math.isfinite(loss) and bool(metrics["finite"])):
-                    last = checkpoints.latest()
-                    where = (f"the last good checkpoint is step {last} in "
-                             f"{checkpoints.directory}" if last is not None
-                             else "no checkpoint had been written yet")
-                    raise TrainingDiverged(
-                        f"training diverged at step {step} (epoch {epoch + 1}): loss {loss}, "
-                        f"parameters {'finite' if bool(metrics['finite']) else 'not finite'}; "
-                        f"training stopped and {where}")
-                sums = [sums[0] + loss, sums[1] + accuracy, sums[2] + 1]
-                bar.step({"loss": loss, "acc": accuracy})
-                if step % recipe.log_every == 0:
-                    log.write({"kind": "train", "step": step, "epoch": epoch + 1,
-                               "loss": loss, "accuracy": accuracy, "lr": float(lr(step - 1))})
-                if on_step is not None:
-                    on_step(step)
-                if recipe.checkpoint_every and step % recipe.checkpoint_every == 0 \
-                        and step % per_epoch:
+                    images_seen += count * recipe.batch_size
+                for offset in range(count):
+                    loss, accuracy = float(losses[offset]), float(accuracies[offset])
+                    at = step + offset + 1
+                    if not (math.isfinite(loss) and finite[offset]):
+                        last = checkpoints.latest()
+                        where = (f"the last good checkpoint is step {last} in "
+                                 f"{checkpoints.directory}" if last is not None
+                                 else "no checkpoint had been written yet")
+                        raise TrainingDiverged(
+                            f"training diverged at step {at} (epoch {epoch + 1}): loss {loss}, "
+                            f"parameters {'finite' if finite[offset] else 'not finite'}; "
+                            f"training stopped and {where}")
+                    sums = [sums[0] + loss, sums[1] + accuracy, sums[2] + 1]
+                    bar.step({"loss": loss, "acc": accuracy})
+                    if at % recipe.log_every == 0:
+                        log.write({"kind": "train", "step": at, "epoch": epoch + 1,
+                                   "loss": loss, "accuracy": accuracy,
+                                   "lr": float(lr(at - 1))})
+                    if on_step is not None:
+                        on_step(at)
+                at = step + count
+                if recipe.checkpoint_every and at % recipe.checkpoint_every == 0 \
+                        and at % per_epoch:
                     save()
             record = {"kind": "epoch", "step": int(state.step), "epoch": epoch + 1,
                       "train_loss": sums[0] / sums[2], "train_accuracy": sums[1] / sums[2]}

@@ -34,6 +34,12 @@ class Recipe:
       checkpoint_every: also checkpoint every N steps (0: at epoch ends only).
       eval_batch_size: batch size for evaluation.
       log_every: steps between training-metric records.
+      compile_options: the training step's compile options: ``"auto"`` (time XLA's defaults
+        and jaxconv's tuned options on the real step once per model and machine, keep the
+        faster; see `jaxconv.train.options`), ``"default"`` or ``"tuned"``.
+      steps_per_call: training steps per compiled call (one ``lax.scan``; 0: chosen from the
+        measured step time, see `jaxconv.train.loop.steps_per_call`). Metrics, logs and
+        divergence checks stay per step; checkpoints fall between calls.
     """
 
     epochs: int = 1
@@ -52,15 +58,18 @@ class Recipe:
     checkpoint_every: int = 0
     eval_batch_size: int = 500
     log_every: int = 10
+    compile_options: str = "auto"
+    steps_per_call: int = 0
 
     def __post_init__(self):
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("compile_options", self.compile_options, ("auto", "default", "tuned"))
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"train.{name}: {value!r} must be a positive int")
-        for name in ("crop_padding", "checkpoint_every"):
+        for name in ("crop_padding", "checkpoint_every", "steps_per_call"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"train.{name}: {value!r} must be an int >= 0")

@@ -13,7 +13,8 @@ device is the same code path.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -24,6 +25,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxconv.data.augment import augment, normalize
+from jaxconv.functional import cpu
 from jaxconv.train.recipe import Recipe
 
 
@@ -62,20 +64,46 @@ def replicate(m: Mesh, tree):
 
 @dataclasses.dataclass(frozen=True)
 class Steps:
-    """The compiled steps for one model, recipe and dataset statistics."""
+    """The compiled steps for one model, recipe and dataset statistics.
+
+    Attributes:
+      train: ``(state, images, labels) -> (state, metrics)``, one step.
+      train_many: ``(state, images, labels, index) -> (state, metrics)``: one step per row of
+        the ``(K, batch)`` ``index`` into the whole ``images`` and ``labels`` (placed on the
+        devices once), as one ``lax.scan``; each metric comes back with one value per step.
+      options: which compile options the steps use (``"default"`` or ``"tuned"``, see
+        `jaxconv.train.options`).
+      timings: milliseconds per training step of each candidate, when they were timed.
+    """
 
     train: Callable
     evaluate: Callable
     init: Callable[[nnx.Module, int], TrainState]
+    train_many: Callable
     merge: Callable[[TrainState], nnx.Module]
+    options: str = "default"
+    timings: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+def _jit(fn: Callable, compiler_options: Mapping[str, str], **kwargs) -> Callable:
+    """``jax.jit`` with these compile options, traced so that ``impl="auto"`` knows them."""
+
+    @functools.wraps(fn)
+    def traced(*args):
+        with cpu.compiling_with(compiler_options):
+            return fn(*args)
+
+    return jax.jit(traced, compiler_options=dict(compiler_options) or None, **kwargs)
 
 
 def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classes: int,
-          mean: np.ndarray, std: np.ndarray) -> Steps:
+          mean: np.ndarray, std: np.ndarray, compiler_options: Mapping[str, str] | None = None,
+          options: str = "default") -> Steps:
     """Jitted steps for ``model``; the model object itself is not modified.
 
     The steps do not depend on the seed (it lives in the state), so one compilation serves
-    every seed of a design.
+    every seed of a design. ``compiler_options`` go to both ``jax.jit`` calls; ``options``
+    names them.
     """
     model = nnx.clone(model)
     model.train()
@@ -132,4 +160,20 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     def merge(state: TrainState) -> nnx.Module:
         return nnx.merge(eval_def, state.params, state.rest)
 
-    return Steps(jax.jit(train, donate_argnums=0), jax.jit(evaluate), init, merge)
+    def train_many(state: TrainState, images, labels, index):
+        def body(state, rows):
+            return train(state, _batch_sharded(images[rows]), _batch_sharded(labels[rows]))
+
+        return jax.lax.scan(body, state, index)
+
+    compiler_options = dict(compiler_options or {})
+    return Steps(_jit(train, compiler_options, donate_argnums=0),
+                 _jit(evaluate, compiler_options), init,
+                 _jit(train_many, compiler_options, donate_argnums=0), merge, options)
+
+
+def _batch_sharded(x):
+    """``x`` split along its first axis over the ``"data"`` axis of the current mesh."""
+    if jax.device_count() == 1:
+        return x
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh(), PartitionSpec("data")))

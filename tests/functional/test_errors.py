@@ -84,10 +84,12 @@ def test_transpose_channel_mismatch_and_fill_padding():
 def test_impl_that_cannot_express_the_call_lists_those_that_can():
     with pytest.raises(ValueError, match=r"impl='matmul' cannot express this conv: the kernel is "
                                          r"\(3, 3\), not 1x..x1; formulations that can: 'auto', "
-                                         r"'autotune', 'xla'"):
+                                         r"'autotune', 'xla', 'canonical', 'patches', "
+                                         r"'row_taps'"):
         F.conv(X, jnp.ones((3, 3, 16, 4)), impl="matmul")
     with pytest.raises(ValueError, match=r"impl='fft' is not a formulation of conv; expected "
-                                         r"'auto', 'autotune' or one of 'xla', 'matmul'"):
+                                         r"'auto', 'autotune' or one of 'xla', 'canonical', "
+                                         r"'matmul'"):
         F.conv(X, jnp.ones((3, 3, 16, 4)), impl="fft")
 
 

@@ -81,11 +81,14 @@ def test_patches_equals_xla(cfg):
     _close_with_grads(op, "patches", x, k)
 
 
-def test_auto_picks_patches_only_for_narrow_dense_convs():
+def test_auto_picks_patches_only_for_narrow_dense_convs(monkeypatch):
+    from jaxconv.functional import cpu
+
+    monkeypatch.setattr(cpu, "isa", lambda: "avx512")  # the dense row of other CPUs aside
     assert F.plan((8, 28, 28, 1), (3, 3, 1, 32)).impl == "patches"
     assert F.plan((8, 32, 32, 3), (3, 3, 3, 32)).shape_class == "narrow"
     assert F.plan((8, 28, 28, 8), (3, 3, 8, 32)).shape_class == "dense"
-    assert F.plan((8, 28, 28, 8), (3, 3, 8, 32)).impl == "xla"
+    assert F.plan((8, 28, 28, 8), (3, 3, 8, 32)).impl == "canonical"
 
 
 DEPTH_TAPS = [
@@ -206,3 +209,88 @@ def test_transposed_policy():
     dilated = F.plan((8, 16, 16, 64), (3, 3, 32, 64), op="conv_transpose", strides=2,
                      kernel_dilation=2)
     assert dilated.impl == "xla" and dilated.candidates["subpixel"] == "kernel_dilation=(2, 2)"
+
+
+ROW_TAPS = [
+    dict(kernel=3, strides=1, kernel_dilation=1, padding="SAME", height=6),
+    dict(kernel=(3, 2), strides=(2, 1), kernel_dilation=1, padding="VALID", height=7),
+    dict(kernel=3, strides=(1, 2), kernel_dilation=(2, 1), padding=((1, 3), (2, 0)), height=5),
+    dict(kernel=2, strides=(3, 1), kernel_dilation=1, padding="REFLECT", height=7),
+    # height 1 under SAME: the outer row taps read only padding and are left out
+    dict(kernel=3, strides=1, kernel_dilation=1, padding="SAME", height=1),
+    dict(kernel=5, strides=2, kernel_dilation=2, padding="CIRCULAR", height=9),
+]
+
+
+@pytest.mark.parametrize("cfg", ROW_TAPS, ids=range(len(ROW_TAPS)))
+def test_row_taps_equals_xla(cfg):
+    r = np.random.default_rng(4)
+    kernel = cfg["kernel"] if isinstance(cfg["kernel"], tuple) else (cfg["kernel"],) * 2
+    x = jnp.asarray(r.standard_normal((2, cfg["height"], 6, 3)), jnp.float32)
+    k = jnp.asarray(r.standard_normal((*kernel, 3, 4)), jnp.float32)
+
+    def op(x, k, impl):
+        return F.conv(x, k, strides=cfg["strides"], padding=cfg["padding"],
+                      kernel_dilation=cfg["kernel_dilation"], impl=impl)
+
+    _close_with_grads(op, "row_taps", x, k)
+
+
+@pytest.mark.parametrize(("isa", "xla_flags", "expected"), [
+    ("avx2", "", "row_taps"),
+    ("avx512", "", "canonical"),
+    ("avx2", "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution", "canonical"),
+])
+def test_auto_dodges_ynnpack_convs_only_where_they_are_slow(isa, xla_flags, expected,
+                                                           monkeypatch):
+    from jaxconv.functional import cpu
+
+    monkeypatch.setattr(cpu, "isa", lambda: isa)
+    monkeypatch.setenv("XLA_FLAGS", xla_flags)
+    monkeypatch.setattr("jaxlib.version.__version__", "0.10.2")
+    assert F.plan((8, 28, 28, 32), (3, 3, 32, 32)).impl == expected
+    with cpu.compiling_with({cpu.YNN_OPTION: "LIBRARY_FUSION_TYPE_REDUCE"}):
+        assert F.plan((8, 28, 28, 32), (3, 3, 32, 32)).impl == "canonical"
+
+
+CANONICAL = [
+    dict(rank=1, kernel=5, strides=2, kernel_dilation=1, padding="CAUSAL", groups=1),
+    dict(rank=2, kernel=3, strides=1, kernel_dilation=1, padding="SAME", groups=1),
+    dict(rank=2, kernel=(3, 2), strides=(2, 3), kernel_dilation=(1, 2),
+         padding=((2, 0), (1, 3)), groups=1),
+    dict(rank=2, kernel=3, strides=2, kernel_dilation=1, padding="VALID", groups=3),
+    dict(rank=3, kernel=(5, 3, 2), strides=(2, 1, 2), kernel_dilation=(1, 2, 1),
+         padding=((0, 2), (2, 1), (1, 1)), groups=2),
+    dict(rank=2, kernel=7, strides=1, kernel_dilation=1, padding="SAME", groups=1),
+]
+
+
+@pytest.mark.parametrize("cfg", CANONICAL, ids=range(len(CANONICAL)))
+def test_canonical_equals_xla(cfg):
+    r = np.random.default_rng(5)
+    rank, g = cfg["rank"], cfg["groups"]
+    kernel = cfg["kernel"] if isinstance(cfg["kernel"], tuple) else (cfg["kernel"],) * rank
+    x = jnp.asarray(r.standard_normal((2, *(6,) * rank, 2 * g)), jnp.float32)
+    k = jnp.asarray(r.standard_normal((*kernel, 2, 2 * g)), jnp.float32)
+
+    def op(x, k, impl):
+        return F.conv(x, k, strides=cfg["strides"], padding=cfg["padding"],
+                      kernel_dilation=cfg["kernel_dilation"], feature_group_count=g, impl=impl)
+
+    _close_with_grads(op, "canonical", x, k)
+
+
+def test_canonical_gradients_stay_fast_inside_scan():
+    """Inside a loop the gradient's convs are the channels-last forward convs, not autodiff's:
+    no convolution with other dimension numbers appears in the compiled loop."""
+    x, k = jnp.ones((4, 2, 8, 8, 3)), jnp.ones((3, 3, 3, 4))
+
+    def loss(k, x):
+        return jnp.sum(F.conv(x, k, strides=2, impl="canonical") ** 2)
+
+    def steps(k, xs):
+        return jax.lax.scan(lambda k, x: (k - 0.1 * jax.grad(loss)(k, x), None), k, xs)[0]
+
+    hlo = jax.jit(steps).lower(k, x).compile().as_text()
+    convs = [line for line in hlo.splitlines() if " convolution(" in line]
+    assert convs and all("dim_labels=b01f_01io->b01f" in line for line in convs), convs

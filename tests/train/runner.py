@@ -15,15 +15,19 @@ from flax import nnx
 from jaxconv import data, models, train
 
 
-def run(workdir, *, batch_size=32, epochs=2, sleep=0.0, log_every=1, checkpoint_every=3):
+def run(workdir, *, batch_size=32, epochs=2, sleep=0.0, log_every=1, checkpoint_every=3,
+        steps_per_call=0, on_step=None):
     tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
     model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=4, in_features=1,
                            rngs=nnx.Rngs(0))
     recipe = train.Recipe(epochs=epochs, batch_size=batch_size, learning_rate=0.05,
                           log_every=log_every, checkpoint_every=checkpoint_every,
-                          eval_batch_size=32, crop_padding=1, flip=True)
+                          eval_batch_size=32, crop_padding=1, flip=True,
+                          steps_per_call=steps_per_call, compile_options="default")
+    if sleep:
+        on_step = lambda step: time.sleep(sleep)  # noqa: E731
     return train.fit(model, tr, te, recipe, seed=0, workdir=workdir, progress=False,
-                     on_step=(lambda step: time.sleep(sleep)) if sleep else None)
+                     on_step=on_step)
 
 
 def main():

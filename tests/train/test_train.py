@@ -98,6 +98,35 @@ def test_resume_after_a_crash_gives_identical_metrics(tmp_path):
     assert all(jax.tree.leaves(chex_equal))
 
 
+def test_several_steps_per_call_resume_exactly_and_log_every_step(tmp_path):
+    # 8 steps an epoch, 4 a call, a checkpoint every 4 steps: calls 0-4, 4-8, 8-12, ...
+    reference = run(tmp_path / "reference", checkpoint_every=4, steps_per_call=4)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_step_11(step):
+        if step == 11:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run(tmp_path / "crashed", checkpoint_every=4, steps_per_call=4,
+            on_step=crash_at_step_11)
+    assert train.Checkpoints(tmp_path / "crashed").latest() == 8
+    resumed = run(tmp_path / "crashed", checkpoint_every=4, steps_per_call=4)
+    assert without_timing(resumed.history) == without_timing(reference.history)
+    records = train.read_jsonl(tmp_path / "crashed" / "metrics.jsonl")
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 17))
+    assert without_timing(records) == \
+        without_timing(train.read_jsonl(tmp_path / "reference" / "metrics.jsonl"))
+
+
+@pytest.mark.parametrize(("step", "expected"), [(0, 4), (2, 1), (4, 4), (6, 1), (7, 1)])
+def test_calls_stop_at_checkpoints_and_epoch_ends(step, expected):
+    # epoch of 8 steps, a checkpoint every 6: a call never runs past step 6 or step 8
+    assert train.loop.call_length(step, 4, epoch_end=8, checkpoint_every=6) == expected
+
+
 def test_kill_9_then_rerun_gives_identical_metrics(tmp_path):
     reference = run(tmp_path / "reference")
     workdir = tmp_path / "killed"
@@ -133,6 +162,22 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
                            std=np.ones(1))
     restored, _ = checkpoints.restore(steps.init(model, 0))
     assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(restored.params))
+
+
+def test_divergence_inside_a_call_names_the_first_bad_step(tmp_path):
+    tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
+    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=4, in_features=1,
+                           rngs=nnx.Rngs(0))
+    bad = []
+    for per_call in (1, 8):
+        recipe = train.Recipe(epochs=1, batch_size=32, learning_rate=3e38, warmup_epochs=1.0,
+                              schedule="constant", weight_decay=0.0, eval_batch_size=32,
+                              steps_per_call=per_call, compile_options="default")
+        with pytest.raises(train.TrainingDiverged) as info:
+            train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path / str(per_call),
+                      progress=False)
+        bad.append(int(re.search(r"diverged at step (\d+)", str(info.value)).group(1)))
+    assert bad[0] == bad[1] > 1
 
 
 def test_weight_decay_skips_biases_and_norm_scales():

@@ -1,0 +1,99 @@
+"""What XLA's CPU backend does with a convolution here: the CPU's vector extensions, and
+whether XLA hands 2-D convolutions to YNNPACK.
+
+The ``auto`` policy keys some rows on these facts, because the same formulation measured up to
+8x apart on two x86 CPUs: jaxlib 0.10 gives 2-D convolutions to YNNPACK by default, which on an
+AVX2-only CPU ran a dense 3x3 conv's forward and backward in 1,523 ms against 127 ms for XLA's
+own (experiments/results/fit_cpu_avx2.md), while on an AVX-512 CPU the gap was 1.7x.
+
+What YNNPACK takes is fixed when a function is compiled: by ``XLA_FLAGS`` for the whole
+process, or by ``compiler_options`` for one ``jax.jit``. A program that compiles with options of
+its own says so to the policy by tracing inside `compiling_with`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+import re
+from collections.abc import Iterator, Mapping
+
+#: The XLA option (flag or compiler option) that names what YNNPACK may take.
+YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+
+_COMPILER_OPTIONS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "jaxconv_compiler_options", default=None)
+
+
+@functools.cache
+def features() -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (``avx2``, ``avx512f``, ...); empty where
+    ``/proc/cpuinfo`` does not say."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def isa() -> str:
+    """``"avx512"``, ``"avx2"`` or ``"other"``: the class the CPU measurements are keyed on."""
+    flags = features()
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2" if "avx2" in flags else "other"
+
+
+@contextlib.contextmanager
+def compiling_with(options: Mapping[str, str]) -> Iterator[None]:
+    """Ops traced inside are compiled with these ``jax.jit`` compiler options (the caller
+    promises it), so the policy reads what YNNPACK takes from them, not from ``XLA_FLAGS``."""
+    token = _COMPILER_OPTIONS.set(dict(options))
+    try:
+        yield
+    finally:
+        _COMPILER_OPTIONS.reset(token)
+
+
+def _flag_value(xla_flags: str) -> str | None:
+    """The last value the flags give `YNN_OPTION` (XLA takes the last), or ``None``."""
+    values = re.findall(rf"--{YNN_OPTION}=(\S*)", xla_flags)
+    return values[-1] if values else None
+
+
+def ynnpack_convolutions(jaxlib_version: str | None = None,
+                         environ: Mapping[str, str] | None = None) -> bool:
+    """Whether XLA hands this process's 2-D convolutions to YNNPACK (for functions traced
+    here).
+
+    jaxlib 0.10 does by default; the `YNN_OPTION` flag or compiler option without
+    ``individual_convolution`` (or with ``-individual_convolution``) turns it off. Other jaxlib
+    versions were not measured and count as not handing them over.
+    """
+    if jaxlib_version is None:
+        from jaxlib import version
+
+        jaxlib_version = version.__version__
+    if ".".join(jaxlib_version.split(".")[:2]) != "0.10":
+        return False
+    options = _COMPILER_OPTIONS.get()
+    if options is not None and YNN_OPTION in options:
+        return "INDIVIDUAL_CONVOLUTION" in str(options[YNN_OPTION]).upper()
+    value = _flag_value((os.environ if environ is None else environ).get("XLA_FLAGS", ""))
+    if value is None:
+        return True
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if any(item.startswith(("+", "-")) for item in items):
+        return "-individual_convolution" not in items
+    return "individual_convolution" in items
+
+
+def slow_ynnpack_convolutions() -> bool:
+    """2-D convolutions go to YNNPACK on a CPU where it was measured slower than XLA's own
+    (no AVX-512)."""
+    return isa() != "avx512" and ynnpack_convolutions()
