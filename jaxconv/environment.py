@@ -167,10 +167,10 @@ def synchronous_dispatch() -> bool:
 def tune_process() -> dict[str, bool]:
     """The recommended malloc and dispatch settings, applied from inside a running program.
 
-    Call it once, before the first JAX operation: it sets glibc's ``mallopt`` to the values of
-    `MALLOC_TUNABLES` (from then on) and turns JAX's asynchronous CPU dispatch off. Both are
-    process-wide: jaxconv's library functions never call this by themselves. Does nothing with
-    ``JAXCONV_TUNE=0``.
+    Call it once, before the first JAX operation: it sets glibc's ``mallopt`` to the effect
+    of `MALLOC_TUNABLES` (no mmap; the trim threshold at mallopt's ``int`` maximum, 2 GiB)
+    and turns JAX's asynchronous CPU dispatch off. Both are process-wide: jaxconv's library
+    functions never call this by themselves. Does nothing with ``JAXCONV_TUNE=0``.
 
     Returns:
       ``{"malloc": ..., "synchronous_dispatch": ...}``: which of the two is in effect.

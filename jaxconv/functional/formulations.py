@@ -190,7 +190,8 @@ def _dense_2d(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     """A dense conv inside another formulation: `row_taps` where YNNPACK would take it on a
     CPU where it is slow (see `jaxconv.functional.cpu`), `canonical` elsewhere (`xla` where
     that cannot express it)."""
-    if ynnpack_takes(spec) and cpu.slow_ynnpack_convolutions():
+    if ynnpack_takes(spec) and jax.default_backend() == "cpu" \
+            and cpu.slow_ynnpack_convolutions():
         return row_taps(x, kernel, spec)
     return (xla if _canonical_unsupported(spec) else canonical)(x, kernel, spec)
 

@@ -95,50 +95,56 @@ def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
         return built[name]
 
     mesh = S.mesh()
+    per_call = steps_per_call(recipe)
+    # The inputs `fit` gives the call (its training split has ``kept`` images), so the timed
+    # program is the one `fit` then runs, compiled once.
+    order = np.arange(per_call * recipe.batch_size) % kept
+    call = (*S.replicate(mesh, (train.images[:kept], train.labels[:kept])),
+            *S.replicate(mesh, call_inputs(order, 0, per_call, per_call, per_call,
+                                           recipe.batch_size)))
     name, timings = O.choose(
-        recipe.compile_options, make_step=lambda name: make(name).train,
+        recipe.compile_options, make_step=lambda name: make(name).train_many,
         fresh_state=lambda: S.replicate(mesh, make("default").init(model, 0)),
-        batch=S.shard_batch(mesh, train.images[:recipe.batch_size],
-                            train.labels[:recipe.batch_size]),
-        model=f"{type(model).__name__}|{recipe.optimizer}|{recipe.crop_padding}|{recipe.flip}")
+        batch=call, model=f"{type(model).__name__}|{recipe.optimizer}|{recipe.crop_padding}|"
+                          f"{recipe.flip}|{per_call}")
     return dataclasses.replace(make(name), timings=timings)
 
 
-#: Aim of the automatic steps per call: about this many milliseconds of training per call.
-CALL_MS = 4000.0
-#: Fewest and most steps per call chosen automatically. Each call allocates its temporaries
-#: afresh (a page fault per new page unless malloc keeps freed memory, see
+#: Steps per compiled call unless `Recipe.steps_per_call` says otherwise. Each call allocates
+#: its temporaries afresh (a page fault per new page unless malloc keeps freed memory, see
 #: `jaxconv.environment`), so even slow steps gain from several per call: the ResNet bench net
 #: on a 2-core AVX2 CPU, default environment, trained at 168 img/s one step per call and 242
-#: img/s four steps per call (experiments/results/fit_cpu_avx2.md).
-MIN_STEPS_PER_CALL, MAX_STEPS_PER_CALL = 4, 16
+#: img/s four steps per call (experiments/results/fit_cpu_avx2.md). A constant, not a
+#: function of a timing, so a run's numerics never depend on the machine's load.
+STEPS_PER_CALL = 8
 
 
-def steps_per_call(recipe: Recipe, steps: S.Steps) -> int:
-    """``recipe.steps_per_call``, or when 0 (automatic) as many steps as take about `CALL_MS`
-    by the step's measured time, within `MIN_STEPS_PER_CALL` and `MAX_STEPS_PER_CALL` (the
-    least when the step was not timed)."""
-    if recipe.steps_per_call:
-        return recipe.steps_per_call
-    if not steps.timings:
-        return MIN_STEPS_PER_CALL
-    step_ms = min(steps.timings.values())
-    return max(MIN_STEPS_PER_CALL,
-               min(MAX_STEPS_PER_CALL, round(CALL_MS / max(step_ms, 1e-3))))
+def steps_per_call(recipe: Recipe) -> int:
+    """``recipe.steps_per_call``, or `STEPS_PER_CALL` when it is 0 (automatic)."""
+    return recipe.steps_per_call or STEPS_PER_CALL
 
 
 def call_length(step: int, per_call: int, *, epoch_end: int, checkpoint_every: int) -> int:
-    """How many steps the call starting at ``step`` runs: ``per_call`` where that reaches
-    neither the epoch's end nor a checkpoint step, otherwise 1.
+    """How many steps the call starting at ``step`` runs: ``per_call``, or fewer where the
+    epoch ends or a checkpoint is due first.
 
     A function of the step alone, so an interrupted run resumed from a checkpoint cuts its
-    steps into the same calls (the same two compiled programs) as an uninterrupted one: its
-    metrics stay exactly equal.
+    steps into the same calls as an uninterrupted one (one compiled program runs every call,
+    its unused rows masked): its metrics stay exactly equal.
     """
     limit = epoch_end - step
     if checkpoint_every:
         limit = min(limit, checkpoint_every - step % checkpoint_every)
-    return per_call if per_call <= limit else 1
+    return min(per_call, limit)
+
+
+def call_inputs(order: np.ndarray, step: int, count: int, per_call: int, per_epoch: int,
+                batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(per_call, batch)`` rows of ``order`` for steps ``step .. step + count - 1`` of
+    their epoch (unused rows repeat the first) and the ``(per_call,)`` mask of used rows."""
+    batches = order[:per_epoch * batch_size].reshape(per_epoch, batch_size)
+    rows = step % per_epoch + np.minimum(np.arange(per_call), count - 1)
+    return batches[rows].astype(np.int32), np.arange(per_call) < count
 
 
 def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, seed: int,
@@ -154,7 +160,8 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
       seed: data order, augmentation and (through the caller's init) the model.
       workdir: checkpoints, ``metrics.jsonl`` and TensorBoard files; an existing checkpoint
         there is resumed.
-      on_step: called with the step number after each step (a hook for tests and tools).
+      on_step: called with the step number of each step, in order, after the call that ran
+        it (a hook for tests and tools).
       steps: prebuilt steps from `build_steps` for this design, data and recipe.
 
     Returns:
@@ -193,22 +200,22 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
                                  "images": images_seen, "sums": sums,
                                  "compile_options": steps.options})
 
-    per_call = steps_per_call(recipe, steps)
+    per_call = steps_per_call(recipe)
     images, labels = S.replicate(mesh, (train_ds.images, train_ds.labels))
 
     try:
+        first = True
         for epoch in range(start // per_epoch, recipe.epochs):
             order = batches.order(epoch)
-            first = True
             while int(state.step) < (epoch + 1) * per_epoch:
                 step = int(state.step)
                 count = call_length(step, per_call, epoch_end=(epoch + 1) * per_epoch,
                                     checkpoint_every=recipe.checkpoint_every)
-                rows = step % per_epoch + np.arange(count)
-                index = order[:per_epoch * recipe.batch_size].reshape(per_epoch, -1)[rows]
+                index, active = call_inputs(order, step, count, per_call, per_epoch,
+                                            recipe.batch_size)
                 tick = time.perf_counter()
                 state, metrics = steps.train_many(state, images, labels,
-                                                  S.replicate(mesh, index.astype(np.int32)))
+                                                  *S.replicate(mesh, (index, active)))
                 losses, accuracies, finite = (np.asarray(metrics[k]) for k in
                                               ("loss", "accuracy", "finite"))
                 if first:

@@ -3,8 +3,10 @@
 A library cannot pass compile options into its users' functions, but the engine compiles its own
 step, so it can try each candidate there: XLA's defaults, and `jaxconv.environment`'s measured
 options (on jaxlib 0.10 CPU: convolutions and dots to XLA's own kernels instead of YNNPACK,
-which on some CPUs is several times slower). Each candidate's step is compiled and timed once
-per (backend, CPU class, jaxlib, model, batch shape); the winner and both timings are kept in a
+which on some CPUs is several times slower). Each candidate's call (the several steps `fit`
+runs per call) is compiled and timed once per (backend, CPU class, jaxlib, devices, YNNPACK
+state, model, inputs), the tuned one only when the default call takes at least `WORTH_MS`;
+the winner and the timings are kept in a
 JSON file, ``$JAXCONV_COMPILE_CACHE`` or ``~/.cache/jaxconv/compile_options.json``, so later
 runs on the machine compile once.
 
@@ -29,6 +31,9 @@ from jaxconv import environment
 from jaxconv.functional import cpu
 
 CACHE_ENV = "JAXCONV_COMPILE_CACHE"
+#: A call of the default program faster than this is not worth a second compilation: the
+#: options change how large convolutions run, and small models' steps are mostly overhead.
+WORTH_MS = 200.0
 CHOICES = ("auto", "default", "tuned")
 #: Timed steps per candidate, after one warm-up step (which compiles).
 REPEATS = 3
@@ -47,11 +52,14 @@ def cache_path() -> Path:
 
 
 def key(state: Any, batch_shapes: tuple[tuple[int, ...], ...], model: str) -> str:
-    """What a timing depends on: backend, CPU class, jaxlib, the model and the batch."""
+    """What a timing depends on: backend, CPU class, jaxlib, devices, whether YNNPACK takes
+    convolutions in this process, the candidates' options, the model and the inputs."""
     from jaxlib import version
 
     shapes = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), state)
-    digest = hashlib.sha256(f"{model}|{shapes}|{batch_shapes}".encode()).hexdigest()[:16]
+    facts = (model, shapes, batch_shapes, candidates(), jax.device_count(),
+             cpu.ynnpack_convolutions())
+    digest = hashlib.sha256(repr(facts).encode()).hexdigest()[:16]
     return f"{jax.default_backend()}|{cpu.isa()}|{version.__version__}|{digest}"
 
 
@@ -110,7 +118,10 @@ def choose(choice: str, make_step: Callable[[str], Callable],
     path = cache_path()
     entry = _load(path).get(name)
     if entry is None or entry.get("pick") not in options:
-        ms = {label: time_step(make_step(label), fresh_state(), batch) for label in options}
+        ms = {"default": time_step(make_step("default"), fresh_state(), batch)}
+        if ms["default"] >= WORTH_MS:
+            ms.update({label: time_step(make_step(label), fresh_state(), batch)
+                       for label in options if label != "default"})
         entry = {"pick": min(ms, key=ms.get), "ms": {k: round(v, 2) for k, v in ms.items()}}
         _store(path, name, entry)
     return entry["pick"], dict(entry["ms"])

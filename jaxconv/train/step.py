@@ -68,9 +68,11 @@ class Steps:
 
     Attributes:
       train: ``(state, images, labels) -> (state, metrics)``, one step.
-      train_many: ``(state, images, labels, index) -> (state, metrics)``: one step per row of
-        the ``(K, batch)`` ``index`` into the whole ``images`` and ``labels`` (placed on the
-        devices once), as one ``lax.scan``; each metric comes back with one value per step.
+      train_many: ``(state, images, labels, index, active) -> (state, metrics)``: one step per
+        row of the ``(K, batch)`` ``index`` into the whole ``images`` and ``labels`` (placed on
+        the devices once) where the ``(K,)`` ``active`` is true, as one ``lax.scan``; each
+        metric comes back with one value per row (zeros where inactive). One compiled program
+        runs calls of any length up to ``K``.
       options: which compile options the steps use (``"default"`` or ``"tuned"``, see
         `jaxconv.train.options`).
       timings: milliseconds per training step of each candidate, when they were timed.
@@ -160,11 +162,18 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     def merge(state: TrainState) -> nnx.Module:
         return nnx.merge(eval_def, state.params, state.rest)
 
-    def train_many(state: TrainState, images, labels, index):
-        def body(state, rows):
+    def train_many(state: TrainState, images, labels, index, active):
+        def run(state, rows):
             return train(state, _batch_sharded(images[rows]), _batch_sharded(labels[rows]))
 
-        return jax.lax.scan(body, state, index)
+        def skip(state, rows):
+            return state, jax.tree.map(jnp.zeros_like, jax.eval_shape(run, state, rows)[1])
+
+        def body(state, step):
+            rows, on = step
+            return jax.lax.cond(on, run, skip, state, rows)
+
+        return jax.lax.scan(body, state, (index, active))
 
     compiler_options = dict(compiler_options or {})
     return Steps(_jit(train, compiler_options, donate_argnums=0),

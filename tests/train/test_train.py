@@ -99,8 +99,8 @@ def test_resume_after_a_crash_gives_identical_metrics(tmp_path):
 
 
 def test_several_steps_per_call_resume_exactly_and_log_every_step(tmp_path):
-    # 8 steps an epoch, 4 a call, a checkpoint every 4 steps: calls 0-4, 4-8, 8-12, ...
-    reference = run(tmp_path / "reference", checkpoint_every=4, steps_per_call=4)
+    # 8 steps an epoch, 3 a call, a checkpoint every 4 steps: calls 0-3, 3-4, 4-7, 7-8, ...
+    reference = run(tmp_path / "reference", checkpoint_every=4, steps_per_call=3)
 
     class Crash(Exception):
         pass
@@ -110,10 +110,10 @@ def test_several_steps_per_call_resume_exactly_and_log_every_step(tmp_path):
             raise Crash
 
     with pytest.raises(Crash):
-        run(tmp_path / "crashed", checkpoint_every=4, steps_per_call=4,
+        run(tmp_path / "crashed", checkpoint_every=4, steps_per_call=3,
             on_step=crash_at_step_11)
     assert train.Checkpoints(tmp_path / "crashed").latest() == 8
-    resumed = run(tmp_path / "crashed", checkpoint_every=4, steps_per_call=4)
+    resumed = run(tmp_path / "crashed", checkpoint_every=4, steps_per_call=3)
     assert without_timing(resumed.history) == without_timing(reference.history)
     records = train.read_jsonl(tmp_path / "crashed" / "metrics.jsonl")
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 17))
@@ -121,10 +121,18 @@ def test_several_steps_per_call_resume_exactly_and_log_every_step(tmp_path):
         without_timing(train.read_jsonl(tmp_path / "reference" / "metrics.jsonl"))
 
 
-@pytest.mark.parametrize(("step", "expected"), [(0, 4), (2, 1), (4, 4), (6, 1), (7, 1)])
+@pytest.mark.parametrize(("step", "expected"), [(0, 4), (2, 4), (4, 2), (6, 2), (7, 1)])
 def test_calls_stop_at_checkpoints_and_epoch_ends(step, expected):
     # epoch of 8 steps, a checkpoint every 6: a call never runs past step 6 or step 8
     assert train.loop.call_length(step, 4, epoch_end=8, checkpoint_every=6) == expected
+
+
+def test_a_call_runs_its_steps_in_order_and_masks_the_rest():
+    order = np.arange(6 * 2)[::-1]           # 6 steps of batch 2 in this epoch
+    index, active = train.loop.call_inputs(order, step=10, count=2, per_call=3, per_epoch=6,
+                                           batch_size=2)
+    np.testing.assert_array_equal(index, [[3, 2], [1, 0], [1, 0]])
+    np.testing.assert_array_equal(active, [True, True, False])
 
 
 def test_kill_9_then_rerun_gives_identical_metrics(tmp_path):
