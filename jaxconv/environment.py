@@ -187,14 +187,30 @@ def tune_process() -> dict[str, bool]:
     return {"malloc": malloc, "synchronous_dispatch": synchronous_dispatch()}
 
 
+def compilation_cache(directory: str | os.PathLike | None = None) -> str | None:
+    """Turns on JAX's persistent compilation cache in ``directory`` (by default
+    ``~/.cache/jaxconv/xla``) unless ``JAX_COMPILATION_CACHE_DIR`` names one already; returns
+    the directory in use. A second run of the same designs then loads its compiled steps
+    instead of compiling them again."""
+    import jax
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    path = str(directory or os.path.join(os.path.expanduser("~"), ".cache", "jaxconv", "xla"))
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
 def start_command(command: list[str]) -> None:
     """Puts the recommended settings in place for a command-line process: replaces the process
     with ``command`` when glibc must see new tunables at start-up, otherwise adds the XLA
     flags to this process's environment and turns asynchronous dispatch off (while JAX has not
-    started)."""
+    started), and keeps compiled programs in `compilation_cache`."""
     if needs_restart(os.environ):
         os.execve(command[0], command, recommended(os.environ))
     if not backends_started():
         os.environ.update(recommended(os.environ))
         if os.environ.get(OPT_OUT, "1") != "0":
             synchronous_dispatch()
+            compilation_cache()

@@ -108,6 +108,17 @@ def test_the_command_runs_with_synchronous_dispatch():
     assert _child(code, {"GLIBC_TUNABLES": tuned, "JAXCONV_TUNE": "0"}) == "True"
 
 
+def test_the_command_keeps_compiled_programs_on_disk(tmp_path):
+    code = ("import jaxconv.environment as e; e.start_command(['unused']); import jax; "
+            "print(jax.config.jax_compilation_cache_dir)")
+    tuned = ":".join(environment.MALLOC_TUNABLES) if environment.glibc() else ""
+    home = {"GLIBC_TUNABLES": tuned, "HOME": str(tmp_path)}
+    assert _child(code, home) == str(tmp_path / ".cache" / "jaxconv" / "xla")
+    assert _child(code, {**home, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "mine")}) == \
+        str(tmp_path / "mine")
+    assert _child(code, {**home, "JAXCONV_TUNE": "0"}) == "None"
+
+
 def test_tune_process_reports_what_it_set():
     code = "import jaxconv.environment as e; print(e.tune_process())"
     expected = {"malloc": environment.glibc(), "synchronous_dispatch": True}
