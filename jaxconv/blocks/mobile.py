@@ -79,6 +79,9 @@ class InvertedResidual(nnx.Module):
         y = self.project(y)
         return x + y if self.residual else y
 
+    def residual_norm(self) -> nnx.BatchNorm | None:
+        return self.project.norm if self.residual else None
+
 
 class ShuffleUnit(nnx.Module):
     """ShuffleNet v1 unit (Zhang, Zhou, Lin and Sun 2017, arXiv:1707.01083).
@@ -131,3 +134,7 @@ class ShuffleUnit(nnx.Module):
         if self.strides != 1:
             return jax.nn.relu(jnp.concatenate([P.pool(x, "avg", self.strides), y], axis=-1))
         return jax.nn.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+    def residual_norm(self) -> nnx.BatchNorm | None:
+        """The branch's last BatchNorm when it is added to the input (stride 1)."""
+        return self.expand.norm if self.strides == 1 else None

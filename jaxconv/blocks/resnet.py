@@ -60,6 +60,9 @@ class BasicBlock(_Residual):
     def body(self, x: Array) -> Array:
         return self.conv2(self.conv1(x))
 
+    def residual_norm(self) -> nnx.BatchNorm:
+        return self.conv2.norm
+
 
 class Bottleneck(_Residual):
     """ResNet bottleneck: 1x1 reduce → 3x3 → 1x1 expand (He et al. 2015, arXiv:1512.03385).
@@ -91,6 +94,9 @@ class Bottleneck(_Residual):
 
     def body(self, x: Array) -> Array:
         return self.expand(self.conv(self.reduce(x)))
+
+    def residual_norm(self) -> nnx.BatchNorm:
+        return self.expand.norm
 
 
 class ResNeXtBlock(_Residual):
@@ -124,3 +130,6 @@ class ResNeXtBlock(_Residual):
 
     def body(self, x: Array) -> Array:
         return self.expand(self.conv(self.reduce(x)))
+
+    def residual_norm(self) -> nnx.BatchNorm:
+        return self.expand.norm

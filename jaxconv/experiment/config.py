@@ -36,7 +36,10 @@ from jaxconv.train import Recipe
 
 TOP_KEYS = ("name", "data", "train", "model", "variants", "seeds", "output_dir")
 DATA_KEYS = ("name", "data_dir")
-MODEL_KEYS = ("preset", "layout", "stages", "stem_width", "stem_strides", "dropout")
+MODEL_KEYS = ("preset", "layout", "stages", "stem_width", "stem_strides", "dropout", "init",
+              "zero_init_residual")
+#: Model keys that apply on top of a preset or layout.
+EXTRA_KEYS = ("stem_width", "stem_strides", "dropout", "init", "zero_init_residual")
 LAYOUT_KEYS = ("block", "width", "depth", "stem_strides", "options")
 
 
@@ -119,8 +122,9 @@ def model_spec(model: Mapping[str, Any], path: str) -> ModelSpec:
             base = ModelSpec.from_dict({**base.to_dict(),
                                         "stem_strides": lay.get("stem_strides", 2)}, path)
         else:
-            base = ModelSpec.from_dict({k: v for k, v in model.items() if k != "dropout"}, path)
-        extra = {k: model[k] for k in ("stem_width", "stem_strides", "dropout") if k in model}
+            base = ModelSpec.from_dict({k: v for k, v in model.items()
+                                        if k in ("stages", "stem_width", "stem_strides")}, path)
+        extra = {k: model[k] for k in EXTRA_KEYS if k in model}
         return ModelSpec.from_dict({**base.to_dict(), **extra}, path) if extra else base
     except ConfigError:
         raise

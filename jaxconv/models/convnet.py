@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv.blocks import _parts as P
+from jaxconv.blocks import init as block_init
 from jaxconv.blocks import registry
 from jaxconv.models.spec import ModelSpec
 from jaxconv.typing import Array
@@ -23,6 +25,9 @@ def _stage_inputs(spec: ModelSpec):
 
 class ConvNet(nnx.Module):
     """Stem (3x3 conv + BN + ReLU) → stages of blocks → global average pool → linear.
+
+    Parameters start as ``spec.init`` says: by default each block family's reference scheme
+    (`jaxconv.blocks.init`).
 
     Args:
       spec: the architecture.
@@ -47,6 +52,19 @@ class ConvNet(nnx.Module):
         width = spec.stages[-1].width
         self.dropout = nnx.Dropout(spec.dropout, rngs=rngs) if spec.dropout else None
         self.head = nnx.Linear(width, num_classes, rngs=rngs)
+        if spec.init == "reference":
+            self._reference_init(rngs.params())
+
+    def _reference_init(self, key: jax.Array) -> None:
+        """Each block by its family's scheme; the stem and classifier by the first stage's."""
+        first = block_init.scheme(self.spec.stages[0].block)
+        stem, head, *keys = jax.random.split(key, 2 + len(self.blocks))
+        block_init.init_convs(self.stem, first.conv, stem)
+        block_init.init_classifier(self.head, first, head)
+        names = [name for name, *_ in _stage_inputs(self.spec)]
+        for block, name, k in zip(self.blocks, names, keys):
+            block_init.init_block(block, name, k,
+                                  zero_init_residual=self.spec.zero_init_residual)
 
     @staticmethod
     def param_count(spec: ModelSpec, *, num_classes: int, in_features: int) -> int:

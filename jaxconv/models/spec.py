@@ -13,6 +13,9 @@ from typing import Any
 
 from jaxconv.blocks import registry
 
+#: ``ModelSpec.init`` values.
+INITS = ("reference", "flax")
+
 
 def _where(path: str) -> str:
     return f"{path}: " if path else ""
@@ -79,12 +82,20 @@ class ModelSpec:
       stem_width: channels of the stem's 3x3 conv (+ BN + ReLU).
       stem_strides: the stem's stride.
       dropout: dropout rate before the classifier.
+      init: ``"reference"``, each block family's reference initialisation
+        (`jaxconv.blocks.init`; the stem and classifier follow the first stage's family), or
+        ``"flax"``, every layer's Flax default (LeCun normal kernels).
+      zero_init_residual: start the last BatchNorm scale of every residual branch at zero;
+        None takes the family's reference default (on for basic, bottleneck and resnext).
+        Applies with ``init="reference"`` only.
     """
 
     stages: tuple[StageSpec, ...]
     stem_width: int = 32
     stem_strides: int = 1
     dropout: float = 0.0
+    init: str = "reference"
+    zero_init_residual: bool | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str = "model") -> ModelSpec:
@@ -99,16 +110,27 @@ class ModelSpec:
         if isinstance(dropout, bool) or not isinstance(dropout, int | float) \
                 or not 0 <= dropout < 1:
             raise ValueError(f"{path}.dropout: {dropout!r} must be a number in [0, 1)")
+        init = data.get("init", "reference")
+        if init not in INITS:
+            raise ValueError(f"{path}.init: {init!r} is not one of {', '.join(INITS)}")
+        zero = data.get("zero_init_residual")
+        if zero is not None and not isinstance(zero, bool):
+            raise ValueError(f"{path}.zero_init_residual: {zero!r} must be true, false or null "
+                             "(the family's default)")
+        if zero is not None and init != "reference":
+            raise ValueError(f"{path}.zero_init_residual: {zero!r} needs init: reference; "
+                             f"got init: {init!r}")
         return cls(
             stages=tuple(StageSpec.from_dict(s, f"{path}.stages[{i}]")
                          for i, s in enumerate(stages)),
             stem_width=_positive_int(data.get("stem_width", 32), f"{path}.stem_width"),
             stem_strides=_positive_int(data.get("stem_strides", 1), f"{path}.stem_strides"),
-            dropout=float(dropout))
+            dropout=float(dropout), init=init, zero_init_residual=zero)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stem_width": self.stem_width, "stem_strides": self.stem_strides,
-                "dropout": self.dropout,
+                "dropout": self.dropout, "init": self.init,
+                "zero_init_residual": self.zero_init_residual,
                 "stages": [{"block": s.block, "width": s.width, "depth": s.depth,
                             "strides": s.strides, "options": dict(s.options)}
                            for s in self.stages]}

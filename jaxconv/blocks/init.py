@@ -1,0 +1,169 @@
+"""Each block family's reference initialisation, applied to built blocks and models.
+
+A layer built with its defaults draws kernels as Flax does (LeCun normal, fan-in). The papers and
+reference implementations of the bottleneck designs draw them differently, and the difference
+shows in short training runs, so a study that compares designs starts each one the way its
+reference does. `SCHEMES` names, per registry block, the kernel initialiser for every conv in
+the block (including its 1x1s, squeeze-excitation and projection shortcut), the classifier's
+initialiser, and whether the last BatchNorm scale of each residual branch starts at zero:
+
+=================  =============================================  ==================  ====
+block              conv kernels                                   classifier          zero
+=================  =============================================  ==================  ====
+basic, bottleneck  He normal, fan-out (torchvision ResNet)        U(±1/sqrt(fan-in))  yes
+resnext            (as bottleneck)                                (as bottleneck)     yes
+separable          He normal, fan-out (torchvision MobileNetV2)   N(0, 0.01)          no
+inverted_residual  He normal, fan-out (torchvision MobileNetV2)   N(0, 0.01)          no
+shuffle            N(0, 1/(C_in per group)) (ShuffleNet, Megvii)  N(0, 0.01)          no
+fire               He uniform, fan-in (torchvision SqueezeNet)    N(0, 0.01)          --
+convnext           truncated N(0, 0.02) at ±2 (ConvNeXt, FAIR)    as the convs        --
+inception          truncated N(0, 0.01) at ±2 (torchvision        as the convs        --
+                   GoogLeNet)
+nin                He normal, fan-in (NIN predates He init; its   N(0, 0.01)          --
+                   Caffe files fix a std per layer)
+=================  =============================================  ==================  ====
+
+"zero" is ``zero_init_residual``'s default: the ResNet family's follows timm
+(``zero_init_last=True``) and Goyal et al. 2017 (arXiv:1706.02677); torchvision's MobileNetV2
+and ShuffleNet start every BatchNorm at one. "--" marks blocks without a BatchNorm-ended residual
+branch. Every bias starts at zero, BatchNorm at scale one and bias zero, and ConvNeXt's layer
+scale at its ``layer_scale`` option. Fans are PyTorch's: fan-in ``k^d C_in / groups``, fan-out
+``k^d C_out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxconv import nnx as jnn
+from jaxconv.blocks import registry
+
+Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
+
+#: Layers whose ``kernel`` is a conv kernel with input channels on axis -2, outputs on -1.
+CONV_LAYERS = (jnn.Conv, jnn.Pointwise, jnn.DepthwiseConv, jnn.ConvTranspose)
+
+
+def he_normal_fan_out() -> Initializer:
+    """``N(0, 2 / fan_out)``, PyTorch's ``kaiming_normal_(mode="fan_out")``."""
+    return jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def he_normal_fan_in() -> Initializer:
+    return jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+
+
+def he_uniform_fan_in() -> Initializer:
+    """PyTorch's ``kaiming_uniform_()`` with its defaults: ``U(±sqrt(6 / fan_in))``."""
+    return jax.nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
+
+
+def torch_linear() -> Initializer:
+    """``torch.nn.Linear``'s default kernel: ``U(±1 / sqrt(fan_in))``."""
+    return jax.nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def truncated(stddev: float, bound: float = 2.0) -> Initializer:
+    """``N(0, stddev)`` cut at ``±bound`` in absolute value, as ``torch.nn.init.trunc_normal_``
+    (whose bound is in the values' units, not in standard deviations)."""
+    def init(key, shape, dtype=jnp.float32):
+        z = jax.random.truncated_normal(key, -bound / stddev, bound / stddev, shape)
+        return (stddev * z).astype(dtype)
+    return init
+
+
+def inverse_fan_in_channels() -> Initializer:
+    """``N(0, 1 / (C_in / groups))``: ShuffleNet's reference draws the std (not the variance)
+    from the input channels per group, without the kernel's area."""
+    def init(key, shape, dtype=jnp.float32):
+        return (jax.random.normal(key, shape) / shape[-2]).astype(dtype)
+    return init
+
+
+@dataclasses.dataclass(frozen=True)
+class Scheme:
+    """One block family's reference initialisation (see the module's table)."""
+
+    conv: Initializer
+    classifier: Initializer
+    zero_init_residual: bool
+    source: str
+
+
+_RESNET = Scheme(he_normal_fan_out(), torch_linear(), True,
+                 "torchvision ResNet; zero-init last BN as timm")
+_MOBILE = Scheme(he_normal_fan_out(), jax.nn.initializers.normal(0.01), False,
+                 "torchvision MobileNetV2")
+
+SCHEMES: dict[str, Scheme] = {
+    "basic": _RESNET,
+    "bottleneck": _RESNET,
+    "resnext": _RESNET,
+    "separable": _MOBILE,
+    "inverted_residual": _MOBILE,
+    "shuffle": Scheme(inverse_fan_in_channels(), jax.nn.initializers.normal(0.01), False,
+                      "ShuffleNet v1 (Megvii)"),
+    "fire": Scheme(he_uniform_fan_in(), jax.nn.initializers.normal(0.01), False,
+                   "torchvision SqueezeNet"),
+    "convnext": Scheme(truncated(0.02), truncated(0.02), False, "ConvNeXt (FAIR)"),
+    "inception": Scheme(truncated(0.01), truncated(0.01), False, "torchvision GoogLeNet"),
+    "nin": Scheme(he_normal_fan_in(), jax.nn.initializers.normal(0.01), False,
+                  "He normal, fan-in"),
+}
+
+
+def scheme(block: str) -> Scheme:
+    """The reference scheme of a registry block name."""
+    if block not in SCHEMES:
+        raise registry._unknown("block", block, list(SCHEMES))
+    return SCHEMES[block]
+
+
+def _redraw(param: nnx.Param, init: Initializer, key: jax.Array) -> None:
+    value = param[...]
+    param[...] = init(key, value.shape, value.dtype)
+
+
+def _zero(param: nnx.Param | None) -> None:
+    if param is not None:
+        param[...] = jnp.zeros_like(param[...])
+
+
+def init_convs(module: nnx.Module, init: Initializer, key: jax.Array) -> None:
+    """Redraws the kernel of every conv layer in ``module`` (in place) and zeroes their biases."""
+    layers = [m for _, m in nnx.iter_modules(module) if isinstance(m, CONV_LAYERS)]
+    for layer, k in zip(layers, jax.random.split(key, max(len(layers), 1))):
+        _redraw(layer.kernel, init, k)
+        _zero(layer.bias)
+
+
+def init_classifier(layer: nnx.Linear, scheme: Scheme, key: jax.Array) -> None:
+    _redraw(layer.kernel, scheme.classifier, key)
+    _zero(layer.bias)
+
+
+def residual_norm(block: nnx.Module) -> nnx.BatchNorm | None:
+    """The BatchNorm that ends ``block``'s residual branch, or None when it has none."""
+    find = getattr(block, "residual_norm", None)
+    return find() if find is not None else None
+
+
+def init_block(block: nnx.Module, name: str, key: jax.Array, *,
+               zero_init_residual: bool | None = None) -> None:
+    """Applies block ``name``'s reference scheme to a built block, in place.
+
+    ``zero_init_residual`` (None: the family's default) sets the scale of the BatchNorm that ends
+    the residual branch to zero, so the block starts as its shortcut.
+    """
+    chosen = scheme(name)
+    init_convs(block, chosen.conv, key)
+    zero = chosen.zero_init_residual if zero_init_residual is None else zero_init_residual
+    if zero:
+        norm = residual_norm(block)
+        if norm is not None:
+            _zero(norm.scale)
