@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxconv import data, models, train
+from jaxconv import data, train
 from jaxconv.train import step as step_lib
-from tests.train.runner import run
+from tests.train.runner import run, small_model
 
 ROOT = pathlib.Path(__file__).parents[2]
 TIMING = ("train_time_s", "images_per_second")
@@ -54,8 +54,7 @@ def test_synthetic_task_is_learned(tmp_path):
 
 def test_fit_leaves_the_callers_model_usable(tmp_path):
     tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
-    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=4, in_features=1,
-                           rngs=nnx.Rngs(0))
+    model = small_model()
     before = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
     train.fit(model, tr, te, train.Recipe(epochs=1, batch_size=64, eval_batch_size=64), seed=0,
               workdir=tmp_path, progress=False)
@@ -80,8 +79,7 @@ def test_resume_after_a_crash_gives_identical_metrics(tmp_path):
             raise Crash
 
     tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
-    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=4, in_features=1,
-                           rngs=nnx.Rngs(0))
+    model = small_model()
     recipe = train.Recipe(epochs=2, batch_size=32, learning_rate=0.05, log_every=1,
                           checkpoint_every=3, eval_batch_size=32, crop_padding=1, flip=True)
     with pytest.raises(Crash):
@@ -152,8 +150,7 @@ def test_kill_9_then_rerun_gives_identical_metrics(tmp_path):
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
-    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=4, in_features=1,
-                           rngs=nnx.Rngs(0))
+    model = small_model()
     # Linear warm-up from 0 to an enormous rate: a few steps in, the parameters overflow.
     recipe = train.Recipe(epochs=1, batch_size=32, learning_rate=3e38, warmup_epochs=1.0,
                           schedule="constant", weight_decay=0.0, checkpoint_every=1,
@@ -164,6 +161,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
                                                      r"step (\d+) in ") as info:
         train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path, progress=False)
     bad, good = map(int, re.search(r"step (\d+) .*step (\d+)", str(info.value)).groups())
+    assert (info.value.step, info.value.epoch) == (bad, 1)
     checkpoints = train.Checkpoints(tmp_path)
     assert checkpoints.latest() == good == bad - 1 > 0
     steps = step_lib.build(model, recipe, steps_per_epoch=8, num_classes=4, mean=np.zeros(1),
@@ -174,8 +172,7 @@ def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
 
 def test_divergence_inside_a_call_names_the_first_bad_step(tmp_path):
     tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
-    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=4, in_features=1,
-                           rngs=nnx.Rngs(0))
+    model = small_model()
     bad = []
     for per_call in (1, 8):
         recipe = train.Recipe(epochs=1, batch_size=32, learning_rate=3e38, warmup_epochs=1.0,
