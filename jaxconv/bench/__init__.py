@@ -29,18 +29,7 @@ def header() -> str:
             f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(none)'!r}, "
             f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '') or '(none)'!r}, async "
             f"dispatch {'on' if jax.config.read('jax_cpu_enable_async_dispatch') else 'off'}; "
-            f"CPU: {_cpu_model()} ({cpu.isa()})")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+            f"CPU: {cpu.model()} ({cpu.isa()})")
 
 
 def report(*, repeats: int = 10, cases: Sequence[str] = (), nets: Sequence[str] = (),

@@ -14,16 +14,17 @@ import io
 import json
 import os
 import pathlib
-import platform
-import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import yaml
 
+from jaxconv.experiment import provenance
 from jaxconv.train.logging import atomic_write_text
 
 COLUMNS = ("variant", "params", "macs", "xla_flops", "train_time_s", "images_per_second",
-           "test_acc_mean", "test_acc_std", "best_epoch", "seeds")
+           "test_acc_mean", "test_acc_std", "best_epoch", "seeds", "diverged")
 PLOTS = ("accuracy_vs_params.png", "accuracy_vs_flops.png", "accuracy_vs_time.png",
          "learning_curves.png")
 
@@ -43,27 +44,55 @@ class VariantRow:
     best_epoch: int
     seeds: int
     curve: tuple[float, ...]
+    diverged: int = 0
+
+
+def _config(run_dir: pathlib.Path) -> dict[str, Any] | None:
+    path = run_dir / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
 def results(run_dir: pathlib.Path) -> list[dict[str, Any]]:
-    """Every finished run's ``result.json`` under ``run_dir``, in variant order."""
-    order = []
-    config_path = run_dir / "config.yaml"
-    if config_path.is_file():
-        import yaml
-
-        order = [v["name"] for v in yaml.safe_load(config_path.read_text())["variants"]]
+    """The ``result.json`` of every run of ``config.yaml``'s variants and seeds (every run on
+    disk when there is no ``config.yaml``), in the config's variant order."""
+    config = _config(run_dir)
     found = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/seed-*/result.json"))]
-    rank = {name: i for i, name in enumerate(order)}
-    return sorted(found, key=lambda r: (rank.get(r["variant"], len(rank)), r["variant"],
-                                        r["seed"]))
+    if config is None:
+        return sorted(found, key=lambda r: (r["variant"], r["seed"]))
+    order = {v["name"]: i for i, v in enumerate(config["variants"])}
+    seeds = set(config["seeds"])
+    kept = [r for r in found if r["variant"] in order and r["seed"] in seeds]
+    return sorted(kept, key=lambda r: (order[r["variant"]], r["seed"]))
+
+
+def left_out(run_dir: pathlib.Path) -> list[str]:
+    """Runs on disk that `results` leaves out (variants or seeds no longer in the config)."""
+    kept = {(r["variant"], r["seed"]) for r in results(run_dir)}
+    return [f"{p.parent.parent.name}/{p.parent.name}"
+            for p in sorted(run_dir.glob("*/seed-*/result.json"))
+            if (p.parent.parent.name, int(p.parent.name.removeprefix("seed-"))) not in kept]
+
+
+def finished(record: Mapping[str, Any]) -> bool:
+    return record.get("status", "finished") == "finished"
 
 
 def aggregate(found: list[dict[str, Any]]) -> list[VariantRow]:
+    """One row per variant: means over its finished seeds; diverged seeds are counted apart."""
     rows, groups = [], {}
     for result in found:
         groups.setdefault(result["variant"], []).append(result)
-    for variant, runs in groups.items():
+    for variant, every in groups.items():
+        runs = [r for r in every if finished(r)]
+        diverged = len(every) - len(runs)
+        if not runs:
+            nan = float("nan")
+            rows.append(VariantRow(
+                variant=variant, params=every[0]["params"], macs=every[0]["macs"],
+                xla_flops=every[0]["xla_flops"], train_time_s=nan, images_per_second=nan,
+                test_acc_mean=nan, test_acc_std=nan, best_epoch=0, seeds=0, curve=(),
+                diverged=diverged))
+            continue
         accs = np.array([r["history"][-1]["test_accuracy"] for r in runs])
         epochs = min(len(r["history"]) for r in runs)
         curves = np.array([[h["test_accuracy"] for h in r["history"][:epochs]] for r in runs])
@@ -78,44 +107,26 @@ def aggregate(found: list[dict[str, Any]]) -> list[VariantRow]:
             test_acc_mean=float(accs.mean()),
             test_acc_std=float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
             best_epoch=int(np.argmax(select)) + 1, seeds=len(runs),
-            curve=tuple(float(v) for v in mean_curve)))
+            curve=tuple(float(v) for v in mean_curve), diverged=diverged))
     return rows
 
 
 def table(rows: list[VariantRow]) -> str:
     lines = ["| variant | params | MACs | XLA FLOPs | train time (s) | images/s | "
-             "test accuracy (mean ± std) | best epoch | seeds |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "test accuracy (mean ± std) | best epoch | seeds | diverged |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        if not r.seeds:
+            lines.append(f"| {r.variant} | {r.params:,} | {r.macs / 1e6:.2f}M | "
+                         f"{r.xla_flops / 1e6:.2f}M | - | - | every seed diverged | - | 0 | "
+                         f"{r.diverged} |")
+            continue
         lines.append(f"| {r.variant} | {r.params:,} | {r.macs / 1e6:.2f}M | "
                      f"{r.xla_flops / 1e6:.2f}M | {r.train_time_s:.1f} | "
                      f"{r.images_per_second:,.0f} | {100 * r.test_acc_mean:.2f} ± "
-                     f"{100 * r.test_acc_std:.2f} % | {r.best_epoch} | {r.seeds} |")
+                     f"{100 * r.test_acc_std:.2f} % | {r.best_epoch} | {r.seeds} | "
+                     f"{r.diverged} |")
     return "\n".join(lines)
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True, timeout=10,
-                             cwd=pathlib.Path(__file__).parent).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10,
-                               cwd=pathlib.Path(__file__).parent).stdout.strip()
-        return out + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def environment() -> dict[str, str]:
-    import flax
-    import jax
-
-    return {"hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-                        f"{jax.device_count()} {jax.default_backend()} device(s)",
-            "versions": f"Python {platform.python_version()}, jax {jax.__version__}, "
-                        f"flax {flax.__version__}",
-            "commit": _git_commit()}
 
 
 def _plot(rows: list[VariantRow], x_of, xlabel: str, path: pathlib.Path, log_x: bool) -> None:
@@ -125,7 +136,7 @@ def _plot(rows: list[VariantRow], x_of, xlabel: str, path: pathlib.Path, log_x: 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for r in rows:
+    for r in (r for r in rows if r.seeds):
         ax.errorbar(x_of(r), 100 * r.test_acc_mean, yerr=100 * r.test_acc_std, fmt="o",
                     capsize=4)
         ax.annotate(r.variant, (x_of(r), 100 * r.test_acc_mean), textcoords="offset points",
@@ -157,7 +168,7 @@ def _curves(rows: list[VariantRow], path: pathlib.Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for r in rows:
+    for r in (r for r in rows if r.seeds):
         ax.plot(range(1, len(r.curve) + 1), [100 * v for v in r.curve], marker=".",
                 label=r.variant)
     ax.set_xlabel("epoch")
@@ -186,22 +197,26 @@ def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
             titles, (True, True, False)):
         _plot(rows, x_of, title, run_dir / name, log)
     _curves(rows, run_dir / PLOTS[3])
-    env = environment()
-    command = (run_dir / "command.txt").read_text().strip() \
-        if (run_dir / "command.txt").is_file() else "unknown"
+    commands = (run_dir / "command.txt").read_text().split("\n") \
+        if (run_dir / "command.txt").is_file() else []
     config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    diverged = [f"- {r['variant']} seed {r['seed']}: {r.get('error', 'diverged')}"
+                for r in found if not finished(r)]
+    others = left_out(run_dir)
     text = "\n".join([
         f"# {run_dir.name}", "",
-        f"- command: `{command}`",
-        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}",
-        f"- hardware: {env['hardware']}",
-        f"- versions: {env['versions']}",
-        f"- git commit: {env['commit']}", "",
+        *[f"- command: `{c}`" for c in commands if c.strip()],
+        f"- report built: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}",
+        *provenance.describe(found), "",
         table(rows), "",
         "Test accuracy after the last epoch; best epoch: the highest seed-averaged validation "
         "accuracy (test accuracy when there is no validation split). MACs are "
         "the textbook count and XLA FLOPs XLA's cost_analysis of one image's forward pass; train "
         "time and images/s exclude compilation.", "",
+        *(["Diverged runs (recorded, not averaged; a rerun skips them):", *diverged, ""]
+          if diverged else []),
+        *([f"Runs on disk not in config.yaml, left out: {', '.join(others)}", ""]
+          if others else []),
         *[f"![{p}]({p})" for p in PLOTS], "",
         "## Resolved config", "", "```yaml", config.rstrip(), "```", ""])
     atomic_write_text(run_dir / "report.md", text)

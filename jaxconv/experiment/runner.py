@@ -1,13 +1,17 @@
 """Runs an experiment: every variant × seed, resumable, then the report.
 
-Run folder ``<output_dir>/<name>/``: ``config.yaml`` (resolved), ``command.txt``, one folder per
-variant and seed (``<variant>/seed-<k>/`` with the `jaxconv.train.fit` files and, once
-finished, ``result.json``), and the report. Running the same command again skips finished runs
-and resumes an interrupted one from its last checkpoint.
+Run folder ``<output_dir>/<name>/``: ``config.yaml`` (resolved), ``command.txt`` (every command
+that trained in it, one per line), one folder per variant and seed (``<variant>/seed-<k>/`` with
+the `jaxconv.train.fit` files and, once finished or diverged, ``result.json`` with the run's
+provenance), and the report. Running the same command again skips finished and diverged runs
+and resumes an interrupted one from its last checkpoint. A lock per seed folder lets several
+processes share a study: each trains the seeds no other process holds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import pathlib
@@ -21,10 +25,36 @@ import yaml
 from flax import nnx
 
 from jaxconv import analysis, data, environment, models, train
-from jaxconv.experiment import report
+from jaxconv.experiment import provenance, report
 from jaxconv.experiment.config import ConfigError, ExperimentConfig
 from jaxconv.train import step as S
-from jaxconv.train.logging import atomic_write_text
+from jaxconv.train.logging import atomic_write_text, read_jsonl
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(folder: pathlib.Path):
+    """Holds ``folder/.lock`` for this process; yields False when another process holds it.
+
+    The lock is the kernel's (``flock``), so it goes with the process however that ends.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _epochs(folder: pathlib.Path) -> list[dict[str, Any]]:
+    """The epoch records a run wrote before it stopped."""
+    return [r for r in read_jsonl(folder / "metrics.jsonl") if r.get("kind") == "epoch"]
 
 
 def _resolved(config: ExperimentConfig) -> dict[str, Any]:
@@ -135,7 +165,10 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
         return None
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    atomic_write_text(run_dir / "command.txt", command + "\n")
+    commands = run_dir / "command.txt"
+    earlier = commands.read_text().splitlines() if commands.is_file() else []
+    if command not in earlier:
+        atomic_write_text(commands, "".join(line + "\n" for line in [*earlier, command]))
 
     for variant, cost, steps, pending in plan:
         for seed in config.seeds:
@@ -143,18 +176,40 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
             if seed not in pending:
                 log(f"{variant.name} seed {seed}: finished earlier, skipped")
                 continue
-            atomic_write_text(run_dir / variant.name / "model.yaml",
-                              yaml.safe_dump(variant.model.to_dict(), sort_keys=False))
-            result = train.fit(build(variant.model, seed), tr, te, recipe, seed=seed,
-                               workdir=folder, progress=progress, steps=steps,
-                               description=f"{variant.name} seed {seed}")
-            record = {"variant": variant.name, "seed": seed, "params": cost.params,
-                      "macs": cost.macs, "xla_flops": cost.xla_flops,
-                      "train_time_s": result.train_time_s,
-                      "images_per_second": result.images_per_second,
-                      "best_epoch": result.best_epoch, "history": result.history}
-            atomic_write_text(folder / "result.json", json.dumps(record, indent=1) + "\n")
-            log(f"{variant.name} seed {seed}: test accuracy "
-                f"{100 * result.final['test_accuracy']:.2f}%")
+            with run_lock(folder) as held:
+                if not held:
+                    log(f"{variant.name} seed {seed}: another process is training it "
+                        f"({folder / LOCK} is held), skipped")
+                elif (folder / "result.json").is_file():
+                    log(f"{variant.name} seed {seed}: finished by another process, skipped")
+                else:
+                    _train_one(variant, seed, cost, steps, folder, build, tr, te, recipe,
+                               command=command, progress=progress, log=log)
     _, path = report.build(run_dir)
     return path
+
+
+def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr, te,
+               recipe: train.Recipe, *, command: str, progress: bool,
+               log: Callable[[str], None]) -> None:
+    """Trains one variant and seed and writes its ``result.json``, finished or diverged."""
+    atomic_write_text(folder.parent / "model.yaml",
+                      yaml.safe_dump(variant.model.to_dict(), sort_keys=False))
+    record = {"variant": variant.name, "seed": seed, "params": cost.params, "macs": cost.macs,
+              "xla_flops": cost.xla_flops}
+    try:
+        result = train.fit(build(variant.model, seed), tr, te, recipe, seed=seed, workdir=folder,
+                           progress=progress, steps=steps,
+                           description=f"{variant.name} seed {seed}")
+    except train.TrainingDiverged as error:
+        record.update(status="diverged", diverged_at={"step": error.step, "epoch": error.epoch},
+                      error=str(error), history=_epochs(folder))
+        log(f"{variant.name} seed {seed}: {error}; recorded as diverged, going on")
+    else:
+        record.update(status="finished", train_time_s=result.train_time_s,
+                      images_per_second=result.images_per_second,
+                      best_epoch=result.best_epoch, history=result.history)
+        log(f"{variant.name} seed {seed}: test accuracy "
+            f"{100 * result.final['test_accuracy']:.2f}%")
+    record.update(command=command, provenance=provenance.current())
+    atomic_write_text(folder / "result.json", json.dumps(record, indent=1) + "\n")

@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import functools
 import os
+import platform
 import re
 from collections.abc import Iterator, Mapping
 
@@ -39,6 +40,19 @@ def features() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+@functools.cache
+def model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or what `platform` says elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def isa() -> str:

@@ -30,7 +30,16 @@ from jaxconv.train.recipe import Recipe
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or the parameters became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the parameters became NaN or infinite; the last good checkpoint is kept.
+
+    Attributes:
+      step: the first step whose loss or parameters were not finite.
+      epoch: the epoch it fell in (from 1).
+    """
+
+    def __init__(self, message: str, *, step: int, epoch: int):
+        super().__init__(message)
+        self.step, self.epoch = step, epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +243,7 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
                         raise TrainingDiverged(
                             f"training diverged at step {at} (epoch {epoch + 1}): loss {loss}, "
                             f"parameters {'finite' if finite[offset] else 'not finite'}; "
-                            f"training stopped and {where}")
+                            f"training stopped and {where}", step=at, epoch=epoch + 1)
                     sums = [sums[0] + loss, sums[1] + accuracy, sums[2] + 1]
                     bar.step({"loss": loss, "acc": accuracy})
                     if at % recipe.log_every == 0:

@@ -47,7 +47,10 @@ def test_run_trains_every_variant_and_writes_the_report(tmp_path, capsys):
     assert set(experiment.report.COLUMNS) <= set(rows[0])
     assert all(r["seeds"] == "2" and 0 <= float(r["test_acc_mean"]) <= 1 for r in rows)
     report = (run_dir / "report.md").read_text()
-    assert "jaxconv run" in report and "seeds=[0, 1]" in report and "git commit" in report
+    assert "jaxconv run" in report and "seeds=[0, 1]" in report and "- commit: " in report
+    result = json.loads((run_dir / "basic" / "seed-1" / "result.json").read_text())
+    assert result["status"] == "finished" and result["command"] == command.strip()
+    assert {"commit", "versions", "cpu", "backend", "date"} <= set(result["provenance"])
     assert "| basic |" in report and "## Resolved config" in report
 
     # A rerun skips finished runs and gives the same results.
@@ -87,6 +90,69 @@ def test_a_different_config_in_the_same_folder_is_refused(tmp_path):
     with pytest.raises(experiment.ConfigError, match=r"holds runs of a different model for "
                                                       r"variant 'basic'"):
         experiment.run(wider, command="test", progress=False, log=lambda s: None)
+
+
+def test_a_diverged_run_is_recorded_and_the_study_goes_on(tmp_path, capsys, monkeypatch):
+    real_fit = experiment.runner.train.fit
+
+    def fit(model, *args, description, **kwargs):
+        if description.startswith("basic"):
+            raise experiment.runner.train.TrainingDiverged("training diverged at step 3",
+                                                          step=3, epoch=1)
+        return real_fit(model, *args, description=description, **kwargs)
+
+    monkeypatch.setattr(experiment.runner.train, "fit", fit)
+    path = write_config(tmp_path)
+    assert main(["run", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "basic seed 0: training diverged at step 3; recorded as diverged, going on" in out
+    assert "fire seed 0: test accuracy" in out
+    run_dir = tmp_path / "runs" / "tiny"
+    record = json.loads((run_dir / "basic" / "seed-0" / "result.json").read_text())
+    assert record["status"] == "diverged" and record["diverged_at"] == {"step": 3, "epoch": 1}
+    report = (run_dir / "report.md").read_text()
+    assert "every seed diverged" in report and "basic seed 0: training diverged" in report
+    with (run_dir / "results.csv").open() as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
+    assert (rows["basic"]["seeds"], rows["basic"]["diverged"]) == ("0", "1")
+    assert (rows["fire"]["seeds"], rows["fire"]["diverged"]) == ("1", "0")
+    # The rerun neither trains the diverged run again nor fails on it.
+    assert main(["run", str(path), "--quiet"]) == 0
+    assert capsys.readouterr().out.count("finished earlier, skipped") == 2
+
+
+def test_a_seed_held_by_another_process_is_skipped(tmp_path):
+    path = write_config(tmp_path)
+    config = experiment.load(path)
+    lines = []
+    with experiment.runner.run_lock(config.run_dir / "basic" / "seed-0") as held:
+        assert held
+        experiment.run(config, command="test", progress=False, log=lines.append)
+    assert any("basic seed 0: another process is training it" in line for line in lines)
+    assert not (config.run_dir / "basic" / "seed-0" / "result.json").exists()
+    assert (config.run_dir / "fire" / "seed-0" / "result.json").is_file()
+
+
+def test_the_report_keeps_to_the_config_and_flags_mixed_provenance(tmp_path):
+    path = write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1], seeds=[0, 1]))
+    experiment.run(experiment.load(path), command="first", progress=False, log=lambda s: None)
+    run_dir = tmp_path / "runs" / "tiny"
+    one = run_dir / "basic" / "seed-1" / "result.json"
+    record = json.loads(one.read_text())
+    record["provenance"]["cpu"] = "another CPU (avx512, 64 cores)"
+    one.write_text(json.dumps(record))
+    experiment.report.build(run_dir)
+    report = (run_dir / "report.md").read_text()
+    assert "warning: these runs come from 2 different" in report
+    assert "another CPU (avx512, 64 cores)" in report and " first`" in report
+    # A later command with fewer seeds reports those seeds only, and says what it left out.
+    experiment.run(experiment.load(path, ["seeds=[0]"]), command="second", progress=False,
+                   log=lambda s: None)
+    report = (run_dir / "report.md").read_text()
+    assert "left out: basic/seed-1" in report and "warning" not in report
+    assert " first`" in report and " second`" in report
+    with (run_dir / "results.csv").open() as f:
+        assert next(csv.DictReader(f))["seeds"] == "1"
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -1,0 +1,73 @@
+"""Where a run's numbers come from: code, versions and machine, stored in its ``result.json``.
+
+A study's runs may be trained over several sessions and machines; the report states what each
+run was trained with and flags a study whose runs disagree, instead of labelling old numbers
+with the machine the report happens to be built on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import pathlib
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: The provenance keys that must agree for runs to be compared as one study.
+COMPARED = ("commit", "versions", "cpu", "backend")
+
+
+def git_commit() -> str:
+    """The package's git commit (``+dirty`` with uncommitted changes), or ``unknown``."""
+    here = pathlib.Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True, timeout=10, cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, cwd=here).stdout
+        return commit + ("+dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def current() -> dict[str, str]:
+    """This process's provenance: commit, versions, CPU, backend and devices, date."""
+    import flax
+    import jax
+    import jaxlib
+    import optax
+
+    from jaxconv.functional import cpu
+
+    return {
+        "commit": git_commit(),
+        "versions": f"Python {platform.python_version()}, jax {jax.__version__}, jaxlib "
+                    f"{jaxlib.__version__}, flax {flax.__version__}, optax {optax.__version__}",
+        "cpu": f"{cpu.model()} ({cpu.isa()}, {os.cpu_count()} cores)",
+        "backend": f"{jax.device_count()} {jax.default_backend()} device(s)",
+        "date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}",
+    }
+
+
+def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Markdown lines: the provenance all runs share, or a warning and one line per distinct
+    combination with the runs it covers."""
+    groups: dict[tuple, list[str]] = {}
+    for r in records:
+        prov = r.get("provenance") or {}
+        key = tuple(prov.get(k, "not recorded") for k in COMPARED)
+        groups.setdefault(key, []).append(f"{r['variant']}/seed-{r['seed']}")
+    dates = sorted(r["provenance"]["date"] for r in records if r.get("provenance"))
+    span = f"- trained: {dates[0]} to {dates[-1]}" if dates else "- trained: not recorded"
+    if len(groups) == 1:
+        (key,) = groups
+        return [f"- {name}: {value}" for name, value in zip(COMPARED, key)] + [span]
+    lines = [f"- **warning: these runs come from {len(groups)} different code versions, "
+             "package versions or machines; differences between variants may be "
+             "differences between them**", span]
+    for key, runs in groups.items():
+        where = "; ".join(f"{name} {value}" for name, value in zip(COMPARED, key))
+        lines.append(f"  - {where}: {', '.join(runs)}")
+    return lines
