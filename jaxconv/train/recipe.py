@@ -11,7 +11,7 @@ import jax
 import optax
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "onecycle", "constant")
+SCHEDULES = ("cosine", "linear", "onecycle", "constant")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +25,9 @@ class Recipe:
       momentum, nesterov: SGD's momentum (``b1`` of AdamW).
       weight_decay: decoupled for AdamW, L2 added to the gradient for SGD; never applied to
         biases, norm scales or other 1-D parameters.
-      schedule: ``"cosine"`` (decay to 0), ``"onecycle"`` or ``"constant"``.
-      warmup_epochs: linear warm-up from 0 (cosine and constant).
+      schedule: ``"cosine"`` (decay to 0), ``"linear"`` (decay to 0 in a straight line),
+        ``"onecycle"`` or ``"constant"``.
+      warmup_epochs: linear warm-up from 0 (cosine, linear and constant).
       label_smoothing: mass spread uniformly over the classes.
       validation_fraction: share of the training set held out (seeded) for validation.
       crop_padding: random crop after zero padding by this many pixels (0: off).
@@ -103,8 +104,10 @@ class Recipe:
         peak = self.learning_rate
         if self.schedule == "onecycle":
             return optax.cosine_onecycle_schedule(total, peak)
-        main = (optax.cosine_decay_schedule(peak, max(total - warmup, 1))
-                if self.schedule == "cosine" else optax.constant_schedule(peak))
+        rest = max(total - warmup, 1)
+        main = {"cosine": lambda: optax.cosine_decay_schedule(peak, rest),
+                "linear": lambda: optax.linear_schedule(peak, 0.0, rest),
+                "constant": lambda: optax.constant_schedule(peak)}[self.schedule]()
         if warmup == 0:
             return main
         return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])

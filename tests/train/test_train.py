@@ -239,3 +239,15 @@ def test_four_devices_match_one_device(tmp_path):
     uneven = subprocess_run(tmp_path / "uneven", "--batch-size", "30", devices=4)
     out, _ = uneven.communicate(timeout=300)
     assert "train.batch_size: 30 does not divide evenly over the 4 devices" in out
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_schedules_warm_up_then_decay_as_named(schedule):
+    recipe = train.Recipe(epochs=2, learning_rate=0.4, warmup_epochs=0.5, schedule=schedule)
+    lr = recipe.schedule_fn(10)    # 20 steps, 5 of warm-up
+    assert float(lr(0)) == 0.0 and float(lr(5)) == pytest.approx(0.4)
+    assert float(lr(2)) == pytest.approx(0.16)
+    quarter = {"cosine": 0.4 * (1 + np.cos(np.pi / 4)) / 2, "linear": 0.3,
+               "constant": 0.4}[schedule]
+    assert float(lr(5 + 15 / 4)) == pytest.approx(quarter, rel=1e-5)
+    assert float(lr(20)) == pytest.approx(0.4 if schedule == "constant" else 0.0)

@@ -1,0 +1,48 @@
+"""The recipe search's trials as one Markdown table, judged on validation accuracy.
+
+    python experiments/recipe_table.py [RESULTS_DIR]
+
+Reads ``<RESULTS_DIR>/recipe-*/`` (default ``experiments/results/fashion_mnist/recipe``): each
+trial's ``config.yaml`` (what it changed against ``recipe-baseline``) and its finished
+``result.json`` files. Test accuracy is not shown: the recipe is chosen without it.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import yaml
+
+
+def _train(folder: pathlib.Path) -> dict:
+    return yaml.safe_load((folder / "config.yaml").read_text())["train"]
+
+
+def rows(results: pathlib.Path) -> list[str]:
+    baseline = _train(results / "recipe-baseline") if (results / "recipe-baseline").is_dir() \
+        else {}
+    lines = ["| trial | change | val accuracy, last epoch | best val accuracy (epoch) | "
+             "train time (s) |", "|---|---|---:|---:|---:|"]
+    for folder in sorted(results.glob("recipe-*")):
+        runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*/seed-*/result.json"))]
+        runs = [r for r in runs if r.get("status", "finished") == "finished"]
+        if not runs:
+            continue
+        train = _train(folder)
+        change = ", ".join(f"{k}={v}" for k, v in train.items() if baseline.get(k) != v) \
+            or "(baseline)"
+        for r in runs:
+            val = [h["val_accuracy"] for h in r["history"]]
+            best = max(range(len(val)), key=val.__getitem__)
+            lines.append(f"| {folder.name.removeprefix('recipe-')} | {change} | "
+                         f"{100 * val[-1]:.2f} % | {100 * val[best]:.2f} % ({best + 1}) | "
+                         f"{r['train_time_s']:.0f} |")
+    return lines
+
+
+if __name__ == "__main__":
+    where = pathlib.Path(sys.argv[1] if len(sys.argv) > 1
+                         else "experiments/results/fashion_mnist/recipe")
+    print("\n".join(rows(where)))
