@@ -96,6 +96,22 @@ def _report(args: argparse.Namespace) -> None:
     _print_report(args.run_dir)
 
 
+def _retention(args: argparse.Namespace) -> None:
+    from jaxconv import analysis, data, experiment
+
+    if args.images < 1:
+        raise ValueError(f"--images: {args.images} must be at least 1")
+    trained = experiment.load_run(args.run_dir, args.variant, args.seed)
+    start = experiment.load_run(args.run_dir, args.variant, args.seed, initial=True)
+    split = data.load(trained.dataset, "train")
+    images = trained.normalize(split.images[:args.images])
+    where = f"{args.variant} seed {args.seed}, over {len(images):,} {trained.dataset} images"
+    for title, run in (("trained", trained), ("at initialisation", start)):
+        print(f"## {where}: {title}\n")
+        print(analysis.retention_table(analysis.retention(run.model, images)))
+        print()
+
+
 def _bench(args: argparse.Namespace) -> None:
     from jaxconv import bench
 
@@ -149,6 +165,20 @@ def parser() -> argparse.ArgumentParser:
     rep = verbs.add_parser("report", help="rebuild report.md, results.csv and plots")
     rep.add_argument("run_dir", help="a run folder, e.g. runs/quickstart")
     rep.set_defaults(run=_report)
+
+    ret = verbs.add_parser(
+        "retention", help="how much of its input each squeezing 1x1 of a trained model keeps",
+        description="For every 1x1 conv with fewer outputs than inputs: the share of its "
+                    "input's variance that a linear read-out of its outputs recovers, against "
+                    "the best possible (top principal components) and random projections, "
+                    "trained and at initialisation. Example: jaxconv retention "
+                    "runs/fashion_mnist_width_sweep --variant ratio-0.25")
+    ret.add_argument("run_dir", help="a finished run folder")
+    ret.add_argument("--variant", required=True, help="a variant of the run's config")
+    ret.add_argument("--seed", type=int, default=0, help="which seed's run (default 0)")
+    ret.add_argument("--images", type=int, default=2000,
+                     help="training images whose pixels are measured (default 2000)")
+    ret.set_defaults(run=_retention)
 
     b = verbs.add_parser("bench", help="time conv formulations and training steps against "
                                        "lax, flax.nnx.Conv and PyTorch")

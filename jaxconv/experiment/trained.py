@@ -1,0 +1,149 @@
+"""Trained models out of run folders: `load_run` and `load_model`.
+
+A finished run keeps its last checkpoint (``<variant>/seed-<k>/checkpoints``); with the
+folder's resolved ``config.yaml`` that is everything needed to rebuild the model, its weights,
+its BatchNorm statistics and the input normalisation it was trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+import yaml
+from flax import nnx
+
+from jaxconv import data, models, train
+from jaxconv.train import step as S
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """A finished run's model (eval mode) and what its inputs must look like.
+
+    Attributes:
+      model: the trained `jaxconv.models.ConvNet`, in eval mode; it takes normalised images.
+      mean, std: per-channel statistics (``[0, 1]`` units) that `normalize` applies.
+      image_shape: ``(H, W, C)`` of the dataset the run trained on.
+      num_classes, dataset, variant, seed, spec: what was trained.
+    """
+
+    model: models.ConvNet
+    mean: np.ndarray
+    std: np.ndarray
+    image_shape: tuple[int, ...]
+    num_classes: int
+    dataset: str
+    variant: str
+    seed: int
+    spec: models.ModelSpec
+
+    def normalize(self, images: np.ndarray) -> jax.Array:
+        """uint8 images (or floats in ``[0, 255]``), ``(N, H, W, C)``, as the model takes them."""
+        return data.normalize(np.asarray(images), self.mean, self.std)
+
+    def probabilities(self, images: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
+        """Class probabilities ``(N, num_classes)`` for uint8 images ``(N, H, W, C)``."""
+        images = np.asarray(images)
+        if images.ndim == len(self.image_shape):
+            images = images[None]
+        if images.shape[1:] != self.image_shape:
+            raise ValueError(f"images: expected shape (N, {', '.join(map(str, self.image_shape))})"
+                             f" as {self.dataset} has; got {images.shape}")
+        forward = nnx.jit(lambda m, x: jax.nn.softmax(m(x), axis=-1))
+        return np.concatenate([
+            np.asarray(forward(self.model, self.normalize(images[i:i + batch_size])))
+            for i in range(0, len(images), batch_size)])
+
+
+def _config(run_dir: pathlib.Path) -> dict[str, Any]:
+    path = run_dir / "config.yaml"
+    if not run_dir.is_dir():
+        raise ValueError(f"run_dir: {str(run_dir)!r} is not a folder")
+    if not path.is_file():
+        raise ValueError(f"run_dir: {str(run_dir)!r} is not a run folder (it has no "
+                         "config.yaml; jaxconv run writes one)")
+    return yaml.safe_load(path.read_text())
+
+
+def _variant(config: dict[str, Any], variant: str, run_dir: pathlib.Path) -> dict[str, Any]:
+    names = [v["name"] for v in config["variants"]]
+    if variant not in names:
+        close = difflib.get_close_matches(str(variant), names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"variant: {variant!r} is not in {run_dir}{hint}; variants: "
+                         f"{', '.join(names)}")
+    return config["variants"][names.index(variant)]
+
+
+def build_model(spec: models.ModelSpec, dataset: data.Dataset, seed: int) -> models.ConvNet:
+    """The model a run of ``spec`` on ``dataset`` with ``seed`` starts from."""
+    return models.ConvNet(spec, num_classes=dataset.num_classes,
+                          in_features=dataset.images.shape[-1], rngs=nnx.Rngs(seed))
+
+
+def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
+             initial: bool = False) -> TrainedRun:
+    """A finished run's trained model and input normalisation.
+
+    Args:
+      run_dir: a `jaxconv run` folder, e.g. ``runs/quickstart``.
+      variant: a variant name of its config.
+      seed: which seed's run.
+      initial: the model as that run started (its initialisation), not as it ended.
+
+    Raises:
+      ValueError: not a run folder, an unknown variant, or a run that has not finished.
+    """
+    run_dir = pathlib.Path(run_dir)
+    config = _config(run_dir)
+    entry = _variant(config, variant, run_dir)
+    folder = run_dir / variant / f"seed-{seed}"
+    result_path = folder / "result.json"
+    if not result_path.is_file():
+        raise ValueError(f"seed: the run of variant {variant!r} with seed {seed} has not "
+                         f"finished (no {result_path}); seeds of the config: "
+                         f"{config.get('seeds')}")
+    result = json.loads(result_path.read_text())
+    if result.get("status", "finished") != "finished":
+        raise ValueError(f"seed: the run of variant {variant!r} with seed {seed} "
+                         f"{result['status']} ({result.get('error', '')}); it has no trained "
+                         "model")
+    spec = models.ModelSpec.from_dict(entry["model"])
+    recipe = train.Recipe.from_dict(config["train"])
+    dataset = data.load(config["data"]["name"], "train", config["data"].get("data_dir"))
+    mean, std = train.channel_stats(dataset)
+    model = build_model(spec, dataset, seed)
+    if not initial:
+        kept = len(dataset) - data.validation_size(len(dataset), recipe.validation_fraction)
+        steps = S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
+                        num_classes=dataset.num_classes, mean=mean, std=std)
+        if not (folder / "checkpoints").is_dir():
+            raise ValueError(f"run_dir: {folder} has no checkpoints to load (they stay out of "
+                             "git; rerun the config here to train it)")
+        checkpoints = train.Checkpoints(folder)
+        try:
+            if checkpoints.latest() is None:
+                raise ValueError(f"run_dir: {folder / 'checkpoints'} holds no checkpoint")
+            state, _ = checkpoints.restore(steps.init(model, seed))
+        finally:
+            checkpoints.close()
+        model = steps.merge(state)
+    model.eval()
+    return TrainedRun(model=model, mean=mean, std=std, image_shape=dataset.images.shape[1:],
+                      num_classes=dataset.num_classes, dataset=dataset.name, variant=variant,
+                      seed=seed, spec=spec)
+
+
+def load_model(run_dir: str | pathlib.Path, variant: str, seed: int = 0) -> models.ConvNet:
+    """The trained model (eval mode) of a finished run; it takes images normalised as
+    `TrainedRun.normalize` does (`load_run` gives both).
+
+    >>> model = load_model("runs/quickstart", "basic")          # doctest: +SKIP
+    """
+    return load_run(run_dir, variant, seed).model

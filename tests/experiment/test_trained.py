@@ -1,0 +1,80 @@
+"""Trained models out of run folders (`load_run`, `load_model`) and `jaxconv retention`."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from jaxconv import data, experiment, models
+from jaxconv.cli import main
+
+CONFIG = {
+    "name": "tiny",
+    "data": {"name": "synthetic"},
+    "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 64, "learning_rate": 0.05},
+    "model": {"layout": {"width": 16, "depth": 1, "stem_strides": 1}},
+    "variants": [{"name": "bottleneck", "model": {"layout": {"block": "bottleneck"}}}],
+    "seeds": [0],
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(dict(CONFIG, output_dir=str(root / "runs"))))
+    experiment.run(experiment.load(path), command="test", progress=False, log=lambda s: None)
+    return root / "runs" / "tiny"
+
+
+def test_the_loaded_model_gives_the_runs_test_accuracy(run_dir):
+    trained = experiment.load_run(run_dir, "bottleneck")
+    result = json.loads((run_dir / "bottleneck" / "seed-0" / "result.json").read_text())
+    test = data.load("synthetic", "test")
+    probabilities = trained.probabilities(test.images)
+    assert probabilities.shape == (len(test), trained.num_classes)
+    np.testing.assert_allclose(probabilities.sum(-1), 1, rtol=1e-5)
+    accuracy = float(np.mean(probabilities.argmax(-1) == test.labels))
+    assert accuracy == pytest.approx(result["history"][-1]["test_accuracy"])
+    model = experiment.load_model(run_dir, "bottleneck")
+    assert isinstance(model, models.ConvNet)
+    np.testing.assert_allclose(np.asarray(model(trained.normalize(test.images[:8]))),
+                               np.asarray(trained.model(trained.normalize(test.images[:8]))),
+                               rtol=1e-6)
+    initial = experiment.load_run(run_dir, "bottleneck", initial=True).model
+    assert not np.allclose(np.asarray(initial.head.kernel[...]),
+                           np.asarray(model.head.kernel[...]))
+
+
+def test_bad_run_folders_variants_and_seeds_are_clear_errors(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="is not a run folder .*no config.yaml"):
+        experiment.load_model(tmp_path, "bottleneck")
+    with pytest.raises(ValueError, match=r"variant: 'botleneck' is not in .*did you mean "
+                                         r"'bottleneck'"):
+        experiment.load_model(run_dir, "botleneck")
+    with pytest.raises(ValueError, match=r"seed 3 has not finished .*seeds of the config: "
+                                         r"\[0\]"):
+        experiment.load_model(run_dir, "bottleneck", seed=3)
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    with pytest.raises(ValueError, match="has no checkpoints to load"):
+        experiment.load_model(copy, "bottleneck")
+    result = copy / "bottleneck" / "seed-0" / "result.json"
+    result.write_text(json.dumps(dict(json.loads(result.read_text()), status="diverged",
+                                      error="training diverged at step 3")))
+    with pytest.raises(ValueError, match="diverged .*it has no trained model"):
+        experiment.load_model(copy, "bottleneck")
+    with pytest.raises(ValueError, match=r"images: expected shape \(N, 12, 12, 1\)"):
+        experiment.load_run(run_dir, "bottleneck").probabilities(np.zeros((2, 8, 8, 1)))
+
+
+def test_retention_command_prints_trained_and_initial_tables(run_dir, capsys):
+    assert main(["retention", str(run_dir), "--variant", "bottleneck", "--images", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "bottleneck seed 0, over 64 synthetic images: trained" in out
+    assert ": at initialisation" in out
+    assert out.count("| blocks.0.reduce.conv | 16 -> 4 |") == 2
+    assert main(["retention", str(run_dir), "--variant", "nope"]) == 2
+    assert "jaxconv retention: error: variant: 'nope' is not in" in capsys.readouterr().err
