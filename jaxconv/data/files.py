@@ -64,9 +64,29 @@ def md5(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
+#: What a CIFAR-10 python batch may reconstruct: NumPy arrays and dtypes, nothing else.
+#: (Python 3 pickles of arrays also name ``_codecs.encode`` for their bytes at protocol 2, and
+#: ``_frombuffer`` at protocol 5.)
+_CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"),
+                  ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
+                  ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"),
+                  ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds dicts, lists, bytes, numbers and NumPy arrays, and refuses
+    every other global, so a planted file cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR-10 batch "
+                                         "holds only arrays")
+        return super().find_class(module, name)
+
+
 def _cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        batch = pickle.load(io.BytesIO(raw), encoding="bytes")
+        batch = _ArraysOnly(io.BytesIO(raw), encoding="bytes").load()
         data, labels = batch[b"data"], batch[b"labels"]
     except Exception as error:
         raise DataError(f"{where}: not a CIFAR-10 python batch ({error})") from None

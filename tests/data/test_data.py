@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import os
+import pathlib
 import pickle
 import struct
 import tarfile
@@ -165,3 +166,31 @@ def test_fashion_mnist_from_the_debian_package():
     train, test = data.load("fashion_mnist", "train"), data.load("fashion_mnist", "test")
     assert train.images.shape == (60000, 28, 28, 1) and len(test) == 10000
     assert sorted(np.unique(train.labels)) == list(range(10))
+
+
+class _Payload:
+    """Unpickling this runs code: what a planted file could do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar10_batches_load_without_running_code(tmp_path, protocol):
+    folder = tmp_path / "cifar-10-batches-py"
+    _cifar_batches(folder)
+    for name in ["data_batch_1", "test_batch"]:
+        batch = pickle.loads((folder / name).read_bytes())
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    assert len(data.load("cifar10", "test", data_dir=tmp_path)) == 3
+    marker = tmp_path / "planted-code-ran"
+    batch = pickle.loads((folder / "test_batch").read_bytes())
+    (folder / "test_batch").write_bytes(
+        pickle.dumps({**batch, b"batch_label": _Payload(marker)}, protocol=protocol))
+    with pytest.raises(data.DataError, match=r"test_batch: not a CIFAR-10 python batch "
+                                             r"\(refused to load "):
+        data.load("cifar10", "test", data_dir=tmp_path)
+    assert not marker.exists()
