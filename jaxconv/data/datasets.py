@@ -184,7 +184,18 @@ def load(name: str, split: str = "train", data_dir=None) -> Dataset:
             raise DataError(f"{image_file}: {len(images)} images but {label_file} has "
                             f"{len(labels)} labels")
         images, labels = images[..., None], labels.astype(np.int32)
+    check_labels(labels, NUM_CLASSES[name], f"{name} {split}")
     return Dataset(name, split, np.ascontiguousarray(images), labels, NUM_CLASSES[name])
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    """Refuses labels outside ``[0, num_classes)``: a one-hot of such a label is all zeros, so
+    its example would silently drop out of the loss."""
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if len(bad):
+        raise DataError(f"{where}: {len(bad)} labels outside 0..{num_classes - 1}, e.g. label "
+                        f"{int(labels[bad[0]])} at index {int(bad[0])}; the files are corrupt "
+                        "or not this dataset's")
 
 
 def info(name: str, data_dir=None) -> str:

@@ -194,3 +194,14 @@ def test_cifar10_batches_load_without_running_code(tmp_path, protocol):
                                              r"\(refused to load "):
         data.load("cifar10", "test", data_dir=tmp_path)
     assert not marker.exists()
+
+
+def test_labels_outside_the_classes_are_refused(tmp_path):
+    fake_mnist(tmp_path)
+    labels = np.random.default_rng(0).integers(0, 10, 10)
+    labels[7] = 12
+    write_idx(tmp_path / datasets.IDX_FILES["test"][1], labels)
+    with pytest.raises(data.DataError, match=r"mnist test: 1 labels outside 0..9, e.g. label "
+                                             r"12 at index 7"):
+        data.load("mnist", "test", data_dir=tmp_path)
+    assert len(data.load("mnist", "train", data_dir=tmp_path)) == 20
