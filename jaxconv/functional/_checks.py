@@ -6,24 +6,35 @@ was expected. Nothing here computes a convolution.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
+import numpy as np
 
 from jaxconv.typing import Array, IntOrSeq, Shape
 
 
+def integer(value: object) -> int | None:
+    """``value`` as a Python int when it is an integer (NumPy's included) and not a bool."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
 def int_tuple(name: str, value: IntOrSeq | None, rank: int, *, minimum: int = 1) -> Shape:
-    """``value`` as one int per spatial dim (an int broadcasts; ``None`` means 1, as in Flax)."""
+    """``value`` as one int per spatial dim (an int broadcasts; ``None`` means 1, as in Flax).
+    NumPy integers count as ints."""
     if value is None:
         value = 1
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         raise TypeError(f"{name}={value!r} is a bool; expected an int or {rank} ints")
-    if isinstance(value, int):
-        out: Shape = (value,) * rank
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        out = tuple(value)
-        if len(out) != rank or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
+    if integer(value) is not None:
+        out: Shape = (integer(value),) * rank
+    elif isinstance(value, Sequence | np.ndarray) and not isinstance(value, str):
+        items = [integer(v) for v in value]
+        out = tuple(items)
+        if len(out) != rank or any(v is None for v in items):
             raise ValueError(
                 f"{name}={value!r} does not fit a {rank}-D convolution; expected an int or "
                 f"{rank} ints"
@@ -37,9 +48,10 @@ def int_tuple(name: str, value: IntOrSeq | None, rank: int, *, minimum: int = 1)
 
 
 def positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    as_int = integer(value)
+    if as_int is None or as_int < 1:
         raise ValueError(f"{name}={value!r} must be a positive int")
-    return value
+    return as_int
 
 
 def kernel_rank(kernel_shape: Shape, *, op: str) -> int:

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 from jax import lax
 
+from jaxconv.functional import _checks
 from jaxconv.typing import Array, PaddingLike, Pads
 
 PADDING_STRINGS = ("SAME", "VALID", "CAUSAL", "CIRCULAR", "REFLECT", "REPLICATE")
@@ -67,11 +68,11 @@ def centered(window: int) -> tuple[int, int]:
 def _pair(value: object, dim: int) -> tuple[int, int]:
     if isinstance(value, bool):
         raise TypeError(f"padding for spatial dim {dim} is a bool ({value!r}); expected an int")
-    if isinstance(value, int):
-        return value, value
+    if _checks.integer(value) is not None:
+        return _checks.integer(value), _checks.integer(value)
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
-        low, high = value
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+        low, high = (_checks.integer(v) for v in value)
+        if low is not None and high is not None:
             return low, high
     raise TypeError(
         f"padding for spatial dim {dim} is {value!r}; expected an int or a (low, high) pair of ints"
@@ -110,8 +111,8 @@ def amounts(
             f"{', '.join(map(repr, PADDING_STRINGS))} (any case), an int, one int per spatial dim, "
             "or one (low, high) pair per spatial dim"
         )
-    if isinstance(padding, int) and not isinstance(padding, bool):
-        pads = ((padding, padding),) * rank
+    if _checks.integer(padding) is not None:
+        pads = ((_checks.integer(padding),) * 2,) * rank
     elif isinstance(padding, Sequence) and len(padding) == rank:
         pads = tuple(_pair(p, d) for d, p in enumerate(padding))
     else:

@@ -7,7 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from jaxconv.functional import policy
+from jaxconv.functional import _checks, policy
 from jaxconv.functional.conv import pointwise_kernel_shape, prepare
 from jaxconv.functional.depthwise import _depth_multiplier
 from jaxconv.functional.formulations import CONV
@@ -18,9 +18,10 @@ OPS = ("conv", "pointwise", "depthwise_conv", "conv_transpose")
 
 def _shape(value: Any, name: str) -> tuple[int, ...]:
     shape = getattr(value, "shape", value)
-    if not isinstance(shape, Sequence) or not all(isinstance(d, int) for d in shape):
+    dims = [_checks.integer(d) for d in shape] if isinstance(shape, Sequence) else [None]
+    if any(d is None for d in dims):
         raise TypeError(f"plan: {name}={value!r} must be an array or a shape tuple")
-    return tuple(shape)
+    return tuple(dims)
 
 
 def plan(x: Any, kernel: Any, *, op: str = "conv", impl: str = "auto",

@@ -12,11 +12,10 @@ def kernel_size_tuple(kernel_size: int | Sequence[int], layer: str) -> Shape:
     """Flax's rule: an int kernel size means a 1-D convolution."""
     if isinstance(kernel_size, bool):
         raise TypeError(f"{layer}: kernel_size={kernel_size!r} is a bool; expected ints")
-    if isinstance(kernel_size, int):
+    if _checks.integer(kernel_size) is not None:
         kernel_size = (kernel_size,)
-    size = tuple(kernel_size)
-    if not size or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
-                           for k in size):
+    size = tuple(_checks.integer(k) for k in kernel_size)
+    if not size or not all(k is not None and k >= 1 for k in size):
         raise ValueError(f"{layer}: kernel_size={kernel_size!r} must be positive ints, one per "
                          "spatial dim")
     return size
@@ -49,10 +48,11 @@ def check_in_features(x: Array, in_features: int, layer: str) -> None:
 
 def strides_for_pointwise(strides, layer: str):
     """A `Pointwise` layer's kernel is ``(C_in, C_out)``: an int stride other than 1 has no rank."""
-    if isinstance(strides, int) and not isinstance(strides, bool) and strides != 1:
+    single = _checks.integer(strides)
+    if single is not None and single != 1:
         raise ValueError(
             f"{layer}: strides={strides} is ambiguous for a (C_in, C_out) kernel; pass one stride "
-            f"per spatial dim, e.g. strides=({strides}, {strides}) for images")
-    if strides is not None and not isinstance(strides, int):
-        _checks.int_tuple("strides", strides, len(tuple(strides)))
-    return 1 if strides is None else strides
+            f"per spatial dim, e.g. strides=({single}, {single}) for images")
+    if strides is None or single is not None:
+        return 1
+    return _checks.int_tuple("strides", strides, len(tuple(strides)))

@@ -127,3 +127,24 @@ def test_errors_are_raised_at_trace_time_under_jit():
 
     with pytest.raises(ValueError, match="input has 16 channels"):
         jax.jit(F.conv)(X, K)
+
+
+def test_numpy_integers_are_ints_everywhere():
+    """Sizes computed with NumPy (``np.int64``) are accepted as Python ints are."""
+    import numpy as np
+    from flax import nnx
+
+    from jaxconv import nnx as jnn
+
+    x = jnp.ones((1, 8, 8, 4))
+    expected = F.conv(x, jnp.ones((3, 3, 2, 4)), strides=2, padding=1, feature_group_count=2,
+                      kernel_dilation=(1, 2))
+    got = F.conv(x, jnp.ones((3, 3, 2, 4)), strides=np.int64(2), padding=np.int32(1),
+                 feature_group_count=np.int64(2), kernel_dilation=np.array([1, 2]))
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+    layer = jnn.Conv(np.int64(4), 6, (np.int64(3), 3), strides=np.int64(2), rngs=nnx.Rngs(0))
+    assert layer(x).shape == (1, 4, 4, 6)
+    point = jnn.Pointwise(4, 6, strides=(np.int64(2), 2), rngs=nnx.Rngs(0))
+    assert point(x).shape == (1, 4, 4, 6)
+    with pytest.raises(TypeError, match=r"strides=np.True_ is a bool"):
+        F.conv(x, jnp.ones((3, 3, 4, 4)), strides=np.bool_(True))
