@@ -40,12 +40,26 @@ def _operands(layer: nnx.Module, inputs: Array, name: str) -> tuple[Array, Array
     return layer.promote_dtype((inputs, kernel, bias), dtype=layer.dtype)
 
 
+def _padding_reach(padding: Any) -> int:
+    """The largest explicit padding amount in ``padding`` (0 for a padding name)."""
+    if isinstance(padding, str) or padding is None:
+        return 0
+    if _checks.integer(padding) is not None:
+        return abs(_checks.integer(padding))
+    if isinstance(padding, Sequence):
+        return max((_padding_reach(p) for p in padding), default=0)
+    return 0
+
+
 def _validate(op: str, kernel_shape, in_features: int, impl: ImplLike, **op_args: Any) -> None:
-    """Runs the op's own checks once, at construction, on a window-sized input; a named
-    formulation is checked too ("auto" and "autotune" express every call, and are not run)."""
+    """Runs the op's own checks once, at construction, on an input large enough that only
+    size-independent facts can fail (a layer that some input size could run is accepted); a
+    named formulation is checked too ("auto" and "autotune" express every call, and are not
+    run)."""
     rank = len(kernel_shape) - 2
     dilation = _checks.int_tuple("kernel_dilation", op_args.get("kernel_dilation", 1), rank)
-    spatial = tuple(k * d for k, d in zip(kernel_shape[:-2], dilation))
+    reach = 2 * _padding_reach(op_args.get("padding")) + 1
+    spatial = tuple(k * d + reach for k, d in zip(kernel_shape[:-2], dilation))
     F.plan((1, *spatial, in_features), kernel_shape, op=op,
            impl="xla" if callable(impl) or impl in ("auto", "autotune") else impl, **op_args)
 
