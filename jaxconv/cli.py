@@ -112,6 +112,43 @@ def _retention(args: argparse.Namespace) -> None:
         print()
 
 
+def _predict(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from jaxconv import experiment
+    from jaxconv.experiment import trained as trained_lib
+
+    run = experiment.load_run(args.run_dir, args.variant, args.seed)
+    images = trained_lib.read_images(args.images, run.image_shape)
+    probabilities = run.probabilities(images)
+    if args.output:
+        if not args.output.endswith(".npy"):
+            raise ValueError(f"--output: {args.output!r} must end in .npy")
+        np.save(args.output, probabilities)
+        print(f"{len(probabilities)} x {run.num_classes} class probabilities: {args.output}")
+        return
+    print("| image | class | probability |")
+    print("|---:|---:|---:|")
+    for i, row in enumerate(probabilities):
+        print(f"| {i} | {int(row.argmax())} | {float(row.max()):.4f} |")
+
+
+def _export(args: argparse.Namespace) -> None:
+    import pathlib
+
+    from jaxconv import experiment
+    from jaxconv.train.logging import atomic_write_bytes
+
+    run = experiment.load_run(args.run_dir, args.variant, args.seed)
+    exported = run.export(args.batch_size)
+    output = pathlib.Path(args.output)
+    atomic_write_bytes(output, bytes(exported.serialize()))
+    shape = "x".join(map(str, run.image_shape))
+    print(f"{args.variant} seed {args.seed}: uint8 images ({args.batch_size}, "
+          f"{shape.replace('x', ', ')}) -> "
+          f"{run.num_classes} class probabilities, for {', '.join(exported.platforms)}: {output}")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from jaxconv import bench
 
@@ -179,6 +216,33 @@ def parser() -> argparse.ArgumentParser:
     ret.add_argument("--images", type=int, default=2000,
                      help="training images whose pixels are measured (default 2000)")
     ret.set_defaults(run=_retention)
+
+    pr = verbs.add_parser(
+        "predict", help="class probabilities of a trained run for images in a .npy file",
+        description="Loads a finished run's trained model and prints each image's most likely "
+                    "class, or writes every class probability with --output. Example: jaxconv "
+                    "predict runs/quickstart --variant basic images.npy")
+    pr.add_argument("run_dir", help="a finished run folder")
+    pr.add_argument("images", help=".npy of uint8 images (N, H, W, C) shaped as the run's data")
+    pr.add_argument("--variant", required=True, help="a variant of the run's config")
+    pr.add_argument("--seed", type=int, default=0, help="which seed's run (default 0)")
+    pr.add_argument("--output", help="write the (N, classes) probabilities to this .npy")
+    pr.set_defaults(run=_predict)
+
+    ex = verbs.add_parser(
+        "export", help="save a trained run's model as a jax.export artifact",
+        description="Writes a serialized jax.export function from a batch of uint8 images "
+                    "to class probabilities, with the weights, the input shape and the input "
+                    "normalisation inside: jax.export.deserialize(open(FILE, 'rb').read())"
+                    ".call(images) runs it without jaxconv. Example: jaxconv export "
+                    "runs/quickstart --variant basic --output basic.jax")
+    ex.add_argument("run_dir", help="a finished run folder")
+    ex.add_argument("--variant", required=True, help="a variant of the run's config")
+    ex.add_argument("--seed", type=int, default=0, help="which seed's run (default 0)")
+    ex.add_argument("--output", required=True, help="the file to write")
+    ex.add_argument("--batch-size", type=int, default=1,
+                    help="images per call, fixed in the artifact (default 1)")
+    ex.set_defaults(run=_export)
 
     b = verbs.add_parser("bench", help="time conv formulations and training steps against "
                                        "lax, flax.nnx.Conv and PyTorch")

@@ -12,7 +12,6 @@ import dataclasses
 import datetime
 import io
 import json
-import os
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 import yaml
 
 from jaxconv.experiment import provenance
-from jaxconv.train.logging import atomic_write_text
+from jaxconv.train.logging import atomic_write_bytes, atomic_write_text
 
 COLUMNS = ("variant", "params", "macs", "xla_flops", "train_time_s", "images_per_second",
            "test_acc_mean", "test_acc_std", "best_epoch", "seeds", "diverged")
@@ -156,9 +155,7 @@ def _save(fig, path: pathlib.Path) -> None:
     fig.tight_layout()
     fig.savefig(buffer, format="png")
     plt.close(fig)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _curves(rows: list[VariantRow], path: pathlib.Path) -> None:

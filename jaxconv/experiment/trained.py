@@ -14,6 +14,7 @@ import pathlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import yaml
 from flax import nnx
@@ -59,6 +60,53 @@ class TrainedRun:
         return np.concatenate([
             np.asarray(forward(self.model, self.normalize(images[i:i + batch_size])))
             for i in range(0, len(images), batch_size)])
+
+
+    def predict_fn(self):
+        """``uint8 images (N, H, W, C) -> class probabilities (N, num_classes)``, a pure
+        function with the weights and the normalisation closed over."""
+        graphdef, state = nnx.split(self.model)
+        mean, std = jnp.asarray(self.mean), jnp.asarray(self.std)
+
+        def predict(images):
+            model = nnx.merge(graphdef, state)
+            logits = model(data.normalize(images, mean, std))
+            return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+        return predict
+
+    def export(self, batch_size: int = 1,
+               platforms: tuple[str, ...] | None = None) -> jax.export.Exported:
+        """The model as a `jax.export` artifact from uint8 images ``(batch_size, H, W, C)`` of
+        the run's shape to class probabilities; `jax.export.deserialize` loads it, no jaxconv
+        needed. The batch is fixed (the convolutions plan on static shapes)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: {batch_size!r} must be a positive int")
+        spec = jax.ShapeDtypeStruct((batch_size, *self.image_shape), jnp.uint8)
+        return jax.export.export(jax.jit(self.predict_fn()), platforms=platforms)(spec)
+
+
+def read_images(path: str | pathlib.Path, image_shape: tuple[int, ...]) -> np.ndarray:
+    """A ``.npy`` of images as uint8 ``(N, H, W, C)``: one image, or grayscale without its
+    channel axis, is accepted; float values must be in ``[0, 255]``."""
+    path = pathlib.Path(path)
+    try:
+        images = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"images: cannot read {path} as a .npy array ({error})") from None
+    if image_shape[-1] == 1 and images.shape[-2:] == image_shape[:-1]:
+        images = images[..., None]                  # grayscale without its channel axis
+    if images.shape == image_shape:
+        images = images[None]                       # one image
+    if images.shape[1:] != image_shape:
+        raise ValueError(f"images: {path} holds shape {images.shape}; expected (N, "
+                         f"{', '.join(map(str, image_shape))}) as the run's dataset has")
+    if images.dtype != np.uint8:
+        out_of_range = bool(images.size) and (images.min() < 0 or images.max() > 255)
+        if not np.issubdtype(images.dtype, np.number) or out_of_range:
+            raise ValueError(f"images: {path} holds {images.dtype} values outside 0..255; "
+                             "expected uint8 pixels as the dataset stores them")
+        images = np.round(images).astype(np.uint8)
+    return images
 
 
 def _config(run_dir: pathlib.Path) -> dict[str, Any]:

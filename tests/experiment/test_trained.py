@@ -78,3 +78,41 @@ def test_retention_command_prints_trained_and_initial_tables(run_dir, capsys):
     assert out.count("| blocks.0.reduce.conv | 16 -> 4 |") == 2
     assert main(["retention", str(run_dir), "--variant", "nope"]) == 2
     assert "jaxconv retention: error: variant: 'nope' is not in" in capsys.readouterr().err
+
+
+def test_predict_prints_or_writes_the_runs_probabilities(run_dir, tmp_path, capsys):
+    test = data.load("synthetic", "test")
+    np.save(tmp_path / "gray.npy", test.images[:5, ..., 0])       # no channel axis
+    assert main(["predict", str(run_dir), str(tmp_path / "gray.npy"),
+                 "--variant", "bottleneck"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| image | class | probability |") and out.count("\n") == 7
+    output = tmp_path / "p.npy"
+    assert main(["predict", str(run_dir), str(tmp_path / "gray.npy"), "--variant",
+                 "bottleneck", "--output", str(output)]) == 0
+    expected = experiment.load_run(run_dir, "bottleneck").probabilities(test.images[:5])
+    np.testing.assert_allclose(np.load(output), expected, rtol=1e-6)
+    np.save(tmp_path / "bad.npy", np.zeros((2, 28, 28, 1), np.uint8))
+    assert main(["predict", str(run_dir), str(tmp_path / "bad.npy"), "--variant",
+                 "bottleneck"]) == 2
+    assert "holds shape (2, 28, 28, 1); expected (N, 12, 12, 1)" in capsys.readouterr().err
+
+
+def test_an_exported_model_runs_without_jaxconv(run_dir, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    artifact = tmp_path / "model.jax"
+    assert main(["export", str(run_dir), "--variant", "bottleneck", "--output", str(artifact),
+                 "--batch-size", "4"]) == 0
+    assert "uint8 images (4, 12, 12, 1) -> 4 class probabilities" in capsys.readouterr().out
+    test = data.load("synthetic", "test")
+    np.save(tmp_path / "x.npy", test.images[:4])
+    script = ("import sys, jax, numpy as np\n"
+              f"f = jax.export.deserialize(open({str(artifact)!r}, 'rb').read())\n"
+              f"np.save({str(tmp_path / 'y.npy')!r}, np.asarray(f.call(np.load("
+              f"{str(tmp_path / 'x.npy')!r}))))\n"
+              "assert not any(m.startswith('jaxconv') for m in sys.modules)\n")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
+    expected = experiment.load_run(run_dir, "bottleneck").probabilities(test.images[:4])
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-7)
