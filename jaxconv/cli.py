@@ -1,4 +1,6 @@
-"""The ``jaxconv`` command: a thin face over the packages (parsing and printing only).
+"""The ``jaxconv`` command: train and compare convolutional designs from configs, inspect
+convolutions and models, and use trained models. Parsing and printing only; the work is in the
+packages.
 
     jaxconv explain conv2d --input 64x64x3 --filters 32 --kernel 3x3
     jaxconv summary --model bottleneck-0.3m --input 28x28x1
@@ -160,10 +162,23 @@ def _bench(args: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     from jaxconv.analysis.explain import KINDS
 
-    p = argparse.ArgumentParser(prog="jaxconv", description=__doc__.split("\n")[0])
-    verbs = p.add_subparsers(dest="verb", required=True)
+    p = argparse.ArgumentParser(
+        prog="jaxconv", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train and compare convolutional network designs from YAML configs, see "
+                    "what a convolution does to its channels, and use the trained models.",
+        epilog="start here:\n"
+               "  jaxconv run configs/quickstart.yaml      five designs x 2 seeds, about 2 min\n"
+               "  jaxconv explain conv2d --input 32x32x64 --filters 16 --kernel 1\n"
+               "  jaxconv <command> --help                 what a command does, with an "
+               "example")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="<command>")
 
-    e = verbs.add_parser("explain", help="what one convolution does to its channels")
+    def verb(name: str, summary: str, example: str) -> argparse.ArgumentParser:
+        return verbs.add_parser(name, help=summary, description=f"{summary}. Example: {example}")
+
+    e = verb("explain", "What one convolution does to its channels: shapes, parameters, "
+                        "MACs and how each output channel mixes the inputs",
+             "jaxconv explain conv2d --input 64x64x3 --filters 32 --kernel 3x3")
     e.add_argument("kind", choices=KINDS)
     e.add_argument("--input", type=_dims, required=True, help="one example, e.g. 64x64x3")
     e.add_argument("--filters", type=int, help="output channels")
@@ -177,19 +192,24 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--no-bias", action="store_true")
     e.set_defaults(run=_explain)
 
-    s = verbs.add_parser("summary", help="per-layer table of a model preset")
+    s = verb("summary", "Per-layer table of a model preset: formulation, shapes, "
+                        "parameters, MACs, XLA FLOPs, activation memory",
+             "jaxconv summary --model bottleneck-0.3m --input 28x28x1")
     s.add_argument("--model", required=True, help="a preset, e.g. bottleneck-0.3m")
     s.add_argument("--input", type=_dims, required=True, help="one example, e.g. 28x28x1")
     s.add_argument("--classes", type=int, default=10)
     s.set_defaults(run=_summary)
 
-    d = verbs.add_parser("data", help="where datasets are found; download them")
+    d = verb("data", "Where a dataset is looked for and what was found; download and verify "
+                     "it", "jaxconv data download fashion_mnist")
     d.add_argument("action", choices=("info", "download"))
     d.add_argument("name", help="digits, mnist, fashion_mnist, cifar10, synthetic")
     d.add_argument("--data-dir", help="a folder to look in first / download into")
     d.set_defaults(run=_data)
 
-    r = verbs.add_parser("run", help="train every variant x seed of a config, then report")
+    r = verb("run", "Train every variant x seed of a config (resuming what was "
+                    "interrupted), then write the report with tables and plots",
+             "jaxconv run configs/quickstart.yaml --set train.epochs=3")
     r.add_argument("config", help="a YAML experiment config, e.g. configs/quickstart.yaml")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (YAML value), e.g. train.epochs=1 or "
@@ -199,17 +219,15 @@ def parser() -> argparse.ArgumentParser:
                    help="print the plan (a measured step per design) and stop")
     r.set_defaults(run=_run)
 
-    rep = verbs.add_parser("report", help="rebuild report.md, results.csv and plots")
+    rep = verb("report", "Rebuild a run folder's report.md, results.csv and plots from its "
+                         "files", "jaxconv report runs/quickstart")
     rep.add_argument("run_dir", help="a run folder, e.g. runs/quickstart")
     rep.set_defaults(run=_report)
 
-    ret = verbs.add_parser(
-        "retention", help="how much of its input each squeezing 1x1 of a trained model keeps",
-        description="For every 1x1 conv with fewer outputs than inputs: the share of its "
-                    "input's variance that a linear read-out of its outputs recovers, against "
-                    "the best possible (top principal components) and random projections, "
-                    "trained and at initialisation. Example: jaxconv retention "
-                    "runs/fashion_mnist_width_sweep --variant ratio-0.25")
+    ret = verb("retention", "How much of its input each squeezing 1x1 of a trained model keeps, "
+                            "against the best and random projections, trained and at "
+                            "initialisation",
+               "jaxconv retention runs/fashion_mnist_width_sweep --variant ratio-0.25")
     ret.add_argument("run_dir", help="a finished run folder")
     ret.add_argument("--variant", required=True, help="a variant of the run's config")
     ret.add_argument("--seed", type=int, default=0, help="which seed's run (default 0)")
@@ -217,11 +235,9 @@ def parser() -> argparse.ArgumentParser:
                      help="training images whose pixels are measured (default 2000)")
     ret.set_defaults(run=_retention)
 
-    pr = verbs.add_parser(
-        "predict", help="class probabilities of a trained run for images in a .npy file",
-        description="Loads a finished run's trained model and prints each image's most likely "
-                    "class, or writes every class probability with --output. Example: jaxconv "
-                    "predict runs/quickstart --variant basic images.npy")
+    pr = verb("predict", "Class probabilities of a trained run's model for images in a .npy "
+                         "file: each image's class, or every probability with --output",
+              "jaxconv predict runs/quickstart images.npy --variant basic")
     pr.add_argument("run_dir", help="a finished run folder")
     pr.add_argument("images", help=".npy of uint8 images (N, H, W, C) shaped as the run's data")
     pr.add_argument("--variant", required=True, help="a variant of the run's config")
@@ -229,13 +245,10 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--output", help="write the (N, classes) probabilities to this .npy")
     pr.set_defaults(run=_predict)
 
-    ex = verbs.add_parser(
-        "export", help="save a trained run's model as a jax.export artifact",
-        description="Writes a serialized jax.export function from a batch of uint8 images "
-                    "to class probabilities, with the weights, the input shape and the input "
-                    "normalisation inside: jax.export.deserialize(open(FILE, 'rb').read())"
-                    ".call(images) runs it without jaxconv. Example: jaxconv export "
-                    "runs/quickstart --variant basic --output basic.jax")
+    ex = verb("export", "Save a trained run's model as a jax.export artifact (weights, input "
+                        "shape and normalisation inside) that runs with JAX alone: "
+                        "jax.export.deserialize(open(FILE, 'rb').read()).call(images)",
+              "jaxconv export runs/quickstart --variant basic --output basic.jax")
     ex.add_argument("run_dir", help="a finished run folder")
     ex.add_argument("--variant", required=True, help="a variant of the run's config")
     ex.add_argument("--seed", type=int, default=0, help="which seed's run (default 0)")
@@ -244,8 +257,9 @@ def parser() -> argparse.ArgumentParser:
                     help="images per call, fixed in the artifact (default 1)")
     ex.set_defaults(run=_export)
 
-    b = verbs.add_parser("bench", help="time conv formulations and training steps against "
-                                       "lax, flax.nnx.Conv and PyTorch")
+    b = verb("bench", "Time conv formulations, training steps and whole fit epochs "
+                      "against lax, flax.nnx.Conv and PyTorch on this machine",
+             "jaxconv bench --cases 3x3 --no-steps")
     b.add_argument("--repeats", type=int, default=10, help="timed calls per median")
     b.add_argument("--cases", nargs="*", default=[], help="substrings of op case names")
     b.add_argument("--nets", nargs="*", default=[],

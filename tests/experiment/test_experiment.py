@@ -195,3 +195,16 @@ def test_shipped_configs_are_valid_and_say_how_to_run_them(config):
     assert any("jaxconv run" in line for line in header)
     assert any("2 CPU cores" in line for line in header)
     assert loaded.variants and loaded.seeds
+
+
+def test_every_command_says_what_it_does_with_an_example(capsys):
+    from jaxconv.cli import parser
+
+    top = parser()
+    top_help = top.format_help()
+    assert "thin face" not in top_help and "jaxconv run configs/quickstart.yaml" in top_help
+    verbs = next(a for a in top._actions if a.dest == "verb").choices
+    assert {"run", "report", "retention", "predict", "export", "bench"} <= set(verbs)
+    for name, sub in verbs.items():
+        text = " ".join(sub.format_help().split())
+        assert f"Example: jaxconv {name} " in text, name
