@@ -112,6 +112,21 @@ def se_params(features: int, ratio: float) -> int:
     return SqueezeExcite.param_count(features, ratio) if ratio else 0
 
 
+class DropPath(nnx.Module):
+    """Stochastic depth (Huang et al. 2016, arXiv:1603.09382), as timm's ``DropPath``: in
+    training, each example's residual branch is dropped with probability ``rate`` and kept ones
+    are scaled by ``1 / (1 - rate)``; in eval mode, the identity. No parameters."""
+
+    def __init__(self, rate: float, *, rngs: nnx.Rngs):
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
+            raise ValueError(f"drop_path={rate!r} must be a number in [0, 1)")
+        self.rate = float(rate)
+        self.dropout = nnx.Dropout(rate, broadcast_dims=(1, 2, 3), rngs=rngs) if rate else None
+
+    def __call__(self, branch: Array) -> Array:
+        return branch if self.dropout is None else self.dropout(branch)
+
+
 def projection(in_features: int, out_features: int, strides: int,
                rngs: nnx.Rngs) -> ConvNorm | None:
     """ResNet's shortcut: identity when shapes agree, else strided 1x1 conv + BN."""

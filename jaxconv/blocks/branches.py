@@ -140,7 +140,8 @@ class MlpConv(nnx.Module):
 class ConvNeXtBlock(nnx.Module):
     """ConvNeXt block (Liu et al. 2022, arXiv:2201.03545).
 
-    Depthwise 7x7 → LayerNorm → 1x1 expand x4 → GELU → 1x1 → layer scale → + input. When the
+    Depthwise 7x7 → LayerNorm → 1x1 expand x4 → GELU → 1x1 → layer scale → [drop path] → +
+    input. GELU is exact, as in the reference (``gelu_approximate=True``: the tanh form). When the
     stride is not 1 or ``C_in != C_out``, ConvNeXt's downsampling layer comes first: LayerNorm
     → ``s x s`` conv with stride ``s`` (a 1x1 when ``s = 1``), with bias.
 
@@ -150,7 +151,7 @@ class ConvNeXtBlock(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  kernel_size: int = 7, expansion: int = 4, layer_scale: float = 1e-6,
-                 rngs: nnx.Rngs):
+                 drop_path: float = 0.0, gelu_approximate: bool = False, rngs: nnx.Rngs):
         P.check_positive("convnext", in_features=in_features, out_features=out_features,
                          strides=strides, kernel_size=kernel_size, expansion=expansion)
         c = out_features
@@ -165,6 +166,8 @@ class ConvNeXtBlock(nnx.Module):
         self.expand = jnn.Pointwise(c, expansion * c, rngs=rngs)
         self.project = jnn.Pointwise(expansion * c, c, rngs=rngs)
         self.gamma = nnx.Param(jnp.full((c,), layer_scale, jnp.float32))
+        self.drop_path = P.DropPath(drop_path, rngs=rngs)
+        self.gelu_approximate = bool(gelu_approximate)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
@@ -178,6 +181,7 @@ class ConvNeXtBlock(nnx.Module):
     def __call__(self, x: Array) -> Array:
         if self.down is not None:
             x = self.down(self.down_norm(x))
-        y = self.project(jax.nn.gelu(self.expand(self.norm(self.depthwise(x)))))
+        hidden = self.expand(self.norm(self.depthwise(x)))
+        y = self.project(jax.nn.gelu(hidden, approximate=self.gelu_approximate))
         gamma = self.gamma[...]
-        return x + gamma.reshape((1,) * (y.ndim - 1) + gamma.shape) * y
+        return x + self.drop_path(gamma.reshape((1,) * (y.ndim - 1) + gamma.shape) * y)

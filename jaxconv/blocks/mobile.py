@@ -2,6 +2,8 @@
 residual, ShuffleNet v1 unit.
 
 Notation as in `jaxconv.blocks.resnet`: ``BN(c) = 2c``, ``SE`` the optional squeeze-excitation.
+``drop_path`` (inverted residual and shuffle unit) drops the branch that is added to the input
+(stochastic depth; no parameters).
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class InvertedResidual(nnx.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
-                 expansion: int = 6, se_ratio: float = 0.0, rngs: nnx.Rngs):
+                 expansion: int = 6, se_ratio: float = 0.0, drop_path: float = 0.0,
+                 rngs: nnx.Rngs):
         P.check_positive("inverted_residual", in_features=in_features,
                          out_features=out_features, strides=strides, expansion=expansion)
         hidden = in_features * expansion
@@ -62,6 +65,7 @@ class InvertedResidual(nnx.Module):
         self.se = P.optional_se(hidden, se_ratio, rngs)
         self.project = P.conv_norm(hidden, out_features, 1, activation=None, rngs=rngs)
         self.residual = strides == 1 and in_features == out_features
+        self.drop_path = P.DropPath(drop_path, rngs=rngs)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
@@ -77,7 +81,7 @@ class InvertedResidual(nnx.Module):
         if self.se is not None:
             y = self.se(y)
         y = self.project(y)
-        return x + y if self.residual else y
+        return x + self.drop_path(y) if self.residual else y
 
     def residual_norm(self) -> nnx.BatchNorm | None:
         return self.project.norm if self.residual else None
@@ -97,7 +101,7 @@ class ShuffleUnit(nnx.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
-                 groups: int = 2, rngs: nnx.Rngs):
+                 groups: int = 2, drop_path: float = 0.0, rngs: nnx.Rngs):
         P.check_positive("shuffle", in_features=in_features, out_features=out_features,
                          strides=strides, groups=groups)
         mid, branch, first_groups = self.widths(in_features, out_features, strides, groups)
@@ -107,6 +111,7 @@ class ShuffleUnit(nnx.Module):
         self.expand = P.conv_norm(mid, branch, 1, groups=groups, activation=None, rngs=rngs)
         self.shortcut = (P.projection(in_features, out_features, 1, rngs)
                          if strides == 1 else None)
+        self.drop_path = P.DropPath(drop_path, rngs=rngs)
 
     @staticmethod
     def widths(in_features: int, out_features: int, strides: int,
@@ -133,6 +138,7 @@ class ShuffleUnit(nnx.Module):
         y = self.expand(self.depthwise(y))
         if self.strides != 1:
             return jax.nn.relu(jnp.concatenate([P.pool(x, "avg", self.strides), y], axis=-1))
+        y = self.drop_path(y)
         return jax.nn.relu(y + (x if self.shortcut is None else self.shortcut(x)))
 
     def residual_norm(self) -> nnx.BatchNorm | None:

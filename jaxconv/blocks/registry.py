@@ -26,6 +26,10 @@ BLOCKS: dict[str, type[nnx.Module]] = {
 }
 
 
+#: Block options that change no parameter (the parameter formulas do not take them).
+PARAMETER_FREE = ("drop_path", "gelu_approximate")
+
+
 def names() -> list[str]:
     """The registered block names."""
     return list(BLOCKS)
@@ -73,4 +77,5 @@ def param_count(name: str, in_features: int, out_features: int, *, strides: int 
                 **block_options: Any) -> int:
     """The parameter count the block's documented formula gives."""
     check_options(name, block_options)
-    return get(name).param_count(in_features, out_features, strides=strides, **block_options)
+    counted = {k: v for k, v in block_options.items() if k not in PARAMETER_FREE}
+    return get(name).param_count(in_features, out_features, strides=strides, **counted)

@@ -3,7 +3,8 @@
 Notation in the parameter formulas: ``C_in``, ``C_out`` the block's channels, ``m`` the width
 inside the bottleneck, ``BN(c) = 2c`` (scale and bias), ``P`` the projection shortcut
 (``C_in * C_out + BN(C_out)`` when the stride is not 1 or ``C_in != C_out``, else 0) and ``SE``
-the optional squeeze-excitation (`SqueezeExcite.param_count`).
+the optional squeeze-excitation (`SqueezeExcite.param_count`). ``drop_path`` is the rate of
+stochastic depth on the residual branch (`jaxconv.blocks._parts.DropPath`; no parameters).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ class _Residual(nnx.Module):
     """``relu(body(x) + shortcut(x))`` with the shortcut and SE every residual block shares."""
 
     def _init_shortcut(self, in_features: int, out_features: int, strides: int,
-                       se_ratio: float, rngs: nnx.Rngs) -> None:
+                       se_ratio: float, rngs: nnx.Rngs, drop_path: float = 0.0) -> None:
         self.se = P.optional_se(out_features, se_ratio, rngs)
         self.shortcut = P.projection(in_features, out_features, strides, rngs)
+        self.drop_path = P.DropPath(drop_path, rngs=rngs)
 
     def body(self, x: Array) -> Array:
         raise NotImplementedError
@@ -30,6 +32,7 @@ class _Residual(nnx.Module):
         y = self.body(x)
         if self.se is not None:
             y = self.se(y)
+        y = self.drop_path(y)
         return jax.nn.relu(y + (x if self.shortcut is None else self.shortcut(x)))
 
 
@@ -42,12 +45,12 @@ class BasicBlock(_Residual):
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
-                 se_ratio: float = 0.0, rngs: nnx.Rngs):
+                 se_ratio: float = 0.0, drop_path: float = 0.0, rngs: nnx.Rngs):
         P.check_positive("basic", in_features=in_features, out_features=out_features,
                          strides=strides)
         self.conv1 = P.conv_norm(in_features, out_features, 3, strides, rngs=rngs)
         self.conv2 = P.conv_norm(out_features, out_features, 3, activation=None, rngs=rngs)
-        self._init_shortcut(in_features, out_features, strides, se_ratio, rngs)
+        self._init_shortcut(in_features, out_features, strides, se_ratio, rngs, drop_path)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
@@ -74,14 +77,15 @@ class Bottleneck(_Residual):
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
-                 ratio: float = 0.25, se_ratio: float = 0.0, rngs: nnx.Rngs):
+                 ratio: float = 0.25, se_ratio: float = 0.0, drop_path: float = 0.0,
+                 rngs: nnx.Rngs):
         P.check_positive("bottleneck", in_features=in_features, out_features=out_features,
                          strides=strides)
         mid = P.scaled(out_features, ratio, block="bottleneck")
         self.reduce = P.conv_norm(in_features, mid, 1, rngs=rngs)
         self.conv = P.conv_norm(mid, mid, 3, strides, rngs=rngs)
         self.expand = P.conv_norm(mid, out_features, 1, activation=None, rngs=rngs)
-        self._init_shortcut(in_features, out_features, strides, se_ratio, rngs)
+        self._init_shortcut(in_features, out_features, strides, se_ratio, rngs, drop_path)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
@@ -110,14 +114,14 @@ class ResNeXtBlock(_Residual):
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  cardinality: int = 8, ratio: float = 0.5, se_ratio: float = 0.0,
-                 rngs: nnx.Rngs):
+                 drop_path: float = 0.0, rngs: nnx.Rngs):
         P.check_positive("resnext", in_features=in_features, out_features=out_features,
                          strides=strides, cardinality=cardinality)
         mid = P.scaled(out_features, ratio, multiple=cardinality, block="resnext")
         self.reduce = P.conv_norm(in_features, mid, 1, rngs=rngs)
         self.conv = P.conv_norm(mid, mid, 3, strides, groups=cardinality, rngs=rngs)
         self.expand = P.conv_norm(mid, out_features, 1, activation=None, rngs=rngs)
-        self._init_shortcut(in_features, out_features, strides, se_ratio, rngs)
+        self._init_shortcut(in_features, out_features, strides, se_ratio, rngs, drop_path)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,

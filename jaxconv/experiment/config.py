@@ -37,9 +37,10 @@ from jaxconv.train import Recipe
 TOP_KEYS = ("name", "data", "train", "model", "variants", "seeds", "output_dir")
 DATA_KEYS = ("name", "data_dir")
 MODEL_KEYS = ("preset", "layout", "stages", "stem_width", "stem_strides", "dropout", "init",
-              "zero_init_residual")
+              "zero_init_residual", "drop_path")
 #: Model keys that apply on top of a preset or layout.
-EXTRA_KEYS = ("stem_width", "stem_strides", "dropout", "init", "zero_init_residual")
+EXTRA_KEYS = ("stem_width", "stem_strides", "dropout", "init", "zero_init_residual",
+              "drop_path")
 LAYOUT_KEYS = ("block", "width", "depth", "stem_strides", "options")
 
 

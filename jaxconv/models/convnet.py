@@ -14,13 +14,17 @@ from jaxconv.typing import Array
 
 
 def _stage_inputs(spec: ModelSpec):
-    """(block, in_features, out_features, strides, options) for every block, in order."""
-    features = spec.stem_width
+    """(block, in_features, out_features, strides, options) for every block, in order; with
+    ``spec.drop_path``, block ``i`` of ``n`` gets the rate ``drop_path * i / (n - 1)``."""
+    total = sum(stage.depth for stage in spec.stages)
+    features, index = spec.stem_width, 0
     for stage in spec.stages:
         for i in range(stage.depth):
-            yield stage.block, features, stage.width, stage.strides if i == 0 else 1, \
-                dict(stage.options)
-            features = stage.width
+            options = dict(stage.options)
+            if spec.drop_path:
+                options["drop_path"] = spec.drop_path * index / max(total - 1, 1)
+            yield stage.block, features, stage.width, stage.strides if i == 0 else 1, options
+            features, index = stage.width, index + 1
 
 
 class ConvNet(nnx.Module):

@@ -88,6 +88,8 @@ class ModelSpec:
       zero_init_residual: start the last BatchNorm scale of every residual branch at zero;
         None takes the family's reference default (on for basic, bottleneck and resnext).
         Applies with ``init="reference"`` only.
+      drop_path: stochastic depth of the residual blocks, rising linearly from 0 at the first
+        block to this rate at the last (as ConvNeXt and timm); every block must take it.
     """
 
     stages: tuple[StageSpec, ...]
@@ -96,6 +98,7 @@ class ModelSpec:
     dropout: float = 0.0
     init: str = "reference"
     zero_init_residual: bool | None = None
+    drop_path: float = 0.0
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str = "model") -> ModelSpec:
@@ -120,17 +123,31 @@ class ModelSpec:
         if zero is not None and init != "reference":
             raise ValueError(f"{path}.zero_init_residual: {zero!r} needs init: reference; "
                              f"got init: {init!r}")
+        drop_path = data.get("drop_path", 0.0)
+        if isinstance(drop_path, bool) or not isinstance(drop_path, int | float) \
+                or not 0 <= drop_path < 1:
+            raise ValueError(f"{path}.drop_path: {drop_path!r} must be a number in [0, 1)")
+        parsed = tuple(StageSpec.from_dict(s, f"{path}.stages[{i}]")
+                       for i, s in enumerate(stages))
+        for i, stage in enumerate(parsed):
+            if drop_path and "drop_path" not in registry.options(stage.block):
+                raise ValueError(f"{path}.drop_path: {drop_path} needs residual blocks; block "
+                                 f"{stage.block!r} of stages[{i}] has no residual branch to "
+                                 "drop")
+            if drop_path and "drop_path" in stage.options:
+                raise ValueError(f"{path}.stages[{i}].options.drop_path: set either the "
+                                 f"model's drop_path (scaled over depth) or the stages', not both")
         return cls(
-            stages=tuple(StageSpec.from_dict(s, f"{path}.stages[{i}]")
-                         for i, s in enumerate(stages)),
+            stages=parsed,
             stem_width=_positive_int(data.get("stem_width", 32), f"{path}.stem_width"),
             stem_strides=_positive_int(data.get("stem_strides", 1), f"{path}.stem_strides"),
-            dropout=float(dropout), init=init, zero_init_residual=zero)
+            dropout=float(dropout), init=init, zero_init_residual=zero,
+            drop_path=float(drop_path))
 
     def to_dict(self) -> dict[str, Any]:
         return {"stem_width": self.stem_width, "stem_strides": self.stem_strides,
                 "dropout": self.dropout, "init": self.init,
-                "zero_init_residual": self.zero_init_residual,
+                "zero_init_residual": self.zero_init_residual, "drop_path": self.drop_path,
                 "stages": [{"block": s.block, "width": s.width, "depth": s.depth,
                             "strides": s.strides, "options": dict(s.options)}
                            for s in self.stages]}

@@ -1,0 +1,70 @@
+"""Stochastic depth (drop-path) in residual blocks and models, and ConvNeXt's exact GELU."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxconv import blocks, models
+
+
+def test_drop_path_drops_whole_examples_in_training_only():
+    block = blocks.BasicBlock(8, 8, drop_path=0.5, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (64, 5, 5, 8))
+    block.eval()
+    branch = block.body(x)
+    np.testing.assert_allclose(np.asarray(block(x)), np.asarray(jax.nn.relu(branch + x)),
+                               rtol=1e-5, atol=1e-6)
+    block.train()
+    y, branch = np.asarray(block(x)), np.asarray(block.body(x))   # one draw per call
+    dropped = np.all(np.isclose(y, np.asarray(jax.nn.relu(x)), atol=1e-6), axis=(1, 2, 3))
+    kept = np.all(np.isclose(y, np.asarray(jax.nn.relu(2 * branch + x)), rtol=1e-4,
+                             atol=1e-5), axis=(1, 2, 3))
+    assert np.all(dropped | kept) and 10 < dropped.sum() < 54
+
+
+@pytest.mark.parametrize("block", ["basic", "bottleneck", "resnext", "inverted_residual",
+                                   "shuffle", "convnext"])
+def test_model_drop_path_rises_linearly_over_depth(block):
+    spec = models.ModelSpec.from_dict({**models.layout(block, 16).to_dict(), "drop_path": 0.2})
+    model = nnx.eval_shape(lambda: models.ConvNet(spec, num_classes=10, in_features=1,
+                                                  rngs=nnx.Rngs(0)))
+    rates = [b.drop_path.rate for b in model.blocks]
+    np.testing.assert_allclose(rates, np.linspace(0, 0.2, len(rates)))
+    assert models.ConvNet.param_count(spec, num_classes=10, in_features=1) == \
+        models.ConvNet.param_count(models.layout(block, 16), num_classes=10, in_features=1)
+
+
+def test_model_drop_path_needs_residual_blocks():
+    with pytest.raises(ValueError, match=r"model.drop_path: 0.1 needs residual blocks; block "
+                                         r"'separable' of stages\[0\] has no residual branch"):
+        models.ModelSpec.from_dict({**models.layout("separable", 8).to_dict(),
+                                    "drop_path": 0.1})
+    with pytest.raises(ValueError, match=r"drop_path=1.0 must be a number in \[0, 1\)"):
+        blocks.BasicBlock(8, 8, drop_path=1.0, rngs=nnx.Rngs(0))
+
+
+def test_a_model_with_drop_path_trains():
+    spec = models.ModelSpec.from_dict({**models.layout("bottleneck", 8, depth=1).to_dict(),
+                                       "drop_path": 0.3})
+    model = models.ConvNet(spec, num_classes=4, in_features=1, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(0), (4, 12, 12, 1))
+
+    def loss(m):
+        return jnp.mean(m(x) ** 2)
+
+    grads = nnx.grad(loss)(model)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_convnext_gelu_is_exact_unless_asked(approximate):
+    options = {"gelu_approximate": True} if approximate else {}
+    block = blocks.ConvNeXtBlock(8, 8, layer_scale=1.0, rngs=nnx.Rngs(0), **options)
+    x = jax.random.normal(jax.random.key(1), (2, 9, 9, 8))
+    hidden = block.expand(block.norm(block.depthwise(x)))
+    expected = x + block.project(jax.nn.gelu(hidden, approximate=approximate))
+    other = x + block.project(jax.nn.gelu(hidden, approximate=not approximate))
+    np.testing.assert_allclose(np.asarray(block(x)), np.asarray(expected), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(np.asarray(block(x)), np.asarray(other), rtol=1e-6, atol=1e-6)
