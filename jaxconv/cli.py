@@ -154,6 +154,14 @@ def _export(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from jaxconv import bench
 
+    if args.fuzz is not None:
+        from jaxconv.bench import fuzz
+
+        code = fuzz.main([str(args.fuzz), "--seed", str(args.fuzz_seed)])
+        if code:
+            raise ValueError("--fuzz: formulations disagree with lax or abort; see "
+                             "fuzz-failures.md for reproducers")
+        return
     settings = ("none", "recommended") if args.settings == "both" else (args.settings,)
     bench.run_with_settings(settings, repeats=args.repeats, cases=args.cases, nets=args.nets,
                             ops=not args.no_ops, steps=not args.no_steps, fit=args.fit)
@@ -266,6 +274,11 @@ def parser() -> argparse.ArgumentParser:
                    help="training-step nets: resnet_bottleneck, mobilenet_v2 (default both)")
     b.add_argument("--no-ops", action="store_true", help="skip the op table")
     b.add_argument("--no-steps", action="store_true", help="skip the training-step table")
+    b.add_argument("--fuzz", type=int, metavar="N",
+                   help="instead of timing, check N random convolutions through every "
+                        "formulation (values and gradients, float32 and bfloat16) against "
+                        "lax; failures and reproducers go to fuzz-failures.md")
+    b.add_argument("--fuzz-seed", type=int, default=0, help="seed of the --fuzz cases")
     b.add_argument("--fit", action="store_true",
                    help="also time whole fit epochs against a PyTorch training loop")
     b.add_argument("--settings", choices=("recommended", "none", "both"),

@@ -1,0 +1,305 @@
+"""Fuzzing every conv formulation: random configurations, values and both gradients.
+
+Each case is a random convolution (rank 1-3; dense, 1x1, depthwise, grouped or transposed;
+strides, both dilations, every padding form and fill; odd sizes; batch 1-3). Every formulation
+that claims the case (`jaxconv.functional.plan` accepts it with that ``impl``), and ``auto``,
+computes the output and the input and kernel gradients of a random cotangent under ``jax.jit``;
+they must match lax's own convolution at ``precision=HIGHEST`` (``impl="xla"``, differentiated
+by JAX itself), within a tolerance per dtype (float32, and bfloat16 against the float32 result
+of the same bfloat16-rounded operands).
+
+Cases run in child processes, so a formulation that aborts the process (an XLA check failure)
+becomes a failure that names the case, and the run goes on in a fresh child. Every failure
+comes with a ready-to-paste Python reproducer.
+
+    python -m jaxconv.bench.fuzz 2000 --seed 0 --output fuzz-failures.md
+    jaxconv bench --fuzz 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+DTYPES = ("float32", "bfloat16")
+#: max |formulation - lax| <= TOLERANCE * (max |lax| + 1), per dtype. bfloat16 has an 8-bit
+#: mantissa: products are exact in float32 accumulation but each operand was rounded once.
+TOLERANCE = {"float32": 2e-5, "bfloat16": 2e-2}
+PADDINGS = ("SAME", "VALID", "CAUSAL", "int", "pairs", "CIRCULAR", "REFLECT", "REPLICATE",
+            "mode")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One random convolution: the op, operand shapes, keyword arguments, and a data seed."""
+
+    index: int
+    op: str
+    kind: str
+    x_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...]
+    kwargs: dict[str, Any]
+    seed: int
+
+    def reproducer(self, impl: str, dtype: str) -> str:
+        call = "F.conv" if self.op == "conv" else "F.conv_transpose"
+        return "\n".join([
+            "import jax, jax.numpy as jnp, numpy as np",
+            "import jaxconv.functional as F",
+            f"rng = np.random.default_rng({self.seed})",
+            f"x = jnp.asarray(rng.standard_normal({self.x_shape}), jnp.{dtype})",
+            f"k = jnp.asarray(rng.standard_normal({self.kernel_shape}), jnp.{dtype})",
+            f"f = lambda a, b: {call}(a, b, impl={impl!r}, **{self.kwargs!r})",
+            "print(jax.jit(jax.grad(lambda a, b: jnp.sum(f(a, b).astype(jnp.float32) ** 2),",
+            "                       argnums=(0, 1)))(x, k))"])
+
+
+def _dims(rng: np.random.Generator, rank: int, low: int, high: int) -> list[int]:
+    return [int(v) for v in rng.integers(low, high + 1, rank)]
+
+
+def _padding(rng: np.random.Generator, rank: int, op: str) -> dict[str, Any]:
+    forms = PADDINGS if op == "conv" else PADDINGS[:5]
+    form = forms[rng.integers(len(forms))]
+    if form == "int":
+        return {"padding": int(rng.integers(0, 3))}
+    if form == "pairs":
+        return {"padding": [_dims(rng, 2, 0, 2) for _ in range(rank)]}
+    if form == "mode":
+        mode = ("circular", "reflect", "replicate")[rng.integers(3)]
+        return {"padding": _dims(rng, rank, 0, 2), "padding_mode": mode}
+    if form == "CAUSAL" and op != "conv":
+        return {"padding": "SAME"}
+    return {"padding": form}
+
+
+def random_case(rng: np.random.Generator, index: int) -> Case:
+    """A random convolution (not checked for validity: see `cases`)."""
+    op = "conv" if rng.random() < 0.8 else "conv_transpose"
+    rank = int(rng.integers(1, 4))
+    kind = (("dense", "pointwise", "depthwise", "grouped") if op == "conv"
+            else ("dense", "grouped"))[rng.integers(2 if op != "conv" else 4)]
+    groups = {"dense": 1, "pointwise": 1, "grouped": int(rng.integers(2, 4))}.get(kind, 0)
+    if kind == "depthwise":
+        groups = int(rng.integers(1, 6))
+        c_in, c_out = groups, groups * int(rng.integers(1, 3))
+    else:
+        c_in, c_out = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+    size = [1] * rank if kind == "pointwise" else _dims(rng, rank, 1, 4)
+    dilation = [1] * rank if kind == "pointwise" else _dims(rng, rank, 1, 2)
+    strides = _dims(rng, rank, 1, 3)
+    kwargs: dict[str, Any] = {"strides": strides, "kernel_dilation": dilation,
+                              "feature_group_count": groups, **_padding(rng, rank, op)}
+    if kind == "pointwise":
+        kwargs["padding"] = "VALID"
+        kwargs.pop("padding_mode", None)
+    reach = [(k - 1) * d + 1 for k, d in zip(size, dilation)]
+    spatial = [int(r + rng.integers(0, 7)) for r in reach]
+    if op == "conv":
+        if rng.random() < 0.15 and kind != "pointwise":
+            kwargs["input_dilation"] = _dims(rng, rank, 1, 2)
+        kernel = (*size, c_in // groups, c_out)
+    else:
+        if rng.random() < 0.3:
+            kwargs["output_padding"] = [int(rng.integers(0, s)) for s in strides]
+        kernel = (*size, c_out // groups, c_in)
+    batch = int(rng.integers(1, 4))
+    return Case(index, op, kind, (batch, *spatial, c_in), tuple(kernel), kwargs,
+                int(rng.integers(2 ** 31)))
+
+
+def _registry(op: str) -> list[str]:
+    from jaxconv.functional.formulations import CONV
+    from jaxconv.functional.transpose import TRANSPOSE
+
+    return list(CONV if op == "conv" else TRANSPOSE)
+
+
+def claimants(case: Case) -> list[str] | None:
+    """The formulations that accept ``case`` (with ``"auto"`` first), or None when no
+    formulation, lax included, accepts it (an invalid configuration)."""
+    from jaxconv import functional as F
+
+    def accepts(impl: str) -> bool:
+        try:
+            F.plan(case.x_shape, case.kernel_shape, op=case.op, impl=impl, **case.kwargs)
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    if not accepts("xla"):
+        return None
+    return ["auto", *[name for name in _registry(case.op) if name != "xla" and accepts(name)]]
+
+
+def cases(n: int, seed: int) -> Iterator[tuple[Case, list[str]]]:
+    """``n`` valid cases and their claimants, the same for the same seed."""
+    rng = np.random.default_rng(seed)
+    index = 0
+    while index < n:
+        case = random_case(rng, index)
+        impls = claimants(case)
+        if impls is not None:
+            yield case, impls
+            index += 1
+
+
+def _check(case: Case, impl: str, dtype: str) -> str | None:
+    """Runs one formulation on one case; a mismatch description, or None when it agrees."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxconv import functional as F
+
+    call = F.conv if case.op == "conv" else F.conv_transpose
+    rng = np.random.default_rng(case.seed)
+    x = jnp.asarray(rng.standard_normal(case.x_shape), jnp.float32)
+    k = jnp.asarray(rng.standard_normal(case.kernel_shape), jnp.float32)
+    if dtype == "bfloat16":          # the reference sees the same rounded operands
+        x, k = (v.astype(jnp.bfloat16).astype(jnp.float32) for v in (x, k))
+
+    def run(impl: str, dtype: str, precision: Any):
+        def f(a, b):
+            return call(a.astype(dtype), b.astype(dtype), impl=impl, precision=precision,
+                        **case.kwargs).astype(jnp.float32)
+
+        def vjp(a, b, cotangent):
+            y, pull = jax.vjp(f, a, b)
+            return (y, *pull(cotangent))
+        return jax.jit(vjp)
+
+    shape = jax.eval_shape(lambda a, b: call(a, b, impl="xla", **case.kwargs), x, k).shape
+    cotangent = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    expected = run("xla", "float32", jax.lax.Precision.HIGHEST)(x, k, cotangent)
+    got = run(impl, dtype, None)(x, k, cotangent)
+    for name, a, b in zip(("output", "input gradient", "kernel gradient"), got, expected):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a.shape != b.shape:
+            return f"{name}: shape {a.shape}, lax gives {b.shape}"
+        error = float(np.max(np.abs(a - b))) if a.size else 0.0
+        bound = TOLERANCE[dtype] * (float(np.max(np.abs(b))) if b.size else 0.0) + \
+            TOLERANCE[dtype]
+        if not error <= bound:
+            return f"{name}: max error {error:.3g} > {bound:.3g}"
+    return None
+
+
+def _worker() -> None:
+    """Child process: reads tasks (one JSON per line), prints a start line and a result each."""
+    for line in sys.stdin:
+        task = json.loads(line)
+        case = Case(**{**task["case"], "x_shape": tuple(task["case"]["x_shape"]),
+                       "kernel_shape": tuple(task["case"]["kernel_shape"])})
+        print(json.dumps({"start": task["id"]}), flush=True)
+        try:
+            problem = _check(case, task["impl"], task["dtype"])
+        except Exception as error:   # a Python error is a failure of that case, not the run
+            problem = f"raised {type(error).__name__}: {str(error).splitlines()[0][:300]}"
+        print(json.dumps({"done": task["id"], "problem": problem}), flush=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    case: Case
+    impl: str
+    dtype: str
+    problem: str
+
+    def markdown(self) -> str:
+        return "\n".join([
+            f"### case {self.case.index}: {self.case.op} ({self.case.kind}), impl={self.impl!r}, "
+            f"{self.dtype}", "", self.problem, "", "```python",
+            self.case.reproducer(self.impl, self.dtype), "```", ""])
+
+
+WORKER = (sys.executable, "-m", "jaxconv.bench.fuzz", "--worker")
+
+
+def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: float | None = None,
+        log=print, worker: Sequence[str] = WORKER) -> tuple[list[Failure], int]:
+    """Fuzzes ``n`` cases in child processes (``worker``); returns the failures and the number
+    of (case, formulation, dtype) checks that ran. With ``time_limit`` (seconds), stops early."""
+    tasks = [({**dataclasses.asdict(case), "x_shape": list(case.x_shape),
+               "kernel_shape": list(case.kernel_shape)}, impl, dtype, case)
+             for case, impls in cases(n, seed) for impl in impls for dtype in dtypes]
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    failures: list[Failure] = []
+    done = 0
+    while done < len(tasks) and (deadline is None or time.monotonic() < deadline):
+        payload = "".join(json.dumps({"id": i, "case": t[0], "impl": t[1], "dtype": t[2]}) + "\n"
+                          for i, t in enumerate(tasks[done:], start=done))
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 1.0)
+        try:
+            child = subprocess.run(list(worker), input=payload, capture_output=True, text=True,
+                                   timeout=remaining)
+            out, code = child.stdout, child.returncode
+        except subprocess.TimeoutExpired as expired:
+            out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else \
+                (expired.stdout or "")
+            code = None
+        started = None
+        for line in out.splitlines():
+            message = json.loads(line)
+            if "start" in message:
+                started = message["start"]
+            else:
+                _, impl, dtype, case = tasks[message["done"]]
+                if message["problem"]:
+                    failures.append(Failure(case, impl, dtype, message["problem"]))
+                    log(f"FAIL case {case.index} {impl} {dtype}: {message['problem']}")
+                done, started = message["done"] + 1, None
+        if code is None:
+            break
+        if started is not None:                    # the process died inside this task
+            _, impl, dtype, case = tasks[started]
+            failures.append(Failure(case, impl, dtype,
+                                    f"the process aborted (exit code {code})"))
+            log(f"ABORT case {case.index} {impl} {dtype}: exit code {code}")
+            done = started + 1
+        elif code != 0 and done < len(tasks):
+            raise RuntimeError(f"fuzz worker exited with code {code} before any task: "
+                               f"{child.stderr[-2000:]}")
+    return failures, done
+
+
+def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: float) -> str:
+    lines = [f"# Formulation fuzz: {n} cases, seed {seed}", "",
+             f"{checks} checks (case x formulation x dtype) in {seconds:.0f} s; "
+             f"{len(failures)} failures.", ""]
+    return "\n".join(lines + [f.markdown() for f in failures])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("n", nargs="?", type=int, default=200, help="cases (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtypes", nargs="*", default=list(DTYPES), choices=DTYPES)
+    parser.add_argument("--output", default="fuzz-failures.md",
+                        help="where failures and their reproducers go")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker()
+        return 0
+    start = time.monotonic()
+    failures, checks = run(args.n, seed=args.seed, dtypes=args.dtypes)
+    text = report(failures, checks, args.n, args.seed, time.monotonic() - start)
+    from jaxconv.train.logging import atomic_write_text
+
+    atomic_write_text(pathlib.Path(args.output), text)
+    print(text.split("\n\n")[1])
+    print(f"report: {args.output}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The formulation fuzz (`jaxconv.bench.fuzz`): a seeded slice every run, and a harness that a
+process abort cannot stop."""
+
+import pathlib
+import sys
+
+from jaxconv.bench import fuzz
+
+HERE = pathlib.Path(__file__).parent
+
+
+def test_a_seeded_slice_agrees_with_lax():
+    """Every formulation claiming each case, float32 and bfloat16, values and both gradients."""
+    failures, checks = fuzz.run(14, seed=20261201, time_limit=240, log=lambda s: None)
+    report = "\n".join(f.markdown() for f in failures)
+    assert not failures, report
+    assert checks >= 40
+
+
+def test_an_abort_fails_its_case_and_the_run_goes_on():
+    lines = []
+    failures, checks = fuzz.run(3, seed=1, dtypes=("float32",), log=lines.append,
+                                worker=(sys.executable, str(HERE / "fuzz_abort_worker.py")))
+    every = [(c, i) for c, impls in fuzz.cases(3, 1) for i in impls]
+    assert checks == len(every) > 3
+    assert len(failures) == 1 and "the process aborted (exit code" in failures[0].problem
+    assert (failures[0].case, failures[0].impl) == every[2]
+    assert any(line.startswith("ABORT case") for line in lines)
+
+
+def test_reproducers_run_as_written():
+    case, impls = next(fuzz.cases(1, seed=3))
+    namespace = {}
+    exec(case.reproducer(impls[-1], "float32").replace("print(", "result = ("), namespace)
+    assert len(namespace["result"]) == 2
