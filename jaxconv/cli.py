@@ -167,6 +167,13 @@ def _bench(args: argparse.Namespace) -> None:
                             ops=not args.no_ops, steps=not args.no_steps, fit=args.fit)
 
 
+def _trained_run_arguments(p: argparse.ArgumentParser) -> None:
+    """RUN_DIR, --variant and --seed: which finished run's model a command uses."""
+    p.add_argument("run_dir", help="a finished run folder")
+    p.add_argument("--variant", required=True, help="a variant of the run's config")
+    p.add_argument("--seed", type=int, default=0, help="which seed's run (default 0)")
+
+
 def parser() -> argparse.ArgumentParser:
     from jaxconv.analysis.explain import KINDS
 
@@ -236,9 +243,7 @@ def parser() -> argparse.ArgumentParser:
                             "against the best and random projections, trained and at "
                             "initialisation",
                "jaxconv retention runs/fashion_mnist_width_sweep --variant ratio-0.25")
-    ret.add_argument("run_dir", help="a finished run folder")
-    ret.add_argument("--variant", required=True, help="a variant of the run's config")
-    ret.add_argument("--seed", type=int, default=0, help="which seed's run (default 0)")
+    _trained_run_arguments(ret)
     ret.add_argument("--images", type=int, default=2000,
                      help="training images whose pixels are measured (default 2000)")
     ret.set_defaults(run=_retention)
@@ -246,10 +251,8 @@ def parser() -> argparse.ArgumentParser:
     pr = verb("predict", "Class probabilities of a trained run's model for images in a .npy "
                          "file: each image's class, or every probability with --output",
               "jaxconv predict runs/quickstart images.npy --variant basic")
-    pr.add_argument("run_dir", help="a finished run folder")
+    _trained_run_arguments(pr)
     pr.add_argument("images", help=".npy of uint8 images (N, H, W, C) shaped as the run's data")
-    pr.add_argument("--variant", required=True, help="a variant of the run's config")
-    pr.add_argument("--seed", type=int, default=0, help="which seed's run (default 0)")
     pr.add_argument("--output", help="write the (N, classes) probabilities to this .npy")
     pr.set_defaults(run=_predict)
 
@@ -257,9 +260,7 @@ def parser() -> argparse.ArgumentParser:
                         "shape and normalisation inside) that runs with JAX alone: "
                         "jax.export.deserialize(open(FILE, 'rb').read()).call(images)",
               "jaxconv export runs/quickstart --variant basic --output basic.jax")
-    ex.add_argument("run_dir", help="a finished run folder")
-    ex.add_argument("--variant", required=True, help="a variant of the run's config")
-    ex.add_argument("--seed", type=int, default=0, help="which seed's run (default 0)")
+    _trained_run_arguments(ex)
     ex.add_argument("--output", required=True, help="the file to write")
     ex.add_argument("--batch-size", type=int, default=1,
                     help="images per call, fixed in the artifact (default 1)")

@@ -36,6 +36,12 @@ def _positive_int(value: Any, path: str) -> int:
     return value
 
 
+def _rate(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(f"{path}: {value!r} must be a number in [0, 1)")
+    return float(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class StageSpec:
     """``depth`` blocks of one design at one width; the first carries the stride.
@@ -109,10 +115,7 @@ class ModelSpec:
         if not isinstance(stages, Sequence) or isinstance(stages, str) or not stages:
             raise ValueError(f"{path}.stages: expected a non-empty list of stages; got "
                              f"{stages!r}")
-        dropout = data.get("dropout", 0.0)
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) \
-                or not 0 <= dropout < 1:
-            raise ValueError(f"{path}.dropout: {dropout!r} must be a number in [0, 1)")
+        dropout = _rate(data.get("dropout", 0.0), f"{path}.dropout")
         init = data.get("init", "reference")
         if init not in INITS:
             raise ValueError(f"{path}.init: {init!r} is not one of {', '.join(INITS)}")
@@ -123,10 +126,7 @@ class ModelSpec:
         if zero is not None and init != "reference":
             raise ValueError(f"{path}.zero_init_residual: {zero!r} needs init: reference; "
                              f"got init: {init!r}")
-        drop_path = data.get("drop_path", 0.0)
-        if isinstance(drop_path, bool) or not isinstance(drop_path, int | float) \
-                or not 0 <= drop_path < 1:
-            raise ValueError(f"{path}.drop_path: {drop_path!r} must be a number in [0, 1)")
+        drop_path = _rate(data.get("drop_path", 0.0), f"{path}.drop_path")
         parsed = tuple(StageSpec.from_dict(s, f"{path}.stages[{i}]")
                        for i, s in enumerate(stages))
         for i, stage in enumerate(parsed):
@@ -141,8 +141,8 @@ class ModelSpec:
             stages=parsed,
             stem_width=_positive_int(data.get("stem_width", 32), f"{path}.stem_width"),
             stem_strides=_positive_int(data.get("stem_strides", 1), f"{path}.stem_strides"),
-            dropout=float(dropout), init=init, zero_init_residual=zero,
-            drop_path=float(drop_path))
+            dropout=dropout, init=init, zero_init_residual=zero,
+            drop_path=drop_path)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stem_width": self.stem_width, "stem_strides": self.stem_strides,
