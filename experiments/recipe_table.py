@@ -15,23 +15,29 @@ import sys
 
 import yaml
 
+from jaxconv.experiment import report
 
-def _train(folder: pathlib.Path) -> dict:
-    return yaml.safe_load((folder / "config.yaml").read_text())["train"]
+
+def _settings(folder: pathlib.Path) -> dict:
+    """The trial's training settings and its model's, flattened to ``train.*`` / ``model.*``."""
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    model = config["variants"][0]["model"]
+    return {**{f"train.{k}": v for k, v in config["train"].items()},
+            **{f"model.{k}": v for k, v in model.items()}}
 
 
 def rows(results: pathlib.Path) -> list[str]:
-    baseline = _train(results / "recipe-baseline") if (results / "recipe-baseline").is_dir() \
-        else {}
+    baseline = _settings(results / "recipe-baseline") \
+        if (results / "recipe-baseline").is_dir() else {}
     lines = ["| trial | change | val accuracy, last epoch | best val accuracy (epoch) | "
              "train time (s) |", "|---|---|---:|---:|---:|"]
     for folder in sorted(results.glob("recipe-*")):
         runs = [json.loads(p.read_text()) for p in sorted(folder.glob("*/seed-*/result.json"))]
-        runs = [r for r in runs if r.get("status", "finished") == "finished"]
+        runs = [r for r in runs if report.finished(r)]
         if not runs:
             continue
-        train = _train(folder)
-        change = ", ".join(f"{k}={v}" for k, v in train.items() if baseline.get(k) != v) \
+        settings = _settings(folder)
+        change = ", ".join(f"{k}={v}" for k, v in settings.items() if baseline.get(k) != v) \
             or "(baseline)"
         for r in runs:
             val = [h["val_accuracy"] for h in r["history"]]

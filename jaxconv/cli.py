@@ -99,15 +99,15 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _retention(args: argparse.Namespace) -> None:
-    from jaxconv import analysis, data, experiment
+    from jaxconv import analysis, experiment
 
     if args.images < 1:
         raise ValueError(f"--images: {args.images} must be at least 1")
     trained = experiment.load_run(args.run_dir, args.variant, args.seed)
     start = experiment.load_run(args.run_dir, args.variant, args.seed, initial=True)
-    split = data.load(trained.dataset, "train")
-    images = trained.normalize(split.images[:args.images])
-    where = f"{args.variant} seed {args.seed}, over {len(images):,} {trained.dataset} images"
+    images = trained.normalize(trained.dataset("train").images[:args.images])
+    where = (f"{args.variant} seed {args.seed}, over {len(images):,} {trained.dataset_name} "
+             "images")
     for title, run in (("trained", trained), ("at initialisation", start)):
         print(f"## {where}: {title}\n")
         print(analysis.retention_table(analysis.retention(run.model, images)))
@@ -120,12 +120,12 @@ def _predict(args: argparse.Namespace) -> None:
     from jaxconv import experiment
     from jaxconv.experiment import trained as trained_lib
 
+    if args.output and not args.output.endswith(".npy"):
+        raise ValueError(f"--output: {args.output!r} must end in .npy")
     run = experiment.load_run(args.run_dir, args.variant, args.seed)
     images = trained_lib.read_images(args.images, run.image_shape)
     probabilities = run.probabilities(images)
     if args.output:
-        if not args.output.endswith(".npy"):
-            raise ValueError(f"--output: {args.output!r} must end in .npy")
         np.save(args.output, probabilities)
         print(f"{len(probabilities)} x {run.num_classes} class probabilities: {args.output}")
         return

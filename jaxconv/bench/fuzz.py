@@ -246,9 +246,12 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
             out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else \
                 (expired.stdout or "")
             code = None
-        started = None
+        started, before = None, done
         for line in out.splitlines():
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue                          # something else wrote to stdout
             if "start" in message:
                 started = message["start"]
             else:
@@ -259,14 +262,17 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
                 done, started = message["done"] + 1, None
         if code is None:
             break
+        if started is None and code != 0 and done < len(tasks):
+            started = done                         # it died between tasks: blame the next
         if started is not None:                    # the process died inside this task
             _, impl, dtype, case = tasks[started]
             failures.append(Failure(case, impl, dtype,
-                                    f"the process aborted (exit code {code})"))
+                                    f"the process aborted (exit code {code}): "
+                                    f"{child.stderr.strip()[-300:]}"))
             log(f"ABORT case {case.index} {impl} {dtype}: exit code {code}")
             done = started + 1
-        elif code != 0 and done < len(tasks):
-            raise RuntimeError(f"fuzz worker exited with code {code} before any task: "
+        elif done == before:
+            raise RuntimeError(f"fuzz worker made no progress (exit code {code}): "
                                f"{child.stderr[-2000:]}")
     return failures, done
 

@@ -14,7 +14,8 @@ basic, bottleneck  He normal, fan-out (torchvision ResNet)        U(±1/sqrt(fan
 resnext            (as bottleneck)                                (as bottleneck)     yes
 separable          He normal, fan-out (torchvision MobileNetV2)   N(0, 0.01)          no
 inverted_residual  He normal, fan-out (torchvision MobileNetV2)   N(0, 0.01)          no
-shuffle            N(0, 1/(C_in per group)) (ShuffleNet, Megvii)  N(0, 0.01)          no
+shuffle            std 1/(C_in per group) (ShuffleNet, Megvii;    N(0, 0.01)          no
+                   the stem N(0, 0.01))
 fire               He uniform, fan-in (torchvision SqueezeNet)    N(0, 0.01)          --
 convnext           truncated N(0, 0.02) at ±2 (ConvNeXt, FAIR)    as the convs        --
 inception          truncated N(0, 0.01) at ±2 (torchvision        as the convs        --
@@ -26,8 +27,10 @@ nin                He normal, fan-in (NIN predates He init; its   N(0, 0.01)    
 "zero" is ``zero_init_residual``'s default: the ResNet family's follows timm
 (``zero_init_last=True``) and Goyal et al. 2017 (arXiv:1706.02677); torchvision's MobileNetV2
 and ShuffleNet start every BatchNorm at one. "--" marks blocks without a BatchNorm-ended residual
-branch. Every bias starts at zero, BatchNorm at scale one and bias zero, and ConvNeXt's layer
-scale at its ``layer_scale`` option. Fans are PyTorch's: fan-in ``k^d C_in / groups``, fan-out
+branch. Conv biases start at zero (the ResNet family's classifier bias as ``torch.nn.Linear``'s,
+``U(±1/sqrt(fan-in))``; the others' at zero), BatchNorm at scale one and bias zero (Megvii's
+ShuffleNet starts BatchNorm biases at 1e-4; here zero), and ConvNeXt's layer scale at its
+``layer_scale`` option. Fans are PyTorch's: fan-in ``k^d C_in / groups``, fan-out
 ``k^d C_out``.
 """
 
@@ -45,7 +48,9 @@ from jaxconv.blocks import registry
 
 Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
 
-#: Layers whose ``kernel`` is a conv kernel with input channels on axis -2, outputs on -1.
+#: Layers whose ``kernel`` fans come from axes -2 (in) and -1 (out). For a transposed conv's
+#: ``(*k, C_out / groups, C_in)`` kernel that swaps them, which is PyTorch's own convention
+#: for its ``(C_in, C_out / groups, *k)`` weight, so the fans still match PyTorch's.
 CONV_LAYERS = (jnn.Conv, jnn.Pointwise, jnn.DepthwiseConv, jnn.ConvTranspose)
 
 
@@ -93,10 +98,12 @@ class Scheme:
     classifier: Initializer
     zero_init_residual: bool
     source: str
+    stem: Initializer | None = None        # the first conv, when not as the others
+    classifier_bias_fan_in: bool = False   # U(+-1/sqrt(fan_in)) as torch.nn.Linear, not zeros
 
 
 _RESNET = Scheme(he_normal_fan_out(), torch_linear(), True,
-                 "torchvision ResNet; zero-init last BN as timm")
+                 "torchvision ResNet; zero-init last BN as timm", classifier_bias_fan_in=True)
 _MOBILE = Scheme(he_normal_fan_out(), jax.nn.initializers.normal(0.01), False,
                  "torchvision MobileNetV2")
 
@@ -107,7 +114,7 @@ SCHEMES: dict[str, Scheme] = {
     "separable": _MOBILE,
     "inverted_residual": _MOBILE,
     "shuffle": Scheme(inverse_fan_in_channels(), jax.nn.initializers.normal(0.01), False,
-                      "ShuffleNet v1 (Megvii)"),
+                      "ShuffleNet v1 (Megvii)", stem=jax.nn.initializers.normal(0.01)),
     "fire": Scheme(he_uniform_fan_in(), jax.nn.initializers.normal(0.01), False,
                    "torchvision SqueezeNet"),
     "convnext": Scheme(truncated(0.02), truncated(0.02), False, "ConvNeXt (FAIR)"),
@@ -143,8 +150,16 @@ def init_convs(module: nnx.Module, init: Initializer, key: jax.Array) -> None:
 
 
 def init_classifier(layer: nnx.Linear, scheme: Scheme, key: jax.Array) -> None:
-    _redraw(layer.kernel, scheme.classifier, key)
-    _zero(layer.bias)
+    kernel_key, bias_key = jax.random.split(key)
+    _redraw(layer.kernel, scheme.classifier, kernel_key)
+    if layer.bias is None:
+        return
+    if scheme.classifier_bias_fan_in:
+        bound = 1.0 / float(layer.kernel[...].shape[0]) ** 0.5
+        _redraw(layer.bias, jax.nn.initializers.uniform(2 * bound), bias_key)
+        layer.bias[...] = layer.bias[...] - bound
+    else:
+        _zero(layer.bias)
 
 
 def residual_norm(block: nnx.Module) -> nnx.BatchNorm | None:

@@ -19,17 +19,28 @@ from typing import Any
 COMPARED = ("commit", "versions", "cpu", "backend")
 
 
+def _git(*args: str, cwd: pathlib.Path) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                          timeout=10, cwd=cwd).stdout.strip()
+
+
 def git_commit() -> str:
-    """The package's git commit (``+dirty`` with uncommitted changes), or ``unknown``."""
-    here = pathlib.Path(__file__).parent
+    """The git commit of the checkout the package is imported from (``+dirty`` with changes to
+    tracked files), or the installed version when it does not come from its own checkout."""
+    package = pathlib.Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, check=True, timeout=10, cwd=here).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, cwd=here).stdout
-        return commit + ("+dirty" if dirty.strip() else "")
+        if pathlib.Path(_git("rev-parse", "--show-toplevel", cwd=package)).resolve() != \
+                package.parent:
+            raise OSError("not the package's own checkout")
+        dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=package)
+        return _git("rev-parse", "--short", "HEAD", cwd=package) + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        from importlib import metadata
+
+        try:
+            return f"jaxconv {metadata.version('jaxconv')} (no git checkout)"
+        except metadata.PackageNotFoundError:
+            return "unknown"
 
 
 def current() -> dict[str, str]:
@@ -59,7 +70,8 @@ def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
         prov = r.get("provenance") or {}
         key = tuple(prov.get(k, "not recorded") for k in COMPARED)
         groups.setdefault(key, []).append(f"{r['variant']}/seed-{r['seed']}")
-    dates = sorted(r["provenance"]["date"] for r in records if r.get("provenance"))
+    dates = sorted(r["provenance"]["date"] for r in records
+                   if (r.get("provenance") or {}).get("date"))
     span = f"- trained: {dates[0]} to {dates[-1]}" if dates else "- trained: not recorded"
     if len(groups) == 1:
         (key,) = groups

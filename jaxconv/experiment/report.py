@@ -66,10 +66,10 @@ def results(run_dir: pathlib.Path) -> list[dict[str, Any]]:
 
 def left_out(run_dir: pathlib.Path) -> list[str]:
     """Runs on disk that `results` leaves out (variants or seeds no longer in the config)."""
-    kept = {(r["variant"], r["seed"]) for r in results(run_dir)}
-    return [f"{p.parent.parent.name}/{p.parent.name}"
-            for p in sorted(run_dir.glob("*/seed-*/result.json"))
-            if (p.parent.parent.name, int(p.parent.name.removeprefix("seed-"))) not in kept]
+    kept = {f"{r['variant']}/seed-{r['seed']}" for r in results(run_dir)}
+    return [name for name in (f"{p.parent.parent.name}/{p.parent.name}"
+                              for p in sorted(run_dir.glob("*/seed-*/result.json")))
+            if name not in kept]
 
 
 def finished(record: Mapping[str, Any]) -> bool:
@@ -180,7 +180,10 @@ def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
     run_dir = pathlib.Path(run_dir)
     found = results(run_dir)
     if not found:
-        raise ValueError(f"{run_dir}: no finished runs (no */seed-*/result.json) to report")
+        others = left_out(run_dir)
+        raise ValueError(f"{run_dir}: no finished runs of config.yaml's variants and seeds to "
+                         "report" + (f" (runs of others: {', '.join(others)})" if others else
+                                     " (no */seed-*/result.json)"))
     rows = aggregate(found)
     buffer = io.StringIO()
     writer = csv.writer(buffer)

@@ -25,7 +25,7 @@ import yaml
 from flax import nnx
 
 from jaxconv import analysis, data, environment, models, train
-from jaxconv.experiment import provenance, report
+from jaxconv.experiment import provenance, report, trained
 from jaxconv.experiment.config import ConfigError, ExperimentConfig
 from jaxconv.train import step as S
 from jaxconv.train.logging import atomic_write_text, read_jsonl
@@ -87,8 +87,8 @@ def _check_run_dir(config: ExperimentConfig, resolved: dict[str, Any]) -> None:
                 f"{', '.join(changed)}); use another name or output_dir, or remove that folder")
     for variant in config.variants:
         spec_path = config.run_dir / variant.name / "model.yaml"
-        if spec_path.is_file() and yaml.safe_load(spec_path.read_text()) != \
-                variant.model.to_dict():
+        if spec_path.is_file() and models.ModelSpec.from_saved(
+                yaml.safe_load(spec_path.read_text())) != variant.model:
             raise ConfigError(
                 f"{config.run_dir / variant.name} holds runs of a different model for variant "
                 f"{variant.name!r}; rename the variant or remove that folder")
@@ -131,11 +131,9 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     tr = data.load(config.data["name"], "train", config.data.get("data_dir"))
     te = data.load(config.data["name"], "test", config.data.get("data_dir"))
     recipe = config.train
-    channels = tr.images.shape[-1]
 
     def build(spec, seed):
-        return models.ConvNet(spec, num_classes=tr.num_classes, in_features=channels,
-                              rngs=nnx.Rngs(seed))
+        return trained.build_model(spec, tr, seed)
 
     plan, total = [], 0.0
     log(f"{config.name}: {len(config.variants)} variants x {len(config.seeds)} seeds on "
@@ -163,6 +161,7 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     log(f"expected training time: {total:.0f} s (compilation and evaluation not included)")
     if plan_only:
         return None
+    origin = provenance.current()       # the code and machine that train, as they start
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     commands = run_dir / "command.txt"
@@ -184,13 +183,13 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
                     log(f"{variant.name} seed {seed}: finished by another process, skipped")
                 else:
                     _train_one(variant, seed, cost, steps, folder, build, tr, te, recipe,
-                               command=command, progress=progress, log=log)
+                               command=command, origin=origin, progress=progress, log=log)
     _, path = report.build(run_dir)
     return path
 
 
 def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr, te,
-               recipe: train.Recipe, *, command: str, progress: bool,
+               recipe: train.Recipe, *, command: str, origin: dict[str, str], progress: bool,
                log: Callable[[str], None]) -> None:
     """Trains one variant and seed and writes its ``result.json``, finished or diverged."""
     atomic_write_text(folder.parent / "model.yaml",
@@ -211,5 +210,5 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
                       best_epoch=result.best_epoch, history=result.history)
         log(f"{variant.name} seed {seed}: test accuracy "
             f"{100 * result.final['test_accuracy']:.2f}%")
-    record.update(command=command, provenance=provenance.current())
+    record.update(command=command, provenance=origin)
     atomic_write_text(folder / "result.json", json.dumps(record, indent=1) + "\n")

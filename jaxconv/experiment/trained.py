@@ -20,6 +20,7 @@ import yaml
 from flax import nnx
 
 from jaxconv import data, models, train
+from jaxconv.experiment import report
 from jaxconv.train import step as S
 
 
@@ -31,7 +32,7 @@ class TrainedRun:
       model: the trained `jaxconv.models.ConvNet`, in eval mode; it takes normalised images.
       mean, std: per-channel statistics (``[0, 1]`` units) that `normalize` applies.
       image_shape: ``(H, W, C)`` of the dataset the run trained on.
-      num_classes, dataset, variant, seed, spec: what was trained.
+      num_classes, dataset_name, variant, seed, spec, data_dir: what was trained, on what.
     """
 
     model: models.ConvNet
@@ -39,10 +40,15 @@ class TrainedRun:
     std: np.ndarray
     image_shape: tuple[int, ...]
     num_classes: int
-    dataset: str
+    dataset_name: str
     variant: str
     seed: int
     spec: models.ModelSpec
+    data_dir: str | None = None
+
+    def dataset(self, split: str = "train") -> data.Dataset:
+        """A split of the dataset the run trained on, from where the run found it."""
+        return data.load(self.dataset_name, split, self.data_dir)
 
     def normalize(self, images: np.ndarray) -> jax.Array:
         """uint8 images (or floats in ``[0, 255]``), ``(N, H, W, C)``, as the model takes them."""
@@ -55,7 +61,7 @@ class TrainedRun:
             images = images[None]
         if images.shape[1:] != self.image_shape:
             raise ValueError(f"images: expected shape (N, {', '.join(map(str, self.image_shape))})"
-                             f" as {self.dataset} has; got {images.shape}")
+                             f" as {self.dataset_name} has; got {images.shape}")
         forward = nnx.jit(lambda m, x: jax.nn.softmax(m(x), axis=-1))
         return np.concatenate([
             np.asarray(forward(self.model, self.normalize(images[i:i + batch_size])))
@@ -101,10 +107,16 @@ def read_images(path: str | pathlib.Path, image_shape: tuple[int, ...]) -> np.nd
         raise ValueError(f"images: {path} holds shape {images.shape}; expected (N, "
                          f"{', '.join(map(str, image_shape))}) as the run's dataset has")
     if images.dtype != np.uint8:
-        out_of_range = bool(images.size) and (images.min() < 0 or images.max() > 255)
-        if not np.issubdtype(images.dtype, np.number) or out_of_range:
-            raise ValueError(f"images: {path} holds {images.dtype} values outside 0..255; "
-                             "expected uint8 pixels as the dataset stores them")
+        if images.dtype == np.bool_ or not np.issubdtype(images.dtype, np.number):
+            raise ValueError(f"images: {path} holds {images.dtype} values; expected uint8 "
+                             "pixels (0..255) as the dataset stores them")
+        low, high = (float(images.min()), float(images.max())) if images.size else (0, 0)
+        if not (0 <= low and high <= 255):
+            raise ValueError(f"images: {path} holds values from {low} to {high}; expected "
+                             "pixels in 0..255 as the dataset stores them")
+        if np.issubdtype(images.dtype, np.floating) and 0 < high <= 1:
+            raise ValueError(f"images: {path} holds floats in [0, 1]; multiply by 255 (the "
+                             "model takes pixels in 0..255, as the dataset stores them)")
         images = np.round(images).astype(np.uint8)
     return images
 
@@ -158,11 +170,11 @@ def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
                          f"finished (no {result_path}); seeds of the config: "
                          f"{config.get('seeds')}")
     result = json.loads(result_path.read_text())
-    if result.get("status", "finished") != "finished":
+    if not report.finished(result):
         raise ValueError(f"seed: the run of variant {variant!r} with seed {seed} "
                          f"{result['status']} ({result.get('error', '')}); it has no trained "
                          "model")
-    spec = models.ModelSpec.from_dict(entry["model"])
+    spec = models.ModelSpec.from_saved(entry["model"])
     recipe = train.Recipe.from_dict(config["train"])
     dataset = data.load(config["data"]["name"], "train", config["data"].get("data_dir"))
     mean, std = train.channel_stats(dataset)
@@ -184,8 +196,9 @@ def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
         model = steps.merge(state)
     model.eval()
     return TrainedRun(model=model, mean=mean, std=std, image_shape=dataset.images.shape[1:],
-                      num_classes=dataset.num_classes, dataset=dataset.name, variant=variant,
-                      seed=seed, spec=spec)
+                      num_classes=dataset.num_classes, dataset_name=dataset.name,
+                      variant=variant, seed=seed, spec=spec,
+                      data_dir=config["data"].get("data_dir"))
 
 
 def load_model(run_dir: str | pathlib.Path, variant: str, seed: int = 0) -> models.ConvNet:

@@ -48,6 +48,9 @@ class ConvNet(nnx.Module):
     def __init__(self, spec: ModelSpec, *, num_classes: int, in_features: int,
                  rngs: nnx.Rngs):
         P.check_positive("ConvNet", num_classes=num_classes, in_features=in_features)
+        # Parameters and dropout masks draw from separate streams, so switching dropout or
+        # drop-path on or off leaves every initial weight as it was.
+        rngs = nnx.Rngs(params=rngs.params(), dropout=rngs.dropout())
         self.spec = spec
         self.stem = P.conv_norm(in_features, spec.stem_width, 3, spec.stem_strides, rngs=rngs)
         self.blocks = nnx.List([
@@ -63,7 +66,7 @@ class ConvNet(nnx.Module):
         """Each block by its family's scheme; the stem and classifier by the first stage's."""
         first = block_init.scheme(self.spec.stages[0].block)
         stem, head, *keys = jax.random.split(key, 2 + len(self.blocks))
-        block_init.init_convs(self.stem, first.conv, stem)
+        block_init.init_convs(self.stem, first.stem or first.conv, stem)
         block_init.init_classifier(self.head, first, head)
         names = [name for name, *_ in _stage_inputs(self.spec)]
         for block, name, k in zip(self.blocks, names, keys):

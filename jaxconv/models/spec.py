@@ -130,6 +130,10 @@ class ModelSpec:
         parsed = tuple(StageSpec.from_dict(s, f"{path}.stages[{i}]")
                        for i, s in enumerate(stages))
         for i, stage in enumerate(parsed):
+            if zero and not hasattr(registry.get(stage.block), "residual_norm"):
+                raise ValueError(f"{path}.zero_init_residual: true needs residual blocks; block "
+                                 f"{stage.block!r} of stages[{i}] has no BatchNorm-ended "
+                                 "residual branch")
             if drop_path and "drop_path" not in registry.options(stage.block):
                 raise ValueError(f"{path}.drop_path: {drop_path} needs residual blocks; block "
                                  f"{stage.block!r} of stages[{i}] has no residual branch to "
@@ -143,6 +147,19 @@ class ModelSpec:
             stem_strides=_positive_int(data.get("stem_strides", 1), f"{path}.stem_strides"),
             dropout=dropout, init=init, zero_init_residual=zero,
             drop_path=drop_path)
+
+    @classmethod
+    def from_saved(cls, data: Mapping[str, Any], path: str = "model") -> ModelSpec:
+        """A spec from a mapping `to_dict` wrote, by any version: keys it lacks take the
+        meaning they had when it was written (before ``init`` existed, every layer started
+        with Flax's default and ConvNeXt used the tanh GELU)."""
+        data = dict(data)
+        if "init" not in data:
+            data["init"] = "flax"
+            data["stages"] = [
+                {**stage, "options": {"gelu_approximate": True, **(stage.get("options") or {})}}
+                if stage.get("block") == "convnext" else stage for stage in data["stages"]]
+        return cls.from_dict(data, path)
 
     def to_dict(self) -> dict[str, Any]:
         return {"stem_width": self.stem_width, "stem_strides": self.stem_strides,

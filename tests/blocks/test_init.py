@@ -65,14 +65,21 @@ def test_stem_and_classifier_follow_the_first_stage_family():
                                math.sqrt(2 / (9 * stem.shape[-1])), rtol=0.15)
     bound = 1 / math.sqrt(resnet.head.kernel[...].shape[0])
     assert float(np.max(np.abs(np.asarray(resnet.head.kernel[...])))) <= bound
+    np.testing.assert_allclose(_std(resnet.head.kernel), bound / math.sqrt(3), rtol=0.15)
+    bias = np.asarray(resnet.head.bias[...])
+    assert np.all(np.abs(bias) <= bound) and np.std(bias) > bound / 10
+    shuffle = _model("shuffle", 32)
+    np.testing.assert_allclose(_std(shuffle.stem.conv.kernel), 0.01, rtol=0.3)
     np.testing.assert_allclose(_std(mobile.head.kernel), 0.01, rtol=0.15)
     assert not np.any(np.asarray(mobile.head.bias[...]))
 
 
-def test_convnext_kernels_are_cut_at_the_bound():
-    values = block_init.truncated(1.0, bound=1.5)(jax.random.key(0), (20000,))
-    assert float(jnp.max(jnp.abs(values))) <= 1.5
-    assert float(jnp.std(values)) < 0.85
+def test_truncation_bound_is_in_the_values_units():
+    """As torch.nn.init.trunc_normal_: cut at +-bound, not at +-bound standard deviations."""
+    values = block_init.truncated(0.5, bound=0.75)(jax.random.key(0), (20000,))
+    assert float(jnp.max(jnp.abs(values))) <= 0.75
+    assert float(jnp.max(jnp.abs(values))) > 0.7
+    assert float(jnp.std(values)) < 0.45
 
 
 @pytest.mark.parametrize("block", ["basic", "bottleneck", "resnext"])
@@ -104,10 +111,13 @@ def test_mobile_blocks_zero_their_branch_only_when_asked():
 
 
 def test_every_conv_bias_starts_at_zero():
-    model = _model("convnext", 16)
-    biases = [m.bias[...] for _, m in nnx.iter_modules(model)
+    block = blocks.ConvNeXtBlock(8, 16, strides=2, rngs=nnx.Rngs(0))
+    layers = [m for _, m in nnx.iter_modules(block)
               if isinstance(m, block_init.CONV_LAYERS) and m.bias is not None]
-    assert biases and not any(np.any(np.asarray(b)) for b in biases)
+    for layer in layers:
+        layer.bias[...] = jnp.ones_like(layer.bias[...])
+    block_init.init_block(block, "convnext", jax.random.key(0))
+    assert len(layers) == 4 and not any(np.any(np.asarray(m.bias[...])) for m in layers)
 
 
 def test_every_registry_block_has_a_scheme():
@@ -146,3 +156,22 @@ def test_pointwise_fans_match_a_1x1_conv():
     layer = jnn.Pointwise(64, 256, rngs=nnx.Rngs(0))
     block_init.init_convs(layer, block_init.he_normal_fan_out(), jax.random.key(0))
     np.testing.assert_allclose(_std(layer.kernel), math.sqrt(2 / 256), rtol=0.05)
+
+
+def test_zero_init_residual_needs_residual_blocks():
+    with pytest.raises(ValueError, match=r"model.zero_init_residual: true needs residual "
+                                         r"blocks; block 'convnext' of stages\[0\]"):
+        models.ModelSpec.from_dict({**models.layout("convnext", 8).to_dict(),
+                                    "zero_init_residual": True})
+
+
+@pytest.mark.parametrize("extra", [{"drop_path": 0.2}, {"dropout": 0.3}])
+def test_dropout_settings_leave_the_initial_weights_alone(extra):
+    """Ablating a regulariser must not also change the initialisation."""
+    def params(**more):
+        spec = models.ModelSpec.from_dict({**models.layout("bottleneck", 8).to_dict(), **more})
+        model = models.ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(3))
+        return jax.tree.leaves(nnx.state(model, nnx.Param))
+
+    for a, b in zip(params(), params(**extra), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

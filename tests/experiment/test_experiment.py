@@ -92,6 +92,28 @@ def test_a_different_config_in_the_same_folder_is_refused(tmp_path):
         experiment.run(wider, command="test", progress=False, log=lambda s: None)
 
 
+def test_folders_written_by_earlier_versions_resume_or_are_refused_for_real(tmp_path):
+    path = write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1]))
+    config = experiment.load(path)
+    experiment.run(config, command="test", progress=False, log=lambda s: None)
+    saved = config.run_dir / "basic" / "model.yaml"
+    spec = yaml.safe_load(saved.read_text())
+    del spec["drop_path"]                       # written before drop_path existed
+    saved.write_text(yaml.safe_dump(spec))
+    lines = []
+    experiment.run(experiment.load(path, ["seeds=[0, 1]"]), command="test", progress=False,
+                   log=lines.append)
+    assert "basic seed 0: finished earlier, skipped" in lines
+    assert (config.run_dir / "basic" / "seed-1" / "result.json").is_file()
+    for key in ("init", "zero_init_residual"):   # written before init existed: Flax's init
+        spec.pop(key)
+    saved.write_text(yaml.safe_dump(spec))
+    with pytest.raises(experiment.ConfigError, match="holds runs of a different model"):
+        experiment.run(config, command="test", progress=False, log=lambda s: None)
+    flax_init = experiment.load(path, ["model.init=flax"])   # what that folder trained
+    experiment.runner._check_run_dir(flax_init, experiment.runner._resolved(flax_init))
+
+
 def test_a_diverged_run_is_recorded_and_the_study_goes_on(tmp_path, capsys, monkeypatch):
     real_fit = experiment.runner.train.fit
 

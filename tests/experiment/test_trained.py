@@ -49,7 +49,7 @@ def test_the_loaded_model_gives_the_runs_test_accuracy(run_dir):
 
 
 def test_bad_run_folders_variants_and_seeds_are_clear_errors(run_dir, tmp_path):
-    with pytest.raises(ValueError, match="is not a run folder .*no config.yaml"):
+    with pytest.raises(ValueError, match=r"is not a run folder .*no config\.yaml"):
         experiment.load_model(tmp_path, "bottleneck")
     with pytest.raises(ValueError, match=r"variant: 'botleneck' is not in .*did you mean "
                                          r"'bottleneck'"):
@@ -64,7 +64,7 @@ def test_bad_run_folders_variants_and_seeds_are_clear_errors(run_dir, tmp_path):
     result = copy / "bottleneck" / "seed-0" / "result.json"
     result.write_text(json.dumps(dict(json.loads(result.read_text()), status="diverged",
                                       error="training diverged at step 3")))
-    with pytest.raises(ValueError, match="diverged .*it has no trained model"):
+    with pytest.raises(ValueError, match=r"diverged .*it has no trained model"):
         experiment.load_model(copy, "bottleneck")
     with pytest.raises(ValueError, match=r"images: expected shape \(N, 12, 12, 1\)"):
         experiment.load_run(run_dir, "bottleneck").probabilities(np.zeros((2, 8, 8, 1)))

@@ -6,10 +6,15 @@ import sys
 
 from jaxconv.bench import fuzz
 
-lines = sys.stdin.readlines()
-for line in lines:
-    if json.loads(line)["id"] == 2:
-        print(json.dumps({"start": 2}), flush=True)
-        os.abort()
-    sys.stdin = iter([line])
-    fuzz._worker()
+
+def main():
+    for line in sys.stdin.readlines():
+        if json.loads(line)["id"] == 2:
+            print(json.dumps({"start": 2}), flush=True)
+            os.abort()
+        sys.stdin = iter([line])
+        fuzz._worker()
+
+
+if __name__ == "__main__":
+    main()
