@@ -166,13 +166,13 @@ def test_the_report_keeps_to_the_config_and_flags_mixed_provenance(tmp_path):
     experiment.report.build(run_dir)
     report = (run_dir / "report.md").read_text()
     assert "warning: these runs come from 2 different" in report
-    assert "another CPU (avx512, 64 cores)" in report and " first`" in report
+    assert "another CPU (avx512, 64 cores)" in report and "first`" in report
     # A later command with fewer seeds reports those seeds only, and says what it left out.
     experiment.run(experiment.load(path, ["seeds=[0]"]), command="second", progress=False,
                    log=lambda s: None)
     report = (run_dir / "report.md").read_text()
     assert "left out: basic/seed-1" in report and "warning" not in report
-    assert " first`" in report and " second`" in report
+    assert "first`" in report and "second`" in report
     with (run_dir / "results.csv").open() as f:
         assert next(csv.DictReader(f))["seeds"] == "1"
 
