@@ -100,3 +100,36 @@ def conv_transpose(x, k, *, strides, pads, output_padding, kernel_dilation, grou
                 w = k[(*tap, slice(None), slice(g * cin_g, (g + 1) * cin_g))]
                 buf[(slice(None), *at, slice(g * cout_g, (g + 1) * cout_g))] += xin @ w.T
     return buf[(slice(None), *(slice(lo, lo + n) for (lo, _), n in zip(pads, sizes)))]
+
+
+def pool(x, window, *, kind, strides, padding, fill="zeros", dilation=None,
+         count_include_pad=True):
+    """Max or average pool of a batched ``(N, *S, C)`` input, a loop over output positions;
+    returns float64. Zero-fill padding is empty: never the max, a zero or absent in the mean."""
+    x = np.asarray(x, np.float64)
+    rank = len(window)
+    dilation = dilation or (1,) * rank
+    reach = [dilated(w, d) for w, d in zip(window, dilation)]
+    if isinstance(padding, str) and padding.upper() in SHORTCUTS:
+        fill = SHORTCUTS[padding.upper()]
+    pads = pad_amounts(padding, x.shape[1:-1], reach, strides)
+    widths = [(0, 0), *pads, (0, 0)]
+    real = np.pad(np.ones(x.shape[1:-1]), pads)
+    if fill == "zeros":
+        x = np.pad(x, widths)
+    else:
+        x = np.pad(x, widths, mode=FILL[fill])
+        real = np.ones_like(real)
+    out_sizes = [(n - r) // s + 1 for n, r, s in zip(x.shape[1:-1], reach, strides)]
+    out = np.zeros((x.shape[0], *out_sizes, x.shape[-1]))
+    for pos in np.ndindex(*out_sizes):
+        index = tuple(slice(p * s, p * s + r, d)
+                      for p, s, r, d in zip(pos, strides, reach, dilation))
+        taps = x[(slice(None), *index)].reshape(x.shape[0], -1, x.shape[-1])
+        inside = real[index].reshape(-1).astype(bool)
+        if kind == "max":
+            out[(slice(None), *pos)] = taps[:, inside].max(axis=1)
+        else:
+            count = taps.shape[1] if count_include_pad else inside.sum()
+            out[(slice(None), *pos)] = taps[:, inside].sum(axis=1) / count
+    return out

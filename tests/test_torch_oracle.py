@@ -51,3 +51,34 @@ def test_conv_transpose_matches_torch(rank, stride, padding, output_padding, dil
                          feature_group_count=groups)
     chex.assert_trees_all_close(np.asarray(y), _from_torch_output(layer(_to_torch_input(x))),
                                 atol=1e-5, rtol=1e-5)
+
+
+def _per_dim(rank, value):
+    return tuple(value) if isinstance(value, tuple) else (value,) * rank
+
+
+@pytest.mark.parametrize(("rank", "kernel", "stride", "padding", "dilation"), [
+    (1, 3, 2, 1, 1), (2, 3, 2, 1, 2), (2, (2, 3), 1, (1, 1), 1), (3, 2, 2, 0, 1), (3, 3, 1, 1, 2),
+])
+def test_max_pool_matches_torch(rank, kernel, stride, padding, dilation):
+    x = np.random.default_rng(rank).standard_normal((2, *(9, 8, 7)[:rank], 3)).astype(np.float32)
+    want = getattr(torch.nn.functional, f"max_pool{rank}d")(
+        _to_torch_input(x), kernel, stride, padding, dilation)
+    y = F.max_pool(jnp.asarray(x), _per_dim(rank, kernel), _per_dim(rank, stride),
+                   _per_dim(rank, padding),
+                   window_dilation=_per_dim(rank, dilation))
+    chex.assert_trees_all_close(np.asarray(y), _from_torch_output(want))
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize(("rank", "kernel", "stride", "padding"), [
+    (1, 3, 2, 1), (2, 3, 2, 1), (2, (2, 3), 1, (1, 1)), (3, 3, 2, 1),
+])
+def test_avg_pool_matches_torch(rank, kernel, stride, padding, count_include_pad):
+    x = np.random.default_rng(rank).standard_normal((2, *(9, 8, 7)[:rank], 3)).astype(np.float32)
+    want = getattr(torch.nn.functional, f"avg_pool{rank}d")(
+        _to_torch_input(x), kernel, stride, padding, count_include_pad=count_include_pad)
+    y = F.avg_pool(jnp.asarray(x), _per_dim(rank, kernel), _per_dim(rank, stride),
+                   _per_dim(rank, padding),
+                   count_include_pad=count_include_pad)
+    chex.assert_trees_all_close(np.asarray(y), _from_torch_output(want), atol=1e-6, rtol=1e-6)

@@ -7,9 +7,9 @@ written twice. Blocks are 2-D (images, ``(N, H, W, C)``).
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv import functional as F
 from jaxconv import nnx as jnn
 from jaxconv.typing import Array
 
@@ -100,7 +100,7 @@ class SqueezeExcite(nnx.Module):
         return 2 * features * hidden + hidden + features
 
     def __call__(self, x: Array) -> Array:
-        s = jnp.mean(x, axis=(1, 2), keepdims=True)
+        s = F.global_avg_pool(x, keepdims=True)
         return x * jax.nn.sigmoid(self.expand(jax.nn.relu(self.reduce(s))))
 
 
@@ -142,12 +142,7 @@ def projection_params(in_features: int, out_features: int, strides: int) -> int:
 
 
 def pool(x: Array, kind: str, strides: int) -> Array:
-    """3x3 max or average pool with SAME padding (SqueezeNet, ShuffleNet, Inception).
-
-    The average counts padded zeros (Flax's and PyTorch's default).
-    """
-    if kind == "max":
-        return nnx.max_pool(x, (3, 3), strides=(strides, strides), padding="SAME")
-    # Flax divides by an integer window size, which strict dtype promotion refuses.
-    with jax.numpy_dtype_promotion("standard"):
-        return nnx.avg_pool(x, (3, 3), strides=(strides, strides), padding="SAME")
+    """3x3 max or average pool with SAME padding (SqueezeNet, ShuffleNet, Inception); the
+    average counts padded zeros (Flax's and PyTorch's default)."""
+    op = F.max_pool if kind == "max" else F.avg_pool
+    return op(x, (3, 3), strides, "SAME")

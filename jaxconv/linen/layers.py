@@ -1,8 +1,9 @@
 """Flax Linen convolution layers: the NNX layers' twins for Linen code.
 
 `Conv` has ``flax.linen.Conv``'s fields (names, defaults, parameter names and shapes), plus
-``padding_mode`` and ``impl``. Input channels are inferred from the input, as in Linen. Every
-layer calls the same `jaxconv.functional` op as its NNX twin: no conv arithmetic lives here.
+``padding_mode``, ``impl`` and Keras's ``data_format``. Input channels are inferred from the
+input, as in Linen. Every layer calls the same `jaxconv.functional` op as its NNX twin: no conv
+arithmetic lives here.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ class Conv(nn.Module):
     conv_general_dilated_cls: Any = None
     padding_mode: str = "zeros"
     impl: ImplLike = "auto"
+    data_format: str = "channels_last"
 
     @nn.compact
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         size = _args.kernel_size_tuple(self.kernel_size, "Conv")
         _args.check_input_rank(inputs, self.kernel_size, "Conv")
@@ -91,8 +94,10 @@ class Pointwise(nn.Module):
     bias_init: Callable = default_bias_init
     promote_dtype: Callable = dtypes.promote_dtype
     impl: ImplLike = "auto"
+    data_format: str = "channels_last"
 
     @nn.compact
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         strides = _args.strides_for_pointwise(self.strides, "Pointwise")
         groups = max(self.feature_group_count, 1)
@@ -124,8 +129,10 @@ class DepthwiseConv(nn.Module):
     bias_init: Callable = default_bias_init
     promote_dtype: Callable = dtypes.promote_dtype
     impl: ImplLike = "auto"
+    data_format: str = "channels_last"
 
     @nn.compact
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         size = _args.kernel_size_tuple(self.kernel_size, "DepthwiseConv")
         _args.check_input_rank(inputs, self.kernel_size, "DepthwiseConv")
@@ -164,8 +171,10 @@ class SeparableConv(nn.Module):
     bias_init: Callable = default_bias_init
     promote_dtype: Callable = dtypes.promote_dtype
     impl: ImplLike = "auto"
+    data_format: str = "channels_last"
 
     @nn.compact
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         size = _args.kernel_size_tuple(self.kernel_size, "SeparableConv")
         _args.check_input_rank(inputs, self.kernel_size, "SeparableConv")
@@ -203,8 +212,10 @@ class ConvTranspose(nn.Module):
     bias_init: Callable = default_bias_init
     promote_dtype: Callable = dtypes.promote_dtype
     impl: str = "auto"
+    data_format: str = "channels_last"
 
     @nn.compact
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         size = _args.kernel_size_tuple(self.kernel_size, "ConvTranspose")
         _args.check_input_rank(inputs, self.kernel_size, "ConvTranspose")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv import functional as F
 from jaxconv.blocks import _parts as P
 from jaxconv.blocks import init as block_init
 from jaxconv.blocks import registry
@@ -86,7 +86,7 @@ class ConvNet(nnx.Module):
         y = self.stem(x)
         for block in self.blocks:
             y = block(y)
-        return jnp.mean(y, axis=(1, 2))
+        return F.global_avg_pool(y)
 
     def __call__(self, x: Array) -> Array:
         y = self.features(x)

@@ -1,5 +1,7 @@
 """Flax NNX layers; each owns its parameters and calls `jaxconv.functional`."""
 
 from jaxconv.nnx.layers import Conv, ConvTranspose, DepthwiseConv, Pointwise, SeparableConv
+from jaxconv.nnx.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
 
-__all__ = ["Conv", "ConvTranspose", "DepthwiseConv", "Pointwise", "SeparableConv"]
+__all__ = ["AvgPool", "Conv", "ConvTranspose", "DepthwiseConv", "GlobalAvgPool", "GlobalMaxPool",
+           "MaxPool", "Pointwise", "SeparableConv"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax.numpy as jnp
 
 from jaxconv.functional import _checks
 from jaxconv.typing import Array, Shape
@@ -56,3 +60,65 @@ def strides_for_pointwise(strides, layer: str):
     if strides is None or single is not None:
         return 1
     return _checks.int_tuple("strides", strides, len(tuple(strides)))
+
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def data_format(value: object, layer: str) -> str:
+    """Keras's ``data_format``: where the channel axis is in the layer's inputs and outputs."""
+    if not isinstance(value, str) or value.lower() not in DATA_FORMATS:
+        raise ValueError(f"{layer}: data_format={value!r} is not one of "
+                         f"{', '.join(map(repr, DATA_FORMATS))}")
+    return value.lower()
+
+
+def _channel_axis(x: Array, rank: int | None, layer: str) -> int:
+    rank = x.ndim - 2 if rank is None else rank
+    if rank < 1 or x.ndim < rank + 1:
+        raise ValueError(f"{layer}: input shape {tuple(x.shape)} has too few dims for "
+                         "data_format='channels_first'; expected (*batch, C, *spatial)")
+    return x.ndim - rank - 1
+
+
+def to_channels_last(x: Array, rank: int | None, fmt: str, layer: str) -> Array:
+    """``(*batch, C, *spatial) -> (*batch, *spatial, C)`` for ``channels_first`` (one transpose);
+    ``rank`` is the spatial rank, ``None`` for one batch axis."""
+    if fmt == "channels_last":
+        return x
+    return jnp.moveaxis(x, _channel_axis(x, rank, layer), -1)
+
+
+def from_channels_last(y: Array, rank: int | None, fmt: str) -> Array:
+    """The inverse of `to_channels_last` on a layer's output."""
+    if fmt == "channels_last":
+        return y
+    rank = y.ndim - 2 if rank is None else rank
+    return jnp.moveaxis(y, -1, y.ndim - rank - 1)
+
+
+def spatial_rank(layer: object) -> int | None:
+    """A layer's spatial rank: from its kernel size, or a `Pointwise` layer's per-dim strides
+    (``None``, one batch axis assumed, when they do not say)."""
+    kernel_size = getattr(layer, "kernel_size", None)
+    if kernel_size is not None:
+        return len(kernel_size_tuple(kernel_size, type(layer).__name__))
+    strides = getattr(layer, "strides", None)
+    return None if strides is None or _checks.integer(strides) is not None else len(strides)
+
+
+def channels_first_aware(call: Callable[[Any, Array], Array]) -> Callable[[Any, Array], Array]:
+    """Wraps a layer's channels-last ``__call__`` so that a layer built with
+    ``data_format="channels_first"`` takes and returns ``(*batch, C, *spatial)`` arrays: one
+    transpose in, one out, around the unchanged channels-last computation."""
+
+    @functools.wraps(call)
+    def wrapped(self: Any, inputs: Array) -> Array:
+        fmt = data_format(self.data_format, type(self).__name__)
+        if fmt == "channels_last":
+            return call(self, inputs)
+        rank = spatial_rank(self)
+        x = to_channels_last(inputs, rank, fmt, type(self).__name__)
+        return from_channels_last(call(self, x), rank, fmt)
+
+    return wrapped

@@ -1,8 +1,12 @@
 """Flax NNX convolution layers: parameters plus one call to `jaxconv.functional`.
 
 `Conv` takes exactly ``flax.nnx.Conv``'s arguments (names, defaults, kernel and bias shapes,
-initializers and the order they draw keys in), plus ``padding_mode`` and ``impl``: swapping the
-import changes nothing else. The other layers follow the same conventions.
+initializers and the order they draw keys in), plus ``padding_mode``, ``impl`` and ``data_format``:
+swapping the import changes nothing else. The other layers follow the same conventions.
+
+``data_format="channels_first"`` (Keras's option) lets a layer take and return PyTorch's layout,
+``(*batch, C, *spatial)``; it is a convenience that costs one transpose on the way in and one on
+the way out, so a model that stays in jaxconv is faster channels-last throughout.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ class Conv(nnx.Module):
       padding_mode: ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"``.
       impl: formulation (`jaxconv.functional.plan`); a custom ``conv_general_dilated`` replaces
         ``lax.conv_general_dilated`` in the ``"xla"`` formulation.
+      data_format: ``"channels_last"`` (Flax's layout) or ``"channels_first"`` (inputs and
+        outputs ``(*batch, C, *spatial)``, at the cost of two transposes).
       rngs: ``nnx.Rngs`` with a ``params`` stream.
 
     Parameters: ``kernel`` ``(*kernel_size, in_features // feature_group_count, out_features)``
@@ -98,6 +104,7 @@ class Conv(nnx.Module):
         rngs: nnx.Rngs, kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
         bias_metadata: Mapping[str, Any] = MappingProxyType({}),
         padding_mode: str = "zeros", impl: ImplLike = "auto",
+        data_format: str = "channels_last",
     ):
         size = _args.kernel_size_tuple(kernel_size, "Conv")
         kernel_shape = (*size, in_features // max(feature_group_count, 1), out_features)
@@ -121,7 +128,9 @@ class Conv(nnx.Module):
         self.conv_general_dilated, self.promote_dtype = conv_general_dilated, promote_dtype
         self.preferred_element_type, self.padding_mode = preferred_element_type, padding_mode
         self.impl = impl
+        self.data_format = _args.data_format(data_format, "Conv")
 
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         inputs, kernel, bias = _operands(self, inputs, "Conv")
         return F.conv(inputs, kernel, bias, impl=self.impl, **self.conv_args)
@@ -150,7 +159,7 @@ class Pointwise(nnx.Module):
         param_dtype: Any = jnp.float32,
         precision: Any = None, kernel_init: Callable = default_kernel_init,
         bias_init: Callable = default_bias_init, promote_dtype: Callable = dtypes.promote_dtype,
-        impl: ImplLike = "auto", rngs: nnx.Rngs,
+        impl: ImplLike = "auto", data_format: str = "channels_last", rngs: nnx.Rngs,
         kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
         bias_metadata: Mapping[str, Any] = MappingProxyType({}),
     ):
@@ -167,7 +176,9 @@ class Pointwise(nnx.Module):
         self.in_features, self.out_features, self.use_bias = in_features, out_features, use_bias
         self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
         self.promote_dtype, self.impl = promote_dtype, impl
+        self.data_format = _args.data_format(data_format, "Pointwise")
 
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         _args.check_in_features(inputs, self.in_features, "Pointwise")
         bias = self.bias[...] if self.bias is not None else None
@@ -197,6 +208,7 @@ class DepthwiseConv(nnx.Module):
         param_dtype: Any = jnp.float32, precision: Any = None,
         kernel_init: Callable = default_kernel_init, bias_init: Callable = default_bias_init,
         promote_dtype: Callable = dtypes.promote_dtype, impl: ImplLike = "auto",
+        data_format: str = "channels_last",
         rngs: nnx.Rngs, kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
         bias_metadata: Mapping[str, Any] = MappingProxyType({}),
     ):
@@ -215,7 +227,9 @@ class DepthwiseConv(nnx.Module):
         self.kernel_size, self.depth_multiplier, self.mask = kernel_size, multiplier, mask
         self.use_bias, self.dtype, self.param_dtype = use_bias, dtype, param_dtype
         self.promote_dtype, self.impl = promote_dtype, impl
+        self.data_format = _args.data_format(data_format, "DepthwiseConv")
 
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         inputs, kernel, bias = _operands(self, inputs, "DepthwiseConv")
         return F.depthwise_conv(inputs, kernel, bias, impl=self.impl, **self.conv_args)
@@ -241,6 +255,7 @@ class SeparableConv(nnx.Module):
         depthwise_init: Callable = default_kernel_init,
         pointwise_init: Callable = default_kernel_init, bias_init: Callable = default_bias_init,
         promote_dtype: Callable = dtypes.promote_dtype, impl: ImplLike = "auto",
+        data_format: str = "channels_last",
         rngs: nnx.Rngs,
     ):
         size = _args.kernel_size_tuple(kernel_size, "SeparableConv")
@@ -261,7 +276,9 @@ class SeparableConv(nnx.Module):
         self.depth_multiplier, self.use_bias = depth_multiplier, use_bias
         self.dtype, self.param_dtype, self.promote_dtype, self.impl = \
             dtype, param_dtype, promote_dtype, impl
+        self.data_format = _args.data_format(data_format, "SeparableConv")
 
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         _args.check_input_rank(inputs, self.kernel_size, "SeparableConv")
         _args.check_in_features(inputs, self.in_features, "SeparableConv")
@@ -291,7 +308,7 @@ class ConvTranspose(nnx.Module):
         dtype: Any = None, param_dtype: Any = jnp.float32, precision: Any = None,
         kernel_init: Callable = default_kernel_init, bias_init: Callable = default_bias_init,
         promote_dtype: Callable = dtypes.promote_dtype, preferred_element_type: Any = None,
-        impl: str = "auto", rngs: nnx.Rngs,
+        impl: str = "auto", data_format: str = "channels_last", rngs: nnx.Rngs,
         kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
         bias_metadata: Mapping[str, Any] = MappingProxyType({}),
     ):
@@ -314,7 +331,9 @@ class ConvTranspose(nnx.Module):
         self.mask, self.use_bias, self.dtype, self.param_dtype = mask, use_bias, dtype, \
             param_dtype
         self.promote_dtype, self.impl = promote_dtype, impl
+        self.data_format = _args.data_format(data_format, "ConvTranspose")
 
+    @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         inputs, kernel, bias = _operands(self, inputs, "ConvTranspose")
         return F.conv_transpose(inputs, kernel, bias, impl=self.impl, **self.conv_args)

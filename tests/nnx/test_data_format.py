@@ -1,0 +1,59 @@
+"""``data_format="channels_first"``: the same layer, with PyTorch's layout at its boundary."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jaxconv.linen as jl
+import jaxconv.nnx as jn
+
+NNX = {
+    "Conv": lambda f: jn.Conv(4, 6, (3, 3), strides=2, data_format=f, rngs=nnx.Rngs(0)),
+    "Conv1D": lambda f: jn.Conv(4, 6, 3, data_format=f, rngs=nnx.Rngs(0)),
+    "Pointwise": lambda f: jn.Pointwise(4, 6, data_format=f, rngs=nnx.Rngs(0)),
+    "DepthwiseConv": lambda f: jn.DepthwiseConv(4, (3, 3), data_format=f, rngs=nnx.Rngs(0)),
+    "SeparableConv": lambda f: jn.SeparableConv(4, 5, (3, 3), data_format=f, rngs=nnx.Rngs(0)),
+    "ConvTranspose": lambda f: jn.ConvTranspose(4, 3, (3, 3), strides=2, data_format=f,
+                                                rngs=nnx.Rngs(0)),
+}
+LINEN = {
+    "Conv": lambda f: jl.Conv(6, (3, 3), strides=2, data_format=f),
+    "Pointwise": lambda f: jl.Pointwise(6, data_format=f),
+    "DepthwiseConv": lambda f: jl.DepthwiseConv((3, 3), data_format=f),
+    "SeparableConv": lambda f: jl.SeparableConv(5, (3, 3), data_format=f),
+    "ConvTranspose": lambda f: jl.ConvTranspose(3, (3, 3), strides=2, data_format=f),
+}
+
+
+def _input(name):
+    shape = (2, 11, 4) if name == "Conv1D" else (2, 9, 7, 4)
+    return jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+
+
+@pytest.mark.parametrize("name", sorted(NNX))
+def test_nnx_channels_first_is_the_channels_last_layer_transposed(name):
+    x = _input(name)
+    want = NNX[name]("channels_last")(x)
+    got = NNX[name]("channels_first")(jnp.moveaxis(x, -1, 1))
+    chex.assert_trees_all_close(got, jnp.moveaxis(want, -1, 1))
+
+
+@pytest.mark.parametrize("name", sorted(LINEN))
+def test_linen_channels_first_keeps_parameters_and_values(name):
+    x = _input(name)
+    last, first = LINEN[name]("channels_last"), LINEN[name]("channels_first")
+    variables = last.init(jax.random.key(0), x)
+    chex.assert_trees_all_equal_shapes(
+        variables, first.init(jax.random.key(0), jnp.moveaxis(x, -1, 1)))
+    got = first.apply(variables, jnp.moveaxis(x, -1, 1))
+    chex.assert_trees_all_close(got, jnp.moveaxis(last.apply(variables, x), -1, 1))
+
+
+def test_an_unknown_data_format_names_the_value():
+    with pytest.raises(ValueError, match="Conv: data_format='NCHW' is not one of"):
+        jn.Conv(4, 6, (3, 3), data_format="NCHW", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="data_format='NCHW'"):
+        jl.Conv(6, (3, 3), data_format="NCHW").init(jax.random.key(0), jnp.ones((1, 4, 5, 5)))
