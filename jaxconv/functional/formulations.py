@@ -372,6 +372,8 @@ def _shift_unsupported(spec: ConvSpec) -> str | None:
                 f"{spec.in_channels} input channels)")
     if any(d != 1 for d in spec.input_dilation):
         return f"input_dilation={spec.input_dilation}"
+    if spec.preferred_element_type is not None:
+        return f"preferred_element_type={spec.preferred_element_type}"
     return None
 
 
@@ -405,11 +407,14 @@ def _shift_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     if multiplier > 1:
         x = jnp.repeat(x, multiplier, axis=-1)
     w = kernel.reshape((-1, *(1,) * (x.ndim - 1), spec.out_channels))
+    # bf16 products are exact in f32; summing the taps there and rounding once keeps a 7x7
+    # tap sum as accurate as XLA's conv (which also accumulates in f32).
+    acc = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
     y = None
     for index, offset in _taps(spec):
-        term = _padded_view(x, offset, spec) * w[index]
+        term = _padded_view(x, offset, spec).astype(acc) * w[index].astype(acc)
         y = term if y is None else y + term
-    return y
+    return y.astype(x.dtype)
 
 
 #: Bytes of input per step of the backward's loop over the batch, for a 3x3 kernel (larger

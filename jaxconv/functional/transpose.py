@@ -105,7 +105,7 @@ def subpixel(x: Array, kernel: Array, spec: ConvSpec) -> Array:
         chosen = [per_dim[d][r] for d, r in enumerate(phase)]
         lengths = tuple(c[3] for c in chosen)
         if any(c[1] == 0 for c in chosen):
-            y = jnp.zeros((out[0], *lengths, out[-1]), x.dtype)
+            y = jnp.zeros((out[0], *lengths, out[-1]), spec.preferred_element_type or x.dtype)
         else:
             sub = w[(*(c[0] for c in chosen), slice(None), slice(None))]
             # Negative pads crop the input instead: XLA's CPU conv mishandles negative padding.
