@@ -156,18 +156,20 @@ class ConvNeXtBlock(nnx.Module):
                          strides=strides, kernel_size=kernel_size, expansion=expansion)
         c = out_features
         if strides != 1 or in_features != out_features:
-            self.down_norm = nnx.LayerNorm(in_features, epsilon=1e-6, rngs=rngs)
+            self.down_norm = P.LayerNorm(in_features, epsilon=1e-6, rngs=rngs)
             self.down = (jnn.Conv(in_features, c, (strides, strides), strides=strides, rngs=rngs)
                          if strides != 1 else jnn.Pointwise(in_features, c, rngs=rngs))
         else:
             self.down_norm, self.down = nnx.data(None), nnx.data(None)
         self.depthwise = jnn.DepthwiseConv(c, (kernel_size, kernel_size), rngs=rngs)
-        self.norm = nnx.LayerNorm(c, epsilon=1e-6, rngs=rngs)
+        self.norm = P.LayerNorm(c, epsilon=1e-6, rngs=rngs)
         self.expand = jnn.Pointwise(c, expansion * c, rngs=rngs)
         self.project = jnn.Pointwise(expansion * c, c, rngs=rngs)
         self.gamma = nnx.Param(jnp.full((c,), layer_scale, jnp.float32))
         self.drop_path = P.DropPath(drop_path, rngs=rngs)
         self.gelu_approximate = bool(gelu_approximate)
+        # The layer scale is this block's own parameter: it follows `set_dtypes` like a layer's.
+        self.dtype, self.param_dtype = None, jnp.float32
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
@@ -183,5 +185,5 @@ class ConvNeXtBlock(nnx.Module):
             x = self.down(self.down_norm(x))
         hidden = self.expand(self.norm(self.depthwise(x)))
         y = self.project(jax.nn.gelu(hidden, approximate=self.gelu_approximate))
-        gamma = self.gamma[...]
+        gamma = self.gamma[...].astype(y.dtype)
         return x + self.drop_path(gamma.reshape((1,) * (y.ndim - 1) + gamma.shape) * y)

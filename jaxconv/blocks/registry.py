@@ -8,6 +8,7 @@ from typing import Any
 
 from flax import nnx
 
+from jaxconv import nnx as jnn
 from jaxconv.blocks.branches import ConvNeXtBlock, FireModule, InceptionBlock, MlpConv
 from jaxconv.blocks.mobile import InvertedResidual, SeparableBlock, ShuffleUnit
 from jaxconv.blocks.resnet import BasicBlock, Bottleneck, ResNeXtBlock
@@ -62,15 +63,20 @@ def check_options(name: str, given: dict[str, Any], where: str = "") -> None:
 
 
 def create(name: str, in_features: int, out_features: int, *, strides: int = 1,
-           rngs: nnx.Rngs, **block_options: Any) -> nnx.Module:
+           rngs: nnx.Rngs, dtype: Any = None, param_dtype: Any = None,
+           **block_options: Any) -> nnx.Module:
     """Builds the block registered as ``name``.
+
+    ``dtype`` (compute) and ``param_dtype`` (parameters) apply to every layer of the block, as
+    Flax layers take them (`jaxconv.nnx.set_dtypes`); ``None`` keeps float32.
 
     >>> block = create("bottleneck", 64, 128, strides=2, rngs=nnx.Rngs(0), ratio=0.5)
     >>> type(block).__name__
     'Bottleneck'
     """
     check_options(name, block_options)
-    return get(name)(in_features, out_features, strides=strides, rngs=rngs, **block_options)
+    block = get(name)(in_features, out_features, strides=strides, rngs=rngs, **block_options)
+    return jnn.set_dtypes(block, dtype, param_dtype)
 
 
 def param_count(name: str, in_features: int, out_features: int, *, strides: int = 1,

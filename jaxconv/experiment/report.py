@@ -51,6 +51,28 @@ def _config(run_dir: pathlib.Path) -> dict[str, Any] | None:
     return yaml.safe_load(path.read_text()) if path.is_file() else None
 
 
+def settings(config: Mapping[str, Any] | None) -> list[str]:
+    """Report lines for the choices that change what a result means: the precision it trained
+    in, and each variant's initialisation and regularisers."""
+    if not config:
+        return []
+    dtype = config.get("train", {}).get("compute_dtype", "float32")
+    lines = [f"- precision: {dtype} forward and backward passes" + (
+        "; float32 parameters, optimizer state, BatchNorm statistics and loss"
+        if dtype != "float32" else "")]
+    for variant in config.get("variants", []):
+        model = variant.get("model", {})
+        parts = [f"init {model.get('init', 'reference')}"]
+        if model.get("zero_init_residual") is not None:
+            parts.append(f"zero_init_residual {str(model['zero_init_residual']).lower()}")
+        if model.get("drop_path"):
+            parts.append(f"drop-path {model['drop_path']} (linear over depth)")
+        if model.get("dropout"):
+            parts.append(f"dropout {model['dropout']} before the head")
+        lines.append(f"- {variant.get('name', '?')}: {', '.join(parts)}")
+    return lines
+
+
 def results(run_dir: pathlib.Path) -> list[dict[str, Any]]:
     """The ``result.json`` of every run of ``config.yaml``'s variants and seeds (every run on
     disk when there is no ``config.yaml``), in the config's variant order."""
@@ -207,7 +229,7 @@ def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
         f"# {run_dir.name}", "",
         *[f"- command: `{c}`" for c in commands if c.strip()],
         f"- report built: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}",
-        *provenance.describe(found), "",
+        *provenance.describe(found), *settings(_config(run_dir)), "",
         table(rows), "",
         "Test accuracy after the last epoch; best epoch: the highest seed-averaged validation "
         "accuracy (test accuracy when there is no validation split). MACs are "

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 from flax import nnx
 
 from jaxconv import functional as F
+from jaxconv import nnx as jnn
 from jaxconv.blocks import _parts as P
 from jaxconv.blocks import init as block_init
 from jaxconv.blocks import registry
@@ -38,6 +41,10 @@ class ConvNet(nnx.Module):
       num_classes: classifier outputs.
       in_features: input image channels.
       rngs: ``nnx.Rngs`` with ``params`` (and ``dropout`` when ``spec.dropout > 0``).
+      dtype: compute dtype of every layer (``None``: float32); e.g. ``jnp.bfloat16`` with
+        float32 parameters is mixed precision. The logits come out in this dtype.
+      param_dtype: storage dtype of the parameters (``None``: float32). BatchNorm running
+        statistics stay float32.
 
     >>> spec = ModelSpec.from_dict({"stages": [{"block": "basic", "width": 16}]})
     >>> ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(0))(
@@ -46,7 +53,7 @@ class ConvNet(nnx.Module):
     """
 
     def __init__(self, spec: ModelSpec, *, num_classes: int, in_features: int,
-                 rngs: nnx.Rngs):
+                 rngs: nnx.Rngs, dtype: Any = None, param_dtype: Any = None):
         P.check_positive("ConvNet", num_classes=num_classes, in_features=in_features)
         # Parameters and dropout masks draw from separate streams, so switching dropout or
         # drop-path on or off leaves every initial weight as it was.
@@ -61,6 +68,7 @@ class ConvNet(nnx.Module):
         self.head = nnx.Linear(width, num_classes, rngs=rngs)
         if spec.init == "reference":
             self._reference_init(rngs.params())
+        jnn.set_dtypes(self, dtype, param_dtype)
 
     def _reference_init(self, key: jax.Array) -> None:
         """Each block by its family's scheme; the stem and classifier by the first stage's."""

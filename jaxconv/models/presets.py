@@ -11,6 +11,8 @@ closest to the budget (0.1M, 0.3M or 1M parameters; all within 11%).
 
 from __future__ import annotations
 
+from typing import Any
+
 from flax import nnx
 
 from jaxconv.blocks import registry
@@ -55,12 +57,14 @@ def spec(preset: str) -> ModelSpec:
     return layout(block, WIDTHS[block][list(BUDGETS).index(budget)])
 
 
-def create(preset: str, *, num_classes: int, in_features: int, rngs: nnx.Rngs) -> ConvNet:
-    """Builds a preset.
+def create(preset: str, *, num_classes: int, in_features: int, rngs: nnx.Rngs,
+           dtype: Any = None, param_dtype: Any = None) -> ConvNet:
+    """Builds a preset; ``dtype`` and ``param_dtype`` as in `ConvNet`.
 
     >>> model = nnx.eval_shape(lambda: create("bottleneck-0.1m", num_classes=10, in_features=1,
     ...                                       rngs=nnx.Rngs(0)))
     >>> len(model.blocks)
     6
     """
-    return ConvNet(spec(preset), num_classes=num_classes, in_features=in_features, rngs=rngs)
+    return ConvNet(spec(preset), num_classes=num_classes, in_features=in_features, rngs=rngs,
+                   dtype=dtype, param_dtype=param_dtype)

@@ -2,6 +2,7 @@
 
 from jaxconv.nnx.layers import Conv, ConvTranspose, DepthwiseConv, Pointwise, SeparableConv
 from jaxconv.nnx.pooling import AvgPool, GlobalAvgPool, GlobalMaxPool, MaxPool
+from jaxconv.nnx.precision import set_dtypes
 
 __all__ = ["AvgPool", "Conv", "ConvTranspose", "DepthwiseConv", "GlobalAvgPool", "GlobalMaxPool",
-           "MaxPool", "Pointwise", "SeparableConv"]
+           "MaxPool", "Pointwise", "SeparableConv", "set_dtypes"]

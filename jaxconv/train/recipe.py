@@ -12,6 +12,7 @@ import optax
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear", "onecycle", "constant")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,9 @@ class Recipe:
       compile_options: the training step's compile options: ``"auto"`` (time XLA's defaults
         and jaxconv's tuned options on the real step once per model and machine, keep the
         faster; see `jaxconv.train.options`), ``"default"`` or ``"tuned"``.
+      compute_dtype: ``"float32"`` or ``"bfloat16"``: the dtype the forward and backward passes
+        run in (mixed precision). Parameters, optimizer state and BatchNorm statistics stay
+        float32 and the loss is computed in float32 either way.
       steps_per_call: training steps per compiled call (one ``lax.scan``; 0: chosen from the
         measured step time, see `jaxconv.train.loop.steps_per_call`). Metrics, logs and
         divergence checks stay per step; checkpoints fall between calls.
@@ -61,11 +65,13 @@ class Recipe:
     log_every: int = 10
     compile_options: str = "auto"
     steps_per_call: int = 0
+    compute_dtype: str = "float32"
 
     def __post_init__(self):
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("compile_options", self.compile_options, ("auto", "default", "tuned"))
+        _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

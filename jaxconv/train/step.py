@@ -24,6 +24,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxconv import nnx as jnn
 from jaxconv.data.augment import augment, normalize
 from jaxconv.functional import cpu
 from jaxconv.train.recipe import Recipe
@@ -108,6 +109,9 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     names them.
     """
     model = nnx.clone(model)
+    compute = jnp.dtype(recipe.compute_dtype)
+    if recipe.compute_dtype != "float32":
+        jnn.set_dtypes(model, compute, jnp.float32)
     model.train()
     train_def, _, _ = nnx.split(model, nnx.Param, ...)
     model.eval()
@@ -125,14 +129,14 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     def loss_fn(logits, labels):
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes),
                                       recipe.label_smoothing)
-        return optax.softmax_cross_entropy(logits, targets).mean()
+        return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
 
     def train(state: TrainState, images, labels):
         x = images
         if augmenting:
             x = augment(jax.random.fold_in(state.key, state.step), x,
                         crop_padding=recipe.crop_padding, flip=recipe.flip)
-        x = normalize(x, mean, std)
+        x = normalize(x, mean, std).astype(compute)
 
         module = nnx.merge(train_def, state.params, state.rest)
 
@@ -153,7 +157,7 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
 
     def evaluate(state: TrainState, images, labels, weight):
         module = nnx.merge(eval_def, state.params, state.rest)
-        logits = module(normalize(images, mean, std))
+        logits = module(normalize(images, mean, std).astype(compute)).astype(jnp.float32)
         losses = optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, num_classes))
         correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
         return {"loss": jnp.sum(losses * weight), "correct": jnp.sum(correct * weight),

@@ -207,7 +207,8 @@ def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys):
 @pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/fashion_mnist/"
                                     "bottlenecks.yaml", "configs/fashion_mnist/width_sweep.yaml",
                                     "configs/fashion_mnist/recipe.yaml",
-                                    "configs/cifar10/bottlenecks.yaml"])
+                                    "configs/cifar10/bottlenecks.yaml",
+                                    "configs/mixed_precision.yaml"])
 def test_shipped_configs_are_valid_and_say_how_to_run_them(config):
     import pathlib
 
@@ -217,6 +218,21 @@ def test_shipped_configs_are_valid_and_say_how_to_run_them(config):
     assert any("jaxconv run" in line for line in header)
     assert any("2 CPU cores" in line for line in header)
     assert loaded.variants and loaded.seeds
+
+
+def test_the_report_says_how_a_mixed_precision_config_trains():
+    import pathlib
+
+    from jaxconv.experiment import report
+
+    path = pathlib.Path(__file__).parents[2] / "configs/mixed_precision.yaml"
+    lines = report.settings(yaml.safe_load(path.read_text()))
+    assert lines[0].startswith("- precision: bfloat16 forward and backward passes; float32 "
+                               "parameters")
+    assert lines[1] == "- convnext: init reference, drop-path 0.1 (linear over depth)"
+    assert experiment.load(path).train.compute_dtype == "bfloat16"
+    assert report.settings({"variants": [{"name": "a", "model": {}}]}) == [
+        "- precision: float32 forward and backward passes", "- a: init reference"]
 
 
 def test_every_command_says_what_it_does_with_an_example(capsys):

@@ -1,0 +1,94 @@
+"""bfloat16 against float32 training steps on this machine: whole steps, then one conv.
+
+Run: ``.venv/bin/python experiments/bench_precision.py [PRESET ...]``. The training step is the
+one `jaxconv.train.fit` compiles (batch 128 of 28x28x1, SGD with Nesterov momentum) with
+``compute_dtype`` float32 and then bfloat16 (parameters, optimizer state and loss in float32 in
+both); the conv rows time a dense 3x3 conv's forward and both gradients alone, to show where
+the difference comes from. Medians over alternating repeats after warm-up; ratios are
+bf16 time / fp32 time from the same run (above 1: bfloat16 is slower).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxconv import environment, models
+from jaxconv import functional as F
+from jaxconv.functional import cpu
+from jaxconv.train import Recipe
+from jaxconv.train import step as S
+
+BATCH = 128
+DTYPES = ("float32", "bfloat16")
+
+
+def train_step(model, dtype: str):
+    recipe = Recipe(batch_size=BATCH, compute_dtype=dtype)
+    steps = S.build(model, recipe, steps_per_epoch=100, num_classes=10, mean=np.zeros(1),
+                    std=np.ones(1))
+    state = steps.init(model, 0)
+
+    def run(images, labels):
+        nonlocal state
+        state, metrics = steps.train(state, images, labels)
+        return metrics["loss"]
+
+    return run
+
+
+def conv_step(dtype: str):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((BATCH, 28, 28, 32)), dtype)
+    k = jnp.asarray(rng.standard_normal((3, 3, 32, 64)) * 0.1, dtype)
+    grad = jax.jit(jax.grad(lambda a, b: jnp.sum(F.conv(a, b).astype(jnp.float32) ** 2),
+                            argnums=(0, 1)))
+    return lambda *_: grad(x, k)
+
+
+def median_seconds(run, args, repeats: int = 4) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(run(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def compare(label: str, runs: dict, args) -> None:
+    for run in runs.values():
+        for _ in range(3):
+            jax.block_until_ready(run(*args))
+    seconds = {name: [] for name in runs}
+    for _ in range(5):
+        for name, run in runs.items():
+            seconds[name].append(median_seconds(run, args))
+    fp32, bf16 = (float(np.median(seconds[d])) for d in DTYPES)
+    print(f"| {label} | {fp32 * 1e3:.0f} | {bf16 * 1e3:.0f} | {bf16 / fp32:.2f} |")
+
+
+def main(presets: list[str]) -> None:
+    environment.start_command([sys.executable, *sys.argv])
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.integers(0, 256, (BATCH, 28, 28, 1), dtype=np.uint8))
+    labels = jnp.asarray(rng.integers(0, 10, BATCH, dtype=np.int32))
+    flags = sorted(f for f in cpu.features() if "bf16" in f or "amx" in f or "avx512" in f)
+    print(f"CPU: {cpu.model()} ({cpu.isa()}; bf16-related flags: {', '.join(flags) or 'none'}); "
+          f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s)")
+    print("| step | fp32 (ms) | bf16 (ms) | bf16 / fp32 |")
+    print("|---|---:|---:|---:|")
+    for preset in presets:
+        model = models.create(preset, num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+        compare(f"{preset} train step, batch {BATCH}",
+                {d: train_step(model, d) for d in DTYPES}, (images, labels))
+    compare(f"3x3 conv 32->64 on {BATCH}x28x28, forward + both gradients",
+            {d: conv_step(d) for d in DTYPES}, ())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["bottleneck-0.3m", "inverted_residual-0.3m"])
