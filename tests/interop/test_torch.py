@@ -1,0 +1,160 @@
+"""PyTorch weights in: outputs equal PyTorch's after `jaxconv.interop.torch.load`."""
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jaxconv.nnx as jn
+from jaxconv.interop import torch as interop
+
+torch = pytest.importorskip("torch")
+tnn = torch.nn
+
+
+def _first(x):
+    """Channels-last NumPy -> PyTorch's channels-first tensor."""
+    return torch.from_numpy(np.moveaxis(x, -1, 1).copy())
+
+
+def _last(y):
+    return np.moveaxis(y.detach().numpy(), 1, -1)
+
+
+def _input(rank, channels, seed=0, size=9):
+    r = np.random.default_rng(seed)
+    return r.standard_normal((2, *(size,) * rank, channels)).astype(np.float32)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize(("stride", "dilation", "groups", "bias"), [
+    (1, 1, 1, True), (2, 2, 2, False), (1, 1, 6, True)])
+def test_conv(rank, stride, dilation, groups, bias):
+    torch.manual_seed(rank)
+    source = getattr(tnn, f"Conv{rank}d")(6, 12, 3, stride=stride, padding=1, dilation=dilation,
+                                          groups=groups, bias=bias)
+    target = jn.Conv(6, 12, (3,) * rank, strides=stride, padding=1, kernel_dilation=dilation,
+                     feature_group_count=groups, use_bias=bias, rngs=nnx.Rngs(0))
+    assert interop.load(target, source) is target
+    x = _input(rank, 6)
+    chex.assert_trees_all_close(np.asarray(target(jnp.asarray(x))), _last(source(_first(x))),
+                                atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize(("stride", "padding", "output_padding", "dilation", "groups"), [
+    (2, 1, 1, 1, 1), (3, 0, 2, 1, 2), (2, 1, 0, 2, 1)])
+def test_conv_transpose(rank, stride, padding, output_padding, dilation, groups):
+    torch.manual_seed(rank)
+    source = getattr(tnn, f"ConvTranspose{rank}d")(
+        4, 6, 3, stride=stride, padding=padding, output_padding=output_padding,
+        dilation=dilation, groups=groups)
+    target = jn.ConvTranspose(4, 6, (3,) * rank, strides=stride, padding=padding,
+                              output_padding=output_padding, kernel_dilation=dilation,
+                              feature_group_count=groups, rngs=nnx.Rngs(0))
+    interop.load(target, source)
+    x = _input(rank, 4, size=5)
+    chex.assert_trees_all_close(np.asarray(target(jnp.asarray(x))), _last(source(_first(x))),
+                                atol=1e-5, rtol=1e-5)
+
+
+def test_batchnorm_linear_layernorm_and_flax_layers():
+    torch.manual_seed(0)
+    bn = tnn.BatchNorm2d(5)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    bn.eval()
+    target = nnx.BatchNorm(5, use_running_average=True, rngs=nnx.Rngs(0))
+    x = _input(2, 5)
+    chex.assert_trees_all_close(np.asarray(interop.load(target, bn)(jnp.asarray(x))),
+                                _last(bn(_first(x))), atol=1e-5, rtol=1e-5)
+    linear = tnn.Linear(5, 3)
+    dense = interop.load(nnx.Linear(5, 3, rngs=nnx.Rngs(0)), linear)
+    v = np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32)
+    chex.assert_trees_all_close(np.asarray(dense(jnp.asarray(v))),
+                                linear(torch.from_numpy(v)).detach().numpy(), atol=1e-6)
+    norm = tnn.LayerNorm(5)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2)
+    flax_norm = interop.load(nnx.LayerNorm(5, epsilon=1e-5, rngs=nnx.Rngs(0)), norm)
+    chex.assert_trees_all_close(np.asarray(flax_norm(jnp.asarray(v))),
+                                norm(torch.from_numpy(v)).detach().numpy(), atol=1e-5)
+    conv = tnn.Conv2d(5, 4, 3, padding=1)
+    flax_conv = interop.load(nnx.Conv(5, 4, (3, 3), padding=1, rngs=nnx.Rngs(0)), conv)
+    chex.assert_trees_all_close(np.asarray(flax_conv(jnp.asarray(x))), _last(conv(_first(x))),
+                                atol=1e-5, rtol=1e-5)
+
+
+class TorchNet(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = tnn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
+        self.bn = tnn.BatchNorm2d(8)
+        self.depthwise = tnn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+        self.pointwise = tnn.Conv2d(8, 16, 1)
+        self.squeeze = tnn.Conv2d(16, 4, 1, bias=False)
+        self.up = tnn.ConvTranspose2d(4, 4, 2, stride=2)
+        self.head = tnn.Linear(4, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        x = self.squeeze(torch.relu(self.pointwise(self.depthwise(x))))
+        return self.head(self.up(x).mean(dim=(2, 3)))
+
+
+class JaxNet(nnx.Module):
+    def __init__(self, rngs):
+        self.stem = jn.Conv(3, 8, (3, 3), strides=2, padding=1, use_bias=False, rngs=rngs)
+        self.bn = nnx.BatchNorm(8, use_running_average=True, rngs=rngs)
+        self.separable = jn.SeparableConv(8, 16, (3, 3), padding=1, rngs=rngs)
+        self.squeeze = jn.Pointwise(16, 4, use_bias=False, rngs=rngs)
+        self.up = jn.ConvTranspose(4, 4, (2, 2), strides=2, padding=0, rngs=rngs)
+        self.head = nnx.Linear(4, 10, rngs=rngs)
+
+    def __call__(self, x):
+        x = nnx.relu(self.bn(self.stem(x)))
+        x = self.squeeze(nnx.relu(self.separable(x)))
+        return self.head(self.up(x).mean(axis=(1, 2)))
+
+
+def test_a_whole_net_pairs_modules_in_definition_order():
+    torch.manual_seed(0)
+    source = TorchNet()
+    with torch.no_grad():
+        source.bn.running_mean.uniform_(-1, 1)
+        source.bn.running_var.uniform_(0.5, 2)
+    source.eval()
+    target = interop.load(JaxNet(nnx.Rngs(0)), source)
+    x = _input(2, 3, size=16)
+    chex.assert_trees_all_close(np.asarray(target(jnp.asarray(x))),
+                                source(_first(x)).detach().numpy(), atol=1e-5, rtol=1e-5)
+
+
+def test_mismatches_name_both_paths_and_copy_nothing():
+    target = JaxNet(nnx.Rngs(0))
+    before = np.asarray(target.stem.kernel[...]).copy()
+    source = TorchNet()
+    source.pointwise = tnn.Conv2d(8, 32, 1)
+    with pytest.raises(ValueError, match=r"separable: pointwise_kernel has shape \(8, 16\) but "
+                                         r"pointwise \(Conv2d\) gives \(8, 32\)"):
+        interop.load(target, source)
+    np.testing.assert_array_equal(np.asarray(target.stem.kernel[...]), before)
+    source = TorchNet()
+    source.head = tnn.Conv1d(4, 10, 1)
+    with pytest.raises(ValueError, match=r"head \(Linear, linear\) cannot take the weights of "
+                                         r"head \(Conv1d\)"):
+        interop.load(target, source)
+    with pytest.raises(ValueError, match=r"Conv has bias but Conv2d \(Conv2d\) has none"):
+        interop.load(jn.Conv(3, 8, (3, 3), rngs=nnx.Rngs(0)), TorchNet().stem)
+    with pytest.raises(ValueError, match=r"modules with weights the target lacks: 1 \(Linear\)"):
+        interop.load(nnx.List([JaxNet(nnx.Rngs(0)).stem]), tnn.Sequential(
+            tnn.Conv2d(3, 8, 3, bias=False), tnn.Linear(2, 2)))
+    with pytest.raises(ValueError, match=r"flax\.nnx\.ConvTranspose"):
+        interop.load(nnx.ConvTranspose(4, 4, (2, 2), rngs=nnx.Rngs(0)),
+                     tnn.ConvTranspose2d(4, 4, 2))
+    with pytest.raises(ValueError, match="PReLU"):
+        interop.load(target, tnn.Sequential(tnn.PReLU()))
