@@ -6,8 +6,8 @@ and six MobileNetV2 inverted residuals (1x1 expand x4, depthwise 3x3, 1x1 linear
 residual only at equal shape). Both end in global average pooling and a linear classifier.
 
 The JAX nets take the conv class as an argument, so the same code builds the net from
-``jaxconv.nnx.Conv`` or from ``flax.nnx.Conv``; the PyTorch twin has the same layers and the
-same parameter count (printed by the benchmark).
+``jaxconv.nnx.Conv`` or from ``flax.nnx.Conv``; the PyTorch twin is the same function: with its
+weights copied across (`jaxconv.interop.torch.load`) it gives the same outputs.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def _blocks(name: str):
 
 class _ConvBN(nnx.Module):
     def __init__(self, conv_cls, cin, cout, kernel, strides=1, groups=1, *, rngs):
-        self.conv = conv_cls(cin, cout, (kernel, kernel), strides, padding="SAME",
+        # PyTorch's kernel // 2 on every side (SAME would pad a stride-2 3x3 only below)
+        self.conv = conv_cls(cin, cout, (kernel, kernel), strides, padding=kernel // 2,
                              feature_group_count=groups, use_bias=False, rngs=rngs)
         self.norm = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
 

@@ -23,10 +23,25 @@ def test_jaxconv_and_flax_nets_have_the_same_parameters_and_outputs(name):
 
 
 @pytest.mark.parametrize("name", sorted(nets.NETS))
-def test_pytorch_twin_has_the_same_parameter_count(name):
-    pytest.importorskip("torch")
-    model = nnx.eval_shape(lambda: nets.Net(name, jnnx.Conv, rngs=nnx.Rngs(0)))
-    assert nets.param_count(nets.torch_net(name)) == nets.param_count(model)
+def test_pytorch_twin_is_the_same_function(name):
+    torch = pytest.importorskip("torch")
+    from jaxconv.interop import torch as interop
+
+    torch.manual_seed(0)
+    twin = nets.torch_net(name)
+    for module in twin.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+    twin.eval()
+    model = interop.load(nets.Net(name, jnnx.Conv, rngs=nnx.Rngs(0)), twin)
+    model.eval()
+    assert nets.param_count(twin) == nets.param_count(model)
+    x = np.random.default_rng(0).standard_normal((2, 28, 28, 1)).astype(np.float32)
+    want = twin(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).detach().numpy()
+    chex.assert_trees_all_close(np.asarray(model(jnp.asarray(x))), want, atol=1e-4, rtol=1e-4)
 
 
 def test_jax_step_updates_parameters_and_lowers_the_loss_on_a_fixed_batch():
