@@ -426,9 +426,10 @@ _CHUNK_BYTES = 1 << 20
 
 
 def _chunk(batch: int, image_bytes: int) -> int:
-    """The largest divisor of ``batch`` whose images fit in `_CHUNK_BYTES` (at least 1)."""
+    """The largest divisor of ``batch`` whose images fit in `_CHUNK_BYTES` (at least 1; the
+    whole batch when it is empty)."""
     fit = max(1, _CHUNK_BYTES // max(1, image_bytes))
-    return max(d for d in range(1, min(batch, fit) + 1) if batch % d == 0)
+    return max((d for d in range(1, min(batch, fit) + 1) if batch % d == 0), default=batch)
 
 
 def _shift_input_grad(dy: Array, kernel: Array, spec: ConvSpec) -> Array | None:
@@ -489,7 +490,7 @@ def _shift_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Ar
     dk0 = jnp.zeros((taps, spec.out_channels), acc_dtype)
     batch = x.shape[0]
     # per-chunk work grows with the taps: 3x3 measured best at 1 MiB of input, 7x7 at 1/4 of it
-    chunk = _chunk(batch, x[0].size * x.dtype.itemsize * multiplier * taps // 9)
+    chunk = _chunk(batch, math.prod(x.shape[1:]) * x.dtype.itemsize * multiplier * taps // 9)
     if chunk == batch:
         dk, dx = step(dk0, x, dy)
     else:

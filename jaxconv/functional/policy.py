@@ -141,6 +141,10 @@ def choose(
     if not isinstance(impl, str):
         raise TypeError(f"impl={impl!r} must be 'auto', 'autotune', a formulation name or a "
                         "callable")
+    if impl in ("auto", "autotune") and spec.input_shape[0] == 0:
+        plan = Plan(op, "xla", "an empty batch: nothing to compute or to time", backend,
+                    spec.shape_class, able, spec)
+        return table["xla"].compute, plan
     if impl == "autotune" or (impl == "auto" and autotune.enabled()):
         name, reason = autotune.fastest(op, table, spec, able, backend, dtype,
                                         kernel_shape or spec.kernel_shape)

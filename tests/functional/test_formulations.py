@@ -294,3 +294,20 @@ def test_canonical_gradients_stay_fast_inside_scan():
     hlo = jax.jit(steps).lower(k, x).compile().as_text()
     convs = [line for line in hlo.splitlines() if " convolution(" in line]
     assert convs and all("dim_labels=b01f_01io->b01f" in line for line in convs), convs
+
+
+@pytest.mark.parametrize(("kernel_shape", "args"), [
+    ((3, 3, 1, 4), dict(feature_group_count=4)), ((1, 1, 4, 6), {}),
+    ((3, 3, 4, 6), dict(strides=2)), ((3, 3, 2, 6), dict(feature_group_count=2))])
+def test_an_empty_batch_goes_through_every_formulation_with_gradients(kernel_shape, args):
+    x, k = jnp.zeros((0, 8, 8, 4)), jnp.ones(kernel_shape)
+    for impl in [*F.CONV, "auto"]:
+        try:
+            F.plan(x.shape, k.shape, impl=impl, **args)
+        except ValueError:
+            continue
+        y = F.conv(x, k, impl=impl, **args)
+        dx, dk = jax.grad(lambda a, b, i=impl: F.conv(a, b, impl=i, **args).sum(),
+                          argnums=(0, 1))(x, k)
+        assert y.shape[0] == 0 and dx.shape == x.shape, impl
+        np.testing.assert_array_equal(dk, np.zeros(kernel_shape), err_msg=impl)
