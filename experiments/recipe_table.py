@@ -9,6 +9,7 @@ trial's ``config.yaml`` (what it changed against ``recipe-baseline``) and its fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import sys
@@ -16,6 +17,13 @@ import sys
 import yaml
 
 from jaxconv.experiment import report
+from jaxconv.models import ModelSpec
+from jaxconv.train import Recipe
+
+#: What a key missing from an older trial's config meant: the default of its day and of now.
+DEFAULTS = {**{f"train.{f.name}": f.default for f in dataclasses.fields(Recipe)},
+            **{f"model.{f.name}": f.default for f in dataclasses.fields(ModelSpec)
+               if f.default is not dataclasses.MISSING}}
 
 
 def _settings(folder: pathlib.Path) -> dict:
@@ -37,8 +45,8 @@ def rows(results: pathlib.Path) -> list[str]:
         if not runs:
             continue
         settings = _settings(folder)
-        change = ", ".join(f"{k}={v}" for k, v in settings.items() if baseline.get(k) != v) \
-            or "(baseline)"
+        change = ", ".join(f"{k}={v}" for k, v in settings.items()
+                           if baseline.get(k, DEFAULTS.get(k)) != v) or "(baseline)"
         for r in runs:
             val = [h["val_accuracy"] for h in r["history"]]
             best = max(range(len(val)), key=val.__getitem__)
