@@ -12,6 +12,14 @@ from jaxconv.functional import _checks
 from jaxconv.typing import Array, Shape
 
 
+def frozen(value: Any) -> Any:
+    """Lists (padding pairs, strides) as tuples: a layer's attributes must hash, so that its
+    GraphDef can be a static argument of ``jax.jit``."""
+    if isinstance(value, list | tuple):
+        return tuple(frozen(v) for v in value)
+    return value
+
+
 def kernel_size_tuple(kernel_size: int | Sequence[int], layer: str) -> Shape:
     """Flax's rule: an int kernel size means a 1-D convolution."""
     if isinstance(kernel_size, bool):

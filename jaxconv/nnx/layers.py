@@ -44,6 +44,17 @@ def _operands(layer: nnx.Module, inputs: Array, name: str) -> tuple[Array, Array
     return layer.promote_dtype((inputs, kernel, bias), dtype=layer.dtype)
 
 
+def _store(layer: nnx.Module, args: Mapping[str, Any]) -> None:
+    """Keeps each op argument as its own hashable attribute; `_op_args` reads them back at call
+    time, so changing one after construction (``layer.padding = ...``) takes effect."""
+    for name, value in args.items():
+        setattr(layer, name, _args.frozen(value))
+
+
+def _op_args(layer: nnx.Module) -> dict[str, Any]:
+    return {name: getattr(layer, name) for name in type(layer).op_args}
+
+
 def _padding_reach(padding: Any) -> int:
     """The largest explicit padding amount in ``padding`` (0 for a padding name)."""
     if isinstance(padding, str) or padding is None:
@@ -92,6 +103,9 @@ class Conv(nnx.Module):
     (1, 64, 64, 32)
     """
 
+    op_args = ("strides", "padding", "padding_mode", "input_dilation", "kernel_dilation",
+               "feature_group_count", "precision", "preferred_element_type")
+
     def __init__(
         self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
         strides: IntOrSeq | None = 1, *, padding: PaddingLike = "SAME",
@@ -108,13 +122,13 @@ class Conv(nnx.Module):
     ):
         size = _args.kernel_size_tuple(kernel_size, "Conv")
         kernel_shape = (*size, in_features // max(feature_group_count, 1), out_features)
-        self.conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
-                              input_dilation=input_dilation, kernel_dilation=kernel_dilation,
-                              feature_group_count=feature_group_count, precision=precision,
-                              preferred_element_type=preferred_element_type)
+        conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
+                         input_dilation=input_dilation, kernel_dilation=kernel_dilation,
+                         feature_group_count=feature_group_count, precision=precision,
+                         preferred_element_type=preferred_element_type)
         impl = conv_general_dilated if conv_general_dilated is not lax.conv_general_dilated \
             else impl
-        _validate("conv", kernel_shape, in_features, impl, **self.conv_args)
+        _validate("conv", kernel_shape, in_features, impl, **conv_args)
         _args.check_mask(mask, kernel_shape, "Conv")
         self.kernel_shape = kernel_shape
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
@@ -129,11 +143,12 @@ class Conv(nnx.Module):
         self.preferred_element_type, self.padding_mode = preferred_element_type, padding_mode
         self.impl = impl
         self.data_format = _args.data_format(data_format, "Conv")
+        _store(self, conv_args)
 
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         inputs, kernel, bias = _operands(self, inputs, "Conv")
-        return F.conv(inputs, kernel, bias, impl=self.impl, **self.conv_args)
+        return F.conv(inputs, kernel, bias, impl=self.impl, **_op_args(self))
 
 
 class Pointwise(nnx.Module):
@@ -200,6 +215,8 @@ class DepthwiseConv(nnx.Module):
     (2, 16, 16, 8)
     """
 
+    op_args = ("strides", "padding", "padding_mode", "kernel_dilation", "precision")
+
     def __init__(
         self, in_features: int, kernel_size: int | Sequence[int], strides: IntOrSeq | None = 1,
         *, depth_multiplier: int = 1, padding: PaddingLike = "SAME",
@@ -216,9 +233,9 @@ class DepthwiseConv(nnx.Module):
         multiplier = _checks.positive_int("depth_multiplier", depth_multiplier)
         out_features = in_features * multiplier
         kernel_shape = (*size, 1, out_features)
-        self.conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
-                              kernel_dilation=kernel_dilation, precision=precision)
-        _validate("depthwise_conv", kernel_shape, in_features, impl, **self.conv_args)
+        conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
+                         kernel_dilation=kernel_dilation, precision=precision)
+        _validate("depthwise_conv", kernel_shape, in_features, impl, **conv_args)
         _args.check_mask(mask, kernel_shape, "DepthwiseConv")
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
@@ -228,11 +245,12 @@ class DepthwiseConv(nnx.Module):
         self.use_bias, self.dtype, self.param_dtype = use_bias, dtype, param_dtype
         self.promote_dtype, self.impl = promote_dtype, impl
         self.data_format = _args.data_format(data_format, "DepthwiseConv")
+        _store(self, conv_args)
 
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         inputs, kernel, bias = _operands(self, inputs, "DepthwiseConv")
-        return F.depthwise_conv(inputs, kernel, bias, impl=self.impl, **self.conv_args)
+        return F.depthwise_conv(inputs, kernel, bias, impl=self.impl, **_op_args(self))
 
 
 class SeparableConv(nnx.Module):
@@ -245,6 +263,8 @@ class SeparableConv(nnx.Module):
     >>> SeparableConv(8, 32, (3, 3), rngs=nnx.Rngs(0))(jnp.ones((2, 16, 16, 8))).shape
     (2, 16, 16, 32)
     """
+
+    op_args = ("strides", "padding", "padding_mode", "kernel_dilation", "precision")
 
     def __init__(
         self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
@@ -261,9 +281,9 @@ class SeparableConv(nnx.Module):
         size = _args.kernel_size_tuple(kernel_size, "SeparableConv")
         middle = in_features * _checks.positive_int("depth_multiplier", depth_multiplier)
         depthwise_shape = (*size, 1, middle)
-        self.conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
-                              kernel_dilation=kernel_dilation, precision=precision)
-        _validate("depthwise_conv", depthwise_shape, in_features, impl, **self.conv_args)
+        conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
+                         kernel_dilation=kernel_dilation, precision=precision)
+        _validate("depthwise_conv", depthwise_shape, in_features, impl, **conv_args)
         no_metadata: Mapping[str, Any] = {}
         self.depthwise_kernel = _param(depthwise_init, rngs, depthwise_shape, param_dtype,
                                        no_metadata)
@@ -277,6 +297,7 @@ class SeparableConv(nnx.Module):
         self.dtype, self.param_dtype, self.promote_dtype, self.impl = \
             dtype, param_dtype, promote_dtype, impl
         self.data_format = _args.data_format(data_format, "SeparableConv")
+        _store(self, conv_args)
 
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
@@ -286,7 +307,7 @@ class SeparableConv(nnx.Module):
         inputs, dk, pk, bias = self.promote_dtype(
             (inputs, self.depthwise_kernel[...], self.pointwise_kernel[...], bias),
             dtype=self.dtype)
-        return F.separable_conv(inputs, dk, pk, bias, impl=self.impl, **self.conv_args)
+        return F.separable_conv(inputs, dk, pk, bias, impl=self.impl, **_op_args(self))
 
 
 class ConvTranspose(nnx.Module):
@@ -299,6 +320,9 @@ class ConvTranspose(nnx.Module):
     >>> ConvTranspose(16, 8, (3, 3), strides=2, rngs=nnx.Rngs(0))(jnp.ones((1, 7, 7, 16))).shape
     (1, 14, 14, 8)
     """
+
+    op_args = ("strides", "padding", "output_padding", "kernel_dilation",
+               "feature_group_count", "precision", "preferred_element_type")
 
     def __init__(
         self, in_features: int, out_features: int, kernel_size: int | Sequence[int],
@@ -318,10 +342,10 @@ class ConvTranspose(nnx.Module):
             raise ValueError(f"ConvTranspose: feature_group_count={groups} does not divide "
                              f"out_features={out_features}")
         kernel_shape = (*size, out_features // groups, in_features)
-        self.conv_args = dict(strides=strides, padding=padding, output_padding=output_padding,
-                              kernel_dilation=kernel_dilation, feature_group_count=groups,
-                              precision=precision, preferred_element_type=preferred_element_type)
-        _validate("conv_transpose", kernel_shape, in_features, impl, **self.conv_args)
+        conv_args = dict(strides=strides, padding=padding, output_padding=output_padding,
+                         kernel_dilation=kernel_dilation, feature_group_count=groups,
+                         precision=precision, preferred_element_type=preferred_element_type)
+        _validate("conv_transpose", kernel_shape, in_features, impl, **conv_args)
         _args.check_mask(mask, kernel_shape, "ConvTranspose")
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
@@ -332,8 +356,9 @@ class ConvTranspose(nnx.Module):
             param_dtype
         self.promote_dtype, self.impl = promote_dtype, impl
         self.data_format = _args.data_format(data_format, "ConvTranspose")
+        _store(self, conv_args)
 
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         inputs, kernel, bias = _operands(self, inputs, "ConvTranspose")
-        return F.conv_transpose(inputs, kernel, bias, impl=self.impl, **self.conv_args)
+        return F.conv_transpose(inputs, kernel, bias, impl=self.impl, **_op_args(self))

@@ -22,20 +22,22 @@ class _Pool(nnx.Module):
 
     def __init__(self, window_shape: IntOrSeq, strides: IntOrSeq | None = None,
                  padding: PaddingLike = "VALID", *, padding_mode: str = "zeros",
-                 window_dilation: IntOrSeq | None = 1, data_format: str = "channels_last",
-                 **extra: Any):
+                 window_dilation: IntOrSeq | None = 1, data_format: str = "channels_last"):
         name = type(self).__name__
         self.window_shape = tuple(pooling.window_shape_tuple(name, window_shape))
-        self.strides, self.padding, self.padding_mode = strides, padding, padding_mode
-        self.window_dilation = window_dilation
+        self.strides, self.padding = _args.frozen(strides), _args.frozen(padding)
+        self.padding_mode, self.window_dilation = padding_mode, _args.frozen(window_dilation)
         self.data_format = _args.data_format(data_format, name)
-        self.pool_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
-                              window_dilation=window_dilation, **extra)
+
+    def _extra(self) -> dict[str, Any]:
+        return {}
 
     def __call__(self, inputs: Array) -> Array:
         rank = len(self.window_shape)
         x = _args.to_channels_last(inputs, rank, self.data_format, type(self).__name__)
-        y = type(self).op(x, self.window_shape, **self.pool_args)
+        y = type(self).op(x, self.window_shape, self.strides, self.padding,
+                          padding_mode=self.padding_mode, window_dilation=self.window_dilation,
+                          **self._extra())
         return _args.from_channels_last(y, rank, self.data_format)
 
 
@@ -63,9 +65,11 @@ class AvgPool(_Pool):
                  window_dilation: IntOrSeq | None = 1, count_include_pad: bool = True,
                  data_format: str = "channels_last"):
         super().__init__(window_shape, strides, padding, padding_mode=padding_mode,
-                         window_dilation=window_dilation, data_format=data_format,
-                         count_include_pad=count_include_pad)
+                         window_dilation=window_dilation, data_format=data_format)
         self.count_include_pad = count_include_pad
+
+    def _extra(self) -> dict[str, Any]:
+        return {"count_include_pad": self.count_include_pad}
 
 
 class _GlobalPool(nnx.Module):

@@ -57,3 +57,38 @@ def test_an_unknown_data_format_names_the_value():
         jn.Conv(4, 6, (3, 3), data_format="NCHW", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="data_format='NCHW'"):
         jl.Conv(6, (3, 3), data_format="NCHW").init(jax.random.key(0), jnp.ones((1, 4, 5, 5)))
+
+
+HASHABLE = {
+    **{name: (lambda make=make: make("channels_last")) for name, make in NNX.items()},
+    "Conv with list padding": lambda: jn.Conv(4, 6, (3, 3), padding=[[1, 1], [0, 2]],
+                                              rngs=nnx.Rngs(0)),
+    "MaxPool": lambda: jn.MaxPool((2, 2), strides=[2, 2]),
+    "AvgPool": lambda: jn.AvgPool((3, 3), padding=[[1, 1], [1, 1]], count_include_pad=False),
+    "GlobalAvgPool": lambda: jn.GlobalAvgPool(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HASHABLE))
+def test_graphdef_hashes_and_serves_as_a_static_jit_argument(name):
+    layer = HASHABLE[name]()
+    graphdef, state = nnx.split(layer)
+    hash(graphdef)
+    x = _input("Conv1D" if name == "Conv1D" else name)
+
+    @jax.jit
+    def run(state, x):
+        return nnx.merge(graphdef, state)(x)
+
+    static = jax.jit(lambda g, s, a: nnx.merge(g, s)(a), static_argnums=0)
+    want = layer(x)
+    chex.assert_trees_all_close(static(graphdef, state, x), want, atol=1e-5, rtol=1e-5)
+    chex.assert_trees_all_close(run(state, x), want, atol=1e-5, rtol=1e-5)
+
+
+def test_changing_an_argument_after_construction_takes_effect():
+    layer = jn.Conv(4, 6, (3, 3), rngs=nnx.Rngs(0))
+    x = _input("Conv")
+    assert layer(x).shape == (2, 9, 7, 6)
+    layer.padding = "VALID"
+    assert layer(x).shape == (2, 7, 5, 6)
