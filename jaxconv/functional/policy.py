@@ -37,9 +37,22 @@ class PolicyRow:
                 and (self.when is None or self.when(spec)))
 
 
+#: The largest im2col tensor the ``narrow -> patches`` row accepts: 64 MiB, a hundred times
+#: what it was measured on (batch 128 of 28x28 with 9 taps: 3.6 MB).
+PATCHES_MAX_BYTES = 64 << 20
+
+
+def patch_bytes(spec: ConvSpec) -> int:
+    """Bytes of the float32 im2col tensor ``patches`` builds: one patch per output pixel."""
+    pixels = 1
+    for n in spec.output_shape[:-1]:
+        pixels *= n
+    return 4 * pixels * spec.patch_size
+
+
 #: Rows for forward convolutions (conv, pointwise, depthwise and the separable parts).
 CONV_POLICY: tuple[PolicyRow, ...] = (
-    PolicyRow(ANY, "pointwise", "matmul",
+    PolicyRow("cpu", "pointwise", "matmul",
               "a 1x..x1 kernel without groups or input dilation is a matmul over channels; "
               "dot_general skips the convolution machinery (CPU, experiments/bench_ops.py, "
               "batch 64, 32x32, 128->128, forward+backward: 48.0 ms vs 151.8 ms)"),
@@ -55,7 +68,9 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "XLA's CPU conv handles few input channels poorly, its kernel gradient most; "
               "im2col + matmul measured (experiments/bench_ops.py, batch 128, 28x28x1->32, 3x3, "
               "forward+backward) 2.5 ms vs 20.3 ms; 18.3 ms vs 34.1 ms at 32x32x3->32 (forward "
-              "and kernel gradient), but 2.2x slower at 8 input channels"),
+              "and kernel gradient), but 2.2x slower at 8 input channels; measured on 2-D "
+              "images only, with patch tensors of at most a few MB",
+              when=lambda spec: spec.rank == 2 and patch_bytes(spec) <= PATCHES_MAX_BYTES),
     PolicyRow("cpu", "dense", "row_taps",
               "jaxlib 0.10 hands 2-D convs to YNNPACK, which on this CPU class (no AVX-512) "
               "runs them far slower than XLA's own, and takes no 1-D conv; the row taps along "

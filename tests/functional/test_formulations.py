@@ -89,6 +89,10 @@ def test_auto_picks_patches_only_for_narrow_dense_convs(monkeypatch):
     assert F.plan((8, 32, 32, 3), (3, 3, 3, 32)).shape_class == "narrow"
     assert F.plan((8, 28, 28, 8), (3, 3, 8, 32)).shape_class == "dense"
     assert F.plan((8, 28, 28, 8), (3, 3, 8, 32)).impl == "canonical"
+    # measured on 2-D images with small patch tensors, and applied only there
+    assert F.plan((8, 100, 3), (5, 3, 16)).impl != "patches"
+    assert F.plan((8, 16, 16, 16, 1), (3, 3, 3, 1, 8)).impl != "patches"
+    assert F.plan((512, 224, 224, 3), (3, 3, 3, 64)).impl != "patches"
 
 
 DEPTH_TAPS = [
@@ -164,6 +168,9 @@ def test_auto_policy_on_cpu_and_elsewhere():
     assert F.plan((8, 16, 16, 32), (3, 3, 8, 32), feature_group_count=4).impl == "split"
     gpu = F.plan((8, 16, 16, 32), (3, 3, 8, 32), feature_group_count=4, backend="gpu")
     assert gpu.impl == "xla" and "no faster formulation is known" in gpu.reason
+    # the 1x1 matmul row was measured on CPU only
+    assert F.plan((8, 16, 16, 64), (1, 1, 64, 32)).impl == "matmul"
+    assert F.plan((8, 16, 16, 64), (1, 1, 64, 32), backend="gpu").impl == "xla"
     # every CPU row's reason quotes the benchmark that justified it
     reason = F.plan((8, 16, 16, 32), (7, 7, 1, 32), op="depthwise_conv").reason
     assert "experiments/bench_ops.py" in reason and "at 7x7" in reason
