@@ -18,6 +18,7 @@ from flax import nnx
 
 from jaxconv import functional as F
 from jaxconv import nnx as jnn
+from jaxconv.nnx import layers
 
 #: The leaf layers the summary reports a row for.
 LEAF_TYPES: tuple[type, ...] = (jnn.Conv, jnn.Pointwise, jnn.DepthwiseConv, jnn.SeparableConv,
@@ -45,7 +46,7 @@ def layer_cost(module: nnx.Module, in_shape: Sequence[int],
     out_elems = math.prod(out_shape)
     if isinstance(module, jnn.Conv):
         k = tuple(module.kernel.shape)
-        plan = F.plan(in_shape, k, op="conv", impl=_impl(module), **module.conv_args)
+        plan = F.plan(in_shape, k, op="conv", impl=_impl(module), **layers.op_args(module))
         return LayerCost(plan.impl, k, out_elems * math.prod(k[:-1]))
     if isinstance(module, jnn.Pointwise):
         k = tuple(module.kernel.shape)
@@ -54,17 +55,19 @@ def layer_cost(module: nnx.Module, in_shape: Sequence[int],
         return LayerCost(plan.impl, k, out_elems * k[0])
     if isinstance(module, jnn.DepthwiseConv):
         k = tuple(module.kernel.shape)
-        plan = F.plan(in_shape, k, op="depthwise_conv", impl=_impl(module), **module.conv_args)
+        plan = F.plan(in_shape, k, op="depthwise_conv", impl=_impl(module),
+                      **layers.op_args(module))
         return LayerCost(plan.impl, k, out_elems * math.prod(k[:-2]))
     if isinstance(module, jnn.SeparableConv):
         dk, pk = tuple(module.depthwise_kernel.shape), tuple(module.pointwise_kernel.shape)
-        plan = F.plan(in_shape, dk, op="depthwise_conv", impl=_impl(module), **module.conv_args)
+        plan = F.plan(in_shape, dk, op="depthwise_conv", impl=_impl(module),
+                      **layers.op_args(module))
         middle = math.prod(out_shape[:-1]) * dk[-1]
         return LayerCost(f"{plan.impl}+matmul", dk + pk,
                          middle * math.prod(dk[:-2]) + out_elems * pk[0])
     if isinstance(module, jnn.ConvTranspose):
         k = tuple(module.kernel.shape)
-        plan = F.plan(in_shape, k, op="conv_transpose", impl=module.impl, **module.conv_args)
+        plan = F.plan(in_shape, k, op="conv_transpose", impl=module.impl, **layers.op_args(module))
         return LayerCost(plan.impl, k, math.prod(in_shape) * math.prod(k[:-2]) * k[-2])
     if isinstance(module, nnx.Linear):
         k = tuple(module.kernel.shape)

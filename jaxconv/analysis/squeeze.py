@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from jaxconv import nnx as jnn
+from jaxconv.analysis import _wrap
 from jaxconv.typing import Array
 
 
@@ -121,16 +122,6 @@ def squeezing_layers(model: nnx.Module) -> Iterator[tuple[tuple, jnn.Pointwise]]
             yield path, module
 
 
-def _replace(model: nnx.Module, path: tuple, new: nnx.Module) -> None:
-    parent = model
-    for key in path[:-1]:
-        parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-    if isinstance(path[-1], int):
-        parent[path[-1]] = new
-    else:
-        setattr(parent, path[-1], new)
-
-
 def retention(model: nnx.Module, images: Array, *, batch_size: int = 256,
               random_draws: int = 8, seed: int = 0) -> list[RetentionRow]:
     """One `RetentionRow` per squeezing 1x1 (`Pointwise` with ``C_out < C_in``) of ``model``.
@@ -154,7 +145,7 @@ def retention(model: nnx.Module, images: Array, *, batch_size: int = 256,
     recorders = []
     for path, layer in list(squeezing_layers(copy)):
         recorder = _Moments(layer)
-        _replace(copy, path, recorder)
+        _wrap.replace(copy, path, recorder)
         recorders.append((".".join(str(p) for p in path), recorder))
     for start in range(0, len(images), batch_size):
         jax.block_until_ready(copy(images[start:start + batch_size]))

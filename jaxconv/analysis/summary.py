@@ -2,23 +2,23 @@
 
 The forward pass is traced abstractly (`jax.eval_shape`, nothing is computed; an abstract model
 from `flax.nnx.eval_shape` works too) on a copy of the model in eval mode; while it runs, the
-``__call__`` of each leaf layer type is wrapped to record its input and output shapes. Each
-layer's XLA FLOPs come from lowering that layer alone (`jax.stages.Lowered.cost_analysis`, no
-compilation). See `jaxconv.analysis.costs` for the two
+leaf layers of that copy stand behind wrappers that record their input and output shapes (no
+class is patched). Each layer's XLA FLOPs come from lowering that layer alone
+(`jax.stages.Lowered.cost_analysis`, no compilation). See `jaxconv.analysis.costs` for the two
 FLOP conventions.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv.analysis import _wrap
 from jaxconv.analysis.costs import LEAF_TYPES, layer_cost, n_params
 
 
@@ -86,30 +86,15 @@ def _shape(shape: Sequence[int]) -> str:
     return "x".join(map(str, shape))
 
 
-@contextlib.contextmanager
-def _recording(model: nnx.Module) -> Iterator[list]:
-    """Records ``(path, input, output)`` (abstract arrays) for every leaf layer call of
-    ``model``."""
-    paths = {id(m): p for p, m in nnx.iter_modules(model) if isinstance(m, LEAF_TYPES)}
-    records: list = []
-    originals = {cls: cls.__call__ for cls in LEAF_TYPES}
-
-    def wrap(original):
-        def call(self, x, *args, **kwargs):
-            y = original(self, x, *args, **kwargs)
-            if id(self) in paths:
-                records.append((paths[id(self)], jax.ShapeDtypeStruct(x.shape, x.dtype),
+def _watch(model: nnx.Module, records: list) -> None:
+    """Replaces every leaf layer of ``model`` (a throwaway copy) by a `Watched` that appends
+    ``(path, input, output)`` as abstract arrays to ``records``."""
+    for path, module in list(nnx.iter_modules(model)):
+        if isinstance(module, LEAF_TYPES):
+            def seen(x, y, path=path):
+                records.append((path, jax.ShapeDtypeStruct(x.shape, x.dtype),
                                 jax.ShapeDtypeStruct(y.shape, y.dtype)))
-            return y
-        return call
-
-    try:
-        for cls, original in originals.items():
-            cls.__call__ = wrap(original)
-        yield records
-    finally:
-        for cls, original in originals.items():
-            cls.__call__ = original
+            _wrap.replace(model, path, _wrap.Watched(module, seen))
 
 
 def _xla_flops(module: nnx.Module, x: jax.ShapeDtypeStruct) -> float:
@@ -139,10 +124,8 @@ def summary(model: nnx.Module, input_shape: Sequence[int], *, batch: int = 1,
 
     def forward(state, x):
         merged = nnx.merge(graphdef, state)
-        with _recording(merged) as calls:
-            y = merged(x)
-        records.extend(calls)
-        return y
+        _watch(merged, records)
+        return merged(x)
 
     jax.eval_shape(forward, state, x)
     modules = dict(nnx.iter_modules(model))

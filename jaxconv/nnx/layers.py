@@ -45,13 +45,14 @@ def _operands(layer: nnx.Module, inputs: Array, name: str) -> tuple[Array, Array
 
 
 def _store(layer: nnx.Module, args: Mapping[str, Any]) -> None:
-    """Keeps each op argument as its own hashable attribute; `_op_args` reads them back at call
+    """Keeps each op argument as its own hashable attribute; `op_args` reads them back at call
     time, so changing one after construction (``layer.padding = ...``) takes effect."""
     for name, value in args.items():
         setattr(layer, name, _args.frozen(value))
 
 
-def _op_args(layer: nnx.Module) -> dict[str, Any]:
+def op_args(layer: nnx.Module) -> dict[str, Any]:
+    """The keyword arguments the layer passes to its `jaxconv.functional` op."""
     return {name: getattr(layer, name) for name in type(layer).op_args}
 
 
@@ -148,7 +149,7 @@ class Conv(nnx.Module):
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         inputs, kernel, bias = _operands(self, inputs, "Conv")
-        return F.conv(inputs, kernel, bias, impl=self.impl, **_op_args(self))
+        return F.conv(inputs, kernel, bias, impl=self.impl, **op_args(self))
 
 
 class Pointwise(nnx.Module):
@@ -250,7 +251,7 @@ class DepthwiseConv(nnx.Module):
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         inputs, kernel, bias = _operands(self, inputs, "DepthwiseConv")
-        return F.depthwise_conv(inputs, kernel, bias, impl=self.impl, **_op_args(self))
+        return F.depthwise_conv(inputs, kernel, bias, impl=self.impl, **op_args(self))
 
 
 class SeparableConv(nnx.Module):
@@ -307,7 +308,7 @@ class SeparableConv(nnx.Module):
         inputs, dk, pk, bias = self.promote_dtype(
             (inputs, self.depthwise_kernel[...], self.pointwise_kernel[...], bias),
             dtype=self.dtype)
-        return F.separable_conv(inputs, dk, pk, bias, impl=self.impl, **_op_args(self))
+        return F.separable_conv(inputs, dk, pk, bias, impl=self.impl, **op_args(self))
 
 
 class ConvTranspose(nnx.Module):
@@ -361,4 +362,4 @@ class ConvTranspose(nnx.Module):
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         inputs, kernel, bias = _operands(self, inputs, "ConvTranspose")
-        return F.conv_transpose(inputs, kernel, bias, impl=self.impl, **_op_args(self))
+        return F.conv_transpose(inputs, kernel, bias, impl=self.impl, **op_args(self))

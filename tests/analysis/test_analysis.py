@@ -110,3 +110,22 @@ def test_summary_of_a_transposed_conv():
     row = summary(Up(), (5, 5, 8)).rows[0]
     assert row.output_shape == (1, 10, 10, 4) and row.macs == 5 * 5 * 8 * 9 * 4
     assert jnp.dtype("float32").itemsize * 400 == row.activation_bytes
+
+
+def test_summary_patches_no_class_while_it_records():
+    from jaxconv import nnx as jnn
+    from jaxconv.analysis import summary
+
+    original, seen = jnn.Conv.__call__, []
+
+    class Probe(nnx.Module):
+        def __init__(self):
+            self.conv = jnn.Conv(1, 2, (3, 3), rngs=nnx.Rngs(0))
+
+        def __call__(self, x):
+            seen.append(jnn.Conv.__call__ is original)
+            return self.conv(x)
+
+    rows = summary(Probe(), (8, 8, 1)).rows
+    assert [r.path for r in rows] == ["conv"] and rows[0].output_shape == (1, 8, 8, 2)
+    assert seen and all(seen)
