@@ -24,7 +24,7 @@ import jax
 import yaml
 from flax import nnx
 
-from jaxconv import analysis, data, environment, models, train
+from jaxconv import analysis, data, models, train
 from jaxconv.experiment import provenance, report, trained
 from jaxconv.experiment.config import ConfigError, ExperimentConfig
 from jaxconv.train import step as S
@@ -112,8 +112,9 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
         log: Callable[[str], None] = print, plan_only: bool = False) -> pathlib.Path | None:
     """Trains every variant × seed not yet finished, then writes the report.
 
-    Adds `jaxconv.environment`'s XLA flags when called before JAX has started its backends
-    (``jaxconv run`` starts with them); ``command.txt`` records the settings in effect.
+    Leaves the process's environment as it is (``jaxconv run`` starts with
+    `jaxconv.environment`'s settings; a program calling this sets its own); ``command.txt``
+    records the settings in effect.
 
     Args:
       plan_only: print the plan (with a measured step per design) and stop; nothing is written.
@@ -121,7 +122,6 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     Returns:
       The path of ``report.md`` (``None`` with ``plan_only``).
     """
-    environment.apply_xla_flags()  # only takes effect while JAX has not started
     for key in ("GLIBC_TUNABLES", "XLA_FLAGS"):
         if os.environ.get(key):
             command = f"{key}={shlex.quote(os.environ[key])} {command}"

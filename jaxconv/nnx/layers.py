@@ -183,7 +183,8 @@ class Pointwise(nnx.Module):
         groups = _checks.positive_int("feature_group_count", feature_group_count)
         kernel_shape = (in_features // groups, out_features)
         rank = 1 if isinstance(self.strides, int) else len(self.strides)
-        F.plan((1, *(1,) * rank, in_features), kernel_shape, op="pointwise", impl=impl,
+        F.plan((1, *(1,) * rank, in_features), kernel_shape, op="pointwise",
+               impl="xla" if callable(impl) or impl in ("auto", "autotune") else impl,
                strides=self.strides, feature_group_count=groups)
         self.feature_group_count = groups
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)

@@ -246,3 +246,16 @@ def test_every_command_says_what_it_does_with_an_example(capsys):
     for name, sub in verbs.items():
         text = " ".join(sub.format_help().split())
         assert f"Example: jaxconv {name} " in text, name
+
+
+def test_a_library_run_leaves_the_process_environment_alone(tmp_path, monkeypatch):
+    import os
+
+    from jaxconv import environment
+
+    monkeypatch.setattr(environment, "backends_started", lambda: False)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    config = experiment.load(write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1])))
+    experiment.run(config, command="test", progress=False, log=lambda line: None,
+                   plan_only=True)
+    assert "XLA_FLAGS" not in os.environ

@@ -92,3 +92,15 @@ def test_changing_an_argument_after_construction_takes_effect():
     assert layer(x).shape == (2, 9, 7, 6)
     layer.padding = "VALID"
     assert layer(x).shape == (2, 7, 5, 6)
+
+
+def test_building_a_pointwise_layer_never_times_anything(monkeypatch):
+    from jaxconv.functional import autotune
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a layer's constructor ran the autotuner")
+
+    monkeypatch.setenv("JAXCONV_AUTOTUNE", "1")
+    monkeypatch.setattr(autotune, "fastest", refuse)
+    jn.Pointwise(4, 6, rngs=nnx.Rngs(0))
+    jn.Pointwise(4, 6, strides=(2, 2), impl="autotune", rngs=nnx.Rngs(0))
