@@ -67,10 +67,23 @@ class FitResult:
         return max(self.history, key=lambda r: r[key])["epoch"]
 
 
-def channel_stats(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std of the (whole) training set, in [0, 1] units."""
-    pixels = ds.images.reshape(-1, ds.images.shape[-1]).astype(np.float64) / 255.0
-    return pixels.mean(0).astype(np.float32), np.maximum(pixels.std(0), 1e-3).astype(np.float32)
+def channel_stats(ds: Dataset, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the (whole) training set, in [0, 1] units.
+
+    Sums run over ``chunk`` images at a time in float64, so the memory used beyond the dataset
+    is a chunk's, not a float64 copy of every image (376 MB for Fashion-MNIST, 1.2 GB for
+    CIFAR-10).
+    """
+    channels = ds.images.shape[-1]
+    total, squares, count = np.zeros(channels), np.zeros(channels), 0
+    for start in range(0, len(ds.images), chunk):
+        pixels = ds.images[start:start + chunk].reshape(-1, channels).astype(np.float64) / 255.0
+        total += pixels.sum(0)
+        squares += np.square(pixels).sum(0)
+        count += len(pixels)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
 def evaluate(steps: S.Steps, state: S.TrainState, ds: Dataset, batch_size: int,

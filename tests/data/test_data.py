@@ -205,3 +205,22 @@ def test_labels_outside_the_classes_are_refused(tmp_path):
                                              r"12 at index 7"):
         data.load("mnist", "test", data_dir=tmp_path)
     assert len(data.load("mnist", "train", data_dir=tmp_path)) == 20
+
+
+def test_channel_stats_match_numpy_without_a_float64_copy_of_the_set():
+    import tracemalloc
+
+    from jaxconv import train
+
+    r = np.random.default_rng(0)
+    images = r.integers(0, 256, (20_000, 28, 28, 3), dtype=np.uint8)      # 47 MB
+    ds = datasets.Dataset("test", "train", images, np.zeros(len(images), np.int32), 10)
+    tracemalloc.start()
+    train.channel_stats(ds)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100e6, peak            # a float64 copy of the set alone is 376 MB
+    small = images[:500].reshape(-1, 3).astype(np.float64) / 255
+    small_ds = datasets.Dataset("test", "train", images[:500], np.zeros(500, np.int32), 10)
+    np.testing.assert_allclose(train.channel_stats(small_ds, chunk=64),
+                               (small.mean(0), small.std(0)), rtol=1e-6)
