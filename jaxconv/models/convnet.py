@@ -46,6 +46,7 @@ class ConvNet(nnx.Module):
       param_dtype: storage dtype of the parameters (``None``: float32). BatchNorm running
         statistics stay float32.
 
+    >>> import jax.numpy as jnp
     >>> spec = ModelSpec.from_dict({"stages": [{"block": "basic", "width": 16}]})
     >>> ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(0))(
     ...     jnp.ones((2, 28, 28, 1))).shape

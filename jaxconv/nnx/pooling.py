@@ -44,6 +44,7 @@ class _Pool(nnx.Module):
 class MaxPool(_Pool):
     """Max pooling over ``len(window_shape)`` spatial dims (`jaxconv.functional.max_pool`).
 
+    >>> import jax.numpy as jnp
     >>> MaxPool((2, 2), strides=(2, 2))(jnp.ones((1, 8, 8, 3))).shape
     (1, 4, 4, 3)
     """
@@ -54,6 +55,7 @@ class MaxPool(_Pool):
 class AvgPool(_Pool):
     """Average pooling (`jaxconv.functional.avg_pool`); ``count_include_pad`` as there.
 
+    >>> import jax.numpy as jnp
     >>> AvgPool((3, 3), padding="SAME", count_include_pad=False)(jnp.ones((1, 8, 8, 3))).shape
     (1, 8, 8, 3)
     """
