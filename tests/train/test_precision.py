@@ -45,8 +45,9 @@ def test_a_bfloat16_run_follows_the_float32_loss_curve(tmp_path):
 
 
 def test_set_dtypes_makes_a_model_compute_in_bfloat16_with_float32_parameters():
-    model = models.create("convnext-0.1m", num_classes=10, in_features=1, rngs=nnx.Rngs(0),
-                          dtype=jnp.bfloat16)
+    spec = models.layout("convnext", 8, depth=1)
+    model = models.ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(0),
+                           dtype=jnp.bfloat16)
     x = jnp.ones((2, 8, 8, 1), jnp.bfloat16)
     with jax.numpy_dtype_promotion("strict"):
         logits = nnx.jit(lambda m: m(x))(model)
@@ -54,15 +55,16 @@ def test_set_dtypes_makes_a_model_compute_in_bfloat16_with_float32_parameters():
     assert logits.dtype == jnp.bfloat16
     assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
     assert {p.dtype for p in jax.tree.leaves(nnx.state(model))} == {jnp.dtype(jnp.float32)}
-    reference = models.create("convnext-0.1m", num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+    reference = models.ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(0))
     np.testing.assert_allclose(np.asarray(logits, np.float32),
                                nnx.jit(lambda m: m(x.astype(jnp.float32)))(reference),
                                atol=0.1, rtol=0.1)
 
 
 def test_param_dtype_casts_parameters_but_not_batchnorm_statistics():
-    model = models.create("bottleneck-0.1m", num_classes=10, in_features=1, rngs=nnx.Rngs(0),
-                          dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    model = models.ConvNet(models.layout("bottleneck", 8, depth=1), num_classes=10,
+                           in_features=1, rngs=nnx.Rngs(0), dtype=jnp.bfloat16,
+                           param_dtype=jnp.bfloat16)
     assert {p.dtype for p in jax.tree.leaves(nnx.state(model, nnx.Param))} == \
         {jnp.dtype(jnp.bfloat16)}
     assert {s.dtype for s in jax.tree.leaves(nnx.state(model, nnx.BatchStat))} == \
