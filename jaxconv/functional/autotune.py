@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxconv.functional import cpu
 from jaxconv.functional.formulations import ConvSpec, Formulation
 
 CACHE_ENV = "JAXCONV_AUTOTUNE_CACHE"
@@ -43,7 +44,17 @@ def cache_path() -> Path:
 
 
 def _key(backend: str, op: str, spec: ConvSpec, dtype: Any) -> str:
-    return f"{backend}|{op}|{jnp.dtype(dtype).name}|{spec!r}"
+    """What a timing depends on besides the call: the backend, on CPU the instruction-set
+    class (the same conv's fastest formulation changed with AVX-512), and jaxlib's version."""
+    machine = f"{cpu.model()} {cpu.isa()}" if backend == "cpu" else backend
+    return (f"{backend}|{machine}|jaxlib {jaxlib_version()}|{op}|{jnp.dtype(dtype).name}|"
+            f"{spec!r}")
+
+
+def jaxlib_version() -> str:
+    import jaxlib
+
+    return jaxlib.__version__
 
 
 def _load(path: Path) -> dict[str, dict[str, Any]]:

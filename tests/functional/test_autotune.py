@@ -83,3 +83,18 @@ def test_autotune_refuses_another_backend(cache):
     other = "gpu" if jax.default_backend() == "cpu" else "cpu"
     with pytest.raises(ValueError, match=f"not backend='{other}'"):
         F.plan(x, k, impl="autotune", backend=other)
+
+
+def test_the_cache_key_names_the_cpu_class_and_jaxlib(cache, monkeypatch):
+    from jaxconv.functional import cpu
+
+    x, k = _inputs()
+    F.plan(x, k, impl="autotune")
+    (key,) = json.loads(cache.read_text())
+    assert cpu.isa() in key and f"jaxlib {autotune.jaxlib_version()}" in key
+    # a CPU of another class measures again instead of reading this machine's winner
+    other = "avx2" if cpu.isa() == "avx512" else "avx512"
+    monkeypatch.setattr(cpu, "isa", lambda: other)
+    monkeypatch.setattr(autotune, "_memory", {})
+    F.plan(x, k, impl="autotune")
+    assert len(json.loads(cache.read_text())) == 2
