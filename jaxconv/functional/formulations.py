@@ -398,6 +398,14 @@ def _padded_view(x: Array, offset, spec: ConvSpec) -> Array:
                      (1, *spec.strides, 1))
 
 
+def _accumulator(dtype) -> Any:
+    """float32 for floats narrower than 32 bits (their products are exact there), the dtype
+    itself otherwise (integers included)."""
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 32:
+        return jnp.float32
+    return dtype
+
+
 def _shift_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     # The padded copy is written once, with the input's producer (say BatchNorm + ReLU) fused
     # in; reading the taps straight from the input would make XLA recompute that producer
@@ -409,7 +417,7 @@ def _shift_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     w = kernel.reshape((-1, *(1,) * (x.ndim - 1), spec.out_channels))
     # bf16 products are exact in f32; summing the taps there and rounding once keeps a 7x7
     # tap sum as accurate as XLA's conv (which also accumulates in f32).
-    acc = jnp.float32 if jnp.finfo(x.dtype).bits < 32 else x.dtype
+    acc = _accumulator(x.dtype)
     y = None
     for index, offset in _taps(spec):
         term = _padded_view(x, offset, spec).astype(acc) * w[index].astype(acc)
@@ -470,7 +478,7 @@ def _shift_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Ar
     once per tap, so XLA fuses ``dy``'s producer into it and recomputes that once per tap. The
     loop's inputs are written once, and each chunk's taps read from cache.
     """
-    acc_dtype = jnp.float32 if jnp.finfo(dy.dtype).bits < 32 else dy.dtype
+    acc_dtype = _accumulator(dy.dtype)
     axes = tuple(range(x.ndim - 1))
     taps = math.prod(spec.kernel_shape[:-2])
     multiplier = spec.out_channels // spec.in_channels
@@ -483,7 +491,8 @@ def _shift_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Ar
             (dxc,) = input_vjp(dc)
         xp = _zero_pad(xc, spec.padding)
         xp = jnp.repeat(xp, multiplier, axis=-1) if multiplier > 1 else xp
-        sums = jnp.stack([jnp.sum((_padded_view(xp, offset, chunk_spec) * dc).astype(acc_dtype),
+        wide = dc.astype(acc_dtype)
+        sums = jnp.stack([jnp.sum(_padded_view(xp, offset, chunk_spec).astype(acc_dtype) * wide,
                                   axis=axes) for _, offset in _taps(spec)])
         return dk + sums, dxc
 

@@ -64,6 +64,11 @@ def _prepare(op: str, x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None
                 f"{op}: spatial dim {dim} has {n} positions and padding ({low}, {high}), fewer "
                 f"than the window's reach of {r}; use a smaller window_shape or window_dilation, "
                 "or pad")
+    if fill == "zeros" and any(p >= r for pair, r in zip(pads, reach) for p in pair):
+        raise ValueError(
+            f"{op}: padding={padding!r} gives {pads}, and a pad as wide as the window's reach "
+            f"{reach} leaves windows that see only padding (no value to pool); pads must be "
+            "smaller than the reach in every spatial dim")
     if fill != "zeros":
         flat, pads = P.apply_fill(flat, pads, fill), ((0, 0),) * rank
     geometry = dict(

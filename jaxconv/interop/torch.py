@@ -22,6 +22,12 @@ pair has been checked. Strides, padding and the other settings that do not show 
 shape are the caller's to match (``jaxconv.nnx.ConvTranspose`` takes PyTorch's integer padding
 as it is; ``flax.nnx.ConvTranspose``'s kernel means something else and is refused).
 
+Two conversions are not in the weights, and stay the caller's: a ``Flatten`` before a ``Linear``
+orders features ``C, H, W`` in PyTorch and ``H, W, C`` channels-last, so such a ``Linear`` loads
+but computes something else; and BatchNorm's ``momentum`` means the opposite in the two (PyTorch's
+0.1 is Flax's 0.9), which matters only for further training. Modules are recognised by class
+name (``Conv2d``, ``BatchNorm1d``, ...); subclasses with other names are refused.
+
 PyTorch is not a dependency of jaxconv: ``source`` only needs to be a ``torch.nn.Module``.
 """
 
@@ -179,6 +185,7 @@ def _pair(kind: str, layer: Any, sources: list[tuple[str, Any]], tpath: str) -> 
                 _check(lambda t=tensor: t.shape, getattr(layer, name).shape, name, tpath, sdesc)
                 writes.append((getattr(layer, name), tensor))
         return _Copy(writes)
+    _check_conv_settings(layer, source, tpath, sdesc)
     if kind == "linear":
         kernel = weight.T
     elif kind == "pointwise":
@@ -190,6 +197,25 @@ def _pair(kind: str, layer: Any, sources: list[tuple[str, Any]], tpath: str) -> 
         kernel = np.moveaxis(weight, (0, 1), (-1, -2))
     _check(lambda: kernel.shape, layer.kernel.shape, "kernel", tpath, sdesc)
     return _Copy([(layer.kernel, kernel), *_bias(layer, source, tpath, sdesc)])
+
+
+def _target_groups(layer: Any) -> int | None:
+    if isinstance(layer, jnn.DepthwiseConv):
+        return layer.in_features
+    return getattr(layer, "feature_group_count", None)
+
+
+def _check_conv_settings(layer: Any, source: Any, tpath: str, sdesc: str) -> None:
+    """Channels and groups, which a kernel's shape alone does not pin down (8 -> 16 in 2 groups
+    has the kernel of 4 -> 16 in 1)."""
+    groups, target_groups = getattr(source, "groups", None), _target_groups(layer)
+    if groups is not None and target_groups is not None and groups != target_groups:
+        raise ValueError(f"{tpath} has {target_groups} group(s) but {sdesc} has groups={groups}")
+    channels, target_channels = getattr(source, "in_channels", None), \
+        getattr(layer, "in_features", None)
+    if channels is not None and target_channels is not None and channels != target_channels:
+        raise ValueError(f"{tpath} takes {target_channels} input channels but {sdesc} takes "
+                         f"{channels}")
 
 
 def _separable(layer: Any, sources: list[tuple[str, Any]], tpath: str) -> _Copy:

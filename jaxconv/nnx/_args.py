@@ -126,6 +126,11 @@ def channels_first_aware(call: Callable[[Any, Array], Array]) -> Callable[[Any, 
         if fmt == "channels_last":
             return call(self, inputs)
         rank = spatial_rank(self)
+        if rank is None:
+            raise ValueError(
+                f"{type(self).__name__}: data_format='channels_first' needs the spatial rank, "
+                "which an int stride does not give; pass one stride per spatial dim, e.g. "
+                "strides=(1, 1) for images")
         x = to_channels_last(inputs, rank, fmt, type(self).__name__)
         return from_channels_last(call(self, x), rank, fmt)
 

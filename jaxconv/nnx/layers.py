@@ -136,7 +136,7 @@ class Conv(nnx.Module):
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
                      if use_bias else nnx.data(None))
         self.in_features, self.out_features = in_features, out_features
-        self.kernel_size, self.strides, self.padding = kernel_size, strides, padding
+        self.kernel_size, self.strides, self.padding = _args.frozen(kernel_size), strides, padding
         self.input_dilation, self.kernel_dilation = input_dilation, kernel_dilation
         self.feature_group_count, self.use_bias, self.mask = feature_group_count, use_bias, mask
         self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
@@ -243,7 +243,8 @@ class DepthwiseConv(nnx.Module):
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
                      if use_bias else nnx.data(None))
         self.in_features, self.out_features = in_features, out_features
-        self.kernel_size, self.depth_multiplier, self.mask = kernel_size, multiplier, mask
+        self.kernel_size = _args.frozen(kernel_size)
+        self.depth_multiplier, self.mask = multiplier, mask
         self.use_bias, self.dtype, self.param_dtype = use_bias, dtype, param_dtype
         self.promote_dtype, self.impl = promote_dtype, impl
         self.data_format = _args.data_format(data_format, "DepthwiseConv")
@@ -293,8 +294,8 @@ class SeparableConv(nnx.Module):
                                        no_metadata)
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, no_metadata)
                      if use_bias else nnx.data(None))
-        self.in_features, self.out_features, self.kernel_size = in_features, out_features, \
-            kernel_size
+        self.in_features, self.out_features = in_features, out_features
+        self.kernel_size = _args.frozen(kernel_size)
         self.depth_multiplier, self.use_bias = depth_multiplier, use_bias
         self.dtype, self.param_dtype, self.promote_dtype, self.impl = \
             dtype, param_dtype, promote_dtype, impl
@@ -352,8 +353,8 @@ class ConvTranspose(nnx.Module):
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
                      if use_bias else nnx.data(None))
-        self.in_features, self.out_features, self.kernel_size = in_features, out_features, \
-            kernel_size
+        self.in_features, self.out_features = in_features, out_features
+        self.kernel_size = _args.frozen(kernel_size)
         self.mask, self.use_bias, self.dtype, self.param_dtype = mask, use_bias, dtype, \
             param_dtype
         self.promote_dtype, self.impl = promote_dtype, impl

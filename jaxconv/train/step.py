@@ -110,8 +110,7 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     """
     model = nnx.clone(model)
     compute = jnp.dtype(recipe.compute_dtype)
-    if recipe.compute_dtype != "float32":
-        jnn.set_dtypes(model, compute, jnp.float32)
+    jnn.set_dtypes(model, compute, jnp.float32)
     model.train()
     train_def, _, _ = nnx.split(model, nnx.Param, ...)
     model.eval()
@@ -123,6 +122,10 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     def init(module: nnx.Module, seed: int) -> TrainState:
         # Copies: the step donates its state, which must not delete the caller's arrays.
         _, params, rest = jax.tree.map(lambda x: x.copy(), nnx.split(module, nnx.Param, ...))
+        # the recipe trains float32 parameters whatever the model was built with
+        params = jax.tree.map(
+            lambda p: p.astype(jnp.float32) if jnp.issubdtype(p.dtype, jnp.floating) else p,
+            params)
         return TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32),
                           jax.random.key(seed))
 

@@ -72,3 +72,12 @@ def test_transposed_conv_honours_preferred_element_type(impl):
     y = F.conv_transpose(x, k, strides=3, padding=0, preferred_element_type=jnp.float32,
                          impl=impl)
     assert y.dtype == jnp.float32
+
+
+def test_integer_depthwise_convs_go_through_auto():
+    x = jnp.arange(2 * 6 * 6 * 4, dtype=jnp.int32).reshape(2, 6, 6, 4) % 7
+    k = jnp.arange(9 * 4, dtype=jnp.int32).reshape(3, 3, 1, 4) % 5
+    want = F.conv(x, k, feature_group_count=4, impl="xla")
+    got = F.conv(x, k, feature_group_count=4)
+    assert got.dtype == jnp.int32
+    np.testing.assert_array_equal(got, want)

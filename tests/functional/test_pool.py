@@ -151,3 +151,10 @@ def test_nnx_pools_in_channels_first_and_in_a_jitted_model():
     assert not jax.tree.leaves(nnx.state(net.pool))
     with pytest.raises(ValueError, match="data_format='NCHW'"):
         jn.MaxPool((2, 2), data_format="NCHW")
+
+
+def test_a_pad_as_wide_as_the_window_is_refused():
+    with pytest.raises(ValueError, match="windows that see only padding"):
+        F.max_pool(jnp.ones((1, 4, 1)), (2,), 1, ((2, 0),))
+    with pytest.raises(ValueError, match="windows that see only padding"):
+        F.avg_pool(jnp.ones((1, 4, 4, 1)), (3, 3), 1, 3, count_include_pad=False)

@@ -158,3 +158,11 @@ def test_mismatches_name_both_paths_and_copy_nothing():
                      tnn.ConvTranspose2d(4, 4, 2))
     with pytest.raises(ValueError, match="PReLU"):
         interop.load(target, tnn.Sequential(tnn.PReLU()))
+
+
+def test_groups_and_channels_that_the_kernel_shape_hides_are_refused():
+    with pytest.raises(ValueError, match=r"Conv has 1 group.* but Conv2d .* has groups=2"):
+        interop.load(jn.Conv(4, 16, (3, 3), rngs=nnx.Rngs(0)), tnn.Conv2d(8, 16, 3, groups=2))
+    with pytest.raises(ValueError, match=r"DepthwiseConv has 8 group.* but .* groups=1"):
+        interop.load(jn.DepthwiseConv(8, (3, 3), use_bias=False, rngs=nnx.Rngs(0)),
+                     tnn.Conv2d(1, 8, 3, bias=False))

@@ -104,3 +104,22 @@ def test_building_a_pointwise_layer_never_times_anything(monkeypatch):
     monkeypatch.setattr(autotune, "fastest", refuse)
     jn.Pointwise(4, 6, rngs=nnx.Rngs(0))
     jn.Pointwise(4, 6, strides=(2, 2), impl="autotune", rngs=nnx.Rngs(0))
+
+
+def test_channels_first_pointwise_needs_its_rank_and_then_takes_any_batch_axes():
+    with pytest.raises(ValueError, match=r"needs the spatial rank.*strides=\(1, 1\)"):
+        jn.Pointwise(4, 5, data_format="channels_first", rngs=nnx.Rngs(0))(jnp.ones((4, 4, 6)))
+    layer = jn.Pointwise(4, 5, strides=(1, 1), data_format="channels_first", rngs=nnx.Rngs(0))
+    x = _input("Conv")                                   # (2, 9, 7, 4)
+    last = jn.Pointwise(4, 5, strides=(1, 1), rngs=nnx.Rngs(0))
+    chex.assert_trees_all_close(layer(jnp.moveaxis(x[0], -1, 0)),
+                                jnp.moveaxis(last(x[0]), -1, 0))
+    stacked = jnp.stack([x, x])                          # two batch axes
+    chex.assert_trees_all_close(layer(jnp.moveaxis(stacked, -1, 2)),
+                                jnp.moveaxis(last(stacked), -1, 2))
+
+
+def test_a_list_kernel_size_still_hashes():
+    for layer in (jn.Conv(4, 6, [3, 3], rngs=nnx.Rngs(0)),
+                  jn.DepthwiseConv(4, [3, 3], rngs=nnx.Rngs(0))):
+        hash(nnx.split(layer)[0])

@@ -78,3 +78,18 @@ def test_bad_dtypes_name_the_argument():
         jnn.set_dtypes(jnn.Pointwise(2, 2, rngs=nnx.Rngs(0)), "int8")
     with pytest.raises(ValueError, match="compute_dtype: 'float16' is not one of"):
         train.Recipe(compute_dtype="float16")
+
+
+def test_training_state_is_float32_whatever_the_model_was_built_with():
+    from jaxconv.train import step as S
+
+    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=10, in_features=1,
+                           rngs=nnx.Rngs(0), dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    for dtype in ("bfloat16", "float32"):
+        steps = S.build(model, train.Recipe(compute_dtype=dtype), steps_per_epoch=10,
+                        num_classes=10, mean=np.zeros(1), std=np.ones(1))
+        state = steps.init(model, 0)
+        assert {p.dtype for p in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+        assert {p.dtype for p in jax.tree.leaves(state.opt_state)
+                if jnp.issubdtype(p.dtype, jnp.floating)} == {jnp.dtype(jnp.float32)}
+        assert steps.merge(state).head.dtype == jnp.dtype(dtype)
