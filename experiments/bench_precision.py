@@ -11,35 +11,23 @@ bf16 time / fp32 time from the same run (above 1: bfloat16 is slower).
 from __future__ import annotations
 
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_train_step import BATCH, jax_jit_step, median_rate
 from flax import nnx
 
 from jaxconv import environment, models
 from jaxconv import functional as F
 from jaxconv.functional import cpu
 from jaxconv.train import Recipe
-from jaxconv.train import step as S
 
-BATCH = 128
 DTYPES = ("float32", "bfloat16")
 
 
 def train_step(model, dtype: str):
-    recipe = Recipe(batch_size=BATCH, compute_dtype=dtype)
-    steps = S.build(model, recipe, steps_per_epoch=100, num_classes=10, mean=np.zeros(1),
-                    std=np.ones(1))
-    state = steps.init(model, 0)
-
-    def run(images, labels):
-        nonlocal state
-        state, metrics = steps.train(state, images, labels)
-        return metrics["loss"]
-
-    return run
+    return jax_jit_step(model, Recipe(batch_size=BATCH, compute_dtype=dtype))
 
 
 def conv_step(dtype: str):
@@ -52,12 +40,7 @@ def conv_step(dtype: str):
 
 
 def median_seconds(run, args, repeats: int = 4) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return BATCH / median_rate(lambda *_: run(*args), None, None, repeats)
 
 
 def compare(label: str, runs: dict, args) -> None:
