@@ -96,10 +96,12 @@ def max_pool(x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None = None,
     """
     flat, restore, geometry, _ = _prepare("max_pool", x, window_shape, strides, padding,
                                           padding_mode, window_dilation)
+    # NumPy (concrete) initial values: lax differentiates a max or sum window only when it can
+    # see that the initial value is the reduction's identity, also under jit.
     if jnp.issubdtype(flat.dtype, jnp.floating):
-        lowest = jnp.array(-jnp.inf, flat.dtype)
+        lowest = np.array(-np.inf, flat.dtype)
     else:
-        lowest = jnp.array(jnp.iinfo(flat.dtype).min, flat.dtype)
+        lowest = np.array(jnp.iinfo(flat.dtype).min, flat.dtype)
     return restore(lax.reduce_window(flat, lowest, lax.max, **geometry))
 
 
@@ -124,12 +126,12 @@ def avg_pool(x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None = None,
     flat, restore, geometry, window = _prepare("avg_pool", x, window_shape, strides, padding,
                                                padding_mode, window_dilation)
     wide = _wide(flat.dtype)
-    total = lax.reduce_window(flat.astype(wide), jnp.array(0, wide), lax.add, **geometry)
+    total = lax.reduce_window(flat.astype(wide), np.array(0, wide), lax.add, **geometry)
     if count_include_pad:
         mean = total / float(np.prod(window))
     else:
         ones = jnp.ones((1, *flat.shape[1:-1], 1), wide)
-        mean = total / lax.reduce_window(ones, jnp.array(0, wide), lax.add, **geometry)
+        mean = total / lax.reduce_window(ones, np.array(0, wide), lax.add, **geometry)
     return restore(mean.astype(flat.dtype))
 
 

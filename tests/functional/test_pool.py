@@ -158,3 +158,13 @@ def test_a_pad_as_wide_as_the_window_is_refused():
         F.max_pool(jnp.ones((1, 4, 1)), (2,), 1, ((2, 0),))
     with pytest.raises(ValueError, match="windows that see only padding"):
         F.avg_pool(jnp.ones((1, 4, 4, 1)), (3, 3), 1, 3, count_include_pad=False)
+
+
+def test_pools_differentiate_under_jit():
+    x = jnp.asarray(_input(2))
+
+    def loss(a):
+        return (F.max_pool(a, (3, 3), 2, "SAME").sum() + F.avg_pool(a, (2, 2), 1, 1).sum()
+                + F.avg_pool(a, (3, 3), padding=1, count_include_pad=False).sum())
+
+    chex.assert_trees_all_close(jax.jit(jax.grad(loss))(x), jax.grad(loss)(x), atol=1e-6)

@@ -13,7 +13,7 @@ import jaxconv.nnx as jn
 NNX = {
     "Conv": lambda f: jn.Conv(4, 6, (3, 3), strides=2, data_format=f, rngs=nnx.Rngs(0)),
     "Conv1D": lambda f: jn.Conv(4, 6, 3, data_format=f, rngs=nnx.Rngs(0)),
-    "Pointwise": lambda f: jn.Pointwise(4, 6, data_format=f, rngs=nnx.Rngs(0)),
+    "Pointwise": lambda f: jn.Pointwise(4, 6, strides=(1, 1), data_format=f, rngs=nnx.Rngs(0)),
     "DepthwiseConv": lambda f: jn.DepthwiseConv(4, (3, 3), data_format=f, rngs=nnx.Rngs(0)),
     "SeparableConv": lambda f: jn.SeparableConv(4, 5, (3, 3), data_format=f, rngs=nnx.Rngs(0)),
     "ConvTranspose": lambda f: jn.ConvTranspose(4, 3, (3, 3), strides=2, data_format=f,
@@ -21,7 +21,7 @@ NNX = {
 }
 LINEN = {
     "Conv": lambda f: jl.Conv(6, (3, 3), strides=2, data_format=f),
-    "Pointwise": lambda f: jl.Pointwise(6, data_format=f),
+    "Pointwise": lambda f: jl.Pointwise(6, strides=(1, 1), data_format=f),
     "DepthwiseConv": lambda f: jl.DepthwiseConv((3, 3), data_format=f),
     "SeparableConv": lambda f: jl.SeparableConv(5, (3, 3), data_format=f),
     "ConvTranspose": lambda f: jl.ConvTranspose(3, (3, 3), strides=2, data_format=f),
