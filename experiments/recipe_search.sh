@@ -15,14 +15,15 @@ declare -A TRIALS=(
   [smoothing-0.2]="train.label_smoothing=0.2"
   [no-flip]="train.flip=false"
   [no-translate]="train.crop_padding=0"
+  [no-augmentation]="train.flip=false train.crop_padding=0"
   [linear-decay]="train.schedule=linear"
   [batch-256]="train.batch_size=256 train.learning_rate=0.2 train.warmup_epochs=1"
   [lr-0.05]="train.learning_rate=0.05"
   [wd-0.0001]="train.weight_decay=0.0001"
   [zero-init-off]="variants[0].model.zero_init_residual=false"
 )
-ORDER=(baseline smoothing-0.2 no-flip no-translate linear-decay batch-256 lr-0.05 wd-0.0001
-       zero-init-off)
+ORDER=(baseline smoothing-0.2 no-flip no-translate no-augmentation linear-decay batch-256 lr-0.05
+       wd-0.0001 zero-init-off)
 
 for trial in "${@:-${ORDER[@]}}"; do
   if [[ -z ${TRIALS[$trial]+set} ]]; then
