@@ -242,7 +242,8 @@ def parser() -> argparse.ArgumentParser:
     ret = verb("retention", "How much of its input each squeezing 1x1 of a trained model keeps, "
                             "against the best and random projections, trained and at "
                             "initialisation",
-               "jaxconv retention runs/fashion_mnist_width_sweep --variant ratio-0.25")
+               "jaxconv retention experiments/results/fashion_mnist/width_sweep "
+               "--variant ratio-0.25")
     _trained_run_arguments(ret)
     ret.add_argument("--images", type=int, default=2000,
                      help="training images whose pixels are measured (default 2000)")

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The two Fashion-MNIST studies, seed 0 of every design first so that a partial run already
+# compares all of them, then the remaining seeds. Finished runs are skipped, so the same command
+# continues where an earlier one stopped (on this machine or, through the committed result.json
+# files, on another).
+#
+#   nohup nice -n 19 bash experiments/fashion_mnist_studies.sh > studies.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JAXCONV=${JAXCONV:-.venv/bin/jaxconv}
+for seeds in "[0]" "[0, 1, 2]"; do
+  "$JAXCONV" run configs/fashion_mnist/width_sweep.yaml --quiet --set "seeds=$seeds"
+  "$JAXCONV" run configs/fashion_mnist/bottlenecks.yaml --quiet --set "seeds=$seeds"
+done
