@@ -1,0 +1,162 @@
+"""Channel retention across the width sweep: what each squeezing 1x1 keeps, trained and at
+initialisation, against the reduction ratio.
+
+    python experiments/retention_sweep.py [RUN_DIR] [--images N]
+
+Reads every finished run of ``RUN_DIR`` (default
+``experiments/results/fashion_mnist/width_sweep``) whose checkpoints are on this machine, runs
+`jaxconv.analysis.retention` on its trained model and on the model it started from, over the
+first ``N`` training images, and writes next to the runs:
+
+- ``retention.csv``: one row per run, state (trained / initial) and squeezing 1x1;
+- ``retention.md``: per variant, the means over its squeezing 1x1s and seeds;
+- ``retention.png``: retained, optimum and random share against the reduction ratio.
+
+Runs whose checkpoints are elsewhere are left out (and named), so on another machine the files
+cover what was trained there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import pathlib
+
+import numpy as np
+import yaml
+
+from jaxconv import analysis, experiment
+from jaxconv.train.logging import atomic_write_bytes, atomic_write_text
+
+FIELDS = ["variant", "ratio", "seed", "state", *[f.name for f in
+                                                 dataclasses.fields(analysis.RetentionRow)]]
+
+
+def _ratio(variant: dict) -> float:
+    """The variant's bottleneck reduction ratio, the same in every stage of a width sweep."""
+    ratios = {float(stage.get("options", {}).get("ratio", float("nan")))
+              for stage in variant["model"]["stages"]}
+    if len(ratios) != 1:
+        raise ValueError(f"variant {variant['name']!r}: expected one reduction ratio in every "
+                         f"stage, got {sorted(ratios)}")
+    return ratios.pop()
+
+
+def measure(run_dir: pathlib.Path, images: int) -> tuple[list[dict], list[str]]:
+    """CSV rows for every finished run with checkpoints here, and the runs left out."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    rows, missing = [], []
+    for variant in config["variants"]:
+        name = variant["name"]
+        for folder in sorted((run_dir / name).glob("seed-*")):
+            seed = int(folder.name.removeprefix("seed-"))
+            if not (folder / "result.json").is_file():
+                continue
+            if not (folder / "checkpoints").is_dir():
+                missing.append(f"{name} seed {seed}")
+                continue
+            for state, initial in (("trained", False), ("initial", True)):
+                run = experiment.load_run(run_dir, name, seed, initial=initial)
+                x = run.normalize(run.dataset("train").images[:images])
+                for r in analysis.retention(run.model, x):
+                    rows.append({"variant": name, "ratio": _ratio(variant), "seed": seed,
+                                 "state": state, **dataclasses.asdict(r)})
+            print(f"{name} seed {seed}: measured", flush=True)
+    return rows, missing
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per variant and state: means over its squeezing 1x1s and seeds."""
+    out = []
+    keys = sorted({(r["ratio"], r["variant"], r["state"]) for r in rows}, reverse=True)
+    for ratio, variant, state in keys:
+        group = [r for r in rows if r["variant"] == variant and r["state"] == state]
+        means = {k: float(np.mean([r[k] for r in group]))
+                 for k in ("retained", "optimum", "random", "effective_rank")}
+        means["in_channels"] = float(np.mean([r["in_channels"] for r in group]))
+        means["out_channels"] = float(np.mean([r["out_channels"] for r in group]))
+        out.append({"variant": variant, "ratio": ratio, "state": state,
+                    "layers": len({r["path"] for r in group}),
+                    "seeds": len({r["seed"] for r in group}), **means})
+    return out
+
+
+def markdown(table: list[dict], missing: list[str], images: int) -> str:
+    lines = [f"Squeezing 1x1s of the width sweep over {images:,} training images: the share of "
+             "their input's variance that the layer keeps (retained), that the best projection "
+             "to as many channels keeps (optimum: the top principal components) and that random "
+             "projections keep (random); means over the squeezing 1x1s of a variant and its "
+             "seeds. `python experiments/retention_sweep.py` rebuilds this file.", "",
+             "| variant | state | squeezing 1x1s | seeds | mean C_in -> C_out | retained | "
+             "optimum | random | retained / optimum | effective rank of input |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for t in table:
+        lines.append(
+            f"| {t['variant']} | {t['state']} | {t['layers']} | {t['seeds']} | "
+            f"{t['in_channels']:.0f} -> {t['out_channels']:.0f} | {t['retained']:.3f} | "
+            f"{t['optimum']:.3f} | {t['random']:.3f} | {t['retained'] / t['optimum']:.3f} | "
+            f"{t['effective_rank']:.1f} |")
+    if missing:
+        lines += ["", "Not measured here (checkpoints on another machine): "
+                  + ", ".join(missing) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: list[dict], path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    styles = {"retained": ("o-", "C0"), "optimum": ("s--", "C1"), "random": ("^:", "C2")}
+    for state, alpha in (("trained", 1.0), ("initial", 0.45)):
+        part = sorted((t for t in table if t["state"] == state), key=lambda t: t["ratio"])
+        if not part:
+            continue
+        ratios = [t["ratio"] for t in part]
+        for key, (style, color) in styles.items():
+            label = key if state == "trained" else f"{key}, at initialisation"
+            ax.plot(ratios, [t[key] for t in part], style, color=color, alpha=alpha,
+                    label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("reduction ratio (inner width / block width)")
+    ax.set_ylabel("share of the 1x1's input variance kept")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", nargs="?", type=pathlib.Path,
+                        default=pathlib.Path("experiments/results/fashion_mnist/width_sweep"))
+    parser.add_argument("--images", type=int, default=2000)
+    args = parser.parse_args()
+    if args.images < 1:
+        parser.error(f"--images: {args.images} must be at least 1")
+    rows, missing = measure(args.run_dir, args.images)
+    if not rows:
+        parser.error(f"run_dir: {args.run_dir} has no finished run with its checkpoints here")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(args.run_dir / "retention.csv", text.getvalue())
+    table = summary(rows)
+    atomic_write_text(args.run_dir / "retention.md", markdown(table, missing, args.images))
+    plot(table, args.run_dir / "retention.png")
+    print(json.dumps({"runs": len({(r["variant"], r["seed"]) for r in rows}),
+                      "not_measured": missing}))
+
+
+if __name__ == "__main__":
+    main()
