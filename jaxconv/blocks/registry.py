@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any
 
 from flax import nnx
 
 from jaxconv import nnx as jnn
+from jaxconv._hints import did_you_mean
 from jaxconv.blocks.branches import ConvNeXtBlock, FireModule, InceptionBlock, MlpConv
 from jaxconv.blocks.mobile import InvertedResidual, SeparableBlock, ShuffleUnit
 from jaxconv.blocks.resnet import BasicBlock, Bottleneck, ResNeXtBlock
@@ -37,8 +37,7 @@ def names() -> list[str]:
 
 
 def _unknown(kind: str, value: str, valid: list[str], where: str = "") -> ValueError:
-    close = difflib.get_close_matches(value, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(value, valid)
     return ValueError(f"{where}{kind} {value!r} does not exist{hint}; valid: {', '.join(valid)}")
 
 

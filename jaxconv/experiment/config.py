@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import yaml
 
 from jaxconv import data as data_lib
+from jaxconv._hints import did_you_mean
 from jaxconv.models import ModelSpec, layout, presets, spec
 from jaxconv.train import Recipe
 
@@ -49,8 +49,7 @@ class ConfigError(ValueError):
 
 
 def _unknown(path: str, key: str, valid: Sequence[str]) -> ConfigError:
-    close = difflib.get_close_matches(str(key), list(valid), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(key, valid)
     where = f"{path}.{key}" if path else str(key)
     return ConfigError(f"{where}: unknown key{hint}; valid keys at {path or 'the top'}: "
                        f"{', '.join(valid)}")
@@ -108,8 +107,7 @@ def model_spec(model: Mapping[str, Any], path: str) -> ModelSpec:
     try:
         if "preset" in model:
             if model["preset"] not in presets():
-                close = difflib.get_close_matches(str(model["preset"]), presets(), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(model["preset"], presets())
                 raise ConfigError(f"{path}.preset: {model['preset']!r} is not a preset{hint}; "
                                   f"valid: {', '.join(presets())}")
             base = spec(model["preset"])

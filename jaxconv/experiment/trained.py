@@ -8,7 +8,6 @@ its BatchNorm statistics and the input normalisation it was trained with.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import pathlib
 from typing import Any
@@ -20,6 +19,7 @@ import yaml
 from flax import nnx
 
 from jaxconv import data, models, train
+from jaxconv._hints import did_you_mean
 from jaxconv.experiment import report
 from jaxconv.train import step as S
 
@@ -134,8 +134,7 @@ def _config(run_dir: pathlib.Path) -> dict[str, Any]:
 def _variant(config: dict[str, Any], variant: str, run_dir: pathlib.Path) -> dict[str, Any]:
     names = [v["name"] for v in config["variants"]]
     if variant not in names:
-        close = difflib.get_close_matches(str(variant), names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(variant, names)
         raise ValueError(f"variant: {variant!r} is not in {run_dir}{hint}; variants: "
                          f"{', '.join(names)}")
     return config["variants"][names.index(variant)]

@@ -81,6 +81,27 @@ def shapes(x_shape, kernel_shape, *, op: str, what: str = "convolution") -> tupl
     return x_shape, kernel_shape, rank
 
 
+def split_input(x_shape: Shape, rank: int) -> tuple[int, Shape, int]:
+    """``(batch, spatial, channels)`` of a checked ``(*batch, *spatial, C)`` shape, the batch
+    axes multiplied into one (as `batch_input` reshapes them)."""
+    batch = 1
+    for d in x_shape[:len(x_shape) - rank - 1]:
+        batch *= d
+    return batch, tuple(x_shape[len(x_shape) - rank - 1:-1]), x_shape[-1]
+
+
+def groups_divide_channels(op: str, groups: int, channels: int) -> None:
+    if channels % groups:
+        raise ValueError(f"{op}: feature_group_count={groups} does not divide the input's "
+                         f"{channels} channels")
+
+
+def nonempty_output(op: str, out_spatial: Shape, why: str) -> None:
+    """Refuses a conv whose output has a spatial dim of size 0; ``why`` says what made it so."""
+    if any(n < 1 for n in out_spatial):
+        raise ValueError(f"{op}: the output would be empty (spatial {out_spatial}): {why}")
+
+
 def batch_input(x: Array, rank: int) -> tuple[Array, Callable[[Array], Array]]:
     """Reshapes ``(*batch, *spatial, C)`` to ``(B, *spatial, C)``; returns it and the inverse.
 

@@ -41,10 +41,8 @@ def prepare(
     kernel_dilation = _checks.int_tuple("kernel_dilation", kernel_dilation, rank)
     groups = _checks.positive_int("feature_group_count", feature_group_count)
     *_, in_per_group, out_channels = kernel_shape
-    channels = x_shape[-1]
-    if channels % groups:
-        raise ValueError(f"{op}: feature_group_count={groups} does not divide the input's "
-                         f"{channels} channels")
+    batch, spatial, channels = _checks.split_input(x_shape, rank)
+    _checks.groups_divide_channels(op, groups, channels)
     if out_channels % groups:
         raise ValueError(f"{op}: feature_group_count={groups} does not divide the kernel's "
                          f"{out_channels} output channels (kernel shape {kernel_shape})")
@@ -52,7 +50,6 @@ def prepare(
         raise ValueError(
             f"{op}: input has {channels} channels but the kernel expects {in_per_group * groups} "
             f"(kernel shape {kernel_shape}, feature_group_count={groups})")
-    spatial = x_shape[len(x_shape) - rank - 1:-1]
     dilated = tuple((n - 1) * d + 1 for n, d in zip(spatial, input_dilation))
     window = tuple((k - 1) * d + 1 for k, d in zip(kernel_shape[:-2], kernel_dilation))
     pads, fill = padlib.resolve(padding, padding_mode, in_spatial=dilated, window=window,
@@ -60,9 +57,6 @@ def prepare(
     if fill != "zeros" and any(d != 1 for d in input_dilation):
         raise ValueError(f"{op}: padding_mode={fill!r} with input_dilation={input_dilation} is "
                          "ambiguous; fill modes other than 'zeros' need input_dilation=1")
-    batch = 1
-    for d in x_shape[:len(x_shape) - rank - 1]:
-        batch *= d
     if fill == "zeros":
         spec_input, spec_pads, fill_pads = (batch, *spatial, channels), pads, ((0, 0),) * rank
     else:
@@ -70,11 +64,9 @@ def prepare(
         spec_input, spec_pads, fill_pads = (batch, *padded, channels), ((0, 0),) * rank, pads
     spec = ConvSpec(spec_input, kernel_shape, strides, spec_pads, input_dilation,
                     kernel_dilation, groups, precision, preferred_element_type)
-    out_spatial = spec.output_shape[1:-1]
-    if any(n < 1 for n in out_spatial):
-        raise ValueError(
-            f"{op}: the output would be empty (spatial {out_spatial}): the input's spatial shape "
-            f"{spatial} padded by {pads} is smaller than the dilated kernel {window}")
+    _checks.nonempty_output(op, spec.output_shape[1:-1],
+                            f"the input's spatial shape {spatial} padded by {pads} is smaller "
+                            f"than the dilated kernel {window}")
     return Prepared(spec, fill, fill_pads)
 
 

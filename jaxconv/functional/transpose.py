@@ -156,15 +156,12 @@ def prepare_transpose(
     dilation = _checks.int_tuple("kernel_dilation", kernel_dilation, rank)
     groups = _checks.positive_int("feature_group_count", feature_group_count)
     *_, out_per_group, in_channels = kernel_shape
-    channels = x_shape[-1]
+    batch, spatial, channels = _checks.split_input(x_shape, rank)
     if channels != in_channels:
         raise ValueError(
             f"{op}: input has {channels} channels but the kernel expects {in_channels} (kernel "
             f"shape {kernel_shape} is (*kernel_spatial, C_out // groups, C_in))")
-    if channels % groups:
-        raise ValueError(f"{op}: feature_group_count={groups} does not divide the input's "
-                         f"{channels} channels")
-    spatial = x_shape[len(x_shape) - rank - 1:-1]
+    _checks.groups_divide_channels(op, groups, channels)
     window = tuple((k - 1) * d + 1 for k, d in zip(kernel_shape[:-2], dilation))
     forward_in = tuple(n * s for n, s in zip(spatial, strides))
     pads, fill = padlib.amounts(padding, in_spatial=forward_in, window=window, strides=strides)
@@ -186,17 +183,13 @@ def prepare_transpose(
                 f"(or kernel_dilation={dilation}) in every spatial dim")
     forward_pads = tuple((w - 1 - lo, w - 1 - hi + extra)
                          for w, (lo, hi), extra in zip(window, pads, output_padding))
-    batch = 1
-    for d in x_shape[:len(x_shape) - rank - 1]:
-        batch *= d
     spec = ConvSpec((batch, *spatial, channels),
                     (*kernel_shape[:-2], channels // groups, out_per_group * groups),
                     (1,) * rank, forward_pads, strides, dilation, groups, precision,
                     preferred_element_type)
-    out_spatial = spec.output_shape[1:-1]
-    if any(n < 1 for n in out_spatial):
-        raise ValueError(f"{op}: the output would be empty (spatial {out_spatial}): padding "
-                         f"{pads} crops more than the full output of the input {spatial}")
+    _checks.nonempty_output(op, spec.output_shape[1:-1],
+                            f"padding {pads} crops more than the full output of the input "
+                            f"{spatial}")
     return spec
 
 

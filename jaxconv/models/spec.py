@@ -7,10 +7,10 @@ rejects unknown keys and bad values with the key path, the value and what is all
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jaxconv._hints import did_you_mean
 from jaxconv.blocks import registry
 
 #: ``ModelSpec.init`` values.
@@ -24,8 +24,7 @@ def _where(path: str) -> str:
 def _unknown_keys(given: Mapping, valid: Sequence[str], path: str) -> None:
     for key in given:
         if key not in valid:
-            close = difflib.get_close_matches(str(key), list(valid), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, valid)
             raise ValueError(f"{_where(path)}unknown key {key!r}{hint}; valid keys: "
                              f"{', '.join(valid)}")
 

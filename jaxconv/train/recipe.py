@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import optax
+
+from jaxconv._hints import did_you_mean
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear", "onecycle", "constant")
@@ -98,8 +99,7 @@ class Recipe:
         valid = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in valid:
-                close = difflib.get_close_matches(str(key), valid, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(key, valid)
                 raise ValueError(f"{path}: unknown key {key!r}{hint}; valid keys: "
                                  f"{', '.join(valid)}")
         return cls(**data)
