@@ -42,7 +42,7 @@ import jax.numpy as jnp
 
 from jaxconv.functional import _checks, policy
 from jaxconv.functional import padding as padlib
-from jaxconv.functional.formulations import ConvSpec, Formulation, xla
+from jaxconv.functional.formulations import CONV, ConvSpec, Formulation, xla
 from jaxconv.typing import Array, IntOrSeq, PaddingLike
 
 
@@ -81,7 +81,8 @@ def subpixel(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     that sub-kernel. The ``prod(s)`` phase outputs are interleaved into the result, so no
     multiply ever meets an inserted zero, forward or backward (Shi et al. 2016, "Real-time single
     image and video super-resolution using an efficient sub-pixel convolutional neural network",
-    arXiv:1609.05158, for the equivalence).
+    arXiv:1609.05158, for the equivalence). Each phase's conv is an ordinary forward conv, so
+    ``impl="auto"`` picks its formulation as `conv` would.
     """
     w = forward_kernel(kernel, spec.feature_group_count)
     rank, strides = spec.rank, spec.input_dilation
@@ -116,7 +117,9 @@ def subpixel(x: Array, kernel: Array, spec: ConvSpec) -> Array:
                 spec, input_shape=tuple(xs.shape), kernel_shape=tuple(sub.shape),
                 strides=(1,) * rank, input_dilation=(1,) * rank,
                 padding=tuple((max(lo, 0), max(hi, 0)) for lo, hi in (c[2] for c in chosen)))
-            y = xla(xs, sub, sub_spec)
+            compute, _ = policy.choose("conv", CONV, policy.CONV_POLICY, sub_spec, "auto",
+                                       dtype=x.dtype)
+            y = compute(xs, sub, sub_spec)
         pad = [(0, 0), *((0, q - n) for q, n in zip(q_max, lengths)), (0, 0)]
         parts.append(jnp.pad(y, pad))
     stacked = jnp.stack(parts, axis=1).reshape((out[0], *strides, *q_max, out[-1]))

@@ -134,3 +134,19 @@ def test_flax_conv_transpose_conversion_in_the_docs(padding):
         (3 - 1 - lo, 3 - 1 - hi) for lo, hi in padding)
     got = F.conv_transpose(x, ours_kernel, layer.bias[...], strides=2, padding=ours_padding)
     chex.assert_trees_all_close(got, layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_subpixel_sub_convs_take_the_forward_policy():
+    """Each phase's stride-1 conv is an ordinary forward conv, so `auto` picks its formulation:
+    on CPU a grouped one is split into dense convs, as `F.conv` would do with the same call."""
+    x = jnp.ones((2, 5, 5, 8))
+    k = jnp.ones((3, 3, 4, 8))            # (*k, C_out / groups, C_in), 2 groups
+    f = jax.jit(lambda a, b: F.conv_transpose(a, b, strides=2, feature_group_count=2,
+                                              impl="subpixel"))
+    text = f.lower(x, k).as_text()
+    direct = jax.jit(lambda a, b: F.conv(a, b, feature_group_count=2)).lower(
+        x, jnp.ones((3, 3, 4, 8))).as_text()
+    grouped = "feature_group_count = 2"
+    assert (grouped in text) == (grouped in direct)
+    chex.assert_trees_all_close(f(x, k), F.conv_transpose(x, k, strides=2, feature_group_count=2,
+                                                          impl="xla"), atol=1e-4)
