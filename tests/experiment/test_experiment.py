@@ -67,16 +67,39 @@ def test_run_trains_every_variant_and_writes_the_report(tmp_path, capsys):
     assert (run_dir / "report.md").is_file()
 
 
-def test_an_interrupted_run_resumes(tmp_path, capsys):
-    path = write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1]))
-    config = experiment.load(path)
-    run_dir = config.run_dir
+def test_a_run_interrupted_mid_seed_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    config_dict = dict(TINY, variants=TINY["variants"][:1],
+                       train=dict(TINY["train"], epochs=2, checkpoint_every=2))
+    for name in ("straight", "interrupted"):
+        (tmp_path / name).mkdir()
+    straight = experiment.load(write_config(tmp_path / "straight", config_dict))
+    experiment.run(straight, command="test", progress=False, log=lambda s: None)
+    expected = json.loads((straight.run_dir / "basic" / "seed-0" / "result.json").read_text())
+
+    config = experiment.load(write_config(tmp_path / "interrupted", config_dict))
+    fit = experiment.runner.train.fit
+
+    def interrupted_fit(*args, **kwargs):
+        def stop(step):
+            if step == 6:
+                raise KeyboardInterrupt
+        return fit(*args, **kwargs, on_step=stop)
+
+    monkeypatch.setattr(experiment.runner.train, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(config, command="test", progress=False, log=lambda s: None)
+    folder = config.run_dir / "basic" / "seed-0"
+    assert not (folder / "result.json").exists()
+    assert experiment.runner.train.Checkpoints(folder).latest() == 4
+    steps = []
+    monkeypatch.setattr(experiment.runner.train, "fit",
+                        lambda *args, **kwargs: fit(*args, **kwargs, on_step=steps.append))
     experiment.run(config, command="test", progress=False, log=lambda s: None)
-    result = json.loads((run_dir / "basic" / "seed-0" / "result.json").read_text())
-    (run_dir / "basic" / "seed-0" / "result.json").unlink()
-    experiment.run(config, command="test", progress=False, log=lambda s: None)
-    again = json.loads((run_dir / "basic" / "seed-0" / "result.json").read_text())
-    assert again["history"][-1]["test_accuracy"] == result["history"][-1]["test_accuracy"]
+    assert steps == [5, 6, 7, 8], "the rerun did not continue from the checkpoint"
+    resumed = json.loads((folder / "result.json").read_text())
+    keys = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+    assert [[h[k] for k in keys] for h in resumed["history"]] == \
+        [[h[k] for k in keys] for h in expected["history"]]
 
 
 def test_a_different_config_in_the_same_folder_is_refused(tmp_path):
