@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxconv import analysis
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -151,5 +153,5 @@ def torch_net(name: str, *, in_features=1, num_classes=10):
 def param_count(model) -> int:
     """Trainable parameters of a `Net` or of its PyTorch twin."""
     if isinstance(model, nnx.Module):
-        return sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        return analysis.n_params(model)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -59,9 +59,8 @@ class Conv(nn.Module):
     def __call__(self, inputs: Array) -> Array:
         size = _args.kernel_size_tuple(self.kernel_size, "Conv")
         _args.check_input_rank(inputs, self.kernel_size, "Conv")
-        groups = max(self.feature_group_count, 1)
-        kernel_shape = (*size, inputs.shape[-1] // groups, self.features)
-        _args.check_mask(self.mask, kernel_shape, "Conv")
+        kernel_shape = _args.kernel_shape("Conv", size, inputs.shape[-1], self.features,
+                                          self.feature_group_count, self.mask)
         kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
         if self.mask is not None:
             kernel = kernel * self.mask
@@ -100,9 +99,9 @@ class Pointwise(nn.Module):
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         strides = _args.strides_for_pointwise(self.strides, "Pointwise")
-        groups = max(self.feature_group_count, 1)
         kernel = self.param("kernel", self.kernel_init,
-                            (inputs.shape[-1] // groups, self.features), self.param_dtype)
+                            _args.kernel_shape("Pointwise", (), inputs.shape[-1], self.features,
+                                               self.feature_group_count), self.param_dtype)
         bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
                 if self.use_bias else None)
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
@@ -137,8 +136,8 @@ class DepthwiseConv(nn.Module):
         size = _args.kernel_size_tuple(self.kernel_size, "DepthwiseConv")
         _args.check_input_rank(inputs, self.kernel_size, "DepthwiseConv")
         out_features = inputs.shape[-1] * self.depth_multiplier
-        kernel_shape = (*size, 1, out_features)
-        _args.check_mask(self.mask, kernel_shape, "DepthwiseConv")
+        kernel_shape = _args.kernel_shape("DepthwiseConv", size, inputs.shape[-1], out_features,
+                                          mask=self.mask)
         kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
         if self.mask is not None:
             kernel = kernel * self.mask
@@ -219,12 +218,8 @@ class ConvTranspose(nn.Module):
     def __call__(self, inputs: Array) -> Array:
         size = _args.kernel_size_tuple(self.kernel_size, "ConvTranspose")
         _args.check_input_rank(inputs, self.kernel_size, "ConvTranspose")
-        groups = max(self.feature_group_count, 1)
-        if self.features % groups:
-            raise ValueError(f"ConvTranspose: feature_group_count={groups} does not divide "
-                             f"features={self.features}")
-        kernel_shape = (*size, self.features // groups, inputs.shape[-1])
-        _args.check_mask(self.mask, kernel_shape, "ConvTranspose")
+        kernel_shape = _args.kernel_shape("ConvTranspose", size, inputs.shape[-1],
+                                          self.features, self.feature_group_count, self.mask)
         kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
         if self.mask is not None:
             kernel = kernel * self.mask

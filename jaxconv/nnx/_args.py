@@ -46,6 +46,31 @@ def check_input_rank(x: Array, kernel_size: int | Sequence[int], layer: str) -> 
             f"kernel_size=({kernel_size},) to run a 1-D one over several batch axes")
 
 
+def kernel_shape(layer: str, size: Shape, in_features: int, out_features: int, groups: int = 1,
+                 mask: Array | None = None) -> Shape:
+    """The kernel shape of an NNX or Linen ``layer`` (its class name), Flax's layouts:
+    ``Conv`` ``(*size, C_in / g, C_out)``, ``Pointwise`` ``(C_in / g, C_out)``,
+    ``DepthwiseConv`` ``(*size, 1, C_out)``, ``ConvTranspose`` ``(*size, C_out / g, C_in)``;
+    checks that ``groups`` divides a transposed conv's outputs and that ``mask`` fits."""
+    groups = max(groups, 1)
+    if layer == "Conv":
+        shape = (*size, in_features // groups, out_features)
+    elif layer == "Pointwise":
+        shape = (in_features // groups, out_features)
+    elif layer == "DepthwiseConv":
+        shape = (*size, 1, out_features)
+    elif layer == "ConvTranspose":
+        if out_features % groups:
+            raise ValueError(f"ConvTranspose: feature_group_count={groups} does not divide "
+                             f"out_features={out_features}")
+        shape = (*size, out_features // groups, in_features)
+    else:
+        raise ValueError(f"layer={layer!r}: expected Conv, Pointwise, DepthwiseConv or "
+                         "ConvTranspose")
+    check_mask(mask, shape, layer)
+    return shape
+
+
 def check_mask(mask: Array | None, kernel_shape: Shape, layer: str) -> None:
     if mask is not None and tuple(mask.shape) != tuple(kernel_shape):
         raise ValueError(f"{layer}: mask shape {tuple(mask.shape)} does not match the kernel "

@@ -1,5 +1,7 @@
 """`jaxconv.linen` layers: drop-in for `flax.linen.Conv`, bit-identical to the NNX twins."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -67,3 +69,26 @@ def test_nnx_and_linen_are_bit_identical(name):
 def test_linen_refuses_int_kernel_on_images():
     with pytest.raises(ValueError, match="kernel_size=3 is an int"):
         jc.linen.Conv(4, 3).init(jax.random.key(0), X)
+
+
+@pytest.mark.parametrize("kind,nnx_args,linen_args", [
+    ("Conv", (6, 4, (3, 3)), (4, (3, 3))),
+    ("Pointwise", (6, 4), (4,)),
+    ("DepthwiseConv", (6, (3, 3)), ((3, 3),)),
+    ("ConvTranspose", (6, 4, (3, 3)), (4, (3, 3))),
+])
+def test_nnx_and_linen_twins_agree_on_the_kernel_and_refuse_the_same_mask(kind, nnx_args,
+                                                                          linen_args):
+    groups = {} if kind == "DepthwiseConv" else {"feature_group_count": 2}
+    layer = getattr(jc.nnx, kind)(*nnx_args, **groups, rngs=nnx.Rngs(0))
+    params = getattr(jc.linen, kind)(*linen_args, **groups).init(jax.random.key(0), X)
+    assert params["params"]["kernel"].shape == layer.kernel[...].shape
+    if kind == "Pointwise":
+        return
+    wrong = jnp.ones((1, 2, 3, 4))
+    message = re.escape(f"{kind}: mask shape (1, 2, 3, 4) does not match the kernel shape "
+                        f"{tuple(layer.kernel[...].shape)}")
+    with pytest.raises(ValueError, match=message):
+        getattr(jc.nnx, kind)(*nnx_args, **groups, mask=wrong, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=message):
+        getattr(jc.linen, kind)(*linen_args, **groups, mask=wrong).init(jax.random.key(0), X)
