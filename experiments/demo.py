@@ -14,7 +14,7 @@ from flax import nnx
 
 import jaxconv as jc
 from jaxconv import functional as F
-from jaxconv.bench.timing import median_ms
+from jaxconv.functional.timing import median_ms
 
 
 def n_params(module: nnx.Module) -> int:

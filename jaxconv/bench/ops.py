@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconv import functional as F
-from jaxconv.bench.timing import median_ms
+from jaxconv.functional.timing import median_ms
 
 
 @dataclasses.dataclass(frozen=True)

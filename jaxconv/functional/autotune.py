@@ -25,12 +25,15 @@ import numpy as np
 
 from jaxconv.functional import cpu
 from jaxconv.functional.formulations import ConvSpec, Formulation
+from jaxconv.functional.timing import median_ms
 
 CACHE_ENV = "JAXCONV_AUTOTUNE_CACHE"
 ENABLE_ENV = "JAXCONV_AUTOTUNE"
 REPEATS = 5
 
-_memory: dict[str, dict[str, Any]] = {}
+#: The parsed cache file per path, with the (mtime, size) it was read at: the file is the only
+#: state, so another cache path, an edited or a deleted file takes effect at the next trace.
+_parsed: dict[Path, tuple[tuple[int, int], dict[str, dict[str, Any]]]] = {}
 
 
 def enabled() -> bool:
@@ -71,6 +74,20 @@ def _load(path: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def _entries(path: Path) -> dict[str, dict[str, Any]]:
+    """The cache file's entries, parsed again only when the file changed."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return {}
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    seen = _parsed.get(path)
+    if seen is None or seen[0] != stamp:
+        seen = (stamp, _load(path))
+        _parsed[path] = seen
+    return seen[1]
+
+
 def _store(path: Path, key: str, entry: dict[str, Any]) -> None:
     """Adds one entry to the cache file, keeping what other processes wrote meanwhile; the file
     is replaced atomically, never left half-written."""
@@ -87,8 +104,6 @@ def _store(path: Path, key: str, entry: dict[str, Any]) -> None:
 def measure(compute: Callable, spec: ConvSpec, dtype: Any, kernel_shape: tuple[int, ...],
             repeats: int = REPEATS) -> float:
     """Median milliseconds of one formulation's forward + backward on random inputs."""
-    from jaxconv.bench.timing import median_ms
-
     # Concrete arrays and an eager call even while the caller's function is being traced.
     with jax.ensure_compile_time_eval():
         r = np.random.default_rng(0)
@@ -110,13 +125,12 @@ def fastest(op: str, table: Mapping[str, Formulation], spec: ConvSpec,
         raise ValueError(f"impl='autotune' measures on this process's backend "
                          f"({jax.default_backend()!r}), not backend={backend!r}")
     key, path = _key(backend, op, spec, dtype), cache_path()
-    entry = _memory.get(key) or _load(path).get(key)
+    entry = _entries(path).get(key)
     if entry is None or able.get(entry.get("impl"), "unknown") is not None:
         ms = {name: measure(table[name].compute, spec, dtype, kernel_shape)
               for name, why in able.items() if why is None}
         entry = {"impl": min(ms, key=ms.get), "ms": {n: round(t, 3) for n, t in ms.items()}}
         _store(path, key, entry)
-    _memory[key] = entry
     timings = ", ".join(f"{n} {t:.2f} ms" for n, t in sorted(entry["ms"].items(),
                                                               key=lambda kv: kv[1]))
     return entry["impl"], (f"autotuned: fastest forward+backward for these shapes on {backend} "

@@ -17,7 +17,6 @@ from jaxconv.functional import autotune
 def cache(tmp_path, monkeypatch):
     path = tmp_path / "autotune.json"
     monkeypatch.setenv(autotune.CACHE_ENV, str(path))
-    monkeypatch.setattr(autotune, "_memory", {})
     monkeypatch.setattr(autotune, "REPEATS", 1)
     return path
 
@@ -42,7 +41,7 @@ def test_autotune_measures_once_and_reuses_the_cached_winner(cache, monkeypatch)
         raise AssertionError("measured again instead of reading the cache")
 
     monkeypatch.setattr(autotune, "measure", no_measuring)
-    monkeypatch.setattr(autotune, "_memory", {})  # a new process: only the file remains
+    monkeypatch.setattr(autotune, "_parsed", {})  # a new process: only the file remains
     assert F.plan(x, k, impl="autotune").impl == plan.impl
 
 
@@ -95,6 +94,18 @@ def test_the_cache_key_names_the_cpu_class_and_jaxlib(cache, monkeypatch):
     # a CPU of another class measures again instead of reading this machine's winner
     other = "avx2" if cpu.isa() == "avx512" else "avx512"
     monkeypatch.setattr(cpu, "isa", lambda: other)
-    monkeypatch.setattr(autotune, "_memory", {})
     F.plan(x, k, impl="autotune")
     assert len(json.loads(cache.read_text())) == 2
+
+
+def test_the_file_is_the_only_state_a_cleared_or_edited_cache_takes_effect(cache, monkeypatch):
+    x, k = _inputs()
+    plan = F.plan(x, k, impl="autotune")
+    (key,) = json.loads(cache.read_text())
+    other = next(n for n, why in plan.candidates.items() if why is None and n != plan.impl)
+    cache.write_text(json.dumps({key: {"impl": other, "ms": {other: 0.001}}}))
+    assert F.plan(x, k, impl="autotune").impl == other        # an edited entry is read
+    cache.unlink()
+    monkeypatch.setenv(autotune.CACHE_ENV, str(cache.with_name("elsewhere.json")))
+    F.plan(x, k, impl="autotune")                              # another cache: measured again
+    assert cache.with_name("elsewhere.json").exists()

@@ -1,4 +1,5 @@
-"""Timing shared by the benchmarks and experiment scripts: medians after a warm-up call."""
+"""Timing shared by the autotuner, the benchmarks and experiment scripts: medians after a
+warm-up call."""
 
 from __future__ import annotations
 
