@@ -21,9 +21,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
+import select
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -222,58 +226,120 @@ class Failure:
 
 
 WORKER = (sys.executable, "-m", "jaxconv.bench.fuzz", "--worker")
+#: Seconds one check may take (compiling a formulation's forward and backward included) before
+#: its child is killed and the check counts as a failure; the slowest seen here took ~20 s.
+CASE_TIMEOUT = 300.0
+
+
+@dataclasses.dataclass
+class _Child:
+    """One worker process: what it printed, which task it is inside and since when."""
+
+    process: subprocess.Popen
+    stderr: Any
+    buffer: str = ""
+    started: int | None = None
+    since: float = 0.0
+
+    def lines(self, wait: float) -> list[str] | None:
+        """Complete stdout lines within ``wait`` seconds; None once stdout is closed."""
+        ready, _, _ = select.select([self.process.stdout], [], [], max(wait, 0.0))
+        if not ready:
+            return []
+        chunk = os.read(self.process.stdout.fileno(), 65536).decode(errors="replace")
+        if not chunk:
+            return None
+        *complete, self.buffer = (self.buffer + chunk).split("\n")
+        return complete
+
+    def stop(self) -> tuple[int, str]:
+        """Kills the child if it still runs; its exit code and the tail of its stderr."""
+        if self.process.poll() is None:
+            self.process.kill()
+        code = self.process.wait()
+        self.stderr.seek(0)
+        tail = self.stderr.read().decode(errors="replace").strip()[-300:]
+        self.stderr.close()
+        return code, tail
+
+
+def _spawn(worker: Sequence[str], payload: str) -> _Child:
+    stderr = tempfile.TemporaryFile()
+    process = subprocess.Popen(list(worker), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=stderr)
+
+    def feed():
+        try:
+            process.stdin.write(payload.encode())
+            process.stdin.close()
+        except OSError:                 # the child died before reading everything
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    return _Child(process, stderr)
 
 
 def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: float | None = None,
-        log=print, worker: Sequence[str] = WORKER) -> tuple[list[Failure], int]:
+        case_timeout: float = CASE_TIMEOUT, log=print,
+        worker: Sequence[str] = WORKER) -> tuple[list[Failure], int]:
     """Fuzzes ``n`` cases in child processes (``worker``); returns the failures and the number
-    of (case, formulation, dtype) checks that ran. With ``time_limit`` (seconds), stops early."""
+    of (case, formulation, dtype) checks that ran. With ``time_limit`` (seconds), stops early;
+    a check that aborts its child or runs past ``case_timeout`` seconds fails, and the run goes
+    on in a fresh child from the next check."""
     tasks = [({**dataclasses.asdict(case), "x_shape": list(case.x_shape),
                "kernel_shape": list(case.kernel_shape)}, impl, dtype, case)
              for case, impls in cases(n, seed) for impl in impls for dtype in dtypes]
     deadline = None if time_limit is None else time.monotonic() + time_limit
     failures: list[Failure] = []
     done = 0
+
+    def fail(index: int, problem: str, line: str) -> None:
+        _, impl, dtype, case = tasks[index]
+        failures.append(Failure(case, impl, dtype, problem))
+        log(f"{line} case {case.index} {impl} {dtype}: {problem}")
+
     while done < len(tasks) and (deadline is None or time.monotonic() < deadline):
         payload = "".join(json.dumps({"id": i, "case": t[0], "impl": t[1], "dtype": t[2]}) + "\n"
                           for i, t in enumerate(tasks[done:], start=done))
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 1.0)
-        try:
-            child = subprocess.run(list(worker), input=payload, capture_output=True, text=True,
-                                   timeout=remaining)
-            out, code = child.stdout, child.returncode
-        except subprocess.TimeoutExpired as expired:
-            out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else \
-                (expired.stdout or "")
-            code = None
-        started, before = None, done
-        for line in out.splitlines():
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                continue                          # something else wrote to stdout
-            if "start" in message:
-                started = message["start"]
-            else:
-                _, impl, dtype, case = tasks[message["done"]]
-                if message["problem"]:
-                    failures.append(Failure(case, impl, dtype, message["problem"]))
-                    log(f"FAIL case {case.index} {impl} {dtype}: {message['problem']}")
-                done, started = message["done"] + 1, None
-        if code is None:
+        child, before, timed_out = _spawn(worker, payload), done, False
+        while True:
+            now = time.monotonic()
+            limits = [] if deadline is None else [deadline - now]
+            if child.started is not None:
+                limits.append(child.since + case_timeout - now)
+            if limits and min(limits) <= 0:
+                timed_out = child.started is not None and child.since + case_timeout <= now
+                break
+            lines = child.lines(min(limits, default=5.0))
+            if lines is None:
+                break
+            for line in lines:
+                try:
+                    message = json.loads(line)
+                except json.JSONDecodeError:
+                    continue                      # something else wrote to stdout
+                if "start" in message:
+                    child.started, child.since = message["start"], time.monotonic()
+                else:
+                    if message["problem"]:
+                        fail(message["done"], message["problem"], "FAIL")
+                    done, child.started = message["done"] + 1, None
+        code, stderr = child.stop()
+        if timed_out:
+            fail(child.started, f"timed out after {case_timeout:g} s (the child was killed)",
+                 "TIMEOUT")
+            done = child.started + 1
+            continue
+        if deadline is not None and time.monotonic() >= deadline:
             break
+        started = child.started
         if started is None and code != 0 and done < len(tasks):
             started = done                         # it died between tasks: blame the next
         if started is not None:                    # the process died inside this task
-            _, impl, dtype, case = tasks[started]
-            failures.append(Failure(case, impl, dtype,
-                                    f"the process aborted (exit code {code}): "
-                                    f"{child.stderr.strip()[-300:]}"))
-            log(f"ABORT case {case.index} {impl} {dtype}: exit code {code}")
+            fail(started, f"the process aborted (exit code {code}): {stderr}", "ABORT")
             done = started + 1
         elif done == before:
-            raise RuntimeError(f"fuzz worker made no progress (exit code {code}): "
-                               f"{child.stderr[-2000:]}")
+            raise RuntimeError(f"fuzz worker made no progress (exit code {code}): {stderr}")
     return failures, done
 
 
@@ -289,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("n", nargs="?", type=int, default=200, help="cases (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtypes", nargs="*", default=list(DTYPES), choices=DTYPES)
+    parser.add_argument("--case-timeout", type=float, default=CASE_TIMEOUT,
+                        help=f"seconds one check may take (default {CASE_TIMEOUT:g})")
     parser.add_argument("--output", default="fuzz-failures.md",
                         help="where failures and their reproducers go")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -297,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _worker()
         return 0
     start = time.monotonic()
-    failures, checks = run(args.n, seed=args.seed, dtypes=args.dtypes)
+    failures, checks = run(args.n, seed=args.seed, dtypes=args.dtypes,
+                           case_timeout=args.case_timeout)
     text = report(failures, checks, args.n, args.seed, time.monotonic() - start)
     from jaxconv.train.logging import atomic_write_text
 

@@ -3,6 +3,7 @@ process abort cannot stop."""
 
 import pathlib
 import sys
+import time
 
 from jaxconv.bench import fuzz
 
@@ -26,6 +27,20 @@ def test_an_abort_fails_its_case_and_the_run_goes_on():
     assert len(failures) == 1 and "the process aborted (exit code" in failures[0].problem
     assert (failures[0].case, failures[0].impl) == every[2]
     assert any(line.startswith("ABORT case") for line in lines)
+
+
+def test_a_check_past_its_timeout_fails_and_the_run_goes_on():
+    lines = []
+    start = time.monotonic()
+    failures, checks = fuzz.run(3, seed=1, dtypes=("float32",), log=lines.append, case_timeout=3,
+                                worker=(sys.executable, str(HERE / "fuzz_abort_worker.py"),
+                                        "hang"))
+    every = [(c, i) for c, impls in fuzz.cases(3, 1) for i in impls]
+    assert checks == len(every)
+    assert len(failures) == 1 and failures[0].problem.startswith("timed out after 3 s")
+    assert (failures[0].case, failures[0].impl) == every[2]
+    assert any(line.startswith("TIMEOUT case") for line in lines)
+    assert time.monotonic() - start < 300, "the hung child was not killed"
 
 
 def test_reproducers_run_as_written():
