@@ -5,8 +5,8 @@ strides, both dilations, every padding form and fill; odd sizes; batch 1-3). Eve
 that claims the case (`jaxconv.functional.plan` accepts it with that ``impl``), and ``auto``,
 computes the output and the input and kernel gradients of a random cotangent under ``jax.jit``;
 they must match lax's own convolution at ``precision=HIGHEST`` (``impl="xla"``, differentiated
-by JAX itself), within a tolerance per dtype (float32, and bfloat16 against the float32 result
-of the same bfloat16-rounded operands).
+by JAX itself) and, where PyTorch is installed, PyTorch autograd in float64, within a tolerance
+per dtype (float32, and bfloat16 against the result for the same bfloat16-rounded operands).
 
 Cases run in child processes, so a formulation that aborts the process (an XLA check failure)
 becomes a failure that names the case, and the run goes on in a fresh child. Every failure
@@ -183,18 +183,86 @@ def _check(case: Case, impl: str, dtype: str) -> str | None:
 
     shape = jax.eval_shape(lambda a, b: call(a, b, impl="xla", **case.kwargs), x, k).shape
     cotangent = jnp.asarray(rng.standard_normal(shape), jnp.float32)
-    expected = run("xla", "float32", jax.lax.Precision.HIGHEST)(x, k, cotangent)
     got = run(impl, dtype, None)(x, k, cotangent)
-    for name, a, b in zip(("output", "input gradient", "kernel gradient"), got, expected):
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        if a.shape != b.shape:
-            return f"{name}: shape {a.shape}, lax gives {b.shape}"
-        error = float(np.max(np.abs(a - b))) if a.size else 0.0
-        bound = TOLERANCE[dtype] * (float(np.max(np.abs(b))) if b.size else 0.0) + \
-            TOLERANCE[dtype]
-        if not error <= bound:
-            return f"{name}: max error {error:.3g} > {bound:.3g}"
+    oracles = {"lax": run("xla", "float32", jax.lax.Precision.HIGHEST)(x, k, cotangent)}
+    if torch_available():
+        oracles["PyTorch"] = torch_reference(case, x, k, cotangent)
+    for oracle, expected in oracles.items():
+        for name, a, b in zip(("output", "input gradient", "kernel gradient"), got, expected):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            if a.shape != b.shape:
+                return f"{name}: shape {a.shape}, {oracle} gives {b.shape}"
+            error = float(np.max(np.abs(a - b))) if a.size else 0.0
+            bound = TOLERANCE[dtype] * (float(np.max(np.abs(b))) if b.size else 0.0) + \
+                TOLERANCE[dtype]
+            if not error <= bound:
+                return f"{name}: max error {error:.3g} > {bound:.3g} against {oracle}"
     return None
+
+
+def torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+#: PyTorch's name for each non-zero fill.
+TORCH_MODES = {"circular": "circular", "reflect": "reflect", "replicate": "replicate"}
+
+
+def _torch_pads(pads) -> list[int]:
+    """``torch.nn.functional.pad``'s order (last dim first) for per-dim ``(low, high)``; a
+    negative amount crops."""
+    return [int(v) for lo, hi in reversed(pads) for v in (lo, hi)]
+
+
+def torch_reference(case: Case, x, k, cotangent) -> tuple[np.ndarray, ...]:
+    """Output and input and kernel gradients of ``<y, cotangent>`` by PyTorch autograd in
+    float64: the conv computed by ``torch.nn.functional.conv{1,2,3}d`` (or
+    ``conv_transpose{1,2,3}d``) on the padded (and, for ``input_dilation``, zero-interleaved)
+    input. The explicit pads and fill are jaxconv's resolution of the padding arguments
+    (checked on their own against their definitions in the test suite)."""
+    import torch
+
+    from jaxconv.functional.conv import prepare
+    from jaxconv.functional.transpose import prepare_transpose
+
+    rank = len(case.kernel_shape) - 2
+    xs = torch.tensor(np.asarray(x, np.float64), requires_grad=True)
+    ks = torch.tensor(np.asarray(k, np.float64), requires_grad=True)
+    nc = xs.permute(0, rank + 1, *range(1, rank + 1)).contiguous()
+    weight = ks.permute(rank + 1, rank, *range(rank)).contiguous()
+    ops = torch.nn.functional
+    if case.op == "conv":
+        prepared = prepare(case.x_shape, case.kernel_shape, op="conv", **case.kwargs)
+        spec = prepared.spec
+        if prepared.fill != "zeros":
+            nc = ops.pad(nc, _torch_pads(prepared.fill_pads), mode=TORCH_MODES[prepared.fill])
+        if any(d != 1 for d in spec.input_dilation):
+            sizes = [(n - 1) * d + 1 for n, d in zip(nc.shape[2:], spec.input_dilation)]
+            spread = nc.new_zeros((*nc.shape[:2], *sizes))
+            spread[(slice(None), slice(None),
+                    *(slice(None, None, d) for d in spec.input_dilation))] = nc
+            nc = spread
+        nc = ops.pad(nc, _torch_pads(spec.padding))
+        conv = getattr(ops, f"conv{rank}d")
+        y = conv(nc, weight, stride=spec.strides, dilation=spec.kernel_dilation,
+                 groups=spec.feature_group_count)
+    else:
+        spec = prepare_transpose(case.x_shape, case.kernel_shape, **case.kwargs)
+        conv = getattr(ops, f"conv_transpose{rank}d")
+        full = conv(nc, weight, stride=spec.input_dilation, dilation=spec.kernel_dilation,
+                    groups=spec.feature_group_count)
+        windows = [(n - 1) * d + 1 for n, d in zip(case.kernel_shape[:rank], spec.kernel_dilation)]
+        crop = []
+        for w, (forward_low, _), length, size in zip(windows, spec.padding, full.shape[2:],
+                                                      spec.output_shape[1:-1]):
+            low = w - 1 - forward_low          # the transposed conv's own low padding
+            crop.append((-low, low + size - length))
+        y = ops.pad(full, _torch_pads(crop))
+    y = y.permute(0, *range(2, rank + 2), 1)
+    (y * torch.tensor(np.asarray(cotangent, np.float64))).sum().backward()
+    return y.detach().numpy(), xs.grad.numpy(), ks.grad.numpy()
 
 
 def _worker() -> None:

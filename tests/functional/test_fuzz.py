@@ -1,9 +1,12 @@
 """The formulation fuzz (`jaxconv.bench.fuzz`): a seeded slice every run, and a harness that a
 process abort cannot stop."""
 
+import functools
 import pathlib
 import sys
 import time
+
+import pytest
 
 from jaxconv.bench import fuzz
 
@@ -48,3 +51,31 @@ def test_reproducers_run_as_written():
     namespace = {}
     exec(case.reproducer(impls[-1], "float32").replace("print(", "result = ("), namespace)
     assert len(namespace["result"]) == 2
+
+
+def test_the_pytorch_oracle_agrees_with_lax():
+    """The second oracle, on cases covering transposed convs, fills and input dilation."""
+    pytest.importorskip("torch")
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxconv import functional as F
+
+    seen = set()
+    for case, _ in fuzz.cases(40, seed=7):
+        seen |= {case.op, case.kwargs.get("padding_mode"), "input_dilation" * (
+            "input_dilation" in case.kwargs), "output_padding" * ("output_padding" in case.kwargs)}
+        call = functools.partial(F.conv if case.op == "conv" else F.conv_transpose, impl="xla",
+                                 precision="highest", **case.kwargs)
+        rng = np.random.default_rng(case.seed)
+        x, k = rng.standard_normal(case.x_shape), rng.standard_normal(case.kernel_shape)
+        y, pull = jax.vjp(call, jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
+        cotangent = rng.standard_normal(y.shape)
+        expected = (y, *pull(jnp.asarray(cotangent, jnp.float32)))
+        for a, b in zip(fuzz.torch_reference(case, x, k, cotangent), expected):
+            np.testing.assert_allclose(a, np.asarray(b, np.float64), rtol=1e-4,
+                                       atol=1e-4 * (np.abs(a).max(initial=0) + 1),
+                                       err_msg=case.reproducer("xla", "float32"))
+    assert {"conv", "conv_transpose", "input_dilation", "output_padding"} <= seen
+    assert seen & {"circular", "reflect", "replicate"}
