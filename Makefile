@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 	$(PY) experiments/demo.py
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 -q --durations=25
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q -m "not slow"
