@@ -163,6 +163,7 @@ def _check(case: Case, impl: str, dtype: str) -> str | None:
     import jax.numpy as jnp
 
     from jaxconv import functional as F
+    from jaxconv.bench import torch_oracle
 
     call = F.conv if case.op == "conv" else F.conv_transpose
     rng = np.random.default_rng(case.seed)
@@ -185,8 +186,10 @@ def _check(case: Case, impl: str, dtype: str) -> str | None:
     cotangent = jnp.asarray(rng.standard_normal(shape), jnp.float32)
     got = run(impl, dtype, None)(x, k, cotangent)
     oracles = {"lax": run("xla", "float32", jax.lax.Precision.HIGHEST)(x, k, cotangent)}
-    if torch_available():
-        oracles["PyTorch"] = torch_reference(case, x, k, cotangent)
+    reference = torch_oracle.reference(case.op, case.x_shape, case.kernel_shape, case.kwargs,
+                                       x, k, cotangent)
+    if reference is not None:
+        oracles["PyTorch"] = reference
     for oracle, expected in oracles.items():
         for name, a, b in zip(("output", "input gradient", "kernel gradient"), got, expected):
             a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -198,71 +201,6 @@ def _check(case: Case, impl: str, dtype: str) -> str | None:
             if not error <= bound:
                 return f"{name}: max error {error:.3g} > {bound:.3g} against {oracle}"
     return None
-
-
-def torch_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
-
-
-#: PyTorch's name for each non-zero fill.
-TORCH_MODES = {"circular": "circular", "reflect": "reflect", "replicate": "replicate"}
-
-
-def _torch_pads(pads) -> list[int]:
-    """``torch.nn.functional.pad``'s order (last dim first) for per-dim ``(low, high)``; a
-    negative amount crops."""
-    return [int(v) for lo, hi in reversed(pads) for v in (lo, hi)]
-
-
-def torch_reference(case: Case, x, k, cotangent) -> tuple[np.ndarray, ...]:
-    """Output and input and kernel gradients of ``<y, cotangent>`` by PyTorch autograd in
-    float64: the conv computed by ``torch.nn.functional.conv{1,2,3}d`` (or
-    ``conv_transpose{1,2,3}d``) on the padded (and, for ``input_dilation``, zero-interleaved)
-    input. The explicit pads and fill are jaxconv's resolution of the padding arguments
-    (checked on their own against their definitions in the test suite)."""
-    import torch
-
-    from jaxconv.functional.conv import prepare
-    from jaxconv.functional.transpose import prepare_transpose
-
-    rank = len(case.kernel_shape) - 2
-    xs = torch.tensor(np.asarray(x, np.float64), requires_grad=True)
-    ks = torch.tensor(np.asarray(k, np.float64), requires_grad=True)
-    nc = xs.permute(0, rank + 1, *range(1, rank + 1)).contiguous()
-    weight = ks.permute(rank + 1, rank, *range(rank)).contiguous()
-    ops = torch.nn.functional
-    if case.op == "conv":
-        prepared = prepare(case.x_shape, case.kernel_shape, op="conv", **case.kwargs)
-        spec = prepared.spec
-        if prepared.fill != "zeros":
-            nc = ops.pad(nc, _torch_pads(prepared.fill_pads), mode=TORCH_MODES[prepared.fill])
-        if any(d != 1 for d in spec.input_dilation):
-            sizes = [(n - 1) * d + 1 for n, d in zip(nc.shape[2:], spec.input_dilation)]
-            spread = nc.new_zeros((*nc.shape[:2], *sizes))
-            spread[(slice(None), slice(None),
-                    *(slice(None, None, d) for d in spec.input_dilation))] = nc
-            nc = spread
-        nc = ops.pad(nc, _torch_pads(spec.padding))
-        conv = getattr(ops, f"conv{rank}d")
-        y = conv(nc, weight, stride=spec.strides, dilation=spec.kernel_dilation,
-                 groups=spec.feature_group_count)
-    else:
-        spec = prepare_transpose(case.x_shape, case.kernel_shape, **case.kwargs)
-        conv = getattr(ops, f"conv_transpose{rank}d")
-        full = conv(nc, weight, stride=spec.input_dilation, dilation=spec.kernel_dilation,
-                    groups=spec.feature_group_count)
-        windows = [(n - 1) * d + 1 for n, d in zip(case.kernel_shape[:rank], spec.kernel_dilation)]
-        crop = []
-        for w, (forward_low, _), length, size in zip(windows, spec.padding, full.shape[2:],
-                                                      spec.output_shape[1:-1]):
-            low = w - 1 - forward_low          # the transposed conv's own low padding
-            crop.append((-low, low + size - length))
-        y = ops.pad(full, _torch_pads(crop))
-    y = y.permute(0, *range(2, rank + 2), 1)
-    (y * torch.tensor(np.asarray(cotangent, np.float64))).sum().backward()
-    return y.detach().numpy(), xs.grad.numpy(), ks.grad.numpy()
 
 
 def _worker() -> None:
@@ -301,30 +239,37 @@ CASE_TIMEOUT = 300.0
 
 @dataclasses.dataclass
 class _Child:
-    """One worker process: what it printed, which task it is inside and since when."""
+    """One worker process: what it printed, which task it is inside, and since when it has
+    been silent (from its start, so a child that hangs before its first task is caught too)."""
 
     process: subprocess.Popen
     stderr: Any
-    buffer: str = ""
+    since: float
+    buffer: bytes = b""
     started: int | None = None
-    since: float = 0.0
 
     def lines(self, wait: float) -> list[str] | None:
         """Complete stdout lines within ``wait`` seconds; None once stdout is closed."""
         ready, _, _ = select.select([self.process.stdout], [], [], max(wait, 0.0))
         if not ready:
             return []
-        chunk = os.read(self.process.stdout.fileno(), 65536).decode(errors="replace")
+        chunk = os.read(self.process.stdout.fileno(), 65536)
         if not chunk:
             return None
-        *complete, self.buffer = (self.buffer + chunk).split("\n")
-        return complete
+        *complete, self.buffer = (self.buffer + chunk).split(b"\n")
+        return [line.decode(errors="replace") for line in complete]
 
     def stop(self) -> tuple[int, str]:
-        """Kills the child if it still runs; its exit code and the tail of its stderr."""
+        """Kills the child if it still runs, reaps it and closes its pipes; its exit code and
+        the tail of its stderr."""
         if self.process.poll() is None:
             self.process.kill()
         code = self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
         self.stderr.seek(0)
         tail = self.stderr.read().decode(errors="replace").strip()[-300:]
         self.stderr.close()
@@ -340,11 +285,11 @@ def _spawn(worker: Sequence[str], payload: str) -> _Child:
         try:
             process.stdin.write(payload.encode())
             process.stdin.close()
-        except OSError:                 # the child died before reading everything
+        except (OSError, ValueError):   # the child died, or was stopped, before reading it all
             pass
 
     threading.Thread(target=feed, daemon=True).start()
-    return _Child(process, stderr)
+    return _Child(process, stderr, since=time.monotonic())
 
 
 def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: float | None = None,
@@ -370,33 +315,36 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
         payload = "".join(json.dumps({"id": i, "case": t[0], "impl": t[1], "dtype": t[2]}) + "\n"
                           for i, t in enumerate(tasks[done:], start=done))
         child, before, timed_out = _spawn(worker, payload), done, False
-        while True:
-            now = time.monotonic()
-            limits = [] if deadline is None else [deadline - now]
-            if child.started is not None:
-                limits.append(child.since + case_timeout - now)
-            if limits and min(limits) <= 0:
-                timed_out = child.started is not None and child.since + case_timeout <= now
-                break
-            lines = child.lines(min(limits, default=5.0))
-            if lines is None:
-                break
-            for line in lines:
-                try:
-                    message = json.loads(line)
-                except json.JSONDecodeError:
-                    continue                      # something else wrote to stdout
-                if "start" in message:
-                    child.started, child.since = message["start"], time.monotonic()
-                else:
-                    if message["problem"]:
-                        fail(message["done"], message["problem"], "FAIL")
-                    done, child.started = message["done"] + 1, None
-        code, stderr = child.stop()
-        if timed_out:
-            fail(child.started, f"timed out after {case_timeout:g} s (the child was killed)",
-                 "TIMEOUT")
-            done = child.started + 1
+        try:
+            while True:
+                now = time.monotonic()
+                limits = [child.since + case_timeout - now]
+                if deadline is not None:
+                    limits.append(deadline - now)
+                if min(limits) <= 0:
+                    timed_out = child.since + case_timeout <= now
+                    break
+                lines = child.lines(min(limits))
+                if lines is None:
+                    break
+                for line in lines:
+                    try:
+                        message = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue                  # something else wrote to stdout
+                    child.since = time.monotonic()
+                    if "start" in message:
+                        child.started = message["start"]
+                    else:
+                        if message["problem"]:
+                            fail(message["done"], message["problem"], "FAIL")
+                        done, child.started = message["done"] + 1, None
+        finally:
+            code, stderr = child.stop()
+        if timed_out:                              # inside a task, or before the next one
+            hung = child.started if child.started is not None else done
+            fail(hung, f"timed out after {case_timeout:g} s (the child was killed)", "TIMEOUT")
+            done = hung + 1
             continue
         if deadline is not None and time.monotonic() >= deadline:
             break
