@@ -12,8 +12,8 @@ first ``N`` training images, and writes next to the runs:
 - ``retention.md``: per variant, the means over its squeezing 1x1s and seeds;
 - ``retention.png``: retained, optimum and random share against the reduction ratio.
 
-Runs whose checkpoints are elsewhere are left out (and named), so on another machine the files
-cover what was trained there.
+Runs whose checkpoints are elsewhere, and diverged runs, are left out and named, so on another
+machine the files cover what was trained there.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from jaxconv import analysis, experiment
+from jaxconv.experiment import report
 from jaxconv.train.logging import atomic_write_bytes, atomic_write_text
 
 FIELDS = ["variant", "ratio", "seed", "state", *[f.name for f in
@@ -37,30 +38,36 @@ FIELDS = ["variant", "ratio", "seed", "state", *[f.name for f in
 
 def _ratio(variant: dict) -> float:
     """The variant's bottleneck reduction ratio, the same in every stage of a width sweep."""
-    ratios = {float(stage.get("options", {}).get("ratio", float("nan")))
-              for stage in variant["model"]["stages"]}
-    if len(ratios) != 1:
-        raise ValueError(f"variant {variant['name']!r}: expected one reduction ratio in every "
-                         f"stage, got {sorted(ratios)}")
-    return ratios.pop()
+    ratios = {stage.get("options", {}).get("ratio") for stage in variant["model"]["stages"]}
+    if len(ratios) != 1 or None in ratios:
+        raise ValueError(f"variant {variant['name']!r}: expected one reduction ratio set in "
+                         f"every stage, got {sorted(ratios, key=str)}")
+    return float(ratios.pop())
 
 
 def measure(run_dir: pathlib.Path, images: int) -> tuple[list[dict], list[str]]:
-    """CSV rows for every finished run with checkpoints here, and the runs left out."""
+    """CSV rows for every finished run with checkpoints here, and the runs left out (with
+    why)."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     rows, missing = [], []
+    pixels = None
     for variant in config["variants"]:
         name = variant["name"]
         for folder in sorted((run_dir / name).glob("seed-*")):
             seed = int(folder.name.removeprefix("seed-"))
             if not (folder / "result.json").is_file():
                 continue
+            if not report.finished(json.loads((folder / "result.json").read_text())):
+                missing.append(f"{name} seed {seed} (diverged)")
+                continue
             if not (folder / "checkpoints").is_dir():
-                missing.append(f"{name} seed {seed}")
+                missing.append(f"{name} seed {seed} (checkpoints on another machine)")
                 continue
             for state, initial in (("trained", False), ("initial", True)):
                 run = experiment.load_run(run_dir, name, seed, initial=initial)
-                x = run.normalize(run.dataset("train").images[:images])
+                if pixels is None:
+                    pixels = run.dataset("train").images[:images]
+                x = run.normalize(pixels)
                 for r in analysis.retention(run.model, x):
                     rows.append({"variant": name, "ratio": _ratio(variant), "seed": seed,
                                  "state": state, **dataclasses.asdict(r)})
@@ -100,8 +107,7 @@ def markdown(table: list[dict], missing: list[str], images: int) -> str:
             f"{t['optimum']:.3f} | {t['random']:.3f} | {t['retained'] / t['optimum']:.3f} | "
             f"{t['effective_rank']:.1f} |")
     if missing:
-        lines += ["", "Not measured here (checkpoints on another machine): "
-                  + ", ".join(missing) + "."]
+        lines += ["", "Not measured: " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
 
 
