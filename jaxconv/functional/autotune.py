@@ -31,9 +31,11 @@ CACHE_ENV = "JAXCONV_AUTOTUNE_CACHE"
 ENABLE_ENV = "JAXCONV_AUTOTUNE"
 REPEATS = 5
 
-#: The parsed cache file per path, with the (mtime, size) it was read at: the file is the only
-#: state, so another cache path, an edited or a deleted file takes effect at the next trace.
-_parsed: dict[Path, tuple[tuple[int, int], dict[str, dict[str, Any]]]] = {}
+#: The parsed cache file per path, with the (device, inode, mtime, size) it was read at: the
+#: file is the only state, so another cache path, an edited or a deleted file takes effect at
+#: the next trace (every write replaces the file, so a new inode marks it even within one
+#: mtime tick).
+_parsed: dict[Path, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
 
 
 def enabled() -> bool:
@@ -80,7 +82,7 @@ def _entries(path: Path) -> dict[str, dict[str, Any]]:
         stat = path.stat()
     except OSError:
         return {}
-    stamp = (stat.st_mtime_ns, stat.st_size)
+    stamp = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
     seen = _parsed.get(path)
     if seen is None or seen[0] != stamp:
         seen = (stamp, _load(path))

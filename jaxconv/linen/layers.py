@@ -60,7 +60,8 @@ class Conv(nn.Module):
         size = _args.kernel_size_tuple(self.kernel_size, "Conv")
         _args.check_input_rank(inputs, self.kernel_size, "Conv")
         kernel_shape = _args.kernel_shape("Conv", size, inputs.shape[-1], self.features,
-                                          self.feature_group_count, self.mask)
+                                          self.feature_group_count)
+        _args.check_mask(self.mask, kernel_shape, "Conv")
         kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
         if self.mask is not None:
             kernel = kernel * self.mask
@@ -136,8 +137,8 @@ class DepthwiseConv(nn.Module):
         size = _args.kernel_size_tuple(self.kernel_size, "DepthwiseConv")
         _args.check_input_rank(inputs, self.kernel_size, "DepthwiseConv")
         out_features = inputs.shape[-1] * self.depth_multiplier
-        kernel_shape = _args.kernel_shape("DepthwiseConv", size, inputs.shape[-1], out_features,
-                                          mask=self.mask)
+        kernel_shape = _args.kernel_shape("DepthwiseConv", size, inputs.shape[-1], out_features)
+        _args.check_mask(self.mask, kernel_shape, "DepthwiseConv")
         kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
         if self.mask is not None:
             kernel = kernel * self.mask
@@ -219,7 +220,9 @@ class ConvTranspose(nn.Module):
         size = _args.kernel_size_tuple(self.kernel_size, "ConvTranspose")
         _args.check_input_rank(inputs, self.kernel_size, "ConvTranspose")
         kernel_shape = _args.kernel_shape("ConvTranspose", size, inputs.shape[-1],
-                                          self.features, self.feature_group_count, self.mask)
+                                          self.features, self.feature_group_count,
+                                          out_name="features")
+        _args.check_mask(self.mask, kernel_shape, "ConvTranspose")
         kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
         if self.mask is not None:
             kernel = kernel * self.mask

@@ -47,28 +47,20 @@ def check_input_rank(x: Array, kernel_size: int | Sequence[int], layer: str) -> 
 
 
 def kernel_shape(layer: str, size: Shape, in_features: int, out_features: int, groups: int = 1,
-                 mask: Array | None = None) -> Shape:
-    """The kernel shape of an NNX or Linen ``layer`` (its class name), Flax's layouts:
-    ``Conv`` ``(*size, C_in / g, C_out)``, ``Pointwise`` ``(C_in / g, C_out)``,
-    ``DepthwiseConv`` ``(*size, 1, C_out)``, ``ConvTranspose`` ``(*size, C_out / g, C_in)``;
-    checks that ``groups`` divides a transposed conv's outputs and that ``mask`` fits."""
+                 *, out_name: str = "out_features") -> Shape:
+    """The kernel shape of an NNX or Linen ``layer`` (its class name): ``Conv``
+    ``(*size, C_in / g, C_out)`` and ``Pointwise`` ``(C_in / g, C_out)`` (Flax's HWIO),
+    ``DepthwiseConv`` ``(*size, 1, C_out)``, ``ConvTranspose`` ``(*size, C_out / g, C_in)``
+    (Keras's). Checks that ``groups`` divides a transposed conv's outputs, naming them as the
+    layer's argument ``out_name`` does."""
     groups = max(groups, 1)
-    if layer == "Conv":
-        shape = (*size, in_features // groups, out_features)
-    elif layer == "Pointwise":
-        shape = (in_features // groups, out_features)
-    elif layer == "DepthwiseConv":
-        shape = (*size, 1, out_features)
-    elif layer == "ConvTranspose":
-        if out_features % groups:
-            raise ValueError(f"ConvTranspose: feature_group_count={groups} does not divide "
-                             f"out_features={out_features}")
-        shape = (*size, out_features // groups, in_features)
-    else:
-        raise ValueError(f"layer={layer!r}: expected Conv, Pointwise, DepthwiseConv or "
-                         "ConvTranspose")
-    check_mask(mask, shape, layer)
-    return shape
+    if layer == "ConvTranspose" and out_features % groups:
+        raise ValueError(f"ConvTranspose: feature_group_count={groups} does not divide "
+                         f"{out_name}={out_features}")
+    return {"Conv": lambda: (*size, in_features // groups, out_features),
+            "Pointwise": lambda: (in_features // groups, out_features),
+            "DepthwiseConv": lambda: (*size, 1, out_features),
+            "ConvTranspose": lambda: (*size, out_features // groups, in_features)}[layer]()
 
 
 def check_mask(mask: Array | None, kernel_shape: Shape, layer: str) -> None:

@@ -123,7 +123,7 @@ class Conv(nnx.Module):
     ):
         size = _args.kernel_size_tuple(kernel_size, "Conv")
         kernel_shape = _args.kernel_shape("Conv", size, in_features, out_features,
-                                          feature_group_count, mask)
+                                          feature_group_count)
         conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
                          input_dilation=input_dilation, kernel_dilation=kernel_dilation,
                          feature_group_count=feature_group_count, precision=precision,
@@ -131,6 +131,7 @@ class Conv(nnx.Module):
         impl = conv_general_dilated if conv_general_dilated is not lax.conv_general_dilated \
             else impl
         _validate("conv", kernel_shape, in_features, impl, **conv_args)
+        _args.check_mask(mask, kernel_shape, "Conv")
         self.kernel_shape = kernel_shape
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
@@ -234,11 +235,11 @@ class DepthwiseConv(nnx.Module):
         size = _args.kernel_size_tuple(kernel_size, "DepthwiseConv")
         multiplier = _checks.positive_int("depth_multiplier", depth_multiplier)
         out_features = in_features * multiplier
-        kernel_shape = _args.kernel_shape("DepthwiseConv", size, in_features, out_features,
-                                          mask=mask)
+        kernel_shape = _args.kernel_shape("DepthwiseConv", size, in_features, out_features)
         conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
                          kernel_dilation=kernel_dilation, precision=precision)
         _validate("depthwise_conv", kernel_shape, in_features, impl, **conv_args)
+        _args.check_mask(mask, kernel_shape, "DepthwiseConv")
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
                      if use_bias else nnx.data(None))
@@ -342,11 +343,12 @@ class ConvTranspose(nnx.Module):
         size = _args.kernel_size_tuple(kernel_size, "ConvTranspose")
         groups = _checks.positive_int("feature_group_count", feature_group_count)
         kernel_shape = _args.kernel_shape("ConvTranspose", size, in_features, out_features,
-                                          groups, mask)
+                                          groups)
         conv_args = dict(strides=strides, padding=padding, output_padding=output_padding,
                          kernel_dilation=kernel_dilation, feature_group_count=groups,
                          precision=precision, preferred_element_type=preferred_element_type)
         _validate("conv_transpose", kernel_shape, in_features, impl, **conv_args)
+        _args.check_mask(mask, kernel_shape, "ConvTranspose")
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
                      if use_bias else nnx.data(None))

@@ -81,7 +81,7 @@ def test_a_run_interrupted_mid_seed_resumes_to_the_uninterrupted_result(tmp_path
 
     def interrupted_fit(*args, **kwargs):
         def stop(step):
-            if step == 6:
+            if step == 7:
                 raise KeyboardInterrupt
         return fit(*args, **kwargs, on_step=stop)
 
@@ -90,12 +90,12 @@ def test_a_run_interrupted_mid_seed_resumes_to_the_uninterrupted_result(tmp_path
         experiment.run(config, command="test", progress=False, log=lambda s: None)
     folder = config.run_dir / "basic" / "seed-0"
     assert not (folder / "result.json").exists()
-    assert experiment.runner.train.Checkpoints(folder).latest() == 4
+    assert experiment.runner.train.Checkpoints(folder).latest() == 6     # mid-epoch 2 of 2
     steps = []
     monkeypatch.setattr(experiment.runner.train, "fit",
                         lambda *args, **kwargs: fit(*args, **kwargs, on_step=steps.append))
     experiment.run(config, command="test", progress=False, log=lambda s: None)
-    assert steps == [5, 6, 7, 8], "the rerun did not continue from the checkpoint"
+    assert steps == [7, 8], "the rerun did not continue from the checkpoint"
     resumed = json.loads((folder / "result.json").read_text())
     keys = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
     assert [[h[k] for k in keys] for h in resumed["history"]] == \

@@ -106,6 +106,9 @@ def test_the_file_is_the_only_state_a_cleared_or_edited_cache_takes_effect(cache
     cache.write_text(json.dumps({key: {"impl": other, "ms": {other: 0.001}}}))
     assert F.plan(x, k, impl="autotune").impl == other        # an edited entry is read
     cache.unlink()
+    F.plan(x, k, impl="autotune")                              # a deleted one: measured again
+    assert set(json.loads(cache.read_text())[key]["ms"]) == {
+        n for n, why in plan.candidates.items() if why is None}
     monkeypatch.setenv(autotune.CACHE_ENV, str(cache.with_name("elsewhere.json")))
     F.plan(x, k, impl="autotune")                              # another cache: measured again
     assert cache.with_name("elsewhere.json").exists()

@@ -92,3 +92,10 @@ def test_nnx_and_linen_twins_agree_on_the_kernel_and_refuse_the_same_mask(kind, 
         getattr(jc.nnx, kind)(*nnx_args, **groups, mask=wrong, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=message):
         getattr(jc.linen, kind)(*linen_args, **groups, mask=wrong).init(jax.random.key(0), X)
+
+
+def test_a_transposed_conv_whose_groups_do_not_divide_its_outputs_names_its_own_argument():
+    with pytest.raises(ValueError, match=r"feature_group_count=2 does not divide features=5"):
+        jc.linen.ConvTranspose(5, (3, 3), feature_group_count=2).init(jax.random.key(0), X)
+    with pytest.raises(ValueError, match=r"feature_group_count=2 does not divide out_features=5"):
+        jc.nnx.ConvTranspose(6, 5, (3, 3), feature_group_count=2, rngs=nnx.Rngs(0))
