@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxconv import models
+from jaxconv import analysis, models
 from jaxconv.train import Recipe
 from jaxconv.train import step as S
 
@@ -76,7 +76,7 @@ def main(presets: list[str]) -> None:
     print("|---|---:|---:|---:|---:|")
     for preset in presets:
         model = models.create(preset, num_classes=10, in_features=1, rngs=nnx.Rngs(0))
-        params = sum(p.size for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        params = analysis.n_params(model)
         runs = {"jax": jax_jit_step(model, recipe), "nnx": nnx_jit_step(model, recipe)}
         for run in runs.values():
             for _ in range(3):

@@ -13,12 +13,9 @@ import numpy as np
 from flax import nnx
 
 import jaxconv as jc
+from jaxconv import analysis
 from jaxconv import functional as F
 from jaxconv.functional.timing import median_ms
-
-
-def n_params(module: nnx.Module) -> int:
-    return sum(p.size for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
 def max_error(a: jax.Array, b: jax.Array) -> float:
@@ -33,7 +30,7 @@ def conv_3_to_32(image: jax.Array) -> None:
                       for c in range(3))
     print(f"Conv 3->32, 3x3, on {image.shape[1:]}: kernel {kernel.shape} = 32 filters of "
           f"3x3x3 = 96 2-D slices; {kernel.size} weights + {bias.size} biases = "
-          f"{n_params(layer)} parameters; output {y.shape[1:]}")
+          f"{analysis.n_params(layer)} parameters; output {y.shape[1:]}")
     print(f"  output == sum over the 3 input channels of single-channel convs: max |diff| "
           f"{max_error(y, per_channel + bias):.1e}")
 
@@ -44,7 +41,7 @@ def conv3d_on_depth_one(image: jax.Array) -> None:
     y = layer(volume)
     middle = F.conv(image, layer.kernel[...][1], layer.bias[...])
     print(f"Conv3D 3->32, 3x3x3, on depth 1 {volume.shape[1:]}: kernel {layer.kernel.shape}, "
-          f"{n_params(layer)} parameters; output {y.shape[1:]}")
+          f"{analysis.n_params(layer)} parameters; output {y.shape[1:]}")
     print(f"  output == 2-D conv with the kernel's middle depth slice: max |diff| "
           f"{max_error(y[:, 0], middle):.1e} (SAME pads depth 1 with zeros; the other two "
           "slices only ever see padding)")
@@ -55,8 +52,8 @@ def pointwise_32_to_8() -> None:
     layer = jc.nnx.Conv(32, 8, (1, 1), rngs=nnx.Rngs(2))
     w, b = layer.kernel[...].reshape(32, 8), layer.bias[...]
     y = layer(x)
-    print(f"1x1 Conv 32->8: kernel {layer.kernel.shape}, {n_params(layer)} parameters; each "
-          "output pixel is W.T @ x[h, w] + b")
+    print(f"1x1 Conv 32->8: kernel {layer.kernel.shape}, {analysis.n_params(layer)} parameters; "
+          "each output pixel is W.T @ x[h, w] + b")
     print(f"  at pixel (5, 11): max |diff| {max_error(y[0, 5, 11], w.T @ x[0, 5, 11] + b):.1e}; "
           f"whole map vs a Dense layer per pixel: {max_error(y, x @ w + b):.1e}")
 

@@ -23,32 +23,46 @@ def _layer(module: str) -> str:
 
 
 def _imports(path: pathlib.Path) -> set[str]:
-    """Every ``jaxconv.*`` module the file imports, as dotted names."""
-    tree = ast.parse(path.read_text())
+    """Every ``jaxconv.*`` module the file imports, as dotted names (relative imports
+    resolved against the file's package)."""
+    package = ["jaxconv", *path.relative_to(ROOT).parent.parts]
     found = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("jaxconv.")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "jaxconv":
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "jaxconv"}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join([*package[:len(package) - node.level + 1], *filter(None, [base])])
+            if base == "jaxconv":
                 found |= {f"jaxconv.{a.name}" for a in node.names}
-            elif node.module.startswith("jaxconv."):
-                found.add(node.module)
+            elif base.startswith("jaxconv."):
+                found.add(base)
     return found
 
 
-MODULES = sorted(p for p in ROOT.rglob("*.py") if p.parent != ROOT or p.stem in RANK)
+MODULES = sorted(p for p in ROOT.rglob("*.py") if p.parent != ROOT or p.stem != "__init__")
 
 
 @pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(ROOT)) for p in MODULES])
 def test_no_import_runs_upward(path):
     relative = path.relative_to(ROOT)
     layer = relative.parts[0].removesuffix(".py")
+    assert layer in RANK, f"{relative}: {layer} has no place in the layer order"
+    imported = {_layer(m) for m in _imports(path)} - {"__init__"}
+    assert imported <= set(RANK), f"{relative} imports unplaced {sorted(imported - set(RANK))}"
     upward = sorted(m for m in _imports(path)
                     if _layer(m) in RANK and _layer(m) != layer and RANK[_layer(m)] >= RANK[layer])
     assert not upward, f"{relative} imports {upward}, at or above its own layer ({layer})"
 
 
-def test_every_package_has_a_place():
-    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
-    assert packages <= set(RANK), sorted(packages - set(RANK))
+def test_functional_knows_nothing_of_flax_and_only_experiment_knows_yaml():
+    for path in MODULES:
+        layer = path.relative_to(ROOT).parts[0].removesuffix(".py")
+        tree = ast.parse(path.read_text())
+        names = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for a in node.names}
+        names |= {node.module.split(".")[0] for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+        assert not (layer == "functional" and "flax" in names), path
+        assert "yaml" not in names or layer == "experiment", path

@@ -91,6 +91,7 @@ def split_input(x_shape: Shape, rank: int) -> tuple[int, Shape, int]:
 
 
 def groups_divide_channels(op: str, groups: int, channels: int) -> None:
+    """Refuses a ``feature_group_count`` that does not divide the input's channels."""
     if channels % groups:
         raise ValueError(f"{op}: feature_group_count={groups} does not divide the input's "
                          f"{channels} channels")

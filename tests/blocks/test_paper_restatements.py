@@ -97,19 +97,24 @@ def shuffle(x, groups):
     return x.reshape(n, h, w, groups, c // groups).swapaxes(3, 4).reshape(n, h, w, c)
 
 
-def basic(b, x, stride):
+def resnet_shortcut(b, x, stride, cout):
+    """Identity when the shapes agree, else a strided 1x1 conv + BN (He et al.'s option B)."""
+    project = stride != 1 or x.shape[-1] != cout
+    assert (b.shortcut is not None) == project
+    return cbr(x, b.shortcut, stride, act=False) if project else x
+
+
+def basic(b, x, stride, cout):
     y = bn(conv(relu(bn(conv(x, b.conv1.conv.kernel, stride), b.conv1.norm)),
                 b.conv2.conv.kernel), b.conv2.norm)
-    short = x if b.shortcut is None else cbr(x, b.shortcut, stride, act=False)
-    return relu(y + short)
+    return relu(y + resnet_shortcut(b, x, stride, cout))
 
 
-def bottleneck(b, x, stride, groups=1):
+def bottleneck(b, x, stride, cout, groups=1):
     y = cbr(x, b.reduce)
     y = cbr(y, b.conv, stride, groups)          # the 3x3 carries the stride (v1.5)
     y = cbr(y, b.expand, act=False)
-    short = x if b.shortcut is None else cbr(x, b.shortcut, stride, act=False)
-    return relu(y + short)
+    return relu(y + resnet_shortcut(b, x, stride, cout))
 
 
 def separable(b, x, stride):
@@ -133,7 +138,9 @@ def shuffle_unit(b, x, stride, groups):
     y = cbr(y, b.expand, groups=groups, act=False)
     if stride != 1:
         return relu(np.concatenate([pool(x, "avg", stride), y], -1))
-    return relu(y + (x if b.shortcut is None else cbr(x, b.shortcut, act=False)))
+    project = x.shape[-1] != y.shape[-1]
+    assert (b.shortcut is not None) == project
+    return relu(y + (cbr(x, b.shortcut, act=False) if project else x))
 
 
 def fire(b, x, stride, cout):
@@ -156,15 +163,16 @@ def nin(b, x, stride):
     return cbr(cbr(cbr(x, b.conv, stride), b.mlp1), b.mlp2)
 
 
-def convnext(b, x, stride):
-    from jax.scipy.special import erf
+def convnext(b, x, stride, cout):
+    from scipy.special import erf
 
+    assert (b.down is not None) == (stride != 1 or x.shape[-1] != cout)
     if b.down is not None:
         x = conv(ln(x, b.down_norm), b.down.kernel, stride, padding="VALID", bias=b.down.bias)
     c = x.shape[-1]
     y = ln(conv(x, b.depthwise.kernel, groups=c, bias=b.depthwise.bias), b.norm)
     h = conv(y, b.expand.kernel, bias=b.expand.bias)
-    h = 0.5 * h * (1 + np.asarray(erf(h / np.sqrt(2))))       # exact GELU
+    h = 0.5 * h * (1 + erf(h / np.sqrt(2)))                   # exact GELU
     return x + a(b.gamma) * conv(h, b.project.kernel, bias=b.project.bias)
 
 
@@ -173,18 +181,18 @@ CASES = [
     ("basic", 16, 32, 2, {}, basic),
     ("bottleneck", 16, 16, 1, {}, bottleneck),
     ("bottleneck", 16, 32, 2, {}, bottleneck),
-    ("resnext", 16, 32, 2, {"cardinality": 4}, lambda b, x, s: bottleneck(b, x, s, groups=4)),
-    ("separable", 16, 24, 2, {}, separable),
-    ("inverted_residual", 16, 16, 1, {"expansion": 2},
-     lambda b, x, s: inverted_residual(b, x, s, 16)),
-    ("inverted_residual", 16, 24, 2, {"expansion": 2},
-     lambda b, x, s: inverted_residual(b, x, s, 24)),
-    ("shuffle", 16, 16, 1, {"groups": 2}, lambda b, x, s: shuffle_unit(b, x, s, 2)),
-    ("shuffle", 16, 32, 2, {"groups": 2}, lambda b, x, s: shuffle_unit(b, x, s, 2)),
-    ("fire", 16, 16, 1, {}, lambda b, x, s: fire(b, x, s, 16)),
-    ("fire", 16, 32, 2, {}, lambda b, x, s: fire(b, x, s, 32)),
-    ("inception", 16, 32, 2, {}, inception),
-    ("nin", 16, 24, 2, {}, nin),
+    ("resnext", 16, 32, 2, {"cardinality": 4},
+     lambda b, x, s, c: bottleneck(b, x, s, c, groups=4)),
+    ("separable", 16, 24, 2, {}, lambda b, x, s, c: separable(b, x, s)),
+    ("inverted_residual", 16, 16, 1, {"expansion": 2}, inverted_residual),
+    ("inverted_residual", 16, 24, 2, {"expansion": 2}, inverted_residual),
+    ("shuffle", 16, 16, 1, {"groups": 2}, lambda b, x, s, c: shuffle_unit(b, x, s, 2)),
+    ("shuffle", 16, 24, 1, {"groups": 2}, lambda b, x, s, c: shuffle_unit(b, x, s, 2)),
+    ("shuffle", 16, 32, 2, {"groups": 2}, lambda b, x, s, c: shuffle_unit(b, x, s, 2)),
+    ("fire", 16, 16, 1, {}, fire),
+    ("fire", 16, 32, 2, {}, fire),
+    ("inception", 16, 32, 2, {}, lambda b, x, s, c: inception(b, x, s)),
+    ("nin", 16, 24, 2, {}, lambda b, x, s, c: nin(b, x, s)),
     ("convnext", 16, 16, 1, {"layer_scale": 1.0}, convnext),
     ("convnext", 16, 32, 2, {"layer_scale": 1.0}, convnext),
 ]
@@ -194,7 +202,7 @@ CASES = [
                          ids=[f"{c[0]}-{c[1]}to{c[2]}-s{c[3]}" for c in CASES])
 def test_block_computes_its_papers_formula(name, cin, cout, stride, options, restated):
     block = randomised(name, cin, cout, stride, **options)
-    expected = restated(block, np.asarray(X, np.float64), stride)
+    expected = restated(block, np.asarray(X, np.float64), stride, cout)
     got = np.asarray(jax.jit(lambda x: block(x))(X), np.float64)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
