@@ -140,9 +140,10 @@ TRANSPOSE: dict[str, Formulation] = {
 TRANSPOSE_POLICY: tuple[policy.PolicyRow, ...] = (
     policy.PolicyRow("cpu", policy.ANY, "subpixel",
                      "XLA's CPU backward of an input-dilated conv is slow; one stride-1 conv per "
-                     "output phase, each as conv's policy picks, measured (jaxconv bench --cases "
-                     "transposed: batch 64, 16x16, 3x3 stride 2, 64->32, forward+backward; AMD "
-                     "EPYC, AVX2) 26.0 ms vs 286.5 ms"),
+                     "output phase, each as conv's policy picks, measured (experiments/"
+                     "bench_ops.py --cases transposed, the jaxconv command's settings: batch 64, "
+                     "16x16, 3x3 stride 2, 64->32, forward+backward; AMD EPYC, AVX2) 26.0 ms vs "
+                     "286.5 ms"),
 )
 
 
