@@ -76,11 +76,32 @@ def _run(args: argparse.Namespace) -> None:
     from jaxconv import experiment
 
     config = experiment.load(args.config, args.set)
+    primary = _join_processes(args)
     command = "jaxconv " + " ".join(shlex.quote(a) for a in args.argv)
-    path = experiment.run(config, command=command, progress=not args.quiet,
+    path = experiment.run(config, command=command, progress=not args.quiet and primary,
                           plan_only=args.plan)
-    if path is not None:
+    if path is not None and primary:
         _print_report(path.parent)
+
+
+def _join_processes(args: argparse.Namespace) -> bool:
+    """Joins a multi-host run when ``--coordinator`` is given; whether this process is the one
+    that writes the run's files (process 0, or the only process)."""
+    if args.coordinator is None:
+        if args.processes != 1 or args.process_id != 0:
+            raise ValueError(f"--processes {args.processes} --process-id {args.process_id}: "
+                             "a multi-host run also needs --coordinator HOST:PORT")
+        return True
+    if not 0 <= args.process_id < args.processes:
+        raise ValueError(f"--process-id: {args.process_id} is not in 0..{args.processes - 1} "
+                         f"(--processes {args.processes})")
+    import jax
+
+    # CPU devices of different processes exchange gradients through gloo
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(args.coordinator, num_processes=args.processes,
+                               process_id=args.process_id)
+    return jax.process_index() == 0
 
 
 def _print_report(run_dir) -> None:
@@ -232,6 +253,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     r.add_argument("--plan", action="store_true",
                    help="print the plan (a measured step per design) and stop")
+    r.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="a multi-host run: process 0's address; start the same command on "
+                        "every host with its --process-id")
+    r.add_argument("--processes", type=int, default=1, help="processes of a multi-host run")
+    r.add_argument("--process-id", type=int, default=0,
+                   help="this process's index in a multi-host run (0 writes the files)")
     r.set_defaults(run=_run)
 
     rep = verb("report", "Rebuild a run folder's report.md, results.csv and plots from its "

@@ -21,8 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import yaml
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from jaxconv import analysis, data, models, train
 from jaxconv.experiment import provenance, report, trained
@@ -162,38 +164,60 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     if plan_only:
         return None
     origin = provenance.current()       # the code and machine that train, as they start
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    commands = run_dir / "command.txt"
-    earlier = commands.read_text().splitlines() if commands.is_file() else []
-    if command not in earlier:
-        atomic_write_text(commands, "".join(line + "\n" for line in [*earlier, command]))
+    primary = S.primary()               # of a multi-host run, process 0 writes every file
+    if primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        commands = run_dir / "command.txt"
+        earlier = commands.read_text().splitlines() if commands.is_file() else []
+        if command not in earlier:
+            atomic_write_text(commands, "".join(line + "\n" for line in [*earlier, command]))
 
     for variant, cost, steps, pending in plan:
         for seed in config.seeds:
             folder = run_dir / variant.name / f"seed-{seed}"
-            if seed not in pending:
-                log(f"{variant.name} seed {seed}: finished earlier, skipped")
-                continue
-            with run_lock(folder) as held:
-                if not held:
+            with run_lock(folder) if primary and seed in pending \
+                    else contextlib.nullcontext(True) as held:
+                # every process of a multi-host run takes process 0's decision
+                action = _agree("earlier" if seed not in pending else "held" if not held
+                                else "finished" if (folder / "result.json").is_file()
+                                else "train")
+                if action == "earlier":
+                    log(f"{variant.name} seed {seed}: finished earlier, skipped")
+                elif action == "held":
                     log(f"{variant.name} seed {seed}: another process is training it "
                         f"({folder / LOCK} is held), skipped")
-                elif (folder / "result.json").is_file():
+                elif action == "finished":
                     log(f"{variant.name} seed {seed}: finished by another process, skipped")
                 else:
                     _train_one(variant, seed, cost, steps, folder, build, tr, te, recipe,
-                               command=command, origin=origin, progress=progress, log=log)
+                               command=command, origin=origin, progress=progress, log=log,
+                               write=primary)
+    if not primary:
+        return run_dir / "report.md"
     _, path = report.build(run_dir)
     return path
 
 
+_ACTIONS = ("earlier", "held", "finished", "train")
+
+
+def _agree(action: str) -> str:
+    """Process 0's ``action`` (one of `_ACTIONS`), on every process of a multi-host run."""
+    if jax.process_count() == 1:
+        return action
+    chosen = multihost_utils.broadcast_one_to_all(np.int32(_ACTIONS.index(action)))
+    return _ACTIONS[int(chosen)]
+
+
 def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr, te,
                recipe: train.Recipe, *, command: str, origin: dict[str, str], progress: bool,
-               log: Callable[[str], None]) -> None:
-    """Trains one variant and seed and writes its ``result.json``, finished or diverged."""
-    atomic_write_text(folder.parent / "model.yaml",
-                      yaml.safe_dump(variant.model.to_dict(), sort_keys=False))
+               log: Callable[[str], None], write: bool = True) -> None:
+    """Trains one variant and seed and, when ``write``, writes its ``result.json``, finished
+    or diverged."""
+    if write:
+        atomic_write_text(folder.parent / "model.yaml",
+                          yaml.safe_dump(variant.model.to_dict(), sort_keys=False))
     record = {"variant": variant.name, "seed": seed, "params": cost.params, "macs": cost.macs,
               "xla_flops": cost.xla_flops}
     try:
@@ -211,4 +235,5 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
         log(f"{variant.name} seed {seed}: test accuracy "
             f"{100 * result.final['test_accuracy']:.2f}%")
     record.update(command=command, provenance=origin)
-    atomic_write_text(folder / "result.json", json.dumps(record, indent=1) + "\n")
+    if write:
+        atomic_write_text(folder / "result.json", json.dumps(record, indent=1) + "\n")

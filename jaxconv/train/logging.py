@@ -46,21 +46,25 @@ def read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
 
 
 class MetricsLog:
-    """Appends records to ``metrics.jsonl`` and, when available, TensorBoard."""
+    """Appends records to ``metrics.jsonl`` and, when available, TensorBoard; writes nothing
+    when not ``enabled`` (the processes of a multi-host run other than the first)."""
 
-    def __init__(self, workdir: pathlib.Path, *, resume_step: int | None):
+    def __init__(self, workdir: pathlib.Path, *, resume_step: int | None, enabled: bool = True):
         self.path = workdir / "metrics.jsonl"
+        self.enabled = enabled
+        if not enabled:
+            return
         kept = [r for r in read_jsonl(self.path)
                 if resume_step is not None and r["step"] <= resume_step]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-        self.records = kept
         self._file = self.path.open("a")
         from tensorboardX import SummaryWriter
 
         self._tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=resume_step)
 
     def write(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
+        if not self.enabled:
+            return
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
         for key, value in record.items():
@@ -68,8 +72,9 @@ class MetricsLog:
                 self._tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
 
     def close(self) -> None:
-        self._file.close()
-        self._tb.close()
+        if self.enabled:
+            self._file.close()
+            self._tb.close()
 
 
 class Progress:

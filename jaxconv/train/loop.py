@@ -211,8 +211,9 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
             steps = build_steps(model, train,
                                 dataclasses.replace(recipe, compile_options=recorded))
     start = int(state.step)
-    log = MetricsLog(workdir, resume_step=start if start else None)
-    bar = Progress(recipe.epochs * per_epoch, start, enabled=progress, description=description)
+    log = MetricsLog(workdir, resume_step=start if start else None, enabled=S.primary())
+    bar = Progress(recipe.epochs * per_epoch, start, enabled=progress and S.primary(),
+                   description=description)
     lr = recipe.schedule_fn(per_epoch)
     history, sums = list(meta["history"]), list(meta["sums"])
     train_time, images_seen = float(meta["train_time_s"]), int(meta["images"])

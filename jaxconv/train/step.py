@@ -7,7 +7,8 @@ definitions of the same model (``model.train()`` and ``model.eval()``), so the m
 
 Devices: one `jax.sharding.Mesh` over every visible device with one axis, ``"data"``; batches
 are sharded along it and the state replicated, so XLA inserts the gradient all-reduce. One
-device is the same code path.
+device is the same code path, and so is a multi-host run (`jax.distributed.initialize` first):
+every process loads the same data and feeds its own devices.
 """
 
 from __future__ import annotations
@@ -54,13 +55,33 @@ def check_divisible(batch_size: int, name: str = "batch_size") -> None:
                          f"{devices} devices; use a multiple of {devices}")
 
 
+def primary() -> bool:
+    """Whether this process writes the run's files: process 0 of a multi-host run, or the only
+    process."""
+    return jax.process_index() == 0
+
+
+def _put(x, sharding: NamedSharding):
+    """``x`` placed with ``sharding``. With several processes each process transfers only what
+    its own devices hold, cut from its host copy of the whole value (every process loads the
+    same data and builds the same initial state), and nothing is compared across processes."""
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(_put(jax.random.key_data(x), sharding),
+                                        impl=jax.random.key_impl(x))
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
 def shard_batch(m: Mesh, *arrays: np.ndarray):
     sharding = NamedSharding(m, PartitionSpec("data"))
-    return tuple(jax.device_put(a, sharding) for a in arrays)
+    return tuple(_put(a, sharding) for a in arrays)
 
 
 def replicate(m: Mesh, tree):
-    return jax.device_put(tree, NamedSharding(m, PartitionSpec()))
+    sharding = NamedSharding(m, PartitionSpec())
+    return jax.tree.map(lambda x: _put(x, sharding), tree)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,12 @@
 
 import csv
 import json
+import os
+import socket
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -100,6 +105,43 @@ def test_a_run_interrupted_mid_seed_resumes_to_the_uninterrupted_result(tmp_path
     keys = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
     assert [[h[k] for k in keys] for h in resumed["history"]] == \
         [[h[k] for k in keys] for h in expected["history"]]
+
+
+def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_path):
+    config = dict(TINY, variants=TINY["variants"][:1], train=dict(TINY["train"], epochs=2))
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    path = write_config(tmp_path / "two", config)
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "jaxconv", "run", str(path), "--quiet", "--coordinator",
+         f"localhost:{port}", "--processes", "2", "--process-id", str(i)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outs
+    assert "2 device(s)" in outs[1] and "report: " in outs[0] and "report: " not in outs[1]
+
+    one = experiment.load(write_config(tmp_path / "one", config))
+    experiment.run(one, command="test", progress=False, log=lambda s: None)
+    folders = {name: tmp_path / name / "runs" / "tiny" / "basic" / "seed-0"
+               for name in ("one", "two")}
+    results = {name: json.loads((f / "result.json").read_text()) for name, f in folders.items()}
+    for key in ("train_loss", "test_loss"):
+        np.testing.assert_allclose([h[key] for h in results["two"]["history"]],
+                                   [h[key] for h in results["one"]["history"]], rtol=2e-4)
+    records = {name: experiment.runner.read_jsonl(f / "metrics.jsonl")
+               for name, f in folders.items()}
+    assert [r["step"] for r in records["two"]] == [r["step"] for r in records["one"]]
+    assert len(list((folders["two"] / "tensorboard").iterdir())) == 1
+    assert (tmp_path / "two" / "runs" / "tiny" / "report.md").is_file()
+
+
+def test_processes_without_a_coordinator_are_refused(tmp_path, capsys):
+    assert main(["run", str(write_config(tmp_path)), "--processes", "2"]) != 0
+    assert "a multi-host run also needs --coordinator HOST:PORT" in capsys.readouterr().err
 
 
 def test_a_different_config_in_the_same_folder_is_refused(tmp_path):
