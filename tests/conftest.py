@@ -1,4 +1,19 @@
-"""Strict JAX for every test: silent rank or dtype promotion is an error."""
+"""Strict JAX for every test: silent rank or dtype promotion is an error. Compiled programs,
+eager ops' included, go to one persistent cache shared by the session's processes (xdist
+workers and the subprocesses tests start), so a model built in many tests compiles its
+initialisers once."""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    # set before JAX is imported here, so that it and every process started later read it
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxconv-tests-xla-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
 import jax
 import numpy as np
