@@ -87,6 +87,8 @@ def _run(args: argparse.Namespace) -> None:
 def _join_processes(args: argparse.Namespace) -> bool:
     """Joins a multi-host run when ``--coordinator`` is given; whether this process is the one
     that writes the run's files (process 0, or the only process)."""
+    if args.processes < 1:
+        raise ValueError(f"--processes: {args.processes} must be at least 1")
     if args.coordinator is None:
         if args.processes != 1 or args.process_id != 0:
             raise ValueError(f"--processes {args.processes} --process-id {args.process_id}: "

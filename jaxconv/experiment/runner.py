@@ -21,14 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import numpy as np
 import yaml
 from flax import nnx
-from jax.experimental import multihost_utils
 
 from jaxconv import analysis, data, models, train
 from jaxconv.experiment import provenance, report, trained
 from jaxconv.experiment.config import ConfigError, ExperimentConfig
+from jaxconv.train import hosts
 from jaxconv.train import step as S
 from jaxconv.train.logging import atomic_write_text, read_jsonl
 
@@ -121,8 +120,11 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     Args:
       plan_only: print the plan (with a measured step per design) and stop; nothing is written.
 
+    In a multi-host run (`jax.distributed.initialize` first) every process calls this with
+    the same config and run folder, on storage they all see; process 0 writes the files.
+
     Returns:
-      The path of ``report.md`` (``None`` with ``plan_only``).
+      The path of ``report.md`` (``None`` with ``plan_only``, and on processes other than 0).
     """
     for key in ("GLIBC_TUNABLES", "XLA_FLAGS"):
         if os.environ.get(key):
@@ -146,8 +148,10 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     for variant in config.variants:
         abstract = nnx.eval_shape(lambda v=variant: build(v.model, 0))
         cost = analysis.summary(abstract, tr.shape)
-        pending = [s for s in config.seeds
-                   if not (run_dir / variant.name / f"seed-{s}" / "result.json").is_file()]
+        # a multi-host run's processes all take process 0's view: the steps are collective
+        pending = [s for s, todo in zip(config.seeds, hosts.flags_from_process_0(
+            [not (run_dir / variant.name / f"seed-{s}" / "result.json").is_file()
+             for s in config.seeds])) if todo]
         steps, per_step = None, 0.0
         if pending:
             model = build(variant.model, pending[0])
@@ -164,7 +168,7 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     if plan_only:
         return None
     origin = provenance.current()       # the code and machine that train, as they start
-    primary = S.primary()               # of a multi-host run, process 0 writes every file
+    primary = hosts.primary()           # of a multi-host run, process 0 writes every file
     if primary:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
@@ -194,7 +198,7 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
                                command=command, origin=origin, progress=progress, log=log,
                                write=primary)
     if not primary:
-        return run_dir / "report.md"
+        return None
     _, path = report.build(run_dir)
     return path
 
@@ -204,10 +208,7 @@ _ACTIONS = ("earlier", "held", "finished", "train")
 
 def _agree(action: str) -> str:
     """Process 0's ``action`` (one of `_ACTIONS`), on every process of a multi-host run."""
-    if jax.process_count() == 1:
-        return action
-    chosen = multihost_utils.broadcast_one_to_all(np.int32(_ACTIONS.index(action)))
-    return _ACTIONS[int(chosen)]
+    return _ACTIONS[hosts.from_process_0(_ACTIONS.index(action))]
 
 
 def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr, te,

@@ -6,7 +6,13 @@ Layout everywhere: channels last, inputs ``(*batch, *spatial, C)``, kernels
 
 from jaxconv.functional.conv import conv, pointwise
 from jaxconv.functional.depthwise import depthwise_conv, separable_conv
-from jaxconv.functional.formulations import CONV, ConvSpec, Formulation, forward_mode_ad
+from jaxconv.functional.formulations import (
+    CONV,
+    ConvSpec,
+    Formulation,
+    data_parallel,
+    forward_mode_ad,
+)
 from jaxconv.functional.plan import plan
 from jaxconv.functional.policy import Plan
 from jaxconv.functional.pool import avg_pool, global_avg_pool, global_max_pool, max_pool
@@ -15,6 +21,6 @@ from jaxconv.functional.transpose import TRANSPOSE, conv_transpose
 
 __all__ = [
     "CONV", "TRANSPOSE", "ConvSpec", "Formulation", "Plan", "avg_pool", "channel_shuffle", "conv",
-    "conv_transpose", "depthwise_conv", "forward_mode_ad", "global_avg_pool", "global_max_pool",
-    "max_pool", "plan", "pointwise", "separable_conv",
+    "conv_transpose", "data_parallel", "depthwise_conv", "forward_mode_ad", "global_avg_pool",
+    "global_max_pool", "max_pool", "plan", "pointwise", "separable_conv",
 ]

@@ -230,6 +230,25 @@ def _matmul_dot(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     return jnp.moveaxis(y, 0, -2).reshape((*x.shape[:-1], cout))
 
 
+_DATA_SHARDS: contextvars.ContextVar[int] = contextvars.ContextVar("jaxconv_data_shards",
+                                                                  default=1)
+
+
+@contextlib.contextmanager
+def data_parallel(shards: int) -> Iterator[None]:
+    """Ops traced inside see batches split into ``shards`` equal contiguous parts, one per
+    device (a batch sharded along one mesh axis). Formulations that loop over the batch then
+    take a part of every shard per step, so the batch stays split and no device gathers
+    another's activations. `jaxconv.train`'s steps trace inside it; outside, one shard."""
+    if shards < 1:
+        raise ValueError(f"shards: {shards} must be at least 1")
+    token = _DATA_SHARDS.set(shards)
+    try:
+        yield
+    finally:
+        _DATA_SHARDS.reset(token)
+
+
 def _with_backward(forward: Callable, backward: Callable) -> Callable:
     """``forward(x, kernel, spec)`` with ``backward(x, kernel, dy, spec) -> (dx, dk)`` as its
     VJP; inside `forward_mode_ad`, plain autodiff of ``forward`` instead."""
@@ -441,10 +460,10 @@ def _chunk(batch: int, image_bytes: int) -> int:
 
 
 def _batch_shards(batch: int) -> int:
-    """How many equal shards a data-parallel batch is split into: the number of devices when
-    it divides ``batch`` (`jaxconv.train` shards the batch over every device), else 1."""
-    devices = jax.device_count()
-    return devices if batch and batch % devices == 0 else 1
+    """How many equal shards `data_parallel` says the batch is split into (1 when they do not
+    divide ``batch``)."""
+    shards = _DATA_SHARDS.get()
+    return shards if batch and batch % shards == 0 else 1
 
 
 def _shift_input_grad(dy: Array, kernel: Array, spec: ConvSpec) -> Array | None:
@@ -483,12 +502,21 @@ def _shift_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Ar
     tap re-reads the input and the output gradient from memory for every tap; and the input
     gradient (the adjoint of the tap views: ``dy * k[t]`` shifted back and summed) reads ``dy``
     once per tap, so XLA fuses ``dy``'s producer into it and recomputes that once per tap. The
-    loop's inputs are written once, and each chunk's taps read from cache.
+    loop's inputs are written once, and each chunk's taps read from cache. Under
+    `data_parallel` each step takes a chunk of every shard and the kernel gradient is summed
+    per shard until the loop ends, so devices exchange nothing inside the loop.
     """
     acc_dtype = _accumulator(dy.dtype)
-    axes = tuple(range(x.ndim - 1))
     taps = math.prod(spec.kernel_shape[:-2])
     multiplier = spec.out_channels // spec.in_channels
+    batch = x.shape[0]
+    shards = _batch_shards(batch)
+
+    def tap_sum(product):
+        if shards == 1:
+            return jnp.sum(product, axis=tuple(range(product.ndim - 1)))
+        parts = product.reshape(shards, -1, *product.shape[1:])
+        return jnp.sum(parts, axis=tuple(range(1, parts.ndim - 1)))
 
     def step(dk, xc, dc):
         chunk_spec = dataclasses.replace(spec, input_shape=(xc.shape[0], *spec.input_shape[1:]))
@@ -499,13 +527,12 @@ def _shift_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Ar
         xp = _zero_pad(xc, spec.padding)
         xp = jnp.repeat(xp, multiplier, axis=-1) if multiplier > 1 else xp
         wide = dc.astype(acc_dtype)
-        sums = jnp.stack([jnp.sum(_padded_view(xp, offset, chunk_spec).astype(acc_dtype) * wide,
-                                  axis=axes) for _, offset in _taps(spec)])
+        sums = jnp.stack([tap_sum(_padded_view(xp, offset, chunk_spec).astype(acc_dtype) * wide)
+                          for _, offset in _taps(spec)])
         return dk + sums, dxc
 
-    dk0 = jnp.zeros((taps, spec.out_channels), acc_dtype)
-    batch = x.shape[0]
-    shards = _batch_shards(batch)
+    dk0 = jnp.zeros((taps, spec.out_channels) if shards == 1
+                    else (taps, shards, spec.out_channels), acc_dtype)
     # per-chunk work grows with the taps: 3x3 measured best at 1 MiB of input, 7x7 at 1/4 of it
     chunk = _chunk(batch // shards,
                    math.prod(x.shape[1:]) * x.dtype.itemsize * multiplier * taps // 9)
@@ -520,6 +547,8 @@ def _shift_grads(x: Array, kernel: Array, dy: Array, spec: ConvSpec) -> tuple[Ar
 
         dk, dx = lax.scan(lambda c, pair: step(c, *pair), dk0, (split(x), split(dy)))
         dx = jnp.moveaxis(dx.reshape(steps, shards, chunk, *x.shape[1:]), 0, 1).reshape(x.shape)
+    if shards > 1:
+        dk = dk.sum(1)
     return dx, dk.reshape(spec.kernel_shape)
 
 

@@ -22,6 +22,7 @@ from flax import nnx
 
 from jaxconv.data.batching import Batches, eval_batches, split_validation, validation_size
 from jaxconv.data.datasets import Dataset
+from jaxconv.train import hosts
 from jaxconv.train import options as O
 from jaxconv.train import step as S
 from jaxconv.train.checkpoint import Checkpoints
@@ -203,16 +204,18 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
     checkpoints = Checkpoints(workdir)
     meta: dict[str, Any] = {"history": [], "train_time_s": 0.0, "images": 0,
                             "sums": [0.0, 0.0, 0]}
-    if checkpoints.latest() is not None:
-        state, meta = checkpoints.restore(state)
+    # the run folder is shared by every process; all resume from what process 0 sees
+    latest = hosts.from_process_0(-1 if checkpoints.latest() is None else checkpoints.latest())
+    if latest >= 0:
+        state, meta = checkpoints.restore(state, latest)
         # The same compilation as before the interruption, so the resumed run stays exact.
         recorded = meta.get("compile_options", steps.options)
         if recorded != steps.options and recorded in O.candidates():
             steps = build_steps(model, train,
                                 dataclasses.replace(recipe, compile_options=recorded))
     start = int(state.step)
-    log = MetricsLog(workdir, resume_step=start if start else None, enabled=S.primary())
-    bar = Progress(recipe.epochs * per_epoch, start, enabled=progress and S.primary(),
+    log = MetricsLog(workdir, resume_step=start if start else None, enabled=hosts.primary())
+    bar = Progress(recipe.epochs * per_epoch, start, enabled=progress and hosts.primary(),
                    description=description)
     lr = recipe.schedule_fn(per_epoch)
     history, sums = list(meta["history"]), list(meta["sums"])

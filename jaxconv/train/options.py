@@ -29,6 +29,7 @@ import jax
 
 from jaxconv import environment
 from jaxconv.functional import cpu
+from jaxconv.train import hosts
 
 CACHE_ENV = "JAXCONV_COMPILE_CACHE"
 #: A call of the default program faster than this is not worth a second compilation: the
@@ -117,11 +118,20 @@ def choose(choice: str, make_step: Callable[[str], Callable],
     name = key(state, tuple(tuple(b.shape) for b in batch), model)
     path = cache_path()
     entry = _load(path).get(name)
-    if entry is None or entry.get("pick") not in options:
-        ms = {"default": time_step(make_step("default"), fresh_state(), batch)}
-        if ms["default"] >= WORTH_MS:
-            ms.update({label: time_step(make_step(label), fresh_state(), batch)
-                       for label in options if label != "default"})
-        entry = {"pick": min(ms, key=ms.get), "ms": {k: round(v, 2) for k, v in ms.items()}}
-        _store(path, name, entry)
+    names = list(options)
+    # the processes of a multi-host run all time (the steps are collective) or none does, and
+    # all take process 0's pick
+    cached = hosts.from_process_0(
+        names.index(entry["pick"]) if entry is not None and entry.get("pick") in options
+        else -1)
+    if cached >= 0:
+        pick = names[cached]
+        return pick, dict(entry["ms"]) if entry is not None and entry["pick"] == pick else {}
+    ms = {"default": time_step(make_step("default"), fresh_state(), batch)}
+    if hosts.from_process_0(ms["default"] >= WORTH_MS):
+        ms.update({label: time_step(make_step(label), fresh_state(), batch)
+                   for label in options if label != "default"})
+    entry = {"pick": names[hosts.from_process_0(names.index(min(ms, key=ms.get)))],
+             "ms": {k: round(v, 2) for k, v in ms.items()}}
+    _store(path, name, entry)
     return entry["pick"], dict(entry["ms"])

@@ -25,6 +25,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxconv import functional as F
 from jaxconv import nnx as jnn
 from jaxconv.data.augment import augment, normalize
 from jaxconv.functional import cpu
@@ -53,12 +54,6 @@ def check_divisible(batch_size: int, name: str = "batch_size") -> None:
     if batch_size % devices:
         raise ValueError(f"train.{name}: {batch_size} does not divide evenly over the "
                          f"{devices} devices; use a multiple of {devices}")
-
-
-def primary() -> bool:
-    """Whether this process writes the run's files: process 0 of a multi-host run, or the only
-    process."""
-    return jax.process_index() == 0
 
 
 def _put(x, sharding: NamedSharding):
@@ -114,7 +109,8 @@ def _jit(fn: Callable, compiler_options: Mapping[str, str], **kwargs) -> Callabl
 
     @functools.wraps(fn)
     def traced(*args):
-        with cpu.compiling_with(compiler_options):
+        # the batch is sharded over every device (see `mesh`)
+        with cpu.compiling_with(compiler_options), F.data_parallel(jax.device_count()):
             return fn(*args)
 
     return jax.jit(traced, compiler_options=dict(compiler_options) or None, **kwargs)

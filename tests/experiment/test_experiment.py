@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -115,13 +116,26 @@ def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_p
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    processes = [subprocess.Popen(
-        [sys.executable, "-m", "jaxconv", "run", str(path), "--quiet", "--coordinator",
-         f"localhost:{port}", "--processes", "2", "--process-id", str(i)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    outs = [p.communicate(timeout=300)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outs
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}   # one device each
+    env["JAX_PLATFORMS"] = "cpu"
+    logs = [tmp_path / f"process-{i}.log" for i in range(2)]
+    processes = []
+    try:
+        for i, log in enumerate(logs):
+            with log.open("w") as out:
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "jaxconv", "run", str(path), "--quiet",
+                     "--coordinator", f"localhost:{port}", "--processes", "2",
+                     "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
+                    # caches of their own: the processes must agree on what to time
+                    env=dict(env, HOME=str(tmp_path / f"home-{i}"))))
+        deadline = time.monotonic() + 300
+        codes = [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    outs = [log.read_text() for log in logs]
+    assert codes == [0, 0], outs
     assert "2 device(s)" in outs[1] and "report: " in outs[0] and "report: " not in outs[1]
 
     one = experiment.load(write_config(tmp_path / "one", config))
@@ -142,6 +156,9 @@ def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_p
 def test_processes_without_a_coordinator_are_refused(tmp_path, capsys):
     assert main(["run", str(write_config(tmp_path)), "--processes", "2"]) != 0
     assert "a multi-host run also needs --coordinator HOST:PORT" in capsys.readouterr().err
+    assert main(["run", str(write_config(tmp_path)), "--processes", "0",
+                 "--coordinator", "localhost:1"]) != 0
+    assert "--processes: 0 must be at least 1" in capsys.readouterr().err
 
 
 def test_a_different_config_in_the_same_folder_is_refused(tmp_path):
