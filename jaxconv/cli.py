@@ -15,6 +15,7 @@ opt out with JAXCONV_TUNE=0); ``bench --settings`` chooses for itself.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -180,7 +181,8 @@ def _bench(args: argparse.Namespace) -> None:
     if args.fuzz is not None:
         from jaxconv.bench import fuzz
 
-        code = fuzz.main([str(args.fuzz), "--seed", str(args.fuzz_seed)])
+        code = fuzz.main([str(args.fuzz), "--seed", str(args.fuzz_seed),
+                          "--jobs", str(args.fuzz_jobs), *(["--wide"] * args.fuzz_wide)])
         if code:
             raise ValueError("--fuzz: formulations disagree with lax or abort; see "
                              "fuzz-failures.md for reproducers")
@@ -310,6 +312,12 @@ def parser() -> argparse.ArgumentParser:
                         "formulation (values and gradients, float32 and bfloat16) against "
                         "lax; failures and reproducers go to fuzz-failures.md")
     b.add_argument("--fuzz-seed", type=int, default=0, help="seed of the --fuzz cases")
+    b.add_argument("--fuzz-jobs", type=int, default=os.cpu_count() or 1, metavar="J",
+                   help="--fuzz cases checked in J child processes at once (default: one per "
+                        "CPU core)")
+    b.add_argument("--fuzz-wide", action="store_true",
+                   help="--fuzz cases with 6-16x the channels (dense convs at the sizes "
+                        "YNNPACK takes)")
     b.add_argument("--fit", action="store_true",
                    help="also time whole fit epochs against a PyTorch training loop")
     b.add_argument("--settings", choices=("recommended", "none", "both"),

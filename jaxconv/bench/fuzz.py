@@ -12,13 +12,14 @@ Cases run in child processes, so a formulation that aborts the process (an XLA c
 becomes a failure that names the case, and the run goes on in a fresh child. Every failure
 comes with a ready-to-paste Python reproducer.
 
-    python -m jaxconv.bench.fuzz 2000 --seed 0 --output fuzz-failures.md
-    jaxconv bench --fuzz 2000
+    python -m jaxconv.bench.fuzz 2000 --seed 0 --jobs 2 --output fuzz-failures.md
+    jaxconv bench --fuzz 2000 --fuzz-wide
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -86,8 +87,10 @@ def _padding(rng: np.random.Generator, rank: int, op: str) -> dict[str, Any]:
     return {"padding": form}
 
 
-def random_case(rng: np.random.Generator, index: int) -> Case:
-    """A random convolution (not checked for validity: see `cases`)."""
+def random_case(rng: np.random.Generator, index: int, wide: bool = False) -> Case:
+    """A random convolution (not checked for validity: see `cases`). Channels are few (1-15)
+    unless ``wide``, which scales them by 6-16 so that dense convs leave the narrow class and
+    reach YNNPACK's more-than-16 channels."""
     op = "conv" if rng.random() < 0.8 else "conv_transpose"
     rank = int(rng.integers(1, 4))
     kind = (("dense", "pointwise", "depthwise", "grouped") if op == "conv"
@@ -98,6 +101,10 @@ def random_case(rng: np.random.Generator, index: int) -> Case:
         c_in, c_out = groups, groups * int(rng.integers(1, 3))
     else:
         c_in, c_out = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+    if wide:
+        width = int(rng.integers(6, 17))
+        c_in, c_out = c_in * width, c_out * width
+        groups = groups * width if kind == "depthwise" else groups
     size = [1] * rank if kind == "pointwise" else _dims(rng, rank, 1, 4)
     dilation = [1] * rank if kind == "pointwise" else _dims(rng, rank, 1, 2)
     strides = _dims(rng, rank, 1, 3)
@@ -145,51 +152,80 @@ def claimants(case: Case) -> list[str] | None:
     return ["auto", *[name for name in _registry(case.op) if name != "xla" and accepts(name)]]
 
 
-def cases(n: int, seed: int) -> Iterator[tuple[Case, list[str]]]:
-    """``n`` valid cases and their claimants, the same for the same seed."""
+def cases(n: int, seed: int, wide: bool = False) -> Iterator[tuple[Case, list[str]]]:
+    """``n`` valid cases and their claimants, the same for the same seed (see `random_case`
+    for ``wide``)."""
     rng = np.random.default_rng(seed)
     index = 0
     while index < n:
-        case = random_case(rng, index)
+        case = random_case(rng, index, wide)
         impls = claimants(case)
         if impls is not None:
             yield case, impls
             index += 1
 
 
-def _check(case: Case, impl: str, dtype: str) -> str | None:
-    """Runs one formulation on one case; a mismatch description, or None when it agrees."""
+#: The operands and oracle results of the case being checked, per dtype: every formulation of
+#: a case is checked against the same references, computed (and compiled) once.
+_REFERENCES: dict[tuple[int, int, str], tuple[Any, Any, Any, dict[str, Any]]] = {}
+
+
+def _vjp(case: Case, impl: str, dtype: str, precision: Any):
+    """The jitted ``(x, k, cotangent) -> (y, dx, dk)`` of ``case`` computed by ``impl`` in
+    ``dtype`` (float32 operands in, float32 results out)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxconv import functional as F
+
+    call = F.conv if case.op == "conv" else F.conv_transpose
+
+    def f(a, b):
+        return call(a.astype(dtype), b.astype(dtype), impl=impl, precision=precision,
+                    **case.kwargs).astype(jnp.float32)
+
+    def vjp(a, b, cotangent):
+        y, pull = jax.vjp(f, a, b)
+        return (y, *pull(cotangent))
+    return jax.jit(vjp)
+
+
+def _references(case: Case, dtype: str) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """``x``, ``k``, the cotangent, and what lax at HIGHEST precision (and PyTorch where
+    installed) compute from them; bfloat16 cases round the operands first, so the references
+    see what the formulation sees."""
     import jax
     import jax.numpy as jnp
 
     from jaxconv import functional as F
     from jaxconv.bench import torch_oracle
 
+    key = (case.index, case.seed, dtype)
+    if key in _REFERENCES:
+        return _REFERENCES[key]
+    if not any(cached[:2] == key[:2] for cached in _REFERENCES):
+        _REFERENCES.clear()
     call = F.conv if case.op == "conv" else F.conv_transpose
     rng = np.random.default_rng(case.seed)
     x = jnp.asarray(rng.standard_normal(case.x_shape), jnp.float32)
     k = jnp.asarray(rng.standard_normal(case.kernel_shape), jnp.float32)
-    if dtype == "bfloat16":          # the reference sees the same rounded operands
+    if dtype == "bfloat16":
         x, k = (v.astype(jnp.bfloat16).astype(jnp.float32) for v in (x, k))
-
-    def run(impl: str, dtype: str, precision: Any):
-        def f(a, b):
-            return call(a.astype(dtype), b.astype(dtype), impl=impl, precision=precision,
-                        **case.kwargs).astype(jnp.float32)
-
-        def vjp(a, b, cotangent):
-            y, pull = jax.vjp(f, a, b)
-            return (y, *pull(cotangent))
-        return jax.jit(vjp)
-
     shape = jax.eval_shape(lambda a, b: call(a, b, impl="xla", **case.kwargs), x, k).shape
     cotangent = jnp.asarray(rng.standard_normal(shape), jnp.float32)
-    got = run(impl, dtype, None)(x, k, cotangent)
-    oracles = {"lax": run("xla", "float32", jax.lax.Precision.HIGHEST)(x, k, cotangent)}
+    oracles = {"lax": _vjp(case, "xla", "float32", jax.lax.Precision.HIGHEST)(x, k, cotangent)}
     reference = torch_oracle.reference(case.op, case.x_shape, case.kernel_shape, case.kwargs,
                                        x, k, cotangent)
     if reference is not None:
         oracles["PyTorch"] = reference
+    _REFERENCES[key] = (x, k, cotangent, oracles)
+    return _REFERENCES[key]
+
+
+def _check(case: Case, impl: str, dtype: str) -> str | None:
+    """Runs one formulation on one case; a mismatch description, or None when it agrees."""
+    x, k, cotangent, oracles = _references(case, dtype)
+    got = _vjp(case, impl, dtype, None)(x, k, cotangent)
     for oracle, expected in oracles.items():
         for name, a, b in zip(("output", "input gradient", "kernel gradient"), got, expected):
             a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -293,16 +329,39 @@ def _spawn(worker: Sequence[str], payload: str) -> _Child:
 
 
 def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: float | None = None,
-        case_timeout: float = CASE_TIMEOUT, log=print,
-        worker: Sequence[str] = WORKER) -> tuple[list[Failure], int]:
-    """Fuzzes ``n`` cases in child processes (``worker``); returns the failures and the number
-    of (case, formulation, dtype) checks that ran. With ``time_limit`` (seconds), stops early;
-    a check that aborts its child or runs past ``case_timeout`` seconds fails, and the run goes
-    on in a fresh child from the next check."""
+        case_timeout: float = CASE_TIMEOUT, log=print, worker: Sequence[str] = WORKER,
+        wide: bool = False, jobs: int = 1) -> tuple[list[Failure], int]:
+    """Fuzzes ``n`` cases in child processes (``worker``), ``jobs`` of them at a time (case
+    ``i`` goes to child ``i % jobs``); returns the failures and the number of (case,
+    formulation, dtype) checks that ran. With ``time_limit`` (seconds), stops early; a check
+    that aborts its child or runs past ``case_timeout`` seconds fails, and the run goes on in a
+    fresh child from the next check."""
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs!r} must be at least 1")
     tasks = [({**dataclasses.asdict(case), "x_shape": list(case.x_shape),
                "kernel_shape": list(case.kernel_shape)}, impl, dtype, case)
-             for case, impls in cases(n, seed) for impl in impls for dtype in dtypes]
+             for case, impls in cases(n, seed, wide) for impl in impls for dtype in dtypes]
     deadline = None if time_limit is None else time.monotonic() + time_limit
+    if jobs == 1:
+        return _run_tasks(tasks, deadline, case_timeout, log, worker)
+    lock = threading.Lock()
+
+    def locked_log(line: str) -> None:
+        with lock:
+            log(line)
+
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        parts = list(pool.map(
+            lambda j: _run_tasks([t for t in tasks if t[3].index % jobs == j], deadline,
+                                 case_timeout, locked_log, worker), range(jobs)))
+    failures = sorted((f for part, _ in parts for f in part),
+                      key=lambda f: (f.case.index, f.impl, f.dtype))
+    return failures, sum(done for _, done in parts)
+
+
+def _run_tasks(tasks: list[tuple[dict, str, str, Case]], deadline: float | None,
+               case_timeout: float, log, worker: Sequence[str]) -> tuple[list[Failure], int]:
+    """`run` for one child at a time: the failures among ``tasks`` and how many ran."""
     failures: list[Failure] = []
     done = 0
 
@@ -359,11 +418,101 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
     return failures, done
 
 
-def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: float) -> str:
-    lines = [f"# Formulation fuzz: {n} cases, seed {seed}", "",
+def padding_form(case: Case) -> str:
+    """How ``case`` pads: ``"SAME"``, ``"int"``, ``"pairs"``, ``"reflect"`` (a fill mode), ..."""
+    padding, mode = case.kwargs.get("padding"), case.kwargs.get("padding_mode")
+    if mode:
+        return mode
+    if isinstance(padding, str):
+        return padding
+    return "int" if isinstance(padding, int) else "pairs"
+
+
+def _span(values: Sequence[int]) -> str:
+    low, high = min(values), max(values)
+    return f"{low}" if low == high else f"{low}-{high}"
+
+
+def coverage(checked: Sequence[tuple[Case, Sequence[str]]]) -> list[dict[str, Any]]:
+    """What the fuzz exercised, one row per (op, shape class, formulation ``auto`` chose): how
+    many configurations, and the ranges of their ranks, kernel sizes, strides, dilations,
+    groups, channels, batch sizes and padding forms; so a policy row can say what it was
+    fuzzed on."""
+    from jaxconv import functional as F
+
+    groups: dict[tuple[str, str, str], list[tuple[Case, Any]]] = {}
+    for case, _ in checked:
+        plan = F.plan(case.x_shape, case.kernel_shape, op=case.op, impl="auto", **case.kwargs)
+        groups.setdefault((case.op, plan.shape_class, plan.impl), []).append((case, plan.spec))
+    rows = []
+    for (op, shape_class, impl), members in sorted(groups.items()):
+        specs = [spec for _, spec in members]
+        rows.append({
+            "op": op, "shape class": shape_class, "auto": impl, "configurations": len(members),
+            "rank": _span([s.rank for s in specs]),
+            "kernel": _span([k for s in specs for k in s.kernel_shape[:-2]]),
+            "strides": _span([v for s in specs for v in s.strides]),
+            "kernel dilation": _span([v for s in specs for v in s.kernel_dilation]),
+            "input dilation": _span([v for s in specs for v in s.input_dilation]),
+            "groups": _span([s.feature_group_count for s in specs]),
+            "channels": _span([c for s in specs for c in (s.in_channels, s.out_channels)]),
+            "batch": _span([s.input_shape[0] for s in specs]),
+            "padding": ", ".join(sorted({padding_form(c) for c, _ in members})),
+        })
+    return rows
+
+
+def claims(checked: Sequence[tuple[Case, Sequence[str]]]) -> dict[tuple[str, str], int]:
+    """Configurations each (op, formulation) was checked on, ``auto`` included."""
+    counts: dict[tuple[str, str], int] = {}
+    for case, impls in checked:
+        for impl in impls:
+            counts[case.op, impl] = counts.get((case.op, impl), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    keys = list(rows[0])
+    return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
+            *("| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows), ""]
+
+
+def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: float,
+           checked: Sequence[tuple[Case, Sequence[str]]] = (),
+           dtypes: Sequence[str] = DTYPES, wide: bool = False) -> str:
+    """The run as markdown: counts, the failures with reproducers, and with ``checked`` (the
+    cases and their claimants) what each formulation and each ``auto`` choice was fuzzed on."""
+    from jaxconv.functional import cpu
+
+    lines = [f"# Formulation fuzz: {n} {'wide ' if wide else ''}cases, seed {seed}", "",
              f"{checks} checks (case x formulation x dtype) in {seconds:.0f} s; "
-             f"{len(failures)} failures.", ""]
+             f"{len(failures)} failures.", "",
+             f"CPU: {cpu.model()} ({cpu.isa()}); jax {_version('jax')}, "
+             f"jaxlib {_version('jaxlib')}; dtypes: {', '.join(dtypes)}.", ""]
+    if checked:
+        pairs = sum(len(impls) for _, impls in checked)
+        lines += [f"{len(checked)} configurations, {pairs} formulation x configuration pairs "
+                  f"(each in {', '.join(dtypes)}).", "", "## Checks per formulation", "",
+                  *_table([{"op": op, "formulation": impl, "configurations": count,
+                            "failures": sum(f.impl == impl and f.case.op == op
+                                            for f in failures)}
+                           for (op, impl), count in claims(checked).items()]),
+                  "## What `auto` chose, by shape class, and the shapes it was fuzzed on", "",
+                  *_table(coverage(checked))]
+    if failures:
+        lines += ["## Failures", ""]
     return "\n".join(lines + [f.markdown() for f in failures])
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -375,6 +524,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"seconds one check may take (default {CASE_TIMEOUT:g})")
     parser.add_argument("--output", default="fuzz-failures.md",
                         help="where failures and their reproducers go")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="child processes checking at once (default: one per CPU core)")
+    parser.add_argument("--wide", action="store_true",
+                        help="cases with 6-16x the channels (dense convs, YNNPACK's sizes)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -382,8 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     start = time.monotonic()
     failures, checks = run(args.n, seed=args.seed, dtypes=args.dtypes,
-                           case_timeout=args.case_timeout)
-    text = report(failures, checks, args.n, args.seed, time.monotonic() - start)
+                           case_timeout=args.case_timeout, wide=args.wide, jobs=args.jobs)
+    text = report(failures, checks, args.n, args.seed, time.monotonic() - start,
+                  list(cases(args.n, args.seed, args.wide)), args.dtypes, args.wide)
     from jaxconv.train.logging import atomic_write_text
 
     atomic_write_text(pathlib.Path(args.output), text)

@@ -32,6 +32,46 @@ def test_an_abort_fails_its_case_and_the_run_goes_on():
     assert any(line.startswith("ABORT case") for line in lines)
 
 
+def test_jobs_share_out_the_cases_and_an_abort_stops_only_its_own_child():
+    lines = []
+    failures, checks = fuzz.run(6, seed=1, dtypes=("float32",), log=lines.append, jobs=2,
+                                worker=(sys.executable, str(HERE / "fuzz_abort_worker.py")))
+    every = [(c, i) for c, impls in fuzz.cases(6, 1) for i in impls]
+    assert checks == len(every)
+    per_child = [[(c, i) for c, i in every if c.index % 2 == j] for j in range(2)]
+    assert [(f.case, f.impl) for f in failures] == sorted(
+        (part[2] for part in per_child), key=lambda t: (t[0].index, t[1]))
+    assert sum(line.startswith("ABORT case") for line in lines) == 2
+    with pytest.raises(ValueError, match="jobs=0"):
+        fuzz.run(1, jobs=0)
+
+
+def test_the_report_says_what_each_auto_choice_was_fuzzed_on():
+    """The coverage rows group the cases by (op, shape class, what auto chose) and give the
+    ranges of their shapes; wide cases reach the dense class and more than 16 channels."""
+    from jaxconv import functional as F
+
+    checked = list(fuzz.cases(40, seed=2, wide=True))
+    rows = fuzz.coverage(checked)
+    assert sum(r["configurations"] for r in rows) == 40
+    assert any(r["shape class"] == "dense" for r in rows)
+    assert max(max(s.input_shape[-1], s.kernel_shape[-1]) for s in (
+        F.plan(c.x_shape, c.kernel_shape, op=c.op, **c.kwargs).spec for c, _ in checked)) > 16
+    dense = fuzz.Case(0, "conv", "dense", (2, 9, 9, 32), (3, 3, 32, 48),
+                      {"strides": [1, 2], "kernel_dilation": [1, 1], "feature_group_count": 1,
+                       "padding": "SAME"}, seed=0)
+    (row,) = fuzz.coverage([(dense, ["auto"])])
+    assert row == {"op": "conv", "shape class": "dense", "auto": F.plan(
+        (2, 9, 9, 32), (3, 3, 32, 48), strides=(1, 2), padding="SAME").impl,
+        "configurations": 1, "rank": "2", "kernel": "3", "strides": "1-2",
+        "kernel dilation": "1", "input dilation": "1", "groups": "1", "channels": "32-48",
+        "batch": "2", "padding": "SAME"}
+    text = fuzz.report([], 0, 40, 2, 1.0, checked, wide=True)
+    pairs = sum(len(impls) for _, impls in checked)
+    assert f"40 configurations, {pairs} formulation x configuration pairs" in text
+    assert "| conv | dense |" in text and "## Checks per formulation" in text
+
+
 def test_a_check_past_its_timeout_fails_and_the_run_goes_on():
     lines = []
     start = time.monotonic()
@@ -85,3 +125,14 @@ def test_the_pytorch_oracle_agrees_with_lax():
                                        err_msg=case.reproducer("xla", "float32"))
     assert {"conv", "conv_transpose", "input_dilation", "output_padding"} <= seen
     assert seen & {"circular", "reflect", "replicate"}
+
+
+def test_the_bench_command_fuzzes_wide_cases_in_parallel(tmp_path, monkeypatch):
+    """``jaxconv bench --fuzz N --fuzz-wide --fuzz-jobs J`` writes its report where it runs."""
+    from jaxconv.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["bench", "--fuzz", "2", "--fuzz-seed", "4", "--fuzz-wide", "--fuzz-jobs", "2"])
+    text = (tmp_path / "fuzz-failures.md").read_text()
+    assert text.startswith("# Formulation fuzz: 2 wide cases, seed 4")
+    assert "0 failures" in text and "2 configurations" in text
