@@ -259,6 +259,27 @@ def test_the_report_keeps_to_the_config_and_flags_mixed_provenance(tmp_path):
         assert next(csv.DictReader(f))["seeds"] == "1"
 
 
+def test_the_report_says_which_differences_exceed_seed_noise():
+    """Ranked by mean; a Student-t interval per variant (t at 97.5% with 2 degrees of freedom
+    is 4.3027, from the published table); Welch's test against the next variant down."""
+    def record(variant, seed, acc, status="finished"):
+        return {"variant": variant, "seed": seed, "status": status,
+                "history": [{"test_accuracy": acc}]}
+
+    found = [record("b", s, a) for s, a in enumerate((0.80, 0.81, 0.82))] + \
+        [record("a", s, a) for s, a in enumerate((0.90, 0.91, 0.92))] + \
+        [record("c", s, a) for s, a in enumerate((0.82, 0.80, 0.81))] + \
+        [record("d", 0, 0.5), record("d", 1, float("nan"), status="diverged")]
+    rows = [line.split(" | ") for line in experiment.report.seed_noise(found)[2:6]]
+    half = 4.302652729911275 / 3 ** 0.5
+    assert [r[1] for r in rows] == ["a", "b", "c", "d"]
+    assert rows[0][4] == f"{91 - half:.2f} - {91 + half:.2f} %"
+    assert rows[0][5:8] == ["10.00 points", "0.000", "yes |"]
+    assert rows[1][2:3] == ["3"] and rows[1][6:8] == ["1.000", "no |"]
+    assert rows[2][7] == "unknown: one seed |"
+    assert rows[3][2:5] == ["1", "50.00 ± 0.00 %", "-"]
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     (["trian.epochs=1"], r"trian: unknown key \(did you mean 'train'\?\); valid keys at the "
                          r"top: name, data"),
