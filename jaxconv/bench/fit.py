@@ -41,7 +41,8 @@ def jaxconv_fit(name: str, steps: int) -> float:
     images, labels = _images(steps)
     ds = Dataset("bench", "train", images, labels, 10)
     test = Dataset("bench", "test", images[:BATCH], labels[:BATCH], 10)
-    model = nets.Net(name, jnnx.Conv, in_features=IMAGE[-1], rngs=nnx.Rngs(0))
+    model = nets.Net(name, jnnx.Conv, norm_cls=jnnx.BatchNorm, in_features=IMAGE[-1],
+                     rngs=nnx.Rngs(0))
     recipe = train.Recipe(epochs=1, batch_size=BATCH, learning_rate=0.05, nesterov=False,
                           weight_decay=0.0, eval_batch_size=BATCH, log_every=10)
     with tempfile.TemporaryDirectory() as workdir:

@@ -13,6 +13,7 @@ weights copied across (`jaxconv.interop.torch.load`) it gives the same outputs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -47,11 +48,11 @@ def _blocks(name: str):
 
 
 class _ConvBN(nnx.Module):
-    def __init__(self, conv_cls, cin, cout, kernel, strides=1, groups=1, *, rngs):
+    def __init__(self, conv_cls, cin, cout, kernel, strides=1, groups=1, *, norm_cls, rngs):
         # PyTorch's kernel // 2 on every side (SAME would pad a stride-2 3x3 only below)
         self.conv = conv_cls(cin, cout, (kernel, kernel), strides, padding=kernel // 2,
                              feature_group_count=groups, use_bias=False, rngs=rngs)
-        self.norm = nnx.BatchNorm(cout, momentum=0.9, rngs=rngs)
+        self.norm = norm_cls(cout, momentum=0.9, rngs=rngs)
 
     def __call__(self, x, relu=True):
         y = self.norm(self.conv(x))
@@ -59,19 +60,18 @@ class _ConvBN(nnx.Module):
 
 
 class _Block(nnx.Module):
-    def __init__(self, conv_cls, kind, cin, stage: Stage, strides, *, rngs):
+    def __init__(self, conv_cls, kind, cin, stage: Stage, strides, *, norm_cls, rngs):
         h, cout = stage.hidden, stage.features
+        conv_bn = functools.partial(_ConvBN, conv_cls, norm_cls=norm_cls, rngs=rngs)
         if kind == "bottleneck":
-            self.layers = nnx.List([_ConvBN(conv_cls, cin, h, 1, rngs=rngs),
-                                    _ConvBN(conv_cls, h, h, 3, strides, rngs=rngs),
-                                    _ConvBN(conv_cls, h, cout, 1, rngs=rngs)])
-            self.project = _ConvBN(conv_cls, cin, cout, 1, strides, rngs=rngs) \
-                if (cin, strides) != (cout, 1) else None
+            self.layers = nnx.List([conv_bn(cin, h, 1), conv_bn(h, h, 3, strides),
+                                    conv_bn(h, cout, 1)])
+            self.project = conv_bn(cin, cout, 1, strides) if (cin, strides) != (cout, 1) \
+                else None
             self.residual = True
         else:
-            self.layers = nnx.List([_ConvBN(conv_cls, cin, h, 1, rngs=rngs),
-                                    _ConvBN(conv_cls, h, h, 3, strides, groups=h, rngs=rngs),
-                                    _ConvBN(conv_cls, h, cout, 1, rngs=rngs)])
+            self.layers = nnx.List([conv_bn(cin, h, 1), conv_bn(h, h, 3, strides, groups=h),
+                                    conv_bn(h, cout, 1)])
             self.project = None
             self.residual = (cin, strides) == (cout, 1)
         self.kind = kind
@@ -87,12 +87,15 @@ class _Block(nnx.Module):
 
 
 class Net(nnx.Module):
-    """One of `NETS` in Flax NNX, its convolutions built by ``conv_cls``."""
+    """One of `NETS` in Flax NNX, its convolutions built by ``conv_cls`` and its BatchNorms by
+    ``norm_cls`` (``flax.nnx.BatchNorm`` or `jaxconv.nnx.BatchNorm`)."""
 
-    def __init__(self, name: str, conv_cls, *, in_features=1, num_classes=10, rngs: nnx.Rngs):
+    def __init__(self, name: str, conv_cls, *, norm_cls=nnx.BatchNorm, in_features=1,
+                 num_classes=10, rngs: nnx.Rngs):
         stem = NETS[name][1]
-        self.stem = _ConvBN(conv_cls, in_features, stem, 3, rngs=rngs)
-        self.blocks = nnx.List([_Block(conv_cls, kind, cin, stage, strides, rngs=rngs)
+        self.stem = _ConvBN(conv_cls, in_features, stem, 3, norm_cls=norm_cls, rngs=rngs)
+        self.blocks = nnx.List([_Block(conv_cls, kind, cin, stage, strides, norm_cls=norm_cls,
+                                       rngs=rngs)
                                 for kind, cin, stage, strides in _blocks(name)])
         self.head = nnx.Linear(NETS[name][2][-1].features, num_classes, rngs=rngs)
 

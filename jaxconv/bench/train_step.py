@@ -1,8 +1,9 @@
 """Whole training steps (forward, backward, SGD-momentum update) of the `nets`, in images/s.
 
 Three contenders per net, alternated in one process: the net built from ``jaxconv.nnx.Conv``
-(``impl="auto"``), the same net from ``flax.nnx.Conv`` (what Flax users get), and the PyTorch
-twin (eager, best of NCHW and channels_last) when PyTorch is installed.
+(``impl="auto"``) and ``jaxconv.nnx.BatchNorm``, the same net from ``flax.nnx.Conv`` and
+``flax.nnx.BatchNorm`` (what Flax users get), and the PyTorch twin (eager, best of NCHW and
+channels_last) when PyTorch is installed.
 """
 
 from __future__ import annotations
@@ -96,8 +97,10 @@ def measure(name: str, rounds: int = 5, steps: int = 4) -> dict[str, tuple[int, 
     images = rng.standard_normal((BATCH, *IMAGE)).astype(np.float32)
     labels = rng.integers(0, 10, BATCH).astype(np.int32)
     contenders = {}
-    for label, conv_cls in (("jaxconv", jnnx.Conv), ("flax.nnx.Conv", nnx.Conv)):
-        model = nets.Net(name, conv_cls, in_features=IMAGE[-1], rngs=nnx.Rngs(0))
+    for label, conv_cls, norm_cls in (("jaxconv", jnnx.Conv, jnnx.BatchNorm),
+                                      ("flax.nnx.Conv", nnx.Conv, nnx.BatchNorm)):
+        model = nets.Net(name, conv_cls, norm_cls=norm_cls, in_features=IMAGE[-1],
+                         rngs=nnx.Rngs(0))
         count = nets.param_count(model)
         run = jax_step(model)
         xs, ys = jax.device_put(images), jax.device_put(labels)

@@ -14,16 +14,6 @@ from jaxconv import nnx as jnn
 from jaxconv.typing import Array
 
 
-class BatchNorm(nnx.BatchNorm):
-    """``flax.nnx.BatchNorm``, also under strict dtype promotion: for a bfloat16 input Flax
-    computes the batch statistics in float32 on purpose, a promotion strict mode refuses."""
-
-    def __call__(self, x: Array, use_running_average: bool | None = None, *,
-                 mask: Array | None = None) -> Array:
-        with jax.numpy_dtype_promotion("standard"):
-            return super().__call__(x, use_running_average=use_running_average, mask=mask)
-
-
 class LayerNorm(nnx.LayerNorm):
     """``flax.nnx.LayerNorm``, also under strict dtype promotion (as `BatchNorm`)."""
 
@@ -32,9 +22,9 @@ class LayerNorm(nnx.LayerNorm):
             return super().__call__(x, mask=mask)
 
 
-def norm(features: int, rngs: nnx.Rngs) -> BatchNorm:
+def norm(features: int, rngs: nnx.Rngs) -> jnn.BatchNorm:
     """BatchNorm as the ResNet family trains it (momentum 0.9); 2 * features parameters."""
-    return BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=rngs)
+    return jnn.BatchNorm(features, momentum=0.9, epsilon=1e-5, rngs=rngs)
 
 
 def norm_params(features: int) -> int:

@@ -13,6 +13,7 @@ from jaxconv.functional.formulations import (
     data_parallel,
     forward_mode_ad,
 )
+from jaxconv.functional.norm import batch_norm
 from jaxconv.functional.plan import plan
 from jaxconv.functional.policy import Plan
 from jaxconv.functional.pool import avg_pool, global_avg_pool, global_max_pool, max_pool
@@ -20,7 +21,8 @@ from jaxconv.functional.shuffle import channel_shuffle
 from jaxconv.functional.transpose import TRANSPOSE, conv_transpose
 
 __all__ = [
-    "CONV", "TRANSPOSE", "ConvSpec", "Formulation", "Plan", "avg_pool", "channel_shuffle", "conv",
-    "conv_transpose", "data_parallel", "depthwise_conv", "forward_mode_ad", "global_avg_pool",
-    "global_max_pool", "max_pool", "plan", "pointwise", "separable_conv",
+    "CONV", "TRANSPOSE", "ConvSpec", "Formulation", "Plan", "avg_pool", "batch_norm",
+    "channel_shuffle", "conv", "conv_transpose", "data_parallel", "depthwise_conv",
+    "forward_mode_ad", "global_avg_pool", "global_max_pool", "max_pool", "plan", "pointwise",
+    "separable_conv",
 ]

@@ -1,0 +1,59 @@
+"""`jaxconv.functional.batch_norm`: Flax's values, and a written-out backward equal to autodiff's
+and to numerical differences."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.test_util import check_grads
+
+from jaxconv import functional as F
+
+RNG = np.random.default_rng(0)
+X = jnp.asarray(RNG.standard_normal((6, 5, 4, 3)) * 2 + 0.5, jnp.float32)
+SCALE = jnp.asarray(RNG.standard_normal(3), jnp.float32)
+BIAS = jnp.asarray(RNG.standard_normal(3), jnp.float32)
+
+
+def test_values_are_flaxs_bits_and_the_statistics_numpys():
+    bn = nnx.BatchNorm(3, epsilon=1e-5, rngs=nnx.Rngs(0))
+    bn.scale[...], bn.bias[...] = SCALE, BIAS
+    expected = nnx.jit(lambda layer, x: layer(x))(bn, X)
+    y, mean, var = jax.jit(F.batch_norm)(X, SCALE, BIAS)
+    np.testing.assert_array_equal(y, expected)
+    x64 = np.asarray(X, np.float64).reshape(-1, 3)
+    np.testing.assert_allclose(mean, x64.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, x64.var(0), rtol=1e-5)
+
+
+def test_the_written_out_backward_equals_autodiff_through_all_three_outputs():
+    cotangents = [jnp.asarray(RNG.standard_normal(s), jnp.float32)
+                  for s in (X.shape, (3,), (3,))]
+
+    def loss(x, scale, bias):
+        return sum(jnp.sum(out * c) for out, c in zip(F.batch_norm(x, scale, bias), cotangents))
+
+    ours = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(X, SCALE, BIAS)
+    with F.forward_mode_ad():
+        theirs = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(X, SCALE, BIAS)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_gradients_match_numerical_differences():
+    small = X[:2, :3, :2]
+    check_grads(lambda x, s, b: F.batch_norm(x, s, b), (small, SCALE, BIAS), order=1,
+                modes=("rev",), atol=2e-2, rtol=2e-2)
+    with F.forward_mode_ad():
+        check_grads(lambda x, s, b: F.batch_norm(x, s, b), (small, SCALE, BIAS), order=2,
+                    modes=("fwd", "rev"), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize(("scale", "bias", "message"), [
+    (jnp.ones(4), jnp.zeros(3), r"scale has shape \(4,\); expected \(3,\)"),
+    (jnp.ones(3), jnp.zeros((1, 3)), r"bias has shape \(1, 3\); expected \(3,\)"),
+])
+def test_parameters_of_the_wrong_shape_are_refused(scale, bias, message):
+    with pytest.raises(ValueError, match=message):
+        F.batch_norm(X, scale, bias)

@@ -1,0 +1,77 @@
+"""`jaxconv.nnx.BatchNorm` behaves as `flax.nnx.BatchNorm`: state, values, running statistics,
+gradients, evaluation mode, and the cases it leaves to Flax."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxconv import functional as F
+from jaxconv import nnx as jnn
+
+RNG = np.random.default_rng(1)
+
+
+def _pair(features=4, **kwargs):
+    ours = jnn.BatchNorm(features, momentum=0.9, rngs=nnx.Rngs(0), **kwargs)
+    theirs = nnx.BatchNorm(features, momentum=0.9, rngs=nnx.Rngs(0), **kwargs)
+    for layer in (ours, theirs):
+        layer.scale[...] = jnp.linspace(0.5, 1.5, features)
+        layer.bias[...] = jnp.linspace(-0.2, 0.3, features)
+    return ours, theirs
+
+
+def _train_step(layer, x, g):
+    def loss(layer, x):
+        return jnp.sum(layer(x) * g)
+    grads, dx = nnx.grad(loss, argnums=(0, 1))(layer, x)
+    return layer(x), grads, dx
+
+
+@pytest.mark.parametrize("shape", [(8, 5, 5, 4), (16, 4), (3, 2, 2, 2, 4)])
+def test_training_matches_flax(shape, monkeypatch):
+    calls = []
+    written_out = F.batch_norm
+    monkeypatch.setattr(F, "batch_norm", lambda *a, **k: calls.append(1) or written_out(*a, **k))
+    ours, theirs = _pair()
+    x = jnp.asarray(RNG.standard_normal(shape) * 3 + 1, jnp.float32)
+    g = jnp.asarray(RNG.standard_normal(shape), jnp.float32)
+    step = nnx.jit(_train_step)
+    (y, grads, dx), (y_ref, grads_ref, dx_ref) = step(ours, x, g), step(theirs, x, g)
+    np.testing.assert_array_equal(y, y_ref)
+    for name in ("mean", "var"):
+        np.testing.assert_array_equal(getattr(ours, name)[...], getattr(theirs, name)[...])
+    assert float(jnp.max(jnp.abs(ours.mean[...]))) > 0.05     # the statistics did move
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5 * float(jnp.max(abs(dx_ref))))
+    for name in ("scale", "bias"):
+        a, b = getattr(grads, name)[...], getattr(grads_ref, name)[...]
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(abs(b))))
+    assert jax.tree.structure(nnx.state(ours)) == jax.tree.structure(nnx.state(theirs))
+    assert calls, "the written-out backward was not used"
+
+
+def test_evaluation_and_what_it_leaves_to_flax_match_flax():
+    x = jnp.asarray(RNG.standard_normal((6, 3, 3, 4)), jnp.float32)
+    ours, theirs = _pair()
+    ours(x), theirs(x)
+    ours.eval(), theirs.eval()
+    np.testing.assert_array_equal(ours(x), theirs(x))
+    channels_first = jnp.moveaxis(x, -1, 1)
+    for kwargs, call in [({"axis": 1}, lambda m: m(channels_first)),
+                         ({"use_fast_variance": False}, lambda m: m(x)),
+                         ({}, lambda m: m(x, mask=x > 0))]:
+        ours, theirs = _pair(**kwargs)
+        np.testing.assert_array_equal(call(ours), call(theirs))
+    with pytest.raises(ValueError, match="use_running_average"):
+        jnn.BatchNorm(4, use_running_average=None, rngs=nnx.Rngs(0))(x)
+
+
+def test_bfloat16_inputs_work_under_strict_promotion():
+    ours, theirs = _pair()
+    x = jnp.asarray(RNG.standard_normal((4, 3, 3, 4)), jnp.bfloat16)
+    with jax.numpy_dtype_promotion("standard"):
+        expected = theirs(x)
+    with jax.numpy_dtype_promotion("strict"):
+        y = ours(x)
+    np.testing.assert_array_equal(y, expected)
