@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local formulation fuzz behind the CPU policy: 2,000 random configurations with few
-# channels (every padding form, rank 1-3, strides, both dilations), then 300 with 6-16x the
+# channels (every padding form, rank 1-3, strides, both dilations), then 150 with 6-16x the
 # channels (dense convs and the sizes YNNPACK takes), each through every formulation that
 # claims it and `auto`, float32 and bfloat16, values and both gradients. Each report lists
 # what every formulation and every `auto` choice was fuzzed on, and any failure as a
@@ -14,6 +14,6 @@ JOBS=${JOBS:-$(nproc)}
 status=0
 "$PYTHON" -m jaxconv.bench.fuzz 2000 --seed 1 --jobs "$JOBS" \
   --output experiments/results/fuzz_cpu.md || status=1
-"$PYTHON" -m jaxconv.bench.fuzz 300 --wide --seed 2 --jobs "$JOBS" \
+"$PYTHON" -m jaxconv.bench.fuzz 150 --wide --seed 2 --jobs "$JOBS" \
   --output experiments/results/fuzz_cpu_wide.md || status=1
 exit $status

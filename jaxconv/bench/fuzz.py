@@ -462,6 +462,32 @@ def coverage(checked: Sequence[tuple[Case, Sequence[str]]]) -> list[dict[str, An
     return rows
 
 
+def row_shapes(checked: Sequence[tuple[Case, Sequence[str]]], op: str, row: Any) -> str:
+    """What ``auto`` sent to policy ``row`` (a `jaxconv.functional.policy.PolicyRow` of
+    ``op``'s policy) among the ``checked`` cases, in words: how many configurations and the
+    ranges of their shapes; the start of the row's ``fuzzed`` line."""
+    from jaxconv import functional as F
+    from jaxconv.functional.policy import ANY
+
+    specs = []
+    for case, _ in checked:
+        if case.op != op:
+            continue
+        plan = F.plan(case.x_shape, case.kernel_shape, op=case.op, impl="auto", **case.kwargs)
+        if plan.impl == row.impl and row.shape_class in (ANY, plan.shape_class):
+            specs.append(plan.spec)
+    if not specs:
+        return "no configuration"
+    return (f"{len(specs)} configurations: rank {_span([s.rank for s in specs])}, kernel "
+            f"{_span([k for s in specs for k in s.kernel_shape[:-2]])}, strides "
+            f"{_span([v for s in specs for v in s.strides])}, kernel dilation "
+            f"{_span([v for s in specs for v in s.kernel_dilation])}, input dilation "
+            f"{_span([v for s in specs for v in s.input_dilation])}, groups "
+            f"{_span([s.feature_group_count for s in specs])}, channels "
+            f"{_span([c for s in specs for c in (s.in_channels, s.out_channels)])}, batch "
+            f"{_span([s.input_shape[0] for s in specs])}")
+
+
 def claims(checked: Sequence[tuple[Case, Sequence[str]]]) -> dict[tuple[str, str], int]:
     """Configurations each (op, formulation) was checked on, ``auto`` included."""
     counts: dict[tuple[str, str], int] = {}

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from jaxconv import functional as F
 from jaxconv.bench import fuzz
 
 HERE = pathlib.Path(__file__).parent
@@ -49,7 +50,6 @@ def test_jobs_share_out_the_cases_and_an_abort_stops_only_its_own_child():
 def test_the_report_says_what_each_auto_choice_was_fuzzed_on():
     """The coverage rows group the cases by (op, shape class, what auto chose) and give the
     ranges of their shapes; wide cases reach the dense class and more than 16 channels."""
-    from jaxconv import functional as F
 
     checked = list(fuzz.cases(40, seed=2, wide=True))
     rows = fuzz.coverage(checked)
@@ -101,7 +101,6 @@ def test_the_pytorch_oracle_agrees_with_lax():
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxconv import functional as F
     from jaxconv.bench import torch_oracle
 
     wide_fills = [c for c, _ in fuzz.cases(91, seed=0) if c.index in (49, 90)]
@@ -136,3 +135,23 @@ def test_the_bench_command_fuzzes_wide_cases_in_parallel(tmp_path, monkeypatch):
     text = (tmp_path / "fuzz-failures.md").read_text()
     assert text.startswith("# Formulation fuzz: 2 wide cases, seed 4")
     assert "0 failures" in text and "2 configurations" in text
+
+
+def test_every_cpu_policy_row_says_what_the_fuzz_checked_it_on(monkeypatch):
+    """Each row's ``fuzzed`` line gives the configurations ``auto`` sent to it in the fuzz runs
+    of ``FUZZ_REPORTS`` (recomputed here: the cases are seeded), on the CPU class they ran on."""
+    from jaxconv.functional import cpu
+    from jaxconv.functional.policy import CONV_POLICY, FUZZ_REPORTS
+    from jaxconv.functional.transpose import TRANSPOSE_POLICY
+
+    monkeypatch.setattr(cpu, "slow_ynnpack_convolutions", lambda: True)   # AVX2, as fuzzed
+    monkeypatch.delenv("JAXCONV_AUTOTUNE", raising=False)
+    checked = list(fuzz.cases(2000, seed=1)) + list(fuzz.cases(150, seed=2, wide=True))
+    for op, rows in (("conv", CONV_POLICY), ("conv_transpose", TRANSPOSE_POLICY)):
+        for row in (r for r in rows if r.backend == "cpu"):
+            shapes = fuzz.row_shapes(checked, op, row)
+            assert shapes != "no configuration", row
+            assert row.fuzzed.startswith(shapes + ";"), (row.impl, shapes)
+            assert all(path in row.fuzzed for path in FUZZ_REPORTS)
+    plan = F.plan((2, 9, 9, 4), (1, 1, 4, 8))
+    assert plan.fuzzed == CONV_POLICY[0].fuzzed and f"fuzzed: {plan.fuzzed}" in str(plan)
