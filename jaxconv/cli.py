@@ -15,7 +15,6 @@ opt out with JAXCONV_TUNE=0); ``bench --settings`` chooses for itself.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -181,8 +180,12 @@ def _bench(args: argparse.Namespace) -> None:
     if args.fuzz is not None:
         from jaxconv.bench import fuzz
 
+        if args.fuzz_jobs is not None and args.fuzz_jobs < 1:
+            raise ValueError(f"--fuzz-jobs {args.fuzz_jobs}: expected at least 1 child process")
+
         code = fuzz.main([str(args.fuzz), "--seed", str(args.fuzz_seed),
-                          "--jobs", str(args.fuzz_jobs), *(["--wide"] * args.fuzz_wide)])
+                          "--jobs", str(args.fuzz_jobs or fuzz.cores()),
+                          *(["--wide"] * args.fuzz_wide)])
         if code:
             raise ValueError("--fuzz: formulations disagree with lax or abort; see "
                              "fuzz-failures.md for reproducers")
@@ -312,7 +315,7 @@ def parser() -> argparse.ArgumentParser:
                         "formulation (values and gradients, float32 and bfloat16) against "
                         "lax; failures and reproducers go to fuzz-failures.md")
     b.add_argument("--fuzz-seed", type=int, default=0, help="seed of the --fuzz cases")
-    b.add_argument("--fuzz-jobs", type=int, default=os.cpu_count() or 1, metavar="J",
+    b.add_argument("--fuzz-jobs", type=int, default=None, metavar="J",
                    help="--fuzz cases checked in J child processes at once (default: one per "
                         "CPU core)")
     b.add_argument("--fuzz-wide", action="store_true",

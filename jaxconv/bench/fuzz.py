@@ -350,18 +350,28 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
         with lock:
             log(line)
 
-    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-        parts = list(pool.map(
-            lambda j: _run_tasks([t for t in tasks if t[3].index % jobs == j], deadline,
-                                 case_timeout, locked_log, worker), range(jobs)))
+    stop = threading.Event()      # set when the caller is interrupted: every child is killed
+    pool = concurrent.futures.ThreadPoolExecutor(jobs)
+    try:
+        futures = [pool.submit(_run_tasks, [t for t in tasks if t[3].index % jobs == j],
+                               deadline, case_timeout, locked_log, worker, stop)
+                   for j in range(jobs)]
+        parts = [f.result() for f in futures]
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(cancel_futures=True)
     failures = sorted((f for part, _ in parts for f in part),
                       key=lambda f: (f.case.index, f.impl, f.dtype))
     return failures, sum(done for _, done in parts)
 
 
 def _run_tasks(tasks: list[tuple[dict, str, str, Case]], deadline: float | None,
-               case_timeout: float, log, worker: Sequence[str]) -> tuple[list[Failure], int]:
-    """`run` for one child at a time: the failures among ``tasks`` and how many ran."""
+               case_timeout: float, log, worker: Sequence[str],
+               stop: threading.Event | None = None) -> tuple[list[Failure], int]:
+    """`run` for one child at a time: the failures among ``tasks`` and how many ran. Once
+    ``stop`` is set (an interrupted parallel run), kills its child and raises."""
     failures: list[Failure] = []
     done = 0
 
@@ -383,7 +393,9 @@ def _run_tasks(tasks: list[tuple[dict, str, str, Case]], deadline: float | None,
                 if min(limits) <= 0:
                     timed_out = child.since + case_timeout <= now
                     break
-                lines = child.lines(min(limits))
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt("the fuzz run was interrupted")
+                lines = child.lines(min(limits) if stop is None else min(*limits, 0.5))
                 if lines is None:
                     break
                 for line in lines:
@@ -464,17 +476,18 @@ def coverage(checked: Sequence[tuple[Case, Sequence[str]]]) -> list[dict[str, An
 
 def row_shapes(checked: Sequence[tuple[Case, Sequence[str]]], op: str, row: Any) -> str:
     """What ``auto`` sent to policy ``row`` (a `jaxconv.functional.policy.PolicyRow` of
-    ``op``'s policy) among the ``checked`` cases, in words: how many configurations and the
-    ranges of their shapes; the start of the row's ``fuzzed`` line."""
+    ``op``'s policy, planned for the row's backend) among the ``checked`` cases, in words: how
+    many configurations and the ranges of their shapes; the start of the row's ``fuzzed``
+    line."""
     from jaxconv import functional as F
-    from jaxconv.functional.policy import ANY
 
     specs = []
     for case, _ in checked:
         if case.op != op:
             continue
-        plan = F.plan(case.x_shape, case.kernel_shape, op=case.op, impl="auto", **case.kwargs)
-        if plan.impl == row.impl and row.shape_class in (ANY, plan.shape_class):
+        plan = F.plan(case.x_shape, case.kernel_shape, op=case.op, impl="auto",
+                      backend=row.backend, **case.kwargs)
+        if (plan.impl, plan.reason) == (row.impl, row.reason):     # this row, not another
             specs.append(plan.spec)
     if not specs:
         return "no configuration"
@@ -522,8 +535,8 @@ def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: flo
         lines += [f"{len(checked)} configurations, {pairs} formulation x configuration pairs "
                   f"(each in {', '.join(dtypes)}).", "", "## Checks per formulation", "",
                   *_table([{"op": op, "formulation": impl, "configurations": count,
-                            "failures": sum(f.impl == impl and f.case.op == op
-                                            for f in failures)}
+                            "failed checks": sum(f.impl == impl and f.case.op == op
+                                                 for f in failures)}
                            for (op, impl), count in claims(checked).items()]),
                   "## What `auto` chose, by shape class, and the shapes it was fuzzed on", "",
                   *_table(coverage(checked))]
@@ -541,6 +554,21 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # not Linux
+        return os.cpu_count() or 1
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of children")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("n", nargs="?", type=int, default=200, help="cases (default 200)")
@@ -550,7 +578,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"seconds one check may take (default {CASE_TIMEOUT:g})")
     parser.add_argument("--output", default="fuzz-failures.md",
                         help="where failures and their reproducers go")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--jobs", type=_positive, default=cores(),
                         help="child processes checking at once (default: one per CPU core)")
     parser.add_argument("--wide", action="store_true",
                         help="cases with 6-16x the channels (dense convs, YNNPACK's sizes)")

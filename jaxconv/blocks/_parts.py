@@ -15,7 +15,7 @@ from jaxconv.typing import Array
 
 
 class LayerNorm(nnx.LayerNorm):
-    """``flax.nnx.LayerNorm``, also under strict dtype promotion (as `BatchNorm`)."""
+    """``flax.nnx.LayerNorm``, also under strict dtype promotion (as `jaxconv.nnx.BatchNorm`)."""
 
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         with jax.numpy_dtype_promotion("standard"):

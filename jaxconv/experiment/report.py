@@ -154,42 +154,48 @@ def seed_noise(found: list[dict[str, Any]], level: float = 0.95) -> list[str]:
     """Markdown lines saying which differences in test accuracy exceed seed noise: the variants
     ranked by mean, each with the ``level`` confidence interval of its mean (Student's t over
     its finished seeds), and each against the next in the ranking by Welch's t-test (unequal
-    variances). Needs two or more seeds for an interval or a test; says so otherwise."""
+    variances). Needs two or more seeds for an interval or a test; says so otherwise. Runs
+    without a finite accuracy are left out and named."""
     from scipy import stats
 
     accs: dict[str, list[float]] = {}
+    dropped = []
     for r in found:
         if finished(r):
-            accs.setdefault(r["variant"], []).append(100 * r["history"][-1]["test_accuracy"])
+            acc = 100 * float(r["history"][-1]["test_accuracy"])
+            if np.isfinite(acc):
+                accs.setdefault(r["variant"], []).append(acc)
+            else:
+                dropped.append(f"{r['variant']} seed {r['seed']}")
     ranked = sorted(accs, key=lambda v: -float(np.mean(accs[v])))
     lines = [f"| rank | variant | seeds | test accuracy (mean ± std) | {level:.0%} interval "
              "of the mean | ahead of the next by | Welch p | larger than seed noise |",
              "|---:|---|---:|---:|---:|---:|---:|---|"]
     for rank, variant in enumerate(ranked, 1):
         a = np.array(accs[variant])
-        std = float(a.std(ddof=1)) if len(a) > 1 else 0.0
-        interval = "-"
+        spread, interval = "", "-"
         if len(a) > 1:
+            std = float(a.std(ddof=1))
             half = float(stats.t.ppf(0.5 + level / 2, len(a) - 1)) * std / np.sqrt(len(a))
-            interval = f"{a.mean() - half:.2f} - {a.mean() + half:.2f} %"
+            spread, interval = f" ± {std:.2f}", f"{a.mean() - half:.2f} - {a.mean() + half:.2f} %"
         gap, p_value, verdict = "-", "-", "-"
         if rank < len(ranked):
             b = np.array(accs[ranked[rank]])
             gap = f"{a.mean() - b.mean():.2f} points"
-            if len(a) > 1 and len(b) > 1 and (a.std() > 0 or b.std() > 0):
-                p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-                p_value = f"{p:.3f}"
-                verdict = "yes" if p < 1 - level else "no"
-            elif len(a) > 1 and len(b) > 1:
-                p_value, verdict = "-", "no seed noise: every seed gave the same"
-            else:
+            if len(a) < 2 or len(b) < 2:
                 verdict = "unknown: one seed"
-        lines.append(f"| {rank} | {variant} | {len(a)} | {a.mean():.2f} ± {std:.2f} % | "
+            elif a.std() == 0 and b.std() == 0:
+                verdict = "yes (no spread over seeds)" if a.mean() != b.mean() else "no"
+            else:
+                p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+                p_value, verdict = f"{p:.3f}", "yes" if p < 1 - level else "no"
+        lines.append(f"| {rank} | {variant} | {len(a)} | {a.mean():.2f}{spread} % | "
                      f"{interval} | {gap} | {p_value} | {verdict} |")
     note = (f"Each variant against the next one down: two-sided Welch's t-test at the "
-            f"{1 - level:.0%} level. With three seeds per variant only large gaps can show, "
-            f"and each test calls a {1 - level:.0%} share of equal pairs different.")
-    return [*lines, "", note, ""]
+            f"{1 - level:.0%} level. With few seeds per variant only large gaps can show, and "
+            f"each test calls a {1 - level:.0%} share of equal pairs different.")
+    return [*lines, "", note, *([f"Left out, no finite accuracy: {', '.join(dropped)}."]
+                                if dropped else []), ""]
 
 
 def _plot(rows: list[VariantRow], x_of, xlabel: str, path: pathlib.Path, log_x: bool) -> None:

@@ -12,6 +12,7 @@ from jaxconv.functional.formulations import (
     Formulation,
     data_parallel,
     forward_mode_ad,
+    in_forward_mode_ad,
 )
 from jaxconv.functional.norm import batch_norm
 from jaxconv.functional.plan import plan
@@ -23,6 +24,6 @@ from jaxconv.functional.transpose import TRANSPOSE, conv_transpose
 __all__ = [
     "CONV", "TRANSPOSE", "ConvSpec", "Formulation", "Plan", "avg_pool", "batch_norm",
     "channel_shuffle", "conv", "conv_transpose", "data_parallel", "depthwise_conv",
-    "forward_mode_ad", "global_avg_pool", "global_max_pool", "max_pool", "plan", "pointwise",
-    "separable_conv",
+    "forward_mode_ad", "global_avg_pool", "global_max_pool", "in_forward_mode_ad", "max_pool",
+    "plan", "pointwise", "separable_conv",
 ]

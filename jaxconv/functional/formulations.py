@@ -56,6 +56,11 @@ def forward_mode_ad() -> Iterator[None]:
         _FORWARD_MODE.reset(token)
 
 
+def in_forward_mode_ad() -> bool:
+    """Whether the caller traces inside `forward_mode_ad` (hand-written backwards stand down)."""
+    return _FORWARD_MODE.get()
+
+
 #: Largest patch (kernel taps x input channels) of a "narrow" conv: 3x3 on RGB is 27.
 NARROW_PATCH = 32
 

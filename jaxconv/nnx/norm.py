@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn import dtypes as flax_dtypes
 
 from jaxconv import functional as F
 from jaxconv.typing import Array
@@ -14,16 +15,19 @@ class BatchNorm(nnx.BatchNorm):
     """``flax.nnx.BatchNorm`` (same arguments, parameters, statistics and values).
 
     In training mode on float32 channels-last inputs (the default ``axis=-1``, no ``mask``,
-    ``axis_name``, or ``use_fast_variance=False``) it normalises with
+    ``axis_name``, custom ``promote_dtype`` or ``use_fast_variance=False``) it normalises with
     `jaxconv.functional.batch_norm`, whose backward is written out: the same forward bits, and
-    gradients equal to autodiff's up to float rounding. Everything else is Flax's own code.
-    Under strict dtype promotion it also works for bfloat16 inputs, whose statistics Flax
-    computes in float32 on purpose.
+    gradients equal to autodiff's up to float rounding. That backward has no forward mode: for
+    ``jax.jvp``, ``jax.jacfwd`` or ``jax.hessian`` of a training-mode model, trace inside
+    `jaxconv.functional.forward_mode_ad` (Flax's autodiff, the same values). Everything else is
+    Flax's own code. Under strict dtype promotion it also works for bfloat16 inputs, whose
+    statistics Flax computes in float32 on purpose.
     """
 
     def _fast(self, x: Array, mask: Array | None) -> bool:
         params = [v[...] for v in (self.scale, self.bias) if v is not None]
         return (mask is None and self.axis_name is None and self.axis in (-1, x.ndim - 1)
+                and self.promote_dtype is flax_dtypes.promote_dtype
                 and self.use_fast_variance and len(params) == 2 and x.dtype == jnp.float32
                 and self.dtype in (None, jnp.float32)
                 and all(p.dtype == jnp.float32 for p in params))
@@ -32,7 +36,7 @@ class BatchNorm(nnx.BatchNorm):
                  mask: Array | None = None) -> Array:
         frozen = self.use_running_average if use_running_average is None \
             else use_running_average
-        if frozen is None or frozen or not self._fast(x, mask):
+        if frozen is None or frozen or not self._fast(x, mask) or F.in_forward_mode_ad():
             with jax.numpy_dtype_promotion("standard"):
                 return super().__call__(x, use_running_average=use_running_average, mask=mask)
         y, mean, var = F.batch_norm(x, self.scale[...], self.bias[...], epsilon=self.epsilon)

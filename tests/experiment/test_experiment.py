@@ -269,15 +269,20 @@ def test_the_report_says_which_differences_exceed_seed_noise():
     found = [record("b", s, a) for s, a in enumerate((0.80, 0.81, 0.82))] + \
         [record("a", s, a) for s, a in enumerate((0.90, 0.91, 0.92))] + \
         [record("c", s, a) for s, a in enumerate((0.82, 0.80, 0.81))] + \
-        [record("d", 0, 0.5), record("d", 1, float("nan"), status="diverged")]
-    rows = [line.split(" | ") for line in experiment.report.seed_noise(found)[2:6]]
+        [record("d", 0, 0.5), record("d", 1, float("nan"), status="diverged"),
+         record("d", 2, float("nan"))]
+    lines = experiment.report.seed_noise(found)
+    rows = [line.split(" | ") for line in lines[2:6]]
     half = 4.302652729911275 / 3 ** 0.5
     assert [r[1] for r in rows] == ["a", "b", "c", "d"]
-    assert rows[0][4] == f"{91 - half:.2f} - {91 + half:.2f} %"
+    assert rows[0][3:5] == ["91.00 ± 1.00 %", f"{91 - half:.2f} - {91 + half:.2f} %"]
     assert rows[0][5:8] == ["10.00 points", "0.000", "yes |"]
     assert rows[1][2:3] == ["3"] and rows[1][6:8] == ["1.000", "no |"]
     assert rows[2][7] == "unknown: one seed |"
-    assert rows[3][2:5] == ["1", "50.00 ± 0.00 %", "-"]
+    assert rows[3][2:5] == ["1", "50.00 %", "-"]
+    assert "Left out, no finite accuracy: d seed 2." in lines
+    same = [record(v, s, acc) for v, acc in (("e", 0.7), ("f", 0.6)) for s in (0, 1)]
+    assert experiment.report.seed_noise(same)[2].endswith("| yes (no spread over seeds) |")
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

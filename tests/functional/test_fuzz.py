@@ -3,6 +3,7 @@ process abort cannot stop."""
 
 import functools
 import pathlib
+import subprocess
 import sys
 import time
 
@@ -33,6 +34,7 @@ def test_an_abort_fails_its_case_and_the_run_goes_on():
     assert any(line.startswith("ABORT case") for line in lines)
 
 
+@pytest.mark.slow
 def test_jobs_share_out_the_cases_and_an_abort_stops_only_its_own_child():
     lines = []
     failures, checks = fuzz.run(6, seed=1, dtypes=("float32",), log=lines.append, jobs=2,
@@ -126,6 +128,7 @@ def test_the_pytorch_oracle_agrees_with_lax():
     assert seen & {"circular", "reflect", "replicate"}
 
 
+@pytest.mark.slow
 def test_the_bench_command_fuzzes_wide_cases_in_parallel(tmp_path, monkeypatch):
     """``jaxconv bench --fuzz N --fuzz-wide --fuzz-jobs J`` writes its report where it runs."""
     from jaxconv.cli import main
@@ -155,3 +158,23 @@ def test_every_cpu_policy_row_says_what_the_fuzz_checked_it_on(monkeypatch):
             assert all(path in row.fuzzed for path in FUZZ_REPORTS)
     plan = F.plan((2, 9, 9, 4), (1, 1, 4, 8))
     assert plan.fuzzed == CONV_POLICY[0].fuzzed and f"fuzzed: {plan.fuzzed}" in str(plan)
+
+
+@pytest.mark.slow
+def test_an_interrupted_parallel_run_stops_its_children_at_once():
+    """Ctrl-C (SIGINT to the main thread) while every child hangs in a check: the run raises
+    within seconds, not after the hung checks' timeouts, and leaves no child behind."""
+    import signal
+    import threading
+
+    before = time.monotonic()
+    timer = threading.Timer(3.0, signal.pthread_kill,
+                            (threading.main_thread().ident, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        fuzz.run(6, seed=1, dtypes=("float32",), log=lambda s: None, jobs=2,
+                 worker=(sys.executable, str(HERE / "fuzz_abort_worker.py"), "hang"))
+    timer.cancel()
+    assert time.monotonic() - before < 30
+    alive = subprocess.run(["pgrep", "-f", "fuzz_abort_worker.py hang"], capture_output=True)
+    assert not alive.stdout.strip(), "a hung child outlived the interrupted run"

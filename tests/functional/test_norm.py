@@ -50,10 +50,31 @@ def test_gradients_match_numerical_differences():
                     modes=("fwd", "rev"), atol=2e-2, rtol=2e-2)
 
 
-@pytest.mark.parametrize(("scale", "bias", "message"), [
-    (jnp.ones(4), jnp.zeros(3), r"scale has shape \(4,\); expected \(3,\)"),
-    (jnp.ones(3), jnp.zeros((1, 3)), r"bias has shape \(1, 3\); expected \(3,\)"),
+def test_an_empty_batch_has_autodiffs_gradients():
+    """No crash; the same gradients as autodiff (and Flax): NaN for the scale, whose input has
+    no variance to normalise by."""
+    empty = jnp.zeros((0, 4, 4, 3), jnp.float32)
+
+    def grads():
+        return jax.grad(lambda x, s, b: jnp.sum(F.batch_norm(x, s, b)[0]),
+                        argnums=(0, 1, 2))(empty, SCALE, BIAS)
+
+    ours = grads()
+    with F.forward_mode_ad():
+        theirs = grads()
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
+    assert ours[0].shape == empty.shape and not jnp.any(ours[2])
+
+
+@pytest.mark.parametrize(("x", "scale", "bias", "error", "message"), [
+    (X, jnp.ones(4), jnp.zeros(3), ValueError, r"scale has shape \(4,\); expected \(3,\)"),
+    (X, jnp.ones(3), jnp.zeros((1, 3)), ValueError, r"bias has shape \(1, 3\); expected \(3,\)"),
+    (X, jnp.ones(3, jnp.bfloat16), jnp.zeros(3), TypeError,
+     r"scale has dtype bfloat16; expected x's dtype float32"),
+    (X.astype(jnp.int32), jnp.ones(3, jnp.int32), jnp.zeros(3, jnp.int32), TypeError,
+     r"x has dtype int32; expected a floating dtype"),
 ])
-def test_parameters_of_the_wrong_shape_are_refused(scale, bias, message):
-    with pytest.raises(ValueError, match=message):
-        F.batch_norm(X, scale, bias)
+def test_bad_arguments_are_refused_by_name(x, scale, bias, error, message):
+    with pytest.raises(error, match=message):
+        F.batch_norm(x, scale, bias)

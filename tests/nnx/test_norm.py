@@ -17,7 +17,8 @@ def _pair(features=4, **kwargs):
     ours = jnn.BatchNorm(features, momentum=0.9, rngs=nnx.Rngs(0), **kwargs)
     theirs = nnx.BatchNorm(features, momentum=0.9, rngs=nnx.Rngs(0), **kwargs)
     for layer in (ours, theirs):
-        layer.scale[...] = jnp.linspace(0.5, 1.5, features)
+        if layer.scale is not None:
+            layer.scale[...] = jnp.linspace(0.5, 1.5, features)
         layer.bias[...] = jnp.linspace(-0.2, 0.3, features)
     return ours, theirs
 
@@ -51,20 +52,47 @@ def test_training_matches_flax(shape, monkeypatch):
     assert calls, "the written-out backward was not used"
 
 
-def test_evaluation_and_what_it_leaves_to_flax_match_flax():
+def test_evaluation_and_what_it_leaves_to_flax_are_flaxs_code(monkeypatch):
+    calls = []
+    monkeypatch.setattr(F, "batch_norm", lambda *a, **k: calls.append(1))
     x = jnp.asarray(RNG.standard_normal((6, 3, 3, 4)), jnp.float32)
+    channels_first = jnp.moveaxis(x, -1, 1)
+    cases = [({}, lambda m: m(x, use_running_average=True)),
+             ({"axis": 1}, lambda m: m(channels_first)),
+             ({"axis": (1,)}, lambda m: m(channels_first)),
+             ({"use_fast_variance": False}, lambda m: m(x)),
+             ({}, lambda m: m(x, mask=x > 0)),
+             ({"dtype": jnp.bfloat16}, lambda m: m(x)),
+             ({"use_scale": False}, lambda m: m(x))]
+    for kwargs, call in cases:
+        ours, theirs = _pair(**kwargs)
+        with jax.numpy_dtype_promotion("standard"):     # Flax's bfloat16 case promotes
+            np.testing.assert_array_equal(call(ours), call(theirs))
     ours, theirs = _pair()
-    ours(x), theirs(x)
+    with F.forward_mode_ad():
+        np.testing.assert_array_equal(ours(x), theirs(x))
     ours.eval(), theirs.eval()
     np.testing.assert_array_equal(ours(x), theirs(x))
-    channels_first = jnp.moveaxis(x, -1, 1)
-    for kwargs, call in [({"axis": 1}, lambda m: m(channels_first)),
-                         ({"use_fast_variance": False}, lambda m: m(x)),
-                         ({}, lambda m: m(x, mask=x > 0))]:
-        ours, theirs = _pair(**kwargs)
-        np.testing.assert_array_equal(call(ours), call(theirs))
     with pytest.raises(ValueError, match="use_running_average"):
         jnn.BatchNorm(4, use_running_average=None, rngs=nnx.Rngs(0))(x)
+    assert not calls, "a case left to Flax went through the written-out backward"
+
+
+def test_forward_mode_autodiff_works_inside_forward_mode_ad():
+    ours, theirs = _pair()
+    x = jnp.asarray(RNG.standard_normal((5, 2, 2, 4)), jnp.float32)
+    tangent = jnp.ones_like(x)
+
+    def jvp(layer):
+        graphdef, state = nnx.split(layer)
+        zeros = jax.tree.map(jnp.zeros_like, state)
+        return jax.jvp(lambda s, v: nnx.merge(graphdef, s)(v), (state, x), (zeros, tangent))
+
+    with F.forward_mode_ad():
+        got = jvp(ours)
+    expected = jvp(theirs)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_bfloat16_inputs_work_under_strict_promotion():
