@@ -6,6 +6,10 @@
 # what every formulation and every `auto` choice was fuzzed on, and any failure as a
 # reproducer.
 #
+# Expect about 1.5 h of 2 otherwise idle cores for the 2,000 cases (each of the two children
+# used 66 CPU-minutes for about three quarters of them) and a quarter of an hour for the wide
+# ones. Run it alone: sharing the cores stretches it past a working session.
+#
 #   nice bash experiments/fuzz_cpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
