@@ -588,8 +588,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _worker()
         return 0
     start = time.monotonic()
+    # Each failure is printed (flushed) as it is found: a run stopped early keeps them.
     failures, checks = run(args.n, seed=args.seed, dtypes=args.dtypes,
-                           case_timeout=args.case_timeout, wide=args.wide, jobs=args.jobs)
+                           case_timeout=args.case_timeout, wide=args.wide, jobs=args.jobs,
+                           log=lambda line: print(line, flush=True))
     text = report(failures, checks, args.n, args.seed, time.monotonic() - start,
                   list(cases(args.n, args.seed, args.wide)), args.dtypes, args.wide)
     from jaxconv.train.logging import atomic_write_text
