@@ -458,20 +458,27 @@ def coverage(checked: Sequence[tuple[Case, Sequence[str]]]) -> list[dict[str, An
         groups.setdefault((case.op, plan.shape_class, plan.impl), []).append((case, plan.spec))
     rows = []
     for (op, shape_class, impl), members in sorted(groups.items()):
-        specs = [spec for _, spec in members]
         rows.append({
             "op": op, "shape class": shape_class, "auto": impl, "configurations": len(members),
-            "rank": _span([s.rank for s in specs]),
-            "kernel": _span([k for s in specs for k in s.kernel_shape[:-2]]),
-            "strides": _span([v for s in specs for v in s.strides]),
-            "kernel dilation": _span([v for s in specs for v in s.kernel_dilation]),
-            "input dilation": _span([v for s in specs for v in s.input_dilation]),
-            "groups": _span([s.feature_group_count for s in specs]),
-            "channels": _span([c for s in specs for c in (s.in_channels, s.out_channels)]),
-            "batch": _span([s.input_shape[0] for s in specs]),
+            **_ranges([spec for _, spec in members]),
             "padding": ", ".join(sorted({padding_form(c) for c, _ in members})),
         })
     return rows
+
+
+def _ranges(specs: Sequence[Any]) -> dict[str, str]:
+    """The ranges of ``specs``' (`ConvSpec`) ranks, kernel sizes, strides, dilations, groups,
+    channels and batch sizes."""
+    return {
+        "rank": _span([s.rank for s in specs]),
+        "kernel": _span([k for s in specs for k in s.kernel_shape[:-2]]),
+        "strides": _span([v for s in specs for v in s.strides]),
+        "kernel dilation": _span([v for s in specs for v in s.kernel_dilation]),
+        "input dilation": _span([v for s in specs for v in s.input_dilation]),
+        "groups": _span([s.feature_group_count for s in specs]),
+        "channels": _span([c for s in specs for c in (s.in_channels, s.out_channels)]),
+        "batch": _span([s.input_shape[0] for s in specs]),
+    }
 
 
 def row_shapes(checked: Sequence[tuple[Case, Sequence[str]]], op: str, row: Any) -> str:
@@ -491,14 +498,8 @@ def row_shapes(checked: Sequence[tuple[Case, Sequence[str]]], op: str, row: Any)
             specs.append(plan.spec)
     if not specs:
         return "no configuration"
-    return (f"{len(specs)} configurations: rank {_span([s.rank for s in specs])}, kernel "
-            f"{_span([k for s in specs for k in s.kernel_shape[:-2]])}, strides "
-            f"{_span([v for s in specs for v in s.strides])}, kernel dilation "
-            f"{_span([v for s in specs for v in s.kernel_dilation])}, input dilation "
-            f"{_span([v for s in specs for v in s.input_dilation])}, groups "
-            f"{_span([s.feature_group_count for s in specs])}, channels "
-            f"{_span([c for s in specs for c in (s.in_channels, s.out_channels)])}, batch "
-            f"{_span([s.input_shape[0] for s in specs])}")
+    return f"{len(specs)} configurations: " + ", ".join(
+        f"{name} {span}" for name, span in _ranges(specs).items())
 
 
 def claims(checked: Sequence[tuple[Case, Sequence[str]]]) -> dict[tuple[str, str], int]:
