@@ -12,7 +12,8 @@ Cases run in child processes, so a formulation that aborts the process (an XLA c
 becomes a failure that names the case, and the run goes on in a fresh child. Every failure
 comes with a ready-to-paste Python reproducer.
 
-    python -m jaxconv.bench.fuzz 2000 --seed 0 --jobs 2 --output fuzz-failures.md
+    python -m jaxconv.bench.fuzz 2000 --seed 0 --jobs 2 --output fuzz-failures.md \
+        --progress fuzz.progress.jsonl     # run again after a kill: it resumes
     jaxconv bench --fuzz 2000 --fuzz-wide
 """
 
@@ -328,22 +329,79 @@ def _spawn(worker: Sequence[str], payload: str) -> _Child:
     return _Child(process, stderr, since=time.monotonic())
 
 
+def _key(impl: str, dtype: str, case: Case) -> str:
+    return f"{case.index}/{impl}/{dtype}"
+
+
+class Progress:
+    """A run's finished checks, one JSON line each, appended (and flushed) as they finish, so
+    a run stopped anywhere resumes where it was. The first line names the run (cases, seed,
+    wide, dtypes); resuming with other settings is an error, not a mixed report."""
+
+    def __init__(self, path: pathlib.Path | str, settings: Mapping[str, Any]):
+        self.path, self.settings = pathlib.Path(path), dict(settings)
+        self.done: dict[str, str | None] = {}
+        self.seconds = 0.0                 # spent by earlier sessions of the same run
+        self._lock = threading.Lock()
+        text = self.path.read_text() if self.path.exists() else ""
+        text = text[:text.rfind("\n") + 1]   # a line cut by a kill: that check runs again
+        if text:
+            lines = text.splitlines()
+            header = json.loads(lines[0]).get("fuzz")
+            if header != self.settings:
+                raise ValueError(f"progress={str(self.path)!r} belongs to the run {header}, not "
+                                 f"{self.settings}: remove it or pass another file")
+            for entry in map(json.loads, lines[1:]):
+                self.done[entry["key"]] = entry["problem"]
+                self.seconds = max(self.seconds, entry["seconds"])
+        else:
+            text = json.dumps({"fuzz": self.settings}) + "\n"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(text)
+        self._start = time.monotonic() - self.seconds
+
+    def elapsed(self) -> float:
+        """Seconds spent on the run, earlier sessions included."""
+        return time.monotonic() - self._start
+
+    def record(self, key: str, problem: str | None) -> None:
+        with self._lock, self.path.open("a") as file:
+            file.write(json.dumps({"key": key, "problem": problem,
+                                   "seconds": round(self.elapsed(), 1)}) + "\n")
+            file.flush()
+
+
 def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: float | None = None,
         case_timeout: float = CASE_TIMEOUT, log=print, worker: Sequence[str] = WORKER,
-        wide: bool = False, jobs: int = 1) -> tuple[list[Failure], int]:
+        wide: bool = False, jobs: int = 1,
+        progress: Progress | None = None) -> tuple[list[Failure], int]:
     """Fuzzes ``n`` cases in child processes (``worker``), ``jobs`` of them at a time (case
     ``i`` goes to child ``i % jobs``); returns the failures and the number of (case,
     formulation, dtype) checks that ran. With ``time_limit`` (seconds), stops early; a check
     that aborts its child or runs past ``case_timeout`` seconds fails, and the run goes on in a
-    fresh child from the next check."""
+    fresh child from the next check. With ``progress``, checks it records as done are not run
+    again (their failures are returned and counted) and each new one is recorded."""
     if jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be at least 1")
     tasks = [({**dataclasses.asdict(case), "x_shape": list(case.x_shape),
                "kernel_shape": list(case.kernel_shape)}, impl, dtype, case)
              for case, impls in cases(n, seed, wide) for impl in impls for dtype in dtypes]
+    earlier: list[Failure] = []
+    record, resumed = None, 0
+    if progress is not None:
+        earlier = [Failure(t[3], t[1], t[2], progress.done[_key(*t[1:])]) for t in tasks
+                   if progress.done.get(_key(*t[1:]))]
+        resumed = len(tasks)
+        tasks = [t for t in tasks if _key(*t[1:]) not in progress.done]
+        resumed -= len(tasks)
+        if resumed:
+            log(f"resumed: {resumed} checks already done ({len(earlier)} failed), "
+                f"{len(tasks)} to go")
+        record = lambda task, problem: progress.record(_key(*task[1:]), problem)  # noqa: E731
     deadline = None if time_limit is None else time.monotonic() + time_limit
     if jobs == 1:
-        return _run_tasks(tasks, deadline, case_timeout, log, worker)
+        failures, done = _run_tasks(tasks, deadline, case_timeout, log, worker, record=record)
+        return _merged(earlier, failures), resumed + done
     lock = threading.Lock()
 
     def locked_log(line: str) -> None:
@@ -354,7 +412,7 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
     pool = concurrent.futures.ThreadPoolExecutor(jobs)
     try:
         futures = [pool.submit(_run_tasks, [t for t in tasks if t[3].index % jobs == j],
-                               deadline, case_timeout, locked_log, worker, stop)
+                               deadline, case_timeout, locked_log, worker, stop, record)
                    for j in range(jobs)]
         parts = [f.result() for f in futures]
     except BaseException:
@@ -362,16 +420,22 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
         raise
     finally:
         pool.shutdown(cancel_futures=True)
-    failures = sorted((f for part, _ in parts for f in part),
-                      key=lambda f: (f.case.index, f.impl, f.dtype))
-    return failures, sum(done for _, done in parts)
+    return (_merged(earlier, [f for part, _ in parts for f in part]),
+            resumed + sum(done for _, done in parts))
+
+
+def _merged(*parts: Sequence[Failure]) -> list[Failure]:
+    return sorted((f for part in parts for f in part),
+                  key=lambda f: (f.case.index, f.impl, f.dtype))
 
 
 def _run_tasks(tasks: list[tuple[dict, str, str, Case]], deadline: float | None,
                case_timeout: float, log, worker: Sequence[str],
-               stop: threading.Event | None = None) -> tuple[list[Failure], int]:
+               stop: threading.Event | None = None,
+               record=None) -> tuple[list[Failure], int]:
     """`run` for one child at a time: the failures among ``tasks`` and how many ran. Once
-    ``stop`` is set (an interrupted parallel run), kills its child and raises."""
+    ``stop`` is set (an interrupted parallel run), kills its child and raises. ``record(task,
+    problem)`` is called as each task finishes, failed or not."""
     failures: list[Failure] = []
     done = 0
 
@@ -379,6 +443,8 @@ def _run_tasks(tasks: list[tuple[dict, str, str, Case]], deadline: float | None,
         _, impl, dtype, case = tasks[index]
         failures.append(Failure(case, impl, dtype, problem))
         log(f"{line} case {case.index} {impl} {dtype}: {problem}")
+        if record is not None:
+            record(tasks[index], problem)
 
     while done < len(tasks) and (deadline is None or time.monotonic() < deadline):
         payload = "".join(json.dumps({"id": i, "case": t[0], "impl": t[1], "dtype": t[2]}) + "\n"
@@ -409,6 +475,8 @@ def _run_tasks(tasks: list[tuple[dict, str, str, Case]], deadline: float | None,
                     else:
                         if message["problem"]:
                             fail(message["done"], message["problem"], "FAIL")
+                        elif record is not None:
+                            record(tasks[message["done"]], None)
                         done, child.started = message["done"] + 1, None
         finally:
             code, stderr = child.stop()
@@ -583,21 +651,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="child processes checking at once (default: one per CPU core)")
     parser.add_argument("--wide", action="store_true",
                         help="cases with 6-16x the channels (dense convs, YNNPACK's sizes)")
+    parser.add_argument("--progress", default=None, metavar="FILE",
+                        help="record each finished check in FILE and, when it exists, skip the "
+                             "checks it records: a run stopped anywhere resumes where it was; "
+                             "FILE is removed once the report is written")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         _worker()
         return 0
     start = time.monotonic()
+    progress = None if args.progress is None else Progress(
+        args.progress, {"n": args.n, "seed": args.seed, "wide": args.wide,
+                        "dtypes": list(args.dtypes)})
     # Each failure is printed (flushed) as it is found: a run stopped early keeps them.
     failures, checks = run(args.n, seed=args.seed, dtypes=args.dtypes,
                            case_timeout=args.case_timeout, wide=args.wide, jobs=args.jobs,
-                           log=lambda line: print(line, flush=True))
-    text = report(failures, checks, args.n, args.seed, time.monotonic() - start,
+                           log=lambda line: print(line, flush=True), progress=progress)
+    seconds = time.monotonic() - start if progress is None else progress.elapsed()
+    text = report(failures, checks, args.n, args.seed, seconds,
                   list(cases(args.n, args.seed, args.wide)), args.dtypes, args.wide)
     from jaxconv.train.logging import atomic_write_text
 
     atomic_write_text(pathlib.Path(args.output), text)
+    if progress is not None:          # the report holds everything now
+        progress.path.unlink()
     print(text.split("\n\n")[1])
     print(f"report: {args.output}")
     return 1 if failures else 0

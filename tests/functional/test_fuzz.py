@@ -2,6 +2,7 @@
 process abort cannot stop."""
 
 import functools
+import json
 import pathlib
 import subprocess
 import sys
@@ -169,3 +170,33 @@ def test_an_interrupted_parallel_run_stops_its_children_at_once():
     assert time.monotonic() - before < 30
     alive = subprocess.run(["pgrep", "-f", "fuzz_abort_worker.py hang"], capture_output=True)
     assert not alive.stdout.strip(), "a hung child outlived the interrupted run"
+
+
+def test_a_stopped_run_resumes_from_its_progress_file(tmp_path):
+    """Killed mid-run (the progress file cut inside a line), the same run resumes: it checks
+    only what is missing and reports exactly what an uninterrupted run reports."""
+    fast = (sys.executable, str(HERE / "fuzz_abort_worker.py"), "fast")
+    settings = {"n": 4, "seed": 1, "wide": False, "dtypes": ["float32"]}
+    every = [(c, i) for c, impls in fuzz.cases(4, 1) for i in impls]
+    path = tmp_path / "progress.jsonl"
+    whole = fuzz.run(4, seed=1, dtypes=("float32",), log=lambda s: None, worker=fast, jobs=2,
+                     progress=fuzz.Progress(path, settings))
+    assert whole[1] == len(every) and len(whole[0]) == 1
+    assert whole[0][0].case.index == 1 and whole[0][0].impl == "canonical"
+    lines = path.read_text().splitlines()
+    assert len(lines) == 1 + len(every)
+    kept = [lines[0]] + [line for line in lines[1:] if '"1/canonical/' not in line][:3]
+    path.write_text("\n".join(kept) + '\n{"key": "3/au')
+    log = []
+    resumed = fuzz.run(4, seed=1, dtypes=("float32",), log=log.append, worker=fast, jobs=2,
+                       progress=fuzz.Progress(path, settings))
+    assert log[0] == f"resumed: 3 checks already done (0 failed), {len(every) - 3} to go"
+    assert resumed == whole
+    keys = [json.loads(line)["key"] for line in path.read_text().splitlines()[1:]
+            if line.startswith('{"key": "') and line.endswith("}")]
+    assert sorted(keys) == sorted(f"{c.index}/{i}/float32" for c, i in every)
+    again = fuzz.run(4, seed=1, dtypes=("float32",), log=lambda s: None, worker=("false",),
+                     progress=fuzz.Progress(path, settings))
+    assert again == whole
+    with pytest.raises(ValueError, match="progress=.*belongs to the run"):
+        fuzz.Progress(path, {**settings, "seed": 2})
