@@ -185,7 +185,7 @@ def test_a_stopped_run_resumes_from_its_progress_file(tmp_path):
     assert whole[0][0].case.index == 1 and whole[0][0].impl == "canonical"
     lines = path.read_text().splitlines()
     assert len(lines) == 1 + len(every)
-    kept = [lines[0]] + [line for line in lines[1:] if '"1/canonical/' not in line][:3]
+    kept = [lines[0], *[line for line in lines[1:] if '"1/canonical/' not in line][:3]]
     path.write_text("\n".join(kept) + '\n{"key": "3/au')
     log = []
     resumed = fuzz.run(4, seed=1, dtypes=("float32",), log=log.append, worker=fast, jobs=2,
@@ -198,5 +198,5 @@ def test_a_stopped_run_resumes_from_its_progress_file(tmp_path):
     again = fuzz.run(4, seed=1, dtypes=("float32",), log=lambda s: None, worker=("false",),
                      progress=fuzz.Progress(path, settings))
     assert again == whole
-    with pytest.raises(ValueError, match="progress=.*belongs to the run"):
+    with pytest.raises(ValueError, match=r"progress=.*belongs to the run"):
         fuzz.Progress(path, {**settings, "seed": 2})
