@@ -69,17 +69,6 @@ def test_the_report_says_what_each_auto_choice_was_fuzzed_on():
         "configurations": 1, "rank": "2", "kernel": "3", "strides": "1-2",
         "kernel dilation": "1", "input dilation": "1", "groups": "1", "channels": "32-48",
         "batch": "2", "padding": "SAME"}
-    from jaxconv.functional.policy import CONV_POLICY
-
-    pointwise = fuzz.Case(1, "conv", "pointwise", (2, 5, 5, 8), (1, 1, 8, 4),
-                          {"strides": [1, 1], "kernel_dilation": [1, 1],
-                           "feature_group_count": 1, "padding": "VALID"}, seed=0)
-    assert CONV_POLICY[0].shape_class == "pointwise"
-    assert fuzz.row_shapes([(dense, ["auto"])], "conv", CONV_POLICY[0]) == "no configuration"
-    assert fuzz.row_shapes([(dense, ["auto"]), (pointwise, ["auto"])], "conv",
-                           CONV_POLICY[0]) == (
-        "1 configurations: rank 2, kernel 1, strides 1, kernel dilation 1, input dilation 1, "
-        "groups 1, channels 4-8, batch 2")
     text = fuzz.report([], 0, 40, 2, 1.0, checked, wide=True)
     pairs = sum(len(impls) for _, impls in checked)
     assert f"40 configurations, {pairs} formulation x configuration pairs" in text
@@ -150,6 +139,35 @@ def test_the_bench_command_fuzzes_wide_cases_in_parallel(tmp_path, monkeypatch):
     text = (tmp_path / "fuzz-failures.md").read_text()
     assert text.startswith("# Formulation fuzz: 2 wide cases, seed 4")
     assert "0 failures" in text and "2 configurations" in text
+
+
+def test_every_cpu_policy_row_says_what_the_fuzz_checked_it_on(monkeypatch):
+    """Each row's ``fuzzed`` line gives the configurations ``auto`` sent to it in the fuzz runs
+    of ``FUZZ_REPORTS`` (recomputed here: the cases are seeded), on the CPU class they ran on;
+    the committed reports of those runs ran every check of both dtypes and found no failure."""
+    from jaxconv.functional import cpu
+    from jaxconv.functional.policy import CONV_POLICY, FUZZ_REPORTS
+    from jaxconv.functional.transpose import TRANSPOSE_POLICY
+
+    monkeypatch.setattr(cpu, "slow_ynnpack_convolutions", lambda: True)   # AVX2, as fuzzed
+    monkeypatch.delenv("JAXCONV_AUTOTUNE", raising=False)
+    checked = list(fuzz.cases(2000, seed=1)) + list(fuzz.cases(150, seed=2, wide=True))
+    for op, rows in (("conv", CONV_POLICY), ("conv_transpose", TRANSPOSE_POLICY)):
+        for row in (r for r in rows if r.backend == "cpu"):
+            shapes = fuzz.row_shapes(checked, op, row)
+            assert shapes != "no configuration", row
+            assert row.fuzzed.startswith(shapes + ";"), (row.impl, shapes)
+            assert all(path in row.fuzzed for path in FUZZ_REPORTS)
+    root = HERE.parent.parent
+    for path, run in zip(FUZZ_REPORTS, ((2000, 1, False), (150, 2, True)), strict=True):
+        text = (root / path).read_text()
+        pairs = sum(len(impls) for _, impls in fuzz.cases(*run))
+        assert text.startswith(f"# Formulation fuzz: {run[0]} {'wide ' * run[2]}cases, seed "
+                               f"{run[1]}\n"), path
+        assert f"\n{2 * pairs} checks (case x formulation x dtype) in " in text, path
+        assert " s; 0 failures." in text and "dtypes: float32, bfloat16." in text, path
+    plan = F.plan((2, 9, 9, 4), (1, 1, 4, 8))
+    assert plan.fuzzed == CONV_POLICY[0].fuzzed and f"fuzzed: {plan.fuzzed}" in str(plan)
 
 
 @pytest.mark.slow
