@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -315,8 +315,10 @@ class _Child:
 
 def _spawn(worker: Sequence[str], payload: str) -> _Child:
     stderr = tempfile.TemporaryFile()
+    # A session of its own: a terminal's Ctrl-C reaches only this process, which stops the
+    # children itself, instead of killing them mid-check and recording that as an abort.
     process = subprocess.Popen(list(worker), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=stderr)
+                               stderr=stderr, start_new_session=True)
 
     def feed():
         try:
@@ -333,32 +335,54 @@ def _key(impl: str, dtype: str, case: Case) -> str:
     return f"{case.index}/{impl}/{dtype}"
 
 
+def settings(n: int, seed: int, wide: bool, dtypes: Sequence[str]) -> dict[str, Any]:
+    """What identifies a run in its progress file: its cases, dtypes, and the versions and CPU
+    that checked them (a resumed run must not mix results of other versions)."""
+    from jaxconv.functional import cpu
+
+    return {"n": n, "seed": seed, "wide": wide, "dtypes": list(dtypes),
+            "jax": _version("jax"), "jaxlib": _version("jaxlib"), "cpu": cpu.model()}
+
+
 class Progress:
     """A run's finished checks, one JSON line each, appended (and flushed) as they finish, so
-    a run stopped anywhere resumes where it was. The first line names the run (cases, seed,
-    wide, dtypes); resuming with other settings is an error, not a mixed report."""
+    a run stopped anywhere resumes where it was. The first line names the run (`settings`);
+    resuming with other settings is an error, not a mixed report."""
 
     def __init__(self, path: pathlib.Path | str, settings: Mapping[str, Any]):
         self.path, self.settings = pathlib.Path(path), dict(settings)
         self.done: dict[str, str | None] = {}
         self.seconds = 0.0                 # spent by earlier sessions of the same run
         self._lock = threading.Lock()
-        text = self.path.read_text() if self.path.exists() else ""
-        text = text[:text.rfind("\n") + 1]   # a line cut by a kill: that check runs again
-        if text:
-            lines = text.splitlines()
-            header = json.loads(lines[0]).get("fuzz")
-            if header != self.settings:
+        data = self.path.read_bytes() if self.path.exists() else b""
+        whole = data[:data.rfind(b"\n") + 1]   # a line cut by a kill: that check runs again
+        if data and not whole:
+            raise ValueError(f"progress={str(self.path)!r} has no complete line: expected a "
+                             f"fuzz progress file; remove it or pass another file")
+        if whole:
+            self._read(whole.decode(errors="replace").splitlines())
+            if len(whole) < len(data):
+                os.truncate(self.path, len(whole))
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"fuzz": self.settings}) + "\n")
+        self._start = time.monotonic() - self.seconds
+
+    def _read(self, lines: list[str]) -> None:
+        for number, line in enumerate(lines, start=1):
+            try:
+                entry = json.loads(line)
+                if number == 1:
+                    header = entry["fuzz"]
+                else:
+                    self.done[entry["key"]] = entry["problem"]
+                    self.seconds = max(self.seconds, float(entry["seconds"]))
+            except (ValueError, TypeError, KeyError):
+                raise ValueError(f"progress={str(self.path)!r}: line {number} is {line[:80]!r}, "
+                                 f"expected a fuzz progress record") from None
+            if number == 1 and header != self.settings:
                 raise ValueError(f"progress={str(self.path)!r} belongs to the run {header}, not "
                                  f"{self.settings}: remove it or pass another file")
-            for entry in map(json.loads, lines[1:]):
-                self.done[entry["key"]] = entry["problem"]
-                self.seconds = max(self.seconds, entry["seconds"])
-        else:
-            text = json.dumps({"fuzz": self.settings}) + "\n"
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(text)
-        self._start = time.monotonic() - self.seconds
 
     def elapsed(self) -> float:
         """Seconds spent on the run, earlier sessions included."""
@@ -389,6 +413,10 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
     earlier: list[Failure] = []
     record, resumed = None, 0
     if progress is not None:
+        expected = settings(n, seed, wide, dtypes)
+        if progress.settings != expected:
+            raise ValueError(f"progress: a Progress of the run {progress.settings}, but this "
+                             f"run is {expected}")
         earlier = [Failure(t[3], t[1], t[2], progress.done[_key(*t[1:])]) for t in tasks
                    if progress.done.get(_key(*t[1:]))]
         resumed = len(tasks)
@@ -397,7 +425,9 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
         if resumed:
             log(f"resumed: {resumed} checks already done ({len(earlier)} failed), "
                 f"{len(tasks)} to go")
-        record = lambda task, problem: progress.record(_key(*task[1:]), problem)  # noqa: E731
+
+        def record(task: tuple[dict, str, str, Case], problem: str | None) -> None:
+            progress.record(_key(*task[1:]), problem)
     deadline = None if time_limit is None else time.monotonic() + time_limit
     if jobs == 1:
         failures, done = _run_tasks(tasks, deadline, case_timeout, log, worker, record=record)
@@ -432,7 +462,8 @@ def _merged(*parts: Sequence[Failure]) -> list[Failure]:
 def _run_tasks(tasks: list[tuple[dict, str, str, Case]], deadline: float | None,
                case_timeout: float, log, worker: Sequence[str],
                stop: threading.Event | None = None,
-               record=None) -> tuple[list[Failure], int]:
+               record: Callable[[tuple[dict, str, str, Case], str | None], None] | None = None,
+               ) -> tuple[list[Failure], int]:
     """`run` for one child at a time: the failures among ``tasks`` and how many ran. Once
     ``stop`` is set (an interrupted parallel run), kills its child and raises. ``record(task,
     problem)`` is called as each task finishes, failed or not."""
@@ -589,16 +620,21 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: float,
            checked: Sequence[tuple[Case, Sequence[str]]] = (),
-           dtypes: Sequence[str] = DTYPES, wide: bool = False) -> str:
+           dtypes: Sequence[str] = DTYPES, wide: bool = False, jobs: int = 1) -> str:
     """The run as markdown: counts, the failures with reproducers, and with ``checked`` (the
     cases and their claimants) what each formulation and each ``auto`` choice was fuzzed on."""
+    from jaxconv.bench import torch_oracle
     from jaxconv.functional import cpu
 
+    oracles = "lax at HIGHEST precision" + (
+        f" and PyTorch {_version('torch')} autograd in float64" if torch_oracle.available()
+        else " (PyTorch not installed)")
     lines = [f"# Formulation fuzz: {n} {'wide ' if wide else ''}cases, seed {seed}", "",
              f"{checks} checks (case x formulation x dtype) in {seconds:.0f} s; "
              f"{len(failures)} failures.", "",
-             f"CPU: {cpu.model()} ({cpu.isa()}); jax {_version('jax')}, "
-             f"jaxlib {_version('jaxlib')}; dtypes: {', '.join(dtypes)}.", ""]
+             f"CPU: {cpu.model()} ({cpu.isa()}), {jobs} child processes at once; "
+             f"jax {_version('jax')}, jaxlib {_version('jaxlib')}; dtypes: {', '.join(dtypes)}; "
+             f"references: {oracles}.", ""]
     if checked:
         pairs = sum(len(impls) for _, impls in checked)
         lines += [f"{len(checked)} configurations, {pairs} formulation x configuration pairs "
@@ -662,15 +698,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     start = time.monotonic()
     progress = None if args.progress is None else Progress(
-        args.progress, {"n": args.n, "seed": args.seed, "wide": args.wide,
-                        "dtypes": list(args.dtypes)})
+        args.progress, settings(args.n, args.seed, args.wide, args.dtypes))
     # Each failure is printed (flushed) as it is found: a run stopped early keeps them.
     failures, checks = run(args.n, seed=args.seed, dtypes=args.dtypes,
                            case_timeout=args.case_timeout, wide=args.wide, jobs=args.jobs,
                            log=lambda line: print(line, flush=True), progress=progress)
     seconds = time.monotonic() - start if progress is None else progress.elapsed()
     text = report(failures, checks, args.n, args.seed, seconds,
-                  list(cases(args.n, args.seed, args.wide)), args.dtypes, args.wide)
+                  list(cases(args.n, args.seed, args.wide)), args.dtypes, args.wide,
+                  jobs=args.jobs)
     from jaxconv.train.logging import atomic_write_text
 
     atomic_write_text(pathlib.Path(args.output), text)

@@ -60,7 +60,7 @@ def patch_bytes(spec: ConvSpec) -> int:
 FUZZ_REPORTS = ("experiments/results/fuzz_cpu.md", "experiments/results/fuzz_cpu_wide.md")
 
 
-def _fuzzed(shapes: str) -> str:
+def fuzzed_line(shapes: str) -> str:
     """A row's ``fuzzed`` line: what `jaxconv.bench.fuzz.row_shapes` says ``auto`` sent to the
     row in the runs of `FUZZ_REPORTS`, and where they are reported."""
     return f"{shapes}; on an AVX2 CPU ({', '.join(FUZZ_REPORTS)})"
@@ -72,21 +72,23 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "a 1x..x1 kernel without groups or input dilation is a matmul over channels; "
               "dot_general skips the convolution machinery (CPU, experiments/bench_ops.py, "
               "batch 64, 32x32, 128->128, forward+backward: 48.0 ms vs 151.8 ms)",
-              fuzzed=_fuzzed("494 configurations: rank 1-3, kernel 1, strides 1-3, kernel dilation "
-                             "1-2, input dilation 1, groups 1, channels 1-45, batch 1-3")),
+              fuzzed=fuzzed_line("494 configurations: rank 1-3, kernel 1, strides 1-3, kernel "
+                                 "dilation 1-2, input dilation 1, groups 1, channels 1-45, batch "
+                                 "1-3")),
     PolicyRow("cpu", "grouped_pointwise", "matmul",
               "a grouped 1x1 conv is one batched dot_general over the groups; measured on CPU "
               "(batch 64, 16x16, forward+backward) 15x faster than XLA's grouped conv at 64 "
               "channels / 2 groups and 17x at 128 / 8",
-              fuzzed=_fuzzed("65 configurations: rank 1-3, kernel 1, strides 1-3, kernel dilation "
-                             "1-2, input dilation 1, groups 2-50, channels 2-100, batch 1-3")),
+              fuzzed=fuzzed_line("65 configurations: rank 1-3, kernel 1, strides 1-3, kernel "
+                                 "dilation 1-2, input dilation 1, groups 2-50, channels 2-100, "
+                                 "batch 1-3")),
     PolicyRow("cpu", "depthwise", "shift",
               "XLA's CPU depthwise conv (a grouped conv) is slow, its backward most; one shifted "
               "multiply-add per tap measured (experiments/bench_ops.py, batch 64, 16x16x128, "
               "forward+backward) 4.8 ms vs 105.9 ms at 3x3 and 19.7 ms vs 275.8 ms at 7x7",
-              fuzzed=_fuzzed("419 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel "
-                             "dilation 1-2, input dilation 1, groups 2-80, channels 2-160, batch "
-                             "1-3")),
+              fuzzed=fuzzed_line("419 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel "
+                                 "dilation 1-2, input dilation 1, groups 2-80, channels 2-160, "
+                                 "batch 1-3")),
     PolicyRow("cpu", "narrow", "patches",
               "XLA's CPU conv handles few input channels poorly, its kernel gradient most; "
               "im2col + matmul measured (experiments/bench_ops.py, batch 128, 28x28x1->32, 3x3, "
@@ -94,8 +96,9 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "and kernel gradient), but 2.2x slower at 8 input channels; measured on 2-D "
               "images only, with patch tensors of at most a few MB",
               when=lambda spec: spec.rank == 2 and patch_bytes(spec) <= PATCHES_MAX_BYTES,
-              fuzzed=_fuzzed("138 configurations: rank 2, kernel 1-4, strides 1-3, kernel dilation "
-                             "1-2, input dilation 1, groups 1, channels 1-3, batch 1-3")),
+              fuzzed=fuzzed_line("138 configurations: rank 2, kernel 1-4, strides 1-3, kernel "
+                                 "dilation 1-2, input dilation 1, groups 1, channels 1-3, batch "
+                                 "1-3")),
     PolicyRow("cpu", "dense", "row_taps",
               "jaxlib 0.10 hands 2-D convs to YNNPACK, which on this CPU class (no AVX-512) "
               "runs them far slower than XLA's own, and takes no 1-D conv; the row taps along "
@@ -104,30 +107,33 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "172 ms vs 261 ms at 16x16x128, 109 ms vs 172 ms at stride 2, 207 ms vs 1,945 "
               "ms at dilation 2",
               when=lambda spec: ynnpack_takes(spec) and cpu.slow_ynnpack_convolutions(),
-              fuzzed=_fuzzed("17 configurations: rank 2, kernel 1-4, strides 1-3, kernel dilation "
-                             "1-2, input dilation 1, groups 1, channels 1-48, batch 1-3")),
+              fuzzed=fuzzed_line("17 configurations: rank 2, kernel 1-4, strides 1-3, kernel "
+                                 "dilation 1-2, input dilation 1, groups 1, channels 1-48, batch "
+                                 "1-3")),
     PolicyRow("cpu", "dense", "depth_taps",
               "XLA's CPU 3-D conv is slow, its backward most; the depth taps laid along the "
               "channels of one 2-D conv measured (experiments/bench_ops.py, batch 8, 16^3, "
               "3x3x3, 32->32, forward+backward) 32.3 ms vs 98.8 ms; 6.3 ms vs 166.1 ms at "
               "stride 2 and 13.3 ms vs 74.0 ms on batch 4 of 8x32x32x16 (a separate run)",
-              fuzzed=_fuzzed("47 configurations: rank 3, kernel 1-4, strides 1-3, kernel dilation "
-                             "1-2, input dilation 1, groups 1, channels 1-48, batch 1-3")),
+              fuzzed=fuzzed_line("47 configurations: rank 3, kernel 1-4, strides 1-3, kernel "
+                                 "dilation 1-2, input dilation 1, groups 1, channels 1-48, batch "
+                                 "1-3")),
     PolicyRow("cpu", "grouped", "split",
               "XLA's CPU grouped conv backward is slow; one dense conv per group measured "
               "(experiments/bench_ops.py, batch 64, 16x16, 128->128, forward+backward) 26.6 ms vs "
               "563.2 ms at 4 groups and 38.7 ms vs 3412.8 ms at 32 groups",
-              fuzzed=_fuzzed("290 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel "
-                             "dilation 1-2, input dilation 1-2, groups 2-3, channels 2-144, batch "
-                             "1-3")),
+              fuzzed=fuzzed_line("290 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel "
+                                 "dilation 1-2, input dilation 1-2, groups 2-3, channels 2-144, "
+                                 "batch 1-3")),
     PolicyRow("cpu", ANY, "canonical",
               "lax's conv with both gradients as channels-last forward convs: the same sums "
               "and speed in one step, and inside lax.scan, where autodiff's gradient convs "
               "miss XLA:CPU's fast path, a training step of the resnet_bottleneck bench net "
               "measured 3,868 ms with autodiff's and 529 ms with these in a 4-step scan, 727 ms "
               "as one step per call (experiments/results/fit_cpu_avx2.md, AMD EPYC AVX2)",
-              fuzzed=_fuzzed("234 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel "
-                             "dilation 1-2, input dilation 1, groups 1, channels 1-36, batch 1-3")),
+              fuzzed=fuzzed_line("234 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel "
+                                 "dilation 1-2, input dilation 1, groups 1, channels 1-36, batch "
+                                 "1-3")),
 )
 
 

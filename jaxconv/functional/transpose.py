@@ -144,7 +144,7 @@ TRANSPOSE_POLICY: tuple[policy.PolicyRow, ...] = (
                      "bench_ops.py --cases transposed, the jaxconv command's settings: batch 64, "
                      "16x16, 3x3 stride 2, 64->32, forward+backward; AMD EPYC, AVX2) 26.0 ms vs "
                      "286.5 ms",
-                     fuzzed=policy._fuzzed(
+                     fuzzed=policy.fuzzed_line(
                          "98 configurations: rank 1-3, kernel 1-4, strides 1, kernel dilation 1, "
                          "input dilation 1-3, groups 1-3, channels 1-96, batch 1-3")),
 )

@@ -69,7 +69,19 @@ def test_the_report_says_what_each_auto_choice_was_fuzzed_on():
         "configurations": 1, "rank": "2", "kernel": "3", "strides": "1-2",
         "kernel dilation": "1", "input dilation": "1", "groups": "1", "channels": "32-48",
         "batch": "2", "padding": "SAME"}
-    text = fuzz.report([], 0, 40, 2, 1.0, checked, wide=True)
+    from jaxconv.functional.policy import CONV_POLICY
+
+    pointwise = fuzz.Case(1, "conv", "pointwise", (2, 5, 5, 8), (1, 1, 8, 4),
+                          {"strides": [1, 1], "kernel_dilation": [1, 1],
+                           "feature_group_count": 1, "padding": "VALID"}, seed=0)
+    assert CONV_POLICY[0].shape_class == "pointwise"
+    assert fuzz.row_shapes([(dense, ["auto"])], "conv", CONV_POLICY[0]) == "no configuration"
+    assert fuzz.row_shapes([(dense, ["auto"]), (pointwise, ["auto"])], "conv",
+                           CONV_POLICY[0]) == (
+        "1 configurations: rank 2, kernel 1, strides 1, kernel dilation 1, input dilation 1, "
+        "groups 1, channels 4-8, batch 2")
+    text = fuzz.report([], 0, 40, 2, 1.0, checked, wide=True, jobs=3)
+    assert "3 child processes at once" in text and "references: lax at HIGHEST" in text
     pairs = sum(len(impls) for _, impls in checked)
     assert f"40 configurations, {pairs} formulation x configuration pairs" in text
     assert "| conv | dense |" in text and "## Checks per formulation" in text
@@ -157,21 +169,23 @@ def test_every_cpu_policy_row_says_what_the_fuzz_checked_it_on(monkeypatch):
             shapes = fuzz.row_shapes(checked, op, row)
             assert shapes != "no configuration", row
             assert row.fuzzed.startswith(shapes + ";"), (row.impl, shapes)
-            assert all(path in row.fuzzed for path in FUZZ_REPORTS)
     root = HERE.parent.parent
     for path, run in zip(FUZZ_REPORTS, ((2000, 1, False), (150, 2, True)), strict=True):
         text = (root / path).read_text()
-        pairs = sum(len(impls) for _, impls in fuzz.cases(*run))
+        assert path in row.fuzzed
         assert text.startswith(f"# Formulation fuzz: {run[0]} {'wide ' * run[2]}cases, seed "
                                f"{run[1]}\n"), path
-        assert f"\n{2 * pairs} checks (case x formulation x dtype) in " in text, path
-        assert " s; 0 failures." in text and "dtypes: float32, bfloat16." in text, path
-    plan = F.plan((2, 9, 9, 4), (1, 1, 4, 8))
+        claimed = fuzz.claims(list(fuzz.cases(*run)))
+        assert f"\n{2 * sum(claimed.values())} checks (case x formulation x dtype) in " in text
+        assert " s; 0 failures." in text and "dtypes: float32, bfloat16" in text, path
+        for (op, impl), count in claimed.items():    # each formulation ran on what it claims
+            assert f"\n| {op} | {impl} | {count} | 0 |\n" in text, (path, op, impl)
+    plan = F.plan((2, 9, 9, 4), (1, 1, 4, 8), backend="cpu")
     assert plan.fuzzed == CONV_POLICY[0].fuzzed and f"fuzzed: {plan.fuzzed}" in str(plan)
 
 
 @pytest.mark.slow
-def test_an_interrupted_parallel_run_stops_its_children_at_once():
+def test_an_interrupted_parallel_run_stops_its_children_at_once(tmp_path):
     """Ctrl-C (SIGINT to the main thread) while every child hangs in a check: the run raises
     within seconds, not after the hung checks' timeouts, and leaves no child behind."""
     import signal
@@ -183,10 +197,11 @@ def test_an_interrupted_parallel_run_stops_its_children_at_once():
     timer.start()
     with pytest.raises(KeyboardInterrupt):
         fuzz.run(6, seed=1, dtypes=("float32",), log=lambda s: None, jobs=2,
-                 worker=(sys.executable, str(HERE / "fuzz_abort_worker.py"), "hang"))
+                 worker=(sys.executable, str(HERE / "fuzz_abort_worker.py"), "hang",
+                         str(tmp_path)))
     timer.cancel()
     assert time.monotonic() - before < 30
-    alive = subprocess.run(["pgrep", "-f", "fuzz_abort_worker.py hang"], capture_output=True)
+    alive = subprocess.run(["pgrep", "-f", f"hang {tmp_path}"], capture_output=True)
     assert not alive.stdout.strip(), "a hung child outlived the interrupted run"
 
 
@@ -194,7 +209,7 @@ def test_a_stopped_run_resumes_from_its_progress_file(tmp_path):
     """Killed mid-run (the progress file cut inside a line), the same run resumes: it checks
     only what is missing and reports exactly what an uninterrupted run reports."""
     fast = (sys.executable, str(HERE / "fuzz_abort_worker.py"), "fast")
-    settings = {"n": 4, "seed": 1, "wide": False, "dtypes": ["float32"]}
+    settings = fuzz.settings(4, 1, False, ["float32"])
     every = [(c, i) for c, impls in fuzz.cases(4, 1) for i in impls]
     path = tmp_path / "progress.jsonl"
     whole = fuzz.run(4, seed=1, dtypes=("float32",), log=lambda s: None, worker=fast, jobs=2,
@@ -217,4 +232,42 @@ def test_a_stopped_run_resumes_from_its_progress_file(tmp_path):
                      progress=fuzz.Progress(path, settings))
     assert again == whole
     with pytest.raises(ValueError, match=r"progress=.*belongs to the run"):
-        fuzz.Progress(path, {**settings, "seed": 2})
+        fuzz.Progress(path, {**settings, "jaxlib": "0.0.1"})
+    with pytest.raises(ValueError, match=r"progress: a Progress of the run"):
+        fuzz.run(4, seed=2, dtypes=("float32",), worker=fast,
+                 progress=fuzz.Progress(path, settings))
+    report = tmp_path / "report.md"
+    report.write_text("# Formulation fuzz\n")
+    with pytest.raises(ValueError, match=r"progress='.*report.md': line 1 is '# Formulation"):
+        fuzz.Progress(report, settings)
+    assert report.read_text() == "# Formulation fuzz\n"
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_records_no_failure(tmp_path):
+    """Ctrl-C reaches the whole foreground process group; the children, in sessions of their
+    own, are stopped by the run instead of dying mid-check, so nothing is recorded as an
+    abort and a resumed run has no false failures."""
+    import os
+    import signal
+
+    path = tmp_path / "progress.jsonl"
+    script = (f"import sys; from jaxconv.bench import fuzz; fuzz.run(6, seed=1, "
+              f"dtypes=('float32',), jobs=2, worker=(sys.executable, "
+              f"{str(HERE / 'fuzz_abort_worker.py')!r}, 'hang', {str(tmp_path)!r}), "
+              f"progress=fuzz.Progress("
+              f"{str(path)!r}, fuzz.settings(6, 1, False, ['float32'])))")
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while (not path.exists() or len(path.read_text().splitlines()) < 5) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(path.read_text().splitlines()) == 5, "the children did not reach their hang"
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=60) != 0
+    assert b"KeyboardInterrupt" in process.stderr.read()
+    entries = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    assert len(entries) == 4 and not any(e["problem"] for e in entries), entries
+    alive = subprocess.run(["pgrep", "-f", f"hang {tmp_path}"], capture_output=True)
+    assert not alive.stdout.strip(), "a hung child outlived the interrupted run"
