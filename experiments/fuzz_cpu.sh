@@ -7,8 +7,9 @@
 # reproducer.
 #
 # It took 91 min of 2 otherwise idle AVX2 cores for the 2,000 cases and 12 min for the wide
-# ones. Stopped anywhere, the same command resumes where it was: a run whose report exists and
-# has no progress file left is done and skipped (delete its report to run it again).
+# ones. Stopped anywhere, the same command resumes where it was: a run whose report exists,
+# has no progress file left, found no failure and names this CPU and these jax/jaxlib versions
+# is done and skipped (delete its report to run it again); on another CPU or version it runs.
 #
 #   nice bash experiments/fuzz_cpu.sh
 set -euo pipefail
@@ -16,11 +17,14 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 JOBS=${JOBS:-$(nproc)}
 status=0
+here=$("$PYTHON" -c 'from jaxconv.functional import cpu; print(f"CPU: {cpu.model()} ({cpu.isa()})")')
+versions=$("$PYTHON" -c 'from jaxconv.bench.fuzz import _version as v; print("jax", v("jax") + ", jaxlib", v("jaxlib"))')
 fuzz() {   # fuzz REPORT ARGS...: one run, resumable, unless its report is finished
   local report=$1 progress=${1%.md}.progress.jsonl
   shift
-  if [ -f "$report" ] && [ ! -f "$progress" ]; then
-    echo "$report: done (delete it to run again)"
+  if [ -f "$report" ] && [ ! -f "$progress" ] && grep -q ' s; 0 failures\.$' "$report" &&
+     grep -qF "$here" "$report" && grep -qF "$versions" "$report"; then
+    echo "$report: done here (delete it to run again)"
     return 0
   fi
   "$PYTHON" -m jaxconv.bench.fuzz "$@" --jobs "$JOBS" --output "$report" --progress "$progress"
