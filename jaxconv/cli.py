@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> None:
     path = experiment.run(config, command=command, progress=not args.quiet and primary,
                           plan_only=args.plan)
     if path is not None and primary:
-        _print_report(path.parent)
+        _print_report(path.parent, built=True)
 
 
 def _join_processes(args: argparse.Namespace) -> bool:
@@ -106,12 +106,17 @@ def _join_processes(args: argparse.Namespace) -> bool:
     return jax.process_index() == 0
 
 
-def _print_report(run_dir) -> None:
+def _print_report(run_dir, built: bool = False) -> None:
+    """Prints the report's table; builds the report first unless ``built`` (just written)."""
     import pathlib
 
     from jaxconv.experiment import report
 
-    rows, path = report.build(pathlib.Path(run_dir))
+    run_dir = pathlib.Path(run_dir)
+    if built:
+        rows, path = report.aggregate(report.results(run_dir)), run_dir / "report.md"
+    else:
+        rows, path = report.build(run_dir)
     print(report.table(rows))
     print(f"report: {path}")
     print("plots: " + ", ".join(str(path.parent / p) for p in report.PLOTS))

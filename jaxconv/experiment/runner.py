@@ -16,7 +16,6 @@ import json
 import os
 import pathlib
 import shlex
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,6 @@ from jaxconv import analysis, data, models, train
 from jaxconv.experiment import provenance, report, trained
 from jaxconv.experiment.config import ConfigError, ExperimentConfig
 from jaxconv.train import hosts
-from jaxconv.train import step as S
 from jaxconv.train.logging import atomic_write_text, read_jsonl
 
 LOCK = ".lock"
@@ -95,20 +93,6 @@ def _check_run_dir(config: ExperimentConfig, resolved: dict[str, Any]) -> None:
                 f"{variant.name!r}; rename the variant or remove that folder")
 
 
-def _measure(steps: S.Steps, model: nnx.Module, ds: data.Dataset, recipe: train.Recipe) -> float:
-    """Seconds per training step, after one compiling step."""
-    mesh = S.mesh()
-    state = S.replicate(mesh, steps.init(model, 0))
-    batch = S.shard_batch(mesh, ds.images[:recipe.batch_size], ds.labels[:recipe.batch_size])
-    state, _ = steps.train(state, *batch)
-    jax.block_until_ready(state)
-    start = time.perf_counter()
-    for _ in range(3):
-        state, metrics = steps.train(state, *batch)
-    jax.block_until_ready(metrics)
-    return (time.perf_counter() - start) / 3
-
-
 def run(config: ExperimentConfig, *, command: str, progress: bool = True,
         log: Callable[[str], None] = print, plan_only: bool = False) -> pathlib.Path | None:
     """Trains every variant × seed not yet finished, then writes the report.
@@ -146,17 +130,18 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     log("| variant | params | MACs | XLA FLOPs | s/step | expected s | pending seeds |")
     log("|---|---:|---:|---:|---:|---:|---:|")
     for variant in config.variants:
-        abstract = nnx.eval_shape(lambda v=variant: build(v.model, 0))
-        cost = analysis.summary(abstract, tr.shape)
         # a multi-host run's processes all take process 0's view: the steps are collective
         pending = [s for s, todo in zip(config.seeds, hosts.flags_from_process_0(
             [not (run_dir / variant.name / f"seed-{s}" / "result.json").is_file()
              for s in config.seeds])) if todo]
+        # the costs need shapes only; a model to time the steps with serves them as well
+        model = build(variant.model, pending[0]) if pending else \
+            nnx.eval_shape(lambda v=variant: build(v.model, 0))
+        cost = analysis.summary(model, tr.shape)
         steps, per_step = None, 0.0
         if pending:
-            model = build(variant.model, pending[0])
             steps = train.build_steps(model, tr, recipe)
-            per_step = _measure(steps, model, tr, recipe)
+            per_step = train.step_seconds(steps, model, tr, recipe)
         kept = len(tr) - data.validation_size(len(tr), recipe.validation_fraction)
         expected = per_step * (kept // recipe.batch_size) * recipe.epochs * len(pending)
         total += expected

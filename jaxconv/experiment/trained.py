@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -140,10 +141,36 @@ def _variant(config: dict[str, Any], variant: str, run_dir: pathlib.Path) -> dic
     return config["variants"][names.index(variant)]
 
 
+_BUILDERS: dict[str, tuple[list, Callable[[jax.Array], Any]]] = {}
+
+
 def build_model(spec: models.ModelSpec, dataset: data.Dataset, seed: int) -> models.ConvNet:
-    """The model a run of ``spec`` on ``dataset`` with ``seed`` starts from."""
-    return models.ConvNet(spec, num_classes=dataset.num_classes,
-                          in_features=dataset.images.shape[-1], rngs=nnx.Rngs(seed))
+    """The model a run of ``spec`` on ``dataset`` with ``seed`` starts from.
+
+    The constructor runs as one compiled program per design and dataset shape, whatever the
+    seed, compiled without XLA's optimisation passes (it runs once; they took 6-17 s of
+    compilation per design on a 2-core CPU, 2-7 s without). Op by op instead, its few hundred
+    random draws compiled one by one took 1.5 s per model with a warm compilation cache and
+    10-40 s with a cold one. The weights are those of ``ConvNet(spec, ...,
+    rngs=nnx.Rngs(seed))`` run op by op to within a few ulps (compiled together, the
+    scalings round differently).
+    """
+    classes, features = dataset.num_classes, dataset.images.shape[-1]
+    name = repr((spec.to_dict(), classes, features))
+    if name not in _BUILDERS:
+        graphdefs = []
+
+        def create(key):
+            graphdef, state = nnx.split(models.ConvNet(
+                spec, num_classes=classes, in_features=features, rngs=nnx.Rngs(key)))
+            graphdefs.append(graphdef)          # the structure, the same for every key
+            return state
+
+        _BUILDERS[name] = graphdefs, jax.jit(
+            create, compiler_options={"xla_backend_optimization_level": 0})
+    graphdefs, create = _BUILDERS[name]
+    state = create(jax.random.key(seed))        # the first call traces, filling graphdefs
+    return nnx.merge(graphdefs[0], state)
 
 
 def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,

@@ -92,7 +92,8 @@ class Steps:
         runs calls of any length up to ``K``.
       options: which compile options the steps use (``"default"`` or ``"tuned"``, see
         `jaxconv.train.options`).
-      timings: milliseconds per training step of each candidate, when they were timed.
+      timings: milliseconds per call of `train_many` (all its rows active) of each candidate,
+        when they were timed.
     """
 
     train: Callable
@@ -136,15 +137,20 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
     augmenting = recipe.crop_padding > 0 or recipe.flip
 
-    def init(module: nnx.Module, seed: int) -> TrainState:
+    @jax.jit
+    def fresh(params, rest, key) -> TrainState:
         # Copies: the step donates its state, which must not delete the caller's arrays.
-        _, params, rest = jax.tree.map(lambda x: x.copy(), nnx.split(module, nnx.Param, ...))
+        params, rest = jax.tree.map(lambda x: x.copy(), (params, rest))
         # the recipe trains float32 parameters whatever the model was built with
         params = jax.tree.map(
             lambda p: p.astype(jnp.float32) if jnp.issubdtype(p.dtype, jnp.floating) else p,
             params)
-        return TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32),
-                          jax.random.key(seed))
+        return TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32), key)
+
+    def init(module: nnx.Module, seed: int) -> TrainState:
+        # one compiled program, not one per distinct parameter shape and op
+        _, params, rest = nnx.split(module, nnx.Param, ...)
+        return fresh(params, rest, jax.random.key(seed))
 
     def loss_fn(logits, labels):
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes),
@@ -173,7 +179,7 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
         accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
         return TrainState(params, rest, opt_state, state.step + 1, state.key), \
-            {"loss": loss, "accuracy": accuracy, "finite": finite}
+            _metrics(loss, accuracy, finite)
 
     def evaluate(state: TrainState, images, labels, weight):
         module = nnx.merge(eval_def, state.params, state.rest)
@@ -191,7 +197,7 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
             return train(state, _batch_sharded(images[rows]), _batch_sharded(labels[rows]))
 
         def skip(state, rows):
-            return state, jax.tree.map(jnp.zeros_like, jax.eval_shape(run, state, rows)[1])
+            return state, _metrics(0.0, 0.0, False)
 
         def body(state, step):
             rows, on = step
@@ -203,6 +209,13 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     return Steps(_jit(train, compiler_options, donate_argnums=0),
                  _jit(evaluate, compiler_options), init,
                  _jit(train_many, compiler_options, donate_argnums=0), merge, options)
+
+
+def _metrics(loss, accuracy, finite) -> dict[str, jax.Array]:
+    """A training step's metrics, typed the same whether the step ran or was masked (so a
+    masked row needs no second trace of the step to learn their types)."""
+    return {"loss": jnp.asarray(loss, jnp.float32), "accuracy": jnp.asarray(accuracy, jnp.float32),
+            "finite": jnp.asarray(finite, bool)}
 
 
 def _batch_sharded(x):

@@ -25,7 +25,7 @@ def small_model():
 
 
 def run(workdir, *, batch_size=32, epochs=2, sleep=0.0, log_every=1, checkpoint_every=3,
-        steps_per_call=0, on_step=None):
+        steps_per_call=0, on_step=None, checkpoint_seconds=30.0):
     tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
     model = small_model()
     recipe = train.Recipe(epochs=epochs, batch_size=batch_size, learning_rate=0.05,
@@ -35,7 +35,7 @@ def run(workdir, *, batch_size=32, epochs=2, sleep=0.0, log_every=1, checkpoint_
     if sleep:
         on_step = lambda step: time.sleep(sleep)  # noqa: E731
     return train.fit(model, tr, te, recipe, seed=0, workdir=workdir, progress=False,
-                     on_step=on_step)
+                     on_step=on_step, checkpoint_seconds=checkpoint_seconds)
 
 
 def main():

@@ -47,6 +47,14 @@ def test_one_epoch_smoke_run_writes_metrics_and_checkpoints(tmp_path):
     assert logits.shape == (2, 4)
 
 
+def test_short_epochs_are_checkpointed_at_the_end_unless_asked_for_every_epoch(tmp_path):
+    # epochs of 8 steps take well under checkpoint_seconds: only the last one is saved
+    run(tmp_path / "timed", epochs=3, checkpoint_every=0)
+    assert list(train.Checkpoints(tmp_path / "timed").manager.all_steps()) == [24]
+    run(tmp_path / "every", epochs=3, checkpoint_every=0, checkpoint_seconds=0)
+    assert list(train.Checkpoints(tmp_path / "every").manager.all_steps()) == [16, 24]
+
+
 def test_synthetic_task_is_learned(tmp_path):
     result = run(tmp_path, epochs=6, log_every=100, checkpoint_every=0)
     assert result.final["test_accuracy"] >= 0.9
