@@ -21,7 +21,6 @@ from typing import Any
 
 import jax
 import yaml
-from flax import nnx
 
 from jaxconv import analysis, data, models, train
 from jaxconv.experiment import provenance, report, trained
@@ -136,8 +135,8 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
              for s in config.seeds])) if todo]
         # the costs need shapes only; a model to time the steps with serves them as well
         model = build(variant.model, pending[0]) if pending else \
-            nnx.eval_shape(lambda v=variant: build(v.model, 0))
-        cost = analysis.summary(model, tr.shape)
+            trained.abstract_model(variant.model, tr)
+        cost = analysis.summary(model, tr.shape, layer_xla_flops=False)
         steps, per_step = None, 0.0
         if pending:
             steps = train.build_steps(model, tr, recipe)

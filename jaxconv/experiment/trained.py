@@ -141,6 +141,13 @@ def _variant(config: dict[str, Any], variant: str, run_dir: pathlib.Path) -> dic
     return config["variants"][names.index(variant)]
 
 
+def abstract_model(spec: models.ModelSpec, dataset: data.Dataset) -> models.ConvNet:
+    """`build_model`'s model with abstract parameters (shapes and dtypes only), for costs."""
+    return nnx.eval_shape(lambda: models.ConvNet(
+        spec, num_classes=dataset.num_classes, in_features=dataset.images.shape[-1],
+        rngs=nnx.Rngs(0)))
+
+
 _BUILDERS: dict[str, tuple[list, Callable[[jax.Array], Any]]] = {}
 
 
@@ -153,7 +160,8 @@ def build_model(spec: models.ModelSpec, dataset: data.Dataset, seed: int) -> mod
     random draws compiled one by one took 1.5 s per model with a warm compilation cache and
     10-40 s with a cold one. The weights are those of ``ConvNet(spec, ...,
     rngs=nnx.Rngs(seed))`` run op by op to within a few ulps (compiled together, the
-    scalings round differently).
+    scalings round differently). Call it outside ``jax.jit`` and other transforms (it compiles
+    a program of its own); `abstract_model` gives the shapes.
     """
     classes, features = dataset.num_classes, dataset.images.shape[-1]
     name = repr((spec.to_dict(), classes, features))

@@ -1,5 +1,7 @@
 """`summary`, `explain` and the CLI against hand counts."""
 
+import math
+
 import jax.numpy as jnp
 import pytest
 from flax import nnx
@@ -43,6 +45,15 @@ def test_summary_matches_hand_counts():
     assert point.xla_flops == 2 * point.macs + 64 * 64 * 8
     assert s.params == 896 + 2624 + 264
     assert "MACs: textbook count" in s.table()
+
+
+def test_summary_totals_without_the_per_layer_lowerings_are_the_same():
+    full = summary(ThreeLayers(), (64, 64, 3))
+    totals = summary(ThreeLayers(), (64, 64, 3), layer_xla_flops=False)
+    assert (totals.params, totals.macs, totals.xla_flops, totals.activation_bytes) == \
+        (full.params, full.macs, full.xla_flops, full.activation_bytes)
+    assert [r.macs for r in totals.rows] == [r.macs for r in full.rows]
+    assert all(math.isnan(r.xla_flops) for r in totals.rows)
 
 
 def test_summary_leaves_the_model_in_train_mode():
