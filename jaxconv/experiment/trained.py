@@ -7,6 +7,7 @@ its BatchNorm statistics and the input normalisation it was trained with.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import pathlib
@@ -148,7 +149,11 @@ def abstract_model(spec: models.ModelSpec, dataset: data.Dataset) -> models.Conv
         rngs=nnx.Rngs(0)))
 
 
-_BUILDERS: dict[str, tuple[list, Callable[[jax.Array], Any]]] = {}
+#: Compiled constructors of the designs built last, newest last; a study builds each design
+#: once per seed, one design after another.
+_BUILDERS: collections.OrderedDict[str, tuple[list, Callable[[jax.Array], Any]]] = \
+    collections.OrderedDict()
+_KEEP = 8
 
 
 def build_model(spec: models.ModelSpec, dataset: data.Dataset, seed: int) -> models.ConvNet:
@@ -171,11 +176,15 @@ def build_model(spec: models.ModelSpec, dataset: data.Dataset, seed: int) -> mod
         def create(key):
             graphdef, state = nnx.split(models.ConvNet(
                 spec, num_classes=classes, in_features=features, rngs=nnx.Rngs(key)))
-            graphdefs.append(graphdef)          # the structure, the same for every key
+            if not graphdefs:
+                graphdefs.append(graphdef)      # the structure, the same for every key
             return state
 
         _BUILDERS[name] = graphdefs, jax.jit(
             create, compiler_options={"xla_backend_optimization_level": 0})
+        while len(_BUILDERS) > _KEEP:
+            _BUILDERS.popitem(last=False)
+    _BUILDERS.move_to_end(name)
     graphdefs, create = _BUILDERS[name]
     state = create(jax.random.key(seed))        # the first call traces, filling graphdefs
     return nnx.merge(graphdefs[0], state)
@@ -190,6 +199,8 @@ def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
       variant: a variant name of its config.
       seed: which seed's run.
       initial: the model as that run started (its initialisation), not as it ended.
+
+    Like `build_model`, call it outside ``jax.jit`` and other transforms.
 
     Raises:
       ValueError: not a run folder, an unknown variant, or a run that has not finished.

@@ -143,11 +143,14 @@ def step_seconds(steps: S.Steps, model: nnx.Module, train: Dataset, recipe: Reci
     of the picked compile options where there is one, else one timed call after a warm-up
     call (which compiles the program `fit` will run)."""
     per_call = steps_per_call(recipe)
-    if steps.options in steps.timings:
-        return steps.timings[steps.options] / 1e3 / per_call
-    state = S.replicate(S.mesh(), steps.init(model, 0))
-    return O.time_step(steps.train_many, state, _timing_call(train, recipe), repeats=1) \
-        / 1e3 / per_call
+    # The timed call is collective: every process of a multi-host run times, or none does,
+    # and all take process 0's figure (their caches of the timings may differ).
+    if hosts.from_process_0(steps.options in steps.timings):
+        ms = steps.timings.get(steps.options, 0.0)
+    else:
+        state = S.replicate(S.mesh(), steps.init(model, 0))
+        ms = O.time_step(steps.train_many, state, _timing_call(train, recipe), repeats=1)
+    return hosts.from_process_0(round(ms * 1e3)) / 1e6 / per_call
 
 
 #: Steps per compiled call unless `Recipe.steps_per_call` says otherwise. Each call allocates

@@ -34,7 +34,8 @@ class Recipe:
       validation_fraction: share of the training set held out (seeded) for validation.
       crop_padding: random crop after zero padding by this many pixels (0: off).
       flip: random horizontal flips.
-      checkpoint_every: also checkpoint every N steps (0: at epoch ends only).
+      checkpoint_every: also checkpoint every N steps (0: only at epoch ends, where `fit`'s
+        ``checkpoint_seconds`` allows, and after the last epoch).
       eval_batch_size: batch size for evaluation.
       log_every: steps between training-metric records.
       compile_options: the training step's compile options: ``"auto"`` (time XLA's defaults

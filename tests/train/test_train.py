@@ -2,6 +2,7 @@
 divergence, logging, and the 4-device run."""
 
 import json
+import math
 import os
 import pathlib
 import re
@@ -47,12 +48,33 @@ def test_one_epoch_smoke_run_writes_metrics_and_checkpoints(tmp_path):
     assert logits.shape == (2, 4)
 
 
-def test_short_epochs_are_checkpointed_at_the_end_unless_asked_for_every_epoch(tmp_path):
-    # epochs of 8 steps take well under checkpoint_seconds: only the last one is saved
-    run(tmp_path / "timed", epochs=3, checkpoint_every=0)
-    assert list(train.Checkpoints(tmp_path / "timed").manager.all_steps()) == [24]
-    run(tmp_path / "every", epochs=3, checkpoint_every=0, checkpoint_seconds=0)
-    assert list(train.Checkpoints(tmp_path / "every").manager.all_steps()) == [16, 24]
+def test_epoch_checkpoints_wait_for_checkpoint_seconds_but_the_last_epoch_is_saved(tmp_path):
+    # two epochs of 8 steps; the manager keeps the last two checkpoints
+    run(tmp_path / "timed", checkpoint_every=0, checkpoint_seconds=math.inf)
+    assert list(train.Checkpoints(tmp_path / "timed").manager.all_steps()) == [16]
+    run(tmp_path / "every", checkpoint_every=0, checkpoint_seconds=0)
+    assert list(train.Checkpoints(tmp_path / "every").manager.all_steps()) == [8, 16]
+
+
+def test_a_resume_from_an_epoch_checkpoint_skips_nothing_and_repeats_nothing(tmp_path):
+    # epoch 1's end is saved, epoch 2 runs, then the run dies before its last save
+    reference = run(tmp_path / "reference", checkpoint_every=0)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_step_15(step):
+        if step == 15:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run(tmp_path / "crashed", checkpoint_every=0, checkpoint_seconds=0,
+            on_step=crash_at_step_15)
+    assert train.Checkpoints(tmp_path / "crashed").latest() == 8
+    resumed = run(tmp_path / "crashed", checkpoint_every=0, checkpoint_seconds=math.inf)
+    assert without_timing(resumed.history) == without_timing(reference.history)
+    assert without_timing(train.read_jsonl(tmp_path / "crashed" / "metrics.jsonl")) == \
+        without_timing(train.read_jsonl(tmp_path / "reference" / "metrics.jsonl"))
 
 
 def test_synthetic_task_is_learned(tmp_path):
