@@ -26,6 +26,18 @@ ROOT = pathlib.Path(__file__).parents[2]
 TIMING = ("train_time_s", "images_per_second")
 
 
+class Crash(Exception):
+    """Raised by `crash_at` inside a run, as a crash would stop it."""
+
+
+def crash_at(at):
+    """An ``on_step`` hook that crashes the run at step ``at``."""
+    def hook(step):
+        if step == at:
+            raise Crash
+    return hook
+
+
 def without_timing(history):
     return [{k: v for k, v in r.items() if k not in TIMING} for r in history]
 
@@ -60,16 +72,9 @@ def test_a_resume_from_an_epoch_checkpoint_skips_nothing_and_repeats_nothing(tmp
     # epoch 1's end is saved, epoch 2 runs, then the run dies before its last save
     reference = run(tmp_path / "reference", checkpoint_every=0)
 
-    class Crash(Exception):
-        pass
-
-    def crash_at_step_15(step):
-        if step == 15:
-            raise Crash
-
     with pytest.raises(Crash):
         run(tmp_path / "crashed", checkpoint_every=0, checkpoint_seconds=0,
-            on_step=crash_at_step_15)
+            on_step=crash_at(15))
     assert train.Checkpoints(tmp_path / "crashed").latest() == 8
     resumed = run(tmp_path / "crashed", checkpoint_every=0, checkpoint_seconds=math.inf)
     assert without_timing(resumed.history) == without_timing(reference.history)
@@ -101,20 +106,13 @@ def test_same_seed_same_run(tmp_path):
 def test_resume_after_a_crash_gives_identical_metrics(tmp_path):
     reference = run(tmp_path / "reference")
 
-    class Crash(Exception):
-        pass
-
-    def crash_at_step_11(step):
-        if step == 11:
-            raise Crash
-
     tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
     model = small_model()
     recipe = train.Recipe(epochs=2, batch_size=32, learning_rate=0.05, log_every=1,
                           checkpoint_every=3, eval_batch_size=32, crop_padding=1, flip=True)
     with pytest.raises(Crash):
         train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path / "crashed", progress=False,
-                  on_step=crash_at_step_11)
+                  on_step=crash_at(11))
     assert train.Checkpoints(tmp_path / "crashed").latest() == 9
     resumed = run(tmp_path / "crashed")
     assert without_timing(resumed.history) == without_timing(reference.history)
@@ -130,16 +128,9 @@ def test_several_steps_per_call_resume_exactly_and_log_every_step(tmp_path):
     # 8 steps an epoch, 3 a call, a checkpoint every 4 steps: calls 0-3, 3-4, 4-7, 7-8, ...
     reference = run(tmp_path / "reference", checkpoint_every=4, steps_per_call=3)
 
-    class Crash(Exception):
-        pass
-
-    def crash_at_step_11(step):
-        if step == 11:
-            raise Crash
-
     with pytest.raises(Crash):
         run(tmp_path / "crashed", checkpoint_every=4, steps_per_call=3,
-            on_step=crash_at_step_11)
+            on_step=crash_at(11))
     assert train.Checkpoints(tmp_path / "crashed").latest() == 8
     resumed = run(tmp_path / "crashed", checkpoint_every=4, steps_per_call=3)
     assert without_timing(resumed.history) == without_timing(reference.history)
