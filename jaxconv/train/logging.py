@@ -60,7 +60,10 @@ class MetricsLog:
         self._file = self.path.open("a")
         from tensorboardX import SummaryWriter
 
-        self._tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=resume_step)
+        # TensorBoard hides every earlier event at ``purge_step`` or later: keep what the
+        # restored checkpoint covers, as metrics.jsonl does, and nothing of a fresh start's past
+        purge = 0 if resume_step is None else resume_step + 1
+        self._tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=purge)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:

@@ -118,6 +118,8 @@ def test_resume_after_a_crash_gives_identical_metrics(tmp_path):
     assert without_timing(resumed.history) == without_timing(reference.history)
     assert without_timing(train.read_jsonl(tmp_path / "crashed" / "metrics.jsonl")) == \
         without_timing(train.read_jsonl(tmp_path / "reference" / "metrics.jsonl"))
+    assert _tensorboard_shows(tmp_path / "crashed" / "tensorboard") == \
+        _tensorboard_shows(tmp_path / "reference" / "tensorboard")
     chex_equal = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
                               nnx.state(resumed.model, nnx.Param),
                               nnx.state(reference.model, nnx.Param))
@@ -225,25 +227,38 @@ def test_recipe_errors_name_the_key():
         train.Recipe(batch_size=0)
 
 
-def _event_scalars(folder):
-    """Scalars in TensorBoard event files, parsed from the TFRecord framing directly."""
+def _events(folder):
+    """Events of every TensorBoard event file in ``folder``, file by file in the order they
+    were written, parsed from the TFRecord framing directly."""
     from tensorboardX.proto import event_pb2
 
-    tags = set()
+    files = []
     for path in pathlib.Path(folder).glob("events.out.tfevents.*"):
-        raw = path.read_bytes()
-        offset = 0
+        raw, offset, events = path.read_bytes(), 0, []
         while offset < len(raw):
             (length,) = struct.unpack("<Q", raw[offset:offset + 8])
-            event = event_pb2.Event.FromString(raw[offset + 12:offset + 12 + length])
-            tags.update(v.tag for v in event.summary.value)
+            events.append(event_pb2.Event.FromString(raw[offset + 12:offset + 12 + length]))
             offset += 12 + length + 4
-    return tags
+        files.append(events)
+    files.sort(key=lambda events: events[0].wall_time)
+    return [event for events in files for event in events]
+
+
+def _tensorboard_shows(folder):
+    """(tag, step) of every scalar TensorBoard displays: a session start at step S hides every
+    earlier event at step S or later (TensorBoard's rule for a restarted writer)."""
+    shown = []
+    for event in _events(folder):
+        if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+            shown = [(tag, step) for tag, step in shown if step < event.step]
+        shown += [(v.tag, event.step) for v in event.summary.value
+                  if v.tag.split("/")[-1] not in TIMING]
+    return sorted(shown)
 
 
 def test_tensorboard_events_are_readable(tmp_path):
     run(tmp_path, epochs=1)
-    tags = _event_scalars(tmp_path / "tensorboard")
+    tags = {tag for tag, _ in _tensorboard_shows(tmp_path / "tensorboard")}
     assert {"train/loss", "train/accuracy", "epoch/test_accuracy"} <= tags
 
 
