@@ -25,6 +25,7 @@ for side in before after; do
   echo "$side ($( [ "$side" = before ] && echo "$before" || git rev-parse --short HEAD)):" \
     "$(( $(date +%s) - start )) s for the whole command" | tee -a "$work/walls.txt"
 done
+echo "logs and run folders: $work"
 "$python" - "$work" <<'EOF'
 import json, pathlib, sys
 work = pathlib.Path(sys.argv[1])
