@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The two Fashion-MNIST studies, seed 0 of every design first so that a partial run already
-# compares all of them, then the remaining seeds. Finished runs are skipped, so the same command
+# compares all of them, then the remaining seeds, then the long run of the leading design. Finished runs are skipped, so the same command
 # continues where an earlier one stopped (on this machine or, through the committed result.json
 # files, on another).
 #
@@ -12,3 +12,4 @@ for seeds in "[0]" "[0, 1, 2]"; do
   "$JAXCONV" run configs/fashion_mnist/width_sweep.yaml --quiet --set "seeds=$seeds"
   "$JAXCONV" run configs/fashion_mnist/bottlenecks.yaml --quiet --set "seeds=$seeds"
 done
+"$JAXCONV" run configs/fashion_mnist/long_run.yaml --quiet

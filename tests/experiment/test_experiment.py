@@ -315,6 +315,7 @@ def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys):
 @pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/fashion_mnist/"
                                     "bottlenecks.yaml", "configs/fashion_mnist/width_sweep.yaml",
                                     "configs/fashion_mnist/recipe.yaml",
+                                    "configs/fashion_mnist/long_run.yaml",
                                     "configs/cifar10/bottlenecks.yaml",
                                     "configs/mixed_precision.yaml"])
 def test_shipped_configs_are_valid_and_say_how_to_run_them(config):
