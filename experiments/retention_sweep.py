@@ -12,8 +12,11 @@ first ``N`` training images, and writes next to the runs:
 - ``retention.md``: per variant, the means over its squeezing 1x1s and seeds;
 - ``retention.png``: retained, optimum and random share against the reduction ratio.
 
-Runs whose checkpoints are elsewhere, and diverged runs, are left out and named, so on another
-machine the files cover what was trained there.
+Checkpoints stay on the machine that trained a run, so a run trained elsewhere cannot be
+measured here: its rows are kept from the ``retention.csv`` already in ``RUN_DIR`` when that file
+measured it over the same number of images, and left out and named otherwise (as are diverged
+runs). So the files grow with every machine that adds seeds, and never lose a run measured
+before.
 """
 
 from __future__ import annotations
@@ -32,8 +35,12 @@ from jaxconv import analysis, experiment
 from jaxconv.experiment import report
 from jaxconv.train.logging import atomic_write_bytes, atomic_write_text
 
-FIELDS = ["variant", "ratio", "seed", "state", *[f.name for f in
-                                                 dataclasses.fields(analysis.RetentionRow)]]
+FIELDS = ["variant", "ratio", "seed", "state", "images",
+          *[f.name for f in dataclasses.fields(analysis.RetentionRow)]]
+#: The type of each CSV column that is not a string.
+TYPES = {"ratio": float, "seed": int, "images": int, "in_channels": int, "out_channels": int,
+         "retained": float, "optimum": float, "random": float, "effective_rank": float}
+ELSEWHERE = "checkpoints on another machine"
 
 
 def _ratio(variant: dict) -> float:
@@ -45,23 +52,26 @@ def _ratio(variant: dict) -> float:
     return float(ratios.pop())
 
 
-def measure(run_dir: pathlib.Path, images: int) -> tuple[list[dict], list[str]]:
-    """CSV rows for every finished run with checkpoints here, and the runs left out (with
-    why)."""
+def measure(run_dir: pathlib.Path, images: int
+            ) -> tuple[list[dict], list[tuple[str, int, str]]]:
+    """CSV rows for every finished run with checkpoints here, and the runs left out as
+    ``(variant, seed, why)``."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     rows, missing = [], []
     pixels = None
     for variant in config["variants"]:
         name = variant["name"]
+        if _ratio(variant) >= 1:        # its 1x1s squeeze nothing: no rows to measure
+            continue
         for folder in sorted((run_dir / name).glob("seed-*")):
             seed = int(folder.name.removeprefix("seed-"))
             if not (folder / "result.json").is_file():
                 continue
             if not report.finished(json.loads((folder / "result.json").read_text())):
-                missing.append(f"{name} seed {seed} (diverged)")
+                missing.append((name, seed, "diverged"))
                 continue
             if not (folder / "checkpoints").is_dir():
-                missing.append(f"{name} seed {seed} (checkpoints on another machine)")
+                missing.append((name, seed, ELSEWHERE))
                 continue
             for state, initial in (("trained", False), ("initial", True)):
                 run = experiment.load_run(run_dir, name, seed, initial=initial)
@@ -70,9 +80,43 @@ def measure(run_dir: pathlib.Path, images: int) -> tuple[list[dict], list[str]]:
                 x = run.normalize(pixels)
                 for r in analysis.retention(run.model, x):
                     rows.append({"variant": name, "ratio": _ratio(variant), "seed": seed,
-                                 "state": state, **dataclasses.asdict(r)})
+                                 "state": state, "images": images, **dataclasses.asdict(r)})
             print(f"{name} seed {seed}: measured", flush=True)
     return rows, missing
+
+
+def read_rows(path: pathlib.Path) -> list[dict]:
+    """The rows of an earlier ``retention.csv`` (none when there is no such file), typed as
+    `measure` makes them; rows without an ``images`` column (files written before it existed)
+    are returned without one."""
+    if not path.is_file():
+        return []
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    return [{k: TYPES[k](v) if k in TYPES and v not in ("", None) else v
+             for k, v in r.items() if v not in ("", None)} for r in rows]
+
+
+def merge(rows: list[dict], missing: list[tuple[str, int, str]], earlier: list[dict],
+          images: int) -> tuple[list[dict], list[str], list[str]]:
+    """``rows`` plus the earlier rows of the runs that could not be measured here because their
+    checkpoints are elsewhere, when those rows were measured over the same number of
+    ``images``.
+
+    Returns:
+      the rows, the runs left out (with why) and the runs whose rows were kept.
+    """
+    rows, left_out, kept = list(rows), [], []
+    for name, seed, why in missing:
+        old = [r for r in earlier if r.get("variant") == name and r.get("seed") == seed]
+        if why == ELSEWHERE and old and all(r.get("images") == images for r in old):
+            rows.extend(old)
+            kept.append(f"{name} seed {seed}")
+        elif why == ELSEWHERE and old:
+            left_out.append(f"{name} seed {seed} ({why}; measured earlier over "
+                            f"{old[0].get('images', 'an unknown number of')} images)")
+        else:
+            left_out.append(f"{name} seed {seed} ({why})")
+    return rows, left_out, kept
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -91,7 +135,7 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
-def markdown(table: list[dict], missing: list[str], images: int) -> str:
+def markdown(table: list[dict], missing: list[str], images: int, kept: list[str] = ()) -> str:
     lines = [f"Squeezing 1x1s of the width sweep over {images:,} training images: the share of "
              "their input's variance that the layer keeps (retained), that the best projection "
              "to as many channels keeps (optimum: the top principal components) and that random "
@@ -106,6 +150,9 @@ def markdown(table: list[dict], missing: list[str], images: int) -> str:
             f"{t['in_channels']:.0f} -> {t['out_channels']:.0f} | {t['retained']:.3f} | "
             f"{t['optimum']:.3f} | {t['random']:.3f} | {t['retained'] / t['optimum']:.3f} | "
             f"{t['effective_rank']:.1f} |")
+    if kept:
+        lines += ["", "Kept from an earlier run of the script (their checkpoints are on the "
+                  "machine that trained them): " + ", ".join(kept) + "."]
     if missing:
         lines += ["", "Not measured: " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
@@ -141,27 +188,31 @@ def plot(table: list[dict], path: pathlib.Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", nargs="?", type=pathlib.Path,
                         default=pathlib.Path("experiments/results/fashion_mnist/width_sweep"))
     parser.add_argument("--images", type=int, default=2000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.images < 1:
         parser.error(f"--images: {args.images} must be at least 1")
     rows, missing = measure(args.run_dir, args.images)
+    earlier = read_rows(args.run_dir / "retention.csv")
+    rows, missing, kept = merge(rows, missing, earlier, args.images)
     if not rows:
-        parser.error(f"run_dir: {args.run_dir} has no finished run with its checkpoints here")
+        parser.error(f"run_dir: {args.run_dir} has no finished run with its checkpoints here, "
+                     f"and no earlier retention.csv measured one over {args.images:,} images")
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(args.run_dir / "retention.csv", text.getvalue())
     table = summary(rows)
-    atomic_write_text(args.run_dir / "retention.md", markdown(table, missing, args.images))
+    atomic_write_text(args.run_dir / "retention.md",
+                      markdown(table, missing, args.images, kept))
     plot(table, args.run_dir / "retention.png")
     print(json.dumps({"runs": len({(r["variant"], r["seed"]) for r in rows}),
-                      "not_measured": missing}))
+                      "kept_from_earlier": kept, "not_measured": missing}))
 
 
 if __name__ == "__main__":

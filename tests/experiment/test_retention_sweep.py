@@ -1,0 +1,86 @@
+"""`experiments/retention_sweep.py` keeps what it cannot measure again: checkpoints stay on the
+machine that trained a run, so a later machine adding seeds must not drop earlier rows."""
+
+import csv
+import importlib.util
+import io
+import json
+import pathlib
+
+import pytest
+import yaml
+
+SCRIPT = pathlib.Path(__file__).parents[2] / "experiments" / "retention_sweep.py"
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    spec = importlib.util.spec_from_file_location("retention_sweep", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(variant, seed, state, images, retained):
+    return {"variant": variant, "ratio": 0.5, "seed": seed, "state": state, "images": images,
+            "path": "blocks.0.reduce.conv", "in_channels": 16, "out_channels": 8,
+            "retained": retained, "optimum": 0.9, "random": 0.5, "effective_rank": 3.0}
+
+
+@pytest.fixture
+def run_dir(tmp_path, sweep):
+    """A width sweep whose runs finished on another machine: result.json files, no
+    checkpoints, and the retention.csv measured there (ratio 1 squeezes nothing)."""
+    config = {"variants": [
+        {"name": "ratio-1", "model": {"stages": [{"block": "bottleneck", "width": 16,
+                                                  "options": {"ratio": 1}}]}},
+        {"name": "ratio-0.5", "model": {"stages": [{"block": "bottleneck", "width": 16,
+                                                    "options": {"ratio": 0.5}}]}}],
+        "seeds": [0, 1]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    for name in ("ratio-1", "ratio-0.5"):
+        for seed in (0, 1):
+            folder = tmp_path / name / f"seed-{seed}"
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps({"status": "finished"}))
+    rows = [_row("ratio-0.5", 0, "trained", 2000, 0.75),
+            _row("ratio-0.5", 0, "initial", 2000, 0.95)]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=sweep.FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    (tmp_path / "retention.csv").write_text(text.getvalue())
+    return tmp_path
+
+
+def test_runs_measured_elsewhere_keep_their_rows(run_dir, sweep):
+    before = (run_dir / "retention.csv").read_text()
+    sweep.main([str(run_dir), "--images", "2000"])
+    assert (run_dir / "retention.csv").read_text() == before
+    kept = sweep.read_rows(run_dir / "retention.csv")
+    assert [(r["seed"], r["state"], r["retained"]) for r in kept] == [
+        (0, "trained", 0.75), (0, "initial", 0.95)]
+    md = (run_dir / "retention.md").read_text()
+    assert "| ratio-0.5 | trained | 1 | 1 | 16 -> 8 | 0.750 |" in md
+    assert "Kept from an earlier run of the script" in md and "ratio-0.5 seed 0" in md
+    # seed 1 was never measured anywhere; ratio 1 has no squeezing 1x1 to measure
+    assert "Not measured: ratio-0.5 seed 1 (checkpoints on another machine)." in md
+    assert "ratio-1 seed" not in md
+    assert (run_dir / "retention.png").stat().st_size > 0
+
+
+def test_rows_over_another_image_count_are_not_mixed_in(run_dir, sweep, capsys):
+    before = (run_dir / "retention.csv").read_text()
+    with pytest.raises(SystemExit):
+        sweep.main([str(run_dir), "--images", "500"])
+    assert "no earlier retention.csv measured one over 500 images" in capsys.readouterr().err
+    assert (run_dir / "retention.csv").read_text() == before
+
+
+def test_merge_names_why_a_run_is_left_out(sweep):
+    earlier = [_row("a", 0, "trained", 1000, 0.5)]
+    rows, left_out, kept = sweep.merge(
+        [], [("a", 0, sweep.ELSEWHERE), ("b", 2, "diverged")], earlier, 2000)
+    assert rows == [] and kept == []
+    assert left_out == ["a seed 0 (checkpoints on another machine; measured earlier over 1000 "
+                        "images)", "b seed 2 (diverged)"]
