@@ -12,6 +12,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import time
 from typing import Any
 
 
@@ -58,12 +59,18 @@ class MetricsLog:
                 if resume_step is not None and r["step"] <= resume_step]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self._file = self.path.open("a")
-        from tensorboardX import SummaryWriter
-
+        self._tb_dir = workdir / "tensorboard"
         # TensorBoard hides every earlier event at ``purge_step`` or later: keep what the
         # restored checkpoint covers, as metrics.jsonl does, and nothing of a fresh start's past
-        purge = 0 if resume_step is None else resume_step + 1
-        self._tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=purge)
+        self._tb = self._writer(purge_step=0 if resume_step is None else resume_step + 1)
+
+    def _writer(self, **options):
+        from tensorboardX import SummaryWriter
+
+        # tensorboardX names a file by the second it was opened in and overwrites a file of the
+        # same name: a writer opened in the same second as the one before it needs its own
+        return SummaryWriter(str(self._tb_dir),
+                             filename_suffix=f".{time.time_ns()}.{os.getpid()}", **options)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -73,6 +80,17 @@ class MetricsLog:
         for key, value in record.items():
             if key not in ("kind", "step", "epoch") and isinstance(value, int | float):
                 self._tb.add_scalar(f"{record['kind']}/{key}", value, record["step"])
+
+    def sync(self) -> None:
+        """Puts every record written so far on disk, TensorBoard's included (its writer queues
+        events in memory and flushes every two minutes, so a process killed outright would lose
+        them while metrics.jsonl, flushed on every write, keeps them). Call it before a
+        checkpoint: a run resumed from that checkpoint then finds every event it covers.
+        Closing the writer is the only way tensorboardX offers to drain its queue, so later
+        events go to a new file in the same folder."""
+        if self.enabled:
+            self._tb.close()
+            self._tb = self._writer()
 
     def close(self) -> None:
         if self.enabled:

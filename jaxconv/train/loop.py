@@ -250,6 +250,7 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
 
     def save():
         nonlocal saved
+        log.sync()          # the events a checkpoint covers are on disk before it exists
         checkpoints.save(state, {"history": history, "train_time_s": train_time,
                                  "images": images_seen, "sums": sums,
                                  "compile_options": steps.options})

@@ -169,6 +169,20 @@ def test_kill_9_then_rerun_gives_identical_metrics(tmp_path):
     assert killed_at is not None and killed_at < 16, "the run finished before it was killed"
     resumed = run(workdir)
     assert without_timing(resumed.history) == without_timing(reference.history)
+    # a process killed outright flushes nothing: TensorBoard still shows every step once
+    assert _tensorboard_shows(workdir / "tensorboard") == \
+        _tensorboard_shows(tmp_path / "reference" / "tensorboard")
+
+
+def test_a_rerun_after_a_crash_before_any_checkpoint_shows_each_step_once(tmp_path):
+    reference = run(tmp_path / "reference", epochs=1)
+    with pytest.raises(Crash):
+        run(tmp_path / "crashed", epochs=1, on_step=crash_at(2))
+    assert train.Checkpoints(tmp_path / "crashed").latest() is None
+    rerun = run(tmp_path / "crashed", epochs=1)
+    assert without_timing(rerun.history) == without_timing(reference.history)
+    assert _tensorboard_shows(tmp_path / "crashed" / "tensorboard") == \
+        _tensorboard_shows(tmp_path / "reference" / "tensorboard")
 
 
 def test_divergence_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
@@ -229,17 +243,21 @@ def test_recipe_errors_name_the_key():
 
 def _events(folder):
     """Events of every TensorBoard event file in ``folder``, file by file in the order they
-    were written, parsed from the TFRecord framing directly."""
+    were written, parsed from the TFRecord framing directly. As TensorBoard does, an empty file
+    and a record cut off at the end of a file (a process killed while writing) are skipped."""
     from tensorboardX.proto import event_pb2
 
     files = []
     for path in pathlib.Path(folder).glob("events.out.tfevents.*"):
         raw, offset, events = path.read_bytes(), 0, []
-        while offset < len(raw):
+        while offset + 12 <= len(raw):
             (length,) = struct.unpack("<Q", raw[offset:offset + 8])
+            if offset + 12 + length + 4 > len(raw):
+                break
             events.append(event_pb2.Event.FromString(raw[offset + 12:offset + 12 + length]))
             offset += 12 + length + 4
-        files.append(events)
+        if events:
+            files.append(events)
     files.sort(key=lambda events: events[0].wall_time)
     return [event for events in files for event in events]
 
