@@ -13,7 +13,8 @@ JAXCONV=${JAXCONV:-.venv/bin/jaxconv}
 PYTHON=${PYTHON:-.venv/bin/python}
 for seeds in "[0]" "[0, 1, 2]"; do
   "$JAXCONV" run configs/fashion_mnist/width_sweep.yaml --quiet --set "seeds=$seeds"
-  "$PYTHON" experiments/retention_sweep.py || echo "retention_sweep.py failed; the studies go on" >&2
+  "$PYTHON" experiments/retention_sweep.py \
+    || echo "retention_sweep.py failed; the studies go on" >&2
   "$JAXCONV" run configs/fashion_mnist/bottlenecks.yaml --quiet --set "seeds=$seeds"
 done
 "$JAXCONV" run configs/fashion_mnist/long_run.yaml --quiet
