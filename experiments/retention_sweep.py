@@ -120,7 +120,9 @@ def merge(rows: list[dict], missing: list[tuple[str, int, str]], earlier: list[d
 
 
 def summary(rows: list[dict]) -> list[dict]:
-    """Per variant and state: means over its squeezing 1x1s and seeds."""
+    """Per variant and state: means over its squeezing 1x1s and seeds, and how far the layers
+    keep more than random projections do (``margin``: retained - random, averaged over a seed's
+    layers; its mean over seeds and, with two seeds or more, their standard deviation)."""
     out = []
     keys = sorted({(r["ratio"], r["variant"], r["state"]) for r in rows}, reverse=True)
     for ratio, variant, state in keys:
@@ -129,6 +131,10 @@ def summary(rows: list[dict]) -> list[dict]:
                  for k in ("retained", "optimum", "random", "effective_rank")}
         means["in_channels"] = float(np.mean([r["in_channels"] for r in group]))
         means["out_channels"] = float(np.mean([r["out_channels"] for r in group]))
+        margins = [np.mean([r["retained"] - r["random"] for r in group if r["seed"] == seed])
+                   for seed in sorted({r["seed"] for r in group})]
+        means["margin"] = float(np.mean(margins))
+        means["margin_std"] = float(np.std(margins, ddof=1)) if len(margins) > 1 else None
         out.append({"variant": variant, "ratio": ratio, "state": state,
                     "layers": len({r["path"] for r in group}),
                     "seeds": len({r["seed"] for r in group}), **means})
@@ -142,14 +148,16 @@ def markdown(table: list[dict], missing: list[str], images: int, kept: list[str]
              "projections keep (random); means over the squeezing 1x1s of a variant and its "
              "seeds. `python experiments/retention_sweep.py` rebuilds this file.", "",
              "| variant | state | squeezing 1x1s | seeds | mean C_in -> C_out | retained | "
-             "optimum | random | retained / optimum | effective rank of input |",
-             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+             "optimum | random | retained - random (± std over seeds) | retained / optimum | "
+             "effective rank of input |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for t in table:
+        spread = "" if t["margin_std"] is None else f" ± {t['margin_std']:.3f}"
         lines.append(
             f"| {t['variant']} | {t['state']} | {t['layers']} | {t['seeds']} | "
             f"{t['in_channels']:.0f} -> {t['out_channels']:.0f} | {t['retained']:.3f} | "
-            f"{t['optimum']:.3f} | {t['random']:.3f} | {t['retained'] / t['optimum']:.3f} | "
-            f"{t['effective_rank']:.1f} |")
+            f"{t['optimum']:.3f} | {t['random']:.3f} | {t['margin']:+.3f}{spread} | "
+            f"{t['retained'] / t['optimum']:.3f} | {t['effective_rank']:.1f} |")
     if kept:
         lines += ["", "Kept from an earlier run of the script (their checkpoints are on the "
                   "machine that trained them): " + ", ".join(kept) + "."]

@@ -61,7 +61,7 @@ def test_runs_measured_elsewhere_keep_their_rows(run_dir, sweep):
     assert [(r["seed"], r["state"], r["retained"]) for r in kept] == [
         (0, "trained", 0.75), (0, "initial", 0.95)]
     md = (run_dir / "retention.md").read_text()
-    assert "| ratio-0.5 | trained | 1 | 1 | 16 -> 8 | 0.750 |" in md
+    assert "| ratio-0.5 | trained | 1 | 1 | 16 -> 8 | 0.750 | 0.900 | 0.500 | +0.250 |" in md
     assert "Kept from an earlier run of the script" in md and "ratio-0.5 seed 0" in md
     # seed 1 was never measured anywhere; ratio 1 has no squeezing 1x1 to measure
     assert "Not measured: ratio-0.5 seed 1 (checkpoints on another machine)." in md
@@ -84,3 +84,13 @@ def test_merge_names_why_a_run_is_left_out(sweep):
     assert rows == [] and kept == []
     assert left_out == ["a seed 0 (checkpoints on another machine; measured earlier over 1000 "
                         "images)", "b seed 2 (diverged)"]
+
+
+def test_summary_gives_the_spread_over_seeds_of_what_beats_random(sweep):
+    rows = [_row("a", 0, "trained", 2000, 0.6), _row("a", 1, "trained", 2000, 0.8),
+            {**_row("a", 1, "trained", 2000, 0.8), "path": "blocks.1.reduce.conv"}]
+    (t,) = sweep.summary(rows)
+    # seed 0 keeps 0.1 more than random, seed 1 0.3 on both layers: mean 0.2, std sqrt(0.02)
+    assert t["seeds"] == 2 and t["layers"] == 2
+    assert t["margin"] == pytest.approx(0.2) and t["margin_std"] == pytest.approx(0.02 ** 0.5)
+    assert "| +0.200 ± 0.141 |" in sweep.markdown([t], [], 2000)
