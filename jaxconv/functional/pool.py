@@ -64,17 +64,36 @@ def _prepare(op: str, x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None
                 f"{op}: spatial dim {dim} has {n} positions and padding ({low}, {high}), fewer "
                 f"than the window's reach of {r}; use a smaller window_shape or window_dilation, "
                 "or pad")
-    if fill == "zeros" and any(p >= r for pair, r in zip(pads, reach) for p in pair):
-        raise ValueError(
-            f"{op}: padding={padding!r} gives {pads}, and a pad as wide as the window's reach "
-            f"{reach} leaves windows that see only padding (no value to pool); pads must be "
-            "smaller than the reach in every spatial dim")
+    if fill == "zeros":
+        for dim, geometry in enumerate(zip(spatial, pads, window, strides, dilation)):
+            _check_every_window_sees_input(op, padding, dim, *geometry)
     if fill != "zeros":
         flat, pads = P.apply_fill(flat, pads, fill), ((0, 0),) * rank
     geometry = dict(
         window_dimensions=(1, *window, 1), window_strides=(1, *strides, 1),
         padding=((0, 0), *pads, (0, 0)), window_dilation=(1, *dilation, 1))
     return flat, restore, geometry, window
+
+
+def _check_every_window_sees_input(op: str, padding: PaddingLike, dim: int, n: int,
+                                   pads: tuple[int, int], window: int, stride: int,
+                                   dilation: int) -> None:
+    """Refuses zero padding under which some output window holds no input position: a max
+    would be ``-inf`` and an average without the padding ``nan``. A pad narrower than the
+    window's reach is not enough: dilated taps can step over every input."""
+    low, high = pads
+    outputs = (n + low + high - dilation * (window - 1) - 1) // stride + 1
+    starts = np.arange(outputs) * stride - low          # each window's first tap, input coords
+    first_inside = starts + np.maximum(0, -(starts // dilation)) * dilation   # first tap >= 0
+    empty = (first_inside >= n) | (first_inside > starts + dilation * (window - 1))
+    if empty.any():
+        position = int(np.argmax(empty))
+        taps = [int(starts[position]) + j * dilation for j in range(window)]
+        raise ValueError(
+            f"{op}: padding={padding!r} gives {pads} in spatial dim {dim}, which leaves windows "
+            f"that see only padding (no value to pool): output position {position} of spatial "
+            f"dim {dim} has its taps at {taps}, outside the input's {n} position(s) "
+            f"(0..{n - 1}); use less padding, a smaller window_dilation or a larger window")
 
 
 def max_pool(x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None = None,

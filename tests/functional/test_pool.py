@@ -1,5 +1,7 @@
 """Pooling against the plain NumPy loop in tests/reference.py."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -168,3 +170,22 @@ def test_pools_differentiate_under_jit():
                 + F.avg_pool(a, (3, 3), padding=1, count_include_pad=False).sum())
 
     chex.assert_trees_all_close(jax.jit(jax.grad(loss))(x), jax.grad(loss)(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("op", [
+    F.max_pool, functools.partial(F.avg_pool, count_include_pad=False), F.avg_pool])
+def test_a_dilated_window_that_sees_only_padding_is_refused(op):
+    # pads (2, 1) are both narrower than the reach 4, but the taps land at -2 and 1: padding
+    with pytest.raises(ValueError, match=r"output position 0 of spatial dim 0 has its taps "
+                                         r"at \[-2, 1\], outside the input's 1 position"):
+        op(jnp.ones((1, 1, 1)), (2,), padding=((2, 1),), window_dilation=3)
+    with pytest.raises(ValueError, match=r"output position 0 of spatial dim 1"):
+        op(jnp.ones((1, 3, 1, 1)), (1, 2), padding=((0, 0), (1, 2)), window_dilation=(1, 3))
+
+
+def test_a_high_pad_as_wide_as_the_reach_that_no_window_reaches_is_valid():
+    # the stride skips the all-padding window: every window pooled holds an input
+    x = jnp.arange(1.0, 4.0).reshape(1, 3, 1)
+    assert F.max_pool(x, (2,), 2, ((0, 2),)).tolist() == [[[2.0], [3.0]]]
+    assert F.avg_pool(x, (2,), 2, ((0, 2),), count_include_pad=False).tolist() == [[[1.5],
+                                                                                     [3.0]]]
