@@ -33,6 +33,12 @@ def _param(init: Callable, rngs: nnx.Rngs, shape, dtype, metadata: Mapping[str, 
     return nnx.Param(init(rngs.params(), shape, dtype), **metadata)
 
 
+def _bias(init: Callable, rngs: nnx.Rngs, features: int, dtype, metadata: Mapping[str, Any],
+          use_bias: bool) -> nnx.Param:
+    """The ``(features,)`` bias, or ``None`` (kept as data) without ``use_bias``."""
+    return _param(init, rngs, (features,), dtype, metadata) if use_bias else nnx.data(None)
+
+
 def _operands(layer: nnx.Module, inputs: Array, name: str) -> tuple[Array, Array, Array | None]:
     """Checks the input against the layer, applies the mask, promotes dtypes like Flax."""
     _args.check_input_rank(inputs, layer.kernel_size, name)
@@ -42,6 +48,13 @@ def _operands(layer: nnx.Module, inputs: Array, name: str) -> tuple[Array, Array
         kernel = kernel * layer.mask
     bias = layer.bias[...] if layer.bias is not None else None
     return layer.promote_dtype((inputs, kernel, bias), dtype=layer.dtype)
+
+
+def _apply(layer: nnx.Module, op: Callable[..., Array], inputs: Array, name: str) -> Array:
+    """The call of a layer with one (maskable) kernel: ``op``, its `jaxconv.functional` op, on
+    the checked and promoted operands with the layer's `op_args`."""
+    inputs, kernel, bias = _operands(layer, inputs, name)
+    return op(inputs, kernel, bias, impl=layer.impl, **op_args(layer))
 
 
 def _store(layer: nnx.Module, args: Mapping[str, Any]) -> None:
@@ -134,8 +147,7 @@ class Conv(nnx.Module):
         _args.check_mask(mask, kernel_shape, "Conv")
         self.kernel_shape = kernel_shape
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
-        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
-                     if use_bias else nnx.data(None))
+        self.bias = _bias(bias_init, rngs, out_features, param_dtype, bias_metadata, use_bias)
         self.in_features, self.out_features = in_features, out_features
         self.kernel_size, self.strides, self.padding = _args.frozen(kernel_size), strides, padding
         self.input_dilation, self.kernel_dilation = input_dilation, kernel_dilation
@@ -149,8 +161,7 @@ class Conv(nnx.Module):
 
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        inputs, kernel, bias = _operands(self, inputs, "Conv")
-        return F.conv(inputs, kernel, bias, impl=self.impl, **op_args(self))
+        return _apply(self, F.conv, inputs, "Conv")
 
 
 class Pointwise(nnx.Module):
@@ -189,8 +200,7 @@ class Pointwise(nnx.Module):
                strides=self.strides, feature_group_count=groups)
         self.feature_group_count = groups
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
-        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
-                     if use_bias else nnx.data(None))
+        self.bias = _bias(bias_init, rngs, out_features, param_dtype, bias_metadata, use_bias)
         self.in_features, self.out_features, self.use_bias = in_features, out_features, use_bias
         self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
         self.promote_dtype, self.impl = promote_dtype, impl
@@ -241,8 +251,7 @@ class DepthwiseConv(nnx.Module):
         _validate("depthwise_conv", kernel_shape, in_features, impl, **conv_args)
         _args.check_mask(mask, kernel_shape, "DepthwiseConv")
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
-        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
-                     if use_bias else nnx.data(None))
+        self.bias = _bias(bias_init, rngs, out_features, param_dtype, bias_metadata, use_bias)
         self.in_features, self.out_features = in_features, out_features
         self.kernel_size = _args.frozen(kernel_size)
         self.depth_multiplier, self.mask = multiplier, mask
@@ -253,8 +262,7 @@ class DepthwiseConv(nnx.Module):
 
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        inputs, kernel, bias = _operands(self, inputs, "DepthwiseConv")
-        return F.depthwise_conv(inputs, kernel, bias, impl=self.impl, **op_args(self))
+        return _apply(self, F.depthwise_conv, inputs, "DepthwiseConv")
 
 
 class SeparableConv(nnx.Module):
@@ -293,8 +301,7 @@ class SeparableConv(nnx.Module):
                                        no_metadata)
         self.pointwise_kernel = _param(pointwise_init, rngs, (middle, out_features), param_dtype,
                                        no_metadata)
-        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, no_metadata)
-                     if use_bias else nnx.data(None))
+        self.bias = _bias(bias_init, rngs, out_features, param_dtype, no_metadata, use_bias)
         self.in_features, self.out_features = in_features, out_features
         self.kernel_size = _args.frozen(kernel_size)
         self.depth_multiplier, self.use_bias = depth_multiplier, use_bias
@@ -350,8 +357,7 @@ class ConvTranspose(nnx.Module):
         _validate("conv_transpose", kernel_shape, in_features, impl, **conv_args)
         _args.check_mask(mask, kernel_shape, "ConvTranspose")
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
-        self.bias = (_param(bias_init, rngs, (out_features,), param_dtype, bias_metadata)
-                     if use_bias else nnx.data(None))
+        self.bias = _bias(bias_init, rngs, out_features, param_dtype, bias_metadata, use_bias)
         self.in_features, self.out_features = in_features, out_features
         self.kernel_size = _args.frozen(kernel_size)
         self.mask, self.use_bias, self.dtype, self.param_dtype = mask, use_bias, dtype, \
@@ -362,5 +368,4 @@ class ConvTranspose(nnx.Module):
 
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        inputs, kernel, bias = _operands(self, inputs, "ConvTranspose")
-        return F.conv_transpose(inputs, kernel, bias, impl=self.impl, **op_args(self))
+        return _apply(self, F.conv_transpose, inputs, "ConvTranspose")
