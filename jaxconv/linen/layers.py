@@ -23,6 +23,30 @@ default_kernel_init = initializers.lecun_normal()
 default_bias_init = initializers.zeros_init()
 
 
+def _kernel_size(module: nn.Module, inputs: Array, layer: str) -> tuple[int, ...]:
+    """The module's kernel size as a tuple, once the input's rank is checked against it."""
+    size = _args.kernel_size_tuple(module.kernel_size, layer)
+    _args.check_input_rank(inputs, module.kernel_size, layer)
+    return size
+
+
+def _bias(module: nn.Module, features: int) -> Array | None:
+    """The ``(features,)`` bias parameter, or None without ``use_bias``."""
+    return (module.param("bias", module.bias_init, (features,), module.param_dtype)
+            if module.use_bias else None)
+
+
+def _operands(module: nn.Module, inputs: Array, kernel_shape: tuple[int, ...], features: int,
+              layer: str) -> tuple[Array, Array, Array | None]:
+    """The (masked) kernel and the bias of a layer with one kernel, and the operands promoted
+    like Flax's."""
+    _args.check_mask(module.mask, kernel_shape, layer)
+    kernel = module.param("kernel", module.kernel_init, kernel_shape, module.param_dtype)
+    if module.mask is not None:
+        kernel = kernel * module.mask
+    return module.promote_dtype(inputs, kernel, _bias(module, features), dtype=module.dtype)
+
+
 class Conv(nn.Module):
     """N-D convolution, a drop-in for ``flax.linen.Conv`` (see `jaxconv.nnx.Conv`).
 
@@ -57,17 +81,10 @@ class Conv(nn.Module):
     @nn.compact
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        size = _args.kernel_size_tuple(self.kernel_size, "Conv")
-        _args.check_input_rank(inputs, self.kernel_size, "Conv")
+        size = _kernel_size(self, inputs, "Conv")
         kernel_shape = _args.kernel_shape("Conv", size, inputs.shape[-1], self.features,
                                           self.feature_group_count)
-        _args.check_mask(self.mask, kernel_shape, "Conv")
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        if self.mask is not None:
-            kernel = kernel * self.mask
-        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-                if self.use_bias else None)
-        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        inputs, kernel, bias = _operands(self, inputs, kernel_shape, self.features, "Conv")
         impl = self.impl
         if self.conv_general_dilated_cls is not None:
             impl = self.conv_general_dilated_cls()
@@ -103,8 +120,7 @@ class Pointwise(nn.Module):
         kernel = self.param("kernel", self.kernel_init,
                             _args.kernel_shape("Pointwise", (), inputs.shape[-1], self.features,
                                                self.feature_group_count), self.param_dtype)
-        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-                if self.use_bias else None)
+        bias = _bias(self, self.features)
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         return F.pointwise(inputs, kernel, bias, strides=strides,
                            feature_group_count=self.feature_group_count,
@@ -134,17 +150,11 @@ class DepthwiseConv(nn.Module):
     @nn.compact
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        size = _args.kernel_size_tuple(self.kernel_size, "DepthwiseConv")
-        _args.check_input_rank(inputs, self.kernel_size, "DepthwiseConv")
+        size = _kernel_size(self, inputs, "DepthwiseConv")
         out_features = inputs.shape[-1] * self.depth_multiplier
         kernel_shape = _args.kernel_shape("DepthwiseConv", size, inputs.shape[-1], out_features)
-        _args.check_mask(self.mask, kernel_shape, "DepthwiseConv")
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        if self.mask is not None:
-            kernel = kernel * self.mask
-        bias = (self.param("bias", self.bias_init, (out_features,), self.param_dtype)
-                if self.use_bias else None)
-        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        inputs, kernel, bias = _operands(self, inputs, kernel_shape, out_features,
+                                         "DepthwiseConv")
         return F.depthwise_conv(inputs, kernel, bias, strides=self.strides, padding=self.padding,
                                 padding_mode=self.padding_mode,
                                 kernel_dilation=self.kernel_dilation,
@@ -176,15 +186,13 @@ class SeparableConv(nn.Module):
     @nn.compact
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        size = _args.kernel_size_tuple(self.kernel_size, "SeparableConv")
-        _args.check_input_rank(inputs, self.kernel_size, "SeparableConv")
+        size = _kernel_size(self, inputs, "SeparableConv")
         middle = inputs.shape[-1] * self.depth_multiplier
         dk = self.param("depthwise_kernel", self.depthwise_init, (*size, 1, middle),
                         self.param_dtype)
         pk = self.param("pointwise_kernel", self.pointwise_init, (middle, self.features),
                         self.param_dtype)
-        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-                if self.use_bias else None)
+        bias = _bias(self, self.features)
         inputs, dk, pk, bias = self.promote_dtype(inputs, dk, pk, bias, dtype=self.dtype)
         return F.separable_conv(inputs, dk, pk, bias, strides=self.strides, padding=self.padding,
                                 padding_mode=self.padding_mode,
@@ -217,18 +225,12 @@ class ConvTranspose(nn.Module):
     @nn.compact
     @_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        size = _args.kernel_size_tuple(self.kernel_size, "ConvTranspose")
-        _args.check_input_rank(inputs, self.kernel_size, "ConvTranspose")
+        size = _kernel_size(self, inputs, "ConvTranspose")
         kernel_shape = _args.kernel_shape("ConvTranspose", size, inputs.shape[-1],
                                           self.features, self.feature_group_count,
                                           out_name="features")
-        _args.check_mask(self.mask, kernel_shape, "ConvTranspose")
-        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
-        if self.mask is not None:
-            kernel = kernel * self.mask
-        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-                if self.use_bias else None)
-        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        inputs, kernel, bias = _operands(self, inputs, kernel_shape, self.features,
+                                         "ConvTranspose")
         return F.conv_transpose(inputs, kernel, bias, strides=self.strides, padding=self.padding,
                                 output_padding=self.output_padding,
                                 kernel_dilation=self.kernel_dilation,
