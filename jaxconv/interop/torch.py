@@ -18,9 +18,18 @@ Biases copy as they are. A jaxconv `SeparableConv` takes two PyTorch convs in a 
 one without a bias, then the 1x1). A model is paired module by module in definition order (the
 order attributes were assigned in ``__init__``, as PyTorch registers them); any pair whose kinds
 or parameter shapes differ is refused with both paths named, and nothing is copied until every
-pair has been checked. Strides, padding and the other settings that do not show in a parameter's
-shape are the caller's to match (``jaxconv.nnx.ConvTranspose`` takes PyTorch's integer padding
-as it is; ``flax.nnx.ConvTranspose``'s kernel means something else and is refused).
+pair has been checked.
+
+Parameters that belong to no such layer, a PyTorch module's own ``nn.Parameter`` beside its
+children and a bare ``nnx.Param`` of the target (ConvNeXt's layer scale), are paired with each
+other in the same order. A pair copies when the shapes are equal, or when each has one axis
+longer than 1, of the same length (PyTorch's channels-first ``(C, 1, 1)`` into ``(C,)``); any
+other pair, and a parameter left without a partner on either side, is refused by name. Every
+parameter of both sides is loaded or the load is refused.
+
+Strides, padding and the other settings that do not show in a parameter's shape are the caller's
+to match (``jaxconv.nnx.ConvTranspose`` takes PyTorch's integer padding as it is;
+``flax.nnx.ConvTranspose``'s kernel means something else and is refused).
 
 Two conversions are not in the weights, and stay the caller's: a ``Flatten`` before a ``Linear``
 orders features ``C, H, W`` in PyTorch and ``H, W, C`` channels-last, so such a ``Linear`` loads
@@ -89,8 +98,9 @@ def _target_kind(layer: Any) -> str | None:
 
 
 def _target_layers(module: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """Leaf layers with parameters, depth first in attribute-assignment order."""
-    if _target_kind(module) is not None:
+    """Leaf layers with parameters, and parameters outside them (``nnx.Param``), depth first
+    in attribute-assignment order."""
+    if _target_kind(module) is not None or isinstance(module, nnx.Param):
         yield path or type(module).__name__, module
         return
     if isinstance(module, nnx.Module):
@@ -123,6 +133,49 @@ def _torch_layers(module: Any) -> list[tuple[str, Any]]:
                              "LayerNorm")
         found.append((name or type(sub).__name__, sub))
     return found
+
+
+def _torch_loose(module: Any) -> list[tuple[str, Any]]:
+    """Parameters of PyTorch modules that have children (their own, beside the children's),
+    in module order and then registration order."""
+    return [(f"{name}.{own}" if name else own, tensor)
+            for name, sub in module.named_modules() if list(sub.children())
+            for own, tensor in sub.named_parameters(recurse=False)]
+
+
+def _loose_value(tpath: str, param: nnx.Param, spath: str, tensor: Any) -> np.ndarray:
+    """``tensor`` as the value of ``param``: the same shape, or one axis longer than 1 on each
+    side, of the same length, elsewhere; any other pair has no layout both sides agree on."""
+    value, shape = _numpy(tensor), tuple(param.shape)
+    long = [[d for d in dims if d != 1] for dims in (value.shape, shape)]
+    if value.shape == shape or (len(long[0]) == len(long[1]) == 1 and long[0] == long[1]):
+        return value.reshape(shape)
+    raise ValueError(f"target parameter {tpath} has shape {shape} but source parameter {spath} "
+                     f"has {tuple(value.shape)}; parameters outside a layer load when their "
+                     "shapes are equal or both are one axis of the same length")
+
+
+def _pair_loose(targets: list[tuple[str, nnx.Param]],
+                sources: list[tuple[str, Any]]) -> _Copy:
+    """Parameters outside any layer, on both sides, paired in order."""
+    if len(sources) > len(targets):
+        path, tensor = sources[len(targets)]
+        raise ValueError(f"source parameter {path} (shape {tuple(tensor.shape)}) has no partner "
+                         f"in the target: {_counts(targets, sources)}")
+    if len(targets) > len(sources):
+        path, param = targets[len(sources)]
+        raise ValueError(f"target parameter {path} (shape {tuple(param.shape)}) has no partner "
+                         f"in the source: {_counts(targets, sources)}")
+    return _Copy([(param, _loose_value(tpath, param, spath, tensor))
+                  for (tpath, param), (spath, tensor) in zip(targets, sources)])
+
+
+def _counts(targets: list[tuple[str, nnx.Param]], sources: list[tuple[str, Any]]) -> str:
+    def names(pairs):
+        return ", ".join(path for path, _ in pairs) or "none"
+
+    return (f"parameters outside a layer pair in order, and the target has {len(targets)} "
+            f"({names(targets)}), the source {len(sources)} ({names(sources)})")
 
 
 def _describe(path: str, module: Any) -> str:
@@ -253,14 +306,16 @@ def load(target: nnx.Module, source: Any) -> nnx.Module:
 
     Raises:
       ValueError: a pair of modules differs in kind or in a parameter's shape, or one side has
-        modules left over; the message names both paths. Nothing is copied then.
+        modules or parameters left over; the message names both paths. Nothing is copied then.
     """
-    targets = list(_target_layers(target))
-    if not targets:
+    found = list(_target_layers(target))
+    targets = [(p, m) for p, m in found if not isinstance(m, nnx.Param)]
+    params = [(p, m) for p, m in found if isinstance(m, nnx.Param)]
+    if not found:
         raise ValueError(f"target ({type(target).__name__}) holds no layer load can fill; "
                          "expected jaxconv.nnx or flax.nnx convs, Linear, BatchNorm, LayerNorm")
     sources = _torch_layers(source)
-    copies, used = [], 0
+    copies, used = [_pair_loose(params, _torch_loose(source))], 0
     for tpath, layer in targets:
         if used >= len(sources):
             raise ValueError(f"{tpath} ({type(layer).__name__}) has no PyTorch module left to "
@@ -271,7 +326,19 @@ def load(target: nnx.Module, source: Any) -> nnx.Module:
     if used < len(sources):
         rest = ", ".join(_describe(p, m) for p, m in sources[used:])
         raise ValueError(f"the source has modules with weights the target lacks: {rest}")
+    _check_every_param_written(target, copies)
     for copy in copies:
         for variable, value in copy.writes:
             variable.set_value(jnp.asarray(value, variable.dtype))
     return target
+
+
+def _check_every_param_written(target: nnx.Module, copies: list[_Copy]) -> None:
+    """Refuses a target parameter no pair writes (one a layer holds beside those load
+    converts)."""
+    written = {id(variable) for copy in copies for variable, _ in copy.writes}
+    for path, node in nnx.iter_graph(target):
+        if isinstance(node, nnx.Param) and id(node) not in written:
+            raise ValueError(f"target parameter {'.'.join(map(str, path))} (shape "
+                             f"{tuple(node.shape)}) sits inside a layer beside the parameters "
+                             "load converts, so nothing would fill it; nothing was copied")

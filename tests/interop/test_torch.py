@@ -166,3 +166,82 @@ def test_groups_and_channels_that_the_kernel_shape_hides_are_refused():
     with pytest.raises(ValueError, match=r"DepthwiseConv has 8 group.* but .* groups=1"):
         interop.load(jn.DepthwiseConv(8, (3, 3), use_bias=False, rngs=nnx.Rngs(0)),
                      tnn.Conv2d(1, 8, 3, bias=False))
+
+
+class TorchConvNeXt(tnn.Module):
+    """A ConvNeXt block as PyTorch code writes it: its layer scale is the block's own
+    parameter, shaped ``(C, 1, 1)`` to broadcast over channels-first images."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.depthwise = tnn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = tnn.LayerNorm(c, eps=1e-6)
+        self.expand = tnn.Conv2d(c, 4 * c, 1)
+        self.project = tnn.Conv2d(4 * c, c, 1)
+        self.gamma = tnn.Parameter(torch.rand(c, 1, 1) + 0.5)
+
+    def forward(self, x):
+        y = self.norm(self.depthwise(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x + self.gamma * self.project(tnn.functional.gelu(self.expand(y)))
+
+
+def test_a_modules_own_parameter_loads_beside_its_layers():
+    from jaxconv.blocks.branches import ConvNeXtBlock
+
+    torch.manual_seed(0)
+    source = TorchConvNeXt(8)
+    target = interop.load(ConvNeXtBlock(8, 8, rngs=nnx.Rngs(0)), source)
+    np.testing.assert_array_equal(np.asarray(target.gamma[...]),
+                                  source.gamma.detach().numpy().reshape(8))
+    x = _input(2, 8)
+    chex.assert_trees_all_close(np.asarray(target(jnp.asarray(x))), _last(source(_first(x))),
+                                atol=1e-5, rtol=1e-5)
+
+
+class TorchScaled(tnn.Module):
+    def __init__(self, scale_shape=(4,)):
+        super().__init__()
+        self.conv = tnn.Conv2d(3, 4, 3, padding=1)
+        if scale_shape is not None:
+            self.scale = tnn.Parameter(torch.ones(scale_shape))
+
+
+class JaxScaled(nnx.Module):
+    def __init__(self, scale_shape=(4,)):
+        self.conv = jn.Conv(3, 4, (3, 3), padding=1, rngs=nnx.Rngs(0))
+        if scale_shape is not None:
+            self.scale = nnx.Param(jnp.zeros(scale_shape))
+
+
+def test_a_parameter_on_either_side_without_a_partner_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"source parameter scale \(shape \(4,\)\) has no "
+                                         r"partner in the target"):
+        interop.load(JaxScaled(None), TorchScaled())
+    target = JaxScaled()
+    before = np.asarray(target.conv.kernel[...]).copy()
+    with pytest.raises(ValueError, match=r"target parameter scale \(shape \(4,\)\) has no "
+                                         r"partner in the source"):
+        interop.load(target, TorchScaled(None))
+    np.testing.assert_array_equal(np.asarray(target.conv.kernel[...]), before)
+    with pytest.raises(ValueError, match=r"target parameter scale has shape \(2, 2\) but "
+                                         r"source parameter scale has \(4,\)"):
+        interop.load(JaxScaled((2, 2)), TorchScaled())
+    with pytest.raises(ValueError, match=r"target parameter scale has shape \(4, 3\) but "
+                                         r"source parameter scale has \(3, 4\)"):
+        interop.load(JaxScaled((4, 3)), TorchScaled((3, 4)))
+    loaded = interop.load(JaxScaled((1, 1, 4)), TorchScaled((4, 1, 1)))
+    np.testing.assert_array_equal(np.asarray(loaded.scale[...]), np.ones((1, 1, 4)))
+
+
+class GainConv(jn.Conv):
+    """A recognised layer holding one more parameter than load converts."""
+
+    def __init__(self):
+        super().__init__(3, 4, (3, 3), rngs=nnx.Rngs(0))
+        self.gain = nnx.Param(jnp.ones((4,)))
+
+
+def test_a_parameter_inside_a_layer_that_load_does_not_convert_is_refused():
+    with pytest.raises(ValueError, match=r"target parameter gain \(shape \(4,\)\) sits inside a "
+                                         r"layer beside the parameters load converts"):
+        interop.load(GainConv(), tnn.Conv2d(3, 4, 3))
