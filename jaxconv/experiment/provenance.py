@@ -17,6 +17,8 @@ from typing import Any
 
 #: The provenance keys that must agree for runs to be compared as one study.
 COMPARED = ("commit", "versions", "cpu", "backend")
+#: What a ``result.json`` from before recorded choices (schema version 1) shows instead.
+NOT_RECORDED = "not recorded (result.json schema 1)"
 
 
 def _git(*args: str, cwd: pathlib.Path) -> str:
@@ -62,24 +64,36 @@ def current() -> dict[str, str]:
     }
 
 
+def choices(record: Mapping[str, Any]) -> str:
+    """A run's recorded choices in one line (`jaxconv.train.options.choices`), or
+    `NOT_RECORDED` for a ``result.json`` that predates them."""
+    from jaxconv.train import options
+
+    recorded = record.get("choices")
+    if not recorded:
+        return NOT_RECORDED
+    return f"{options.describe(recorded)} (train.compile_options {recorded['requested']})"
+
+
 def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Markdown lines: the provenance all runs share, or a warning and one line per distinct
-    combination with the runs it covers."""
+    """Markdown lines: the provenance and choices all runs share, or a warning and one line per
+    distinct combination with the runs it covers."""
+    names = (*COMPARED, "choices")
     groups: dict[tuple, list[str]] = {}
     for r in records:
         prov = r.get("provenance") or {}
-        key = tuple(prov.get(k, "not recorded") for k in COMPARED)
+        key = (*(prov.get(k, "not recorded") for k in COMPARED), choices(r))
         groups.setdefault(key, []).append(f"{r['variant']}/seed-{r['seed']}")
     dates = sorted(r["provenance"]["date"] for r in records
                    if (r.get("provenance") or {}).get("date"))
     span = f"- trained: {dates[0]} to {dates[-1]}" if dates else "- trained: not recorded"
     if len(groups) == 1:
         (key,) = groups
-        return [f"- {name}: {value}" for name, value in zip(COMPARED, key)] + [span]
+        return [f"- {name}: {value}" for name, value in zip(names, key)] + [span]
     lines = [f"- **warning: these runs come from {len(groups)} different code versions, "
-             "package versions or machines; differences between variants may be "
+             "package versions, machines or choices; differences between variants may be "
              "differences between them**", span]
     for key, runs in groups.items():
-        where = "; ".join(f"{name} {value}" for name, value in zip(COMPARED, key))
+        where = "; ".join(f"{name} {value}" for name, value in zip(names, key))
         lines.append(f"  - {where}: {', '.join(runs)}")
     return lines

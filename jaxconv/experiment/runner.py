@@ -3,9 +3,10 @@
 Run folder ``<output_dir>/<name>/``: ``config.yaml`` (resolved), ``command.txt`` (every command
 that trained in it, one per line), one folder per variant and seed (``<variant>/seed-<k>/`` with
 the `jaxconv.train.fit` files and, once finished or diverged, ``result.json`` with the run's
-provenance), and the report. Running the same command again skips finished and diverged runs
-and resumes an interrupted one from its last checkpoint. A lock per seed folder lets several
-processes share a study: each trains the seeds no other process holds.
+provenance and the choices it trained under, see `RESULT_SCHEMA`), and the report. Running the
+same command again skips finished and diverged runs and resumes an interrupted one from its
+last checkpoint (refused when the choices resolve otherwise now). A lock per seed folder lets
+several processes share a study: each trains the seeds no other process holds.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from jaxconv.train import hosts
 from jaxconv.train.logging import atomic_write_text, read_jsonl
 
 LOCK = ".lock"
+#: The version of ``result.json``'s fields. 2 added ``schema_version`` and ``choices`` (the
+#: compile-option set and what else changes the numbers, `jaxconv.train.options.choices`);
+#: files without ``schema_version`` are version 1 and lack them.
+RESULT_SCHEMA = 2
 
 
 @contextlib.contextmanager
@@ -203,8 +208,9 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
     if write:
         atomic_write_text(folder.parent / "model.yaml",
                           yaml.safe_dump(variant.model.to_dict(), sort_keys=False))
-    record = {"variant": variant.name, "seed": seed, "params": cost.params, "macs": cost.macs,
-              "xla_flops": cost.xla_flops}
+    record = {"schema_version": RESULT_SCHEMA, "variant": variant.name, "seed": seed,
+              "params": cost.params, "macs": cost.macs, "xla_flops": cost.xla_flops,
+              "choices": dict(steps.choices)}
     try:
         result = train.fit(build(variant.model, seed), tr, te, recipe, seed=seed, workdir=folder,
                            progress=progress, steps=steps,

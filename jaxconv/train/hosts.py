@@ -1,7 +1,7 @@
 """The processes of a multi-host run (`jax.distributed.initialize`) and how they agree.
 
 Every process runs the same program; whatever decides which compiled calls run (a seed already
-finished, a checkpoint to resume, the compile options picked by timing) must be the same on all
+finished, a checkpoint to resume, the compile-option set) must be the same on all
 of them, or a process waits forever in a collective the others never join. Such decisions are
 process 0's, broadcast to the rest. With one process, every function here is the identity.
 """

@@ -1,10 +1,12 @@
 """`fit`: the training loop, resumable from its last checkpoint at any moment.
 
-A run is a function of (model init, data, recipe, seed): the data order of epoch ``e`` comes
+A run is a function of (model init, data, recipe, seed) on one machine class with one set of
+versions (`jaxconv.train.options`): the data order of epoch ``e`` comes
 from ``(seed, e)``, the augmentation key of step ``s`` from ``(seed, s)``, and a checkpoint holds
 the train state plus the running sums of the current epoch. So a run killed anywhere and
 started again with the same arguments ends, on CPU, with exactly the metrics of an uninterrupted
-run (only the wall-clock fields differ).
+run (only the wall-clock fields differ). A checkpoint records the choices its steps were
+built under (`jaxconv.train.options.choices`), and a resume under others is refused.
 """
 
 from __future__ import annotations
@@ -107,23 +109,11 @@ def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
         raise ValueError(f"train.batch_size: {recipe.batch_size} is larger than the {kept} "
                          f"training images of {train.name}")
     mean, std = channel_stats(train)
-    built: dict[str, S.Steps] = {}
-
-    def make(name: str) -> S.Steps:
-        if name not in built:
-            built[name] = S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
-                                  num_classes=train.num_classes, mean=mean, std=std,
-                                  compiler_options=O.candidates()[name], options=name)
-        return built[name]
-
-    mesh = S.mesh()
-    per_call = steps_per_call(recipe)
-    name, timings = O.choose(
-        recipe.compile_options, make_step=lambda name: make(name).train_many,
-        fresh_state=lambda: S.replicate(mesh, make("default").init(model, 0)),
-        batch=_timing_call(train, recipe), model=f"{type(model).__name__}|{recipe.optimizer}|"
-                                                 f"{recipe.crop_padding}|{recipe.flip}|{per_call}")
-    return dataclasses.replace(make(name), timings=timings)
+    chosen = O.agreed(O.choices(recipe.compile_options))
+    steps = S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
+                    num_classes=train.num_classes, mean=mean, std=std,
+                    compiler_options=chosen["compiler_options"], option_set=chosen["option_set"])
+    return dataclasses.replace(steps, choices=chosen)
 
 
 def _timing_call(train: Dataset, recipe: Recipe) -> tuple:
@@ -139,18 +129,23 @@ def _timing_call(train: Dataset, recipe: Recipe) -> tuple:
 
 
 def step_seconds(steps: S.Steps, model: nnx.Module, train: Dataset, recipe: Recipe) -> float:
-    """Seconds per training step of ``steps`` as `fit` runs them: from `build_steps`'s timing
-    of the picked compile options where there is one, else one timed call after a warm-up
-    call (which compiles the program `fit` will run)."""
+    """Seconds per training step of ``steps`` as `fit` runs them: one timed call after a
+    warm-up call (which compiles the program `fit` will run). For the plan only: no timing
+    decides anything a run computes."""
     per_call = steps_per_call(recipe)
-    # The timed call is collective: every process of a multi-host run times, or none does,
-    # and all take process 0's figure (their caches of the timings may differ).
-    if hosts.from_process_0(steps.options in steps.timings):
-        ms = steps.timings.get(steps.options, 0.0)
-    else:
-        state = S.replicate(S.mesh(), steps.init(model, 0))
-        ms = O.time_step(steps.train_many, state, _timing_call(train, recipe), repeats=1)
+    # the timed call is collective: every process of a multi-host run times, and all take
+    # process 0's figure
+    state = S.replicate(S.mesh(), steps.init(model, 0))
+    ms = O.time_step(steps.train_many, state, _timing_call(train, recipe), repeats=1)
     return hosts.from_process_0(round(ms * 1e3)) / 1e6 / per_call
+
+
+def _recorded_choices(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The choices a checkpoint was saved under: its record, or the option set's name alone
+    in checkpoints from before records (``None`` when it holds neither)."""
+    if "choices" in meta:
+        return dict(meta["choices"])
+    return {"option_set": meta["compile_options"]} if "compile_options" in meta else None
 
 
 #: Steps per compiled call unless `Recipe.steps_per_call` says otherwise. Each call allocates
@@ -163,7 +158,7 @@ STEPS_PER_CALL = 8
 
 
 def steps_per_call(recipe: Recipe) -> int:
-    """``recipe.steps_per_call``, or `STEPS_PER_CALL` when it is 0 (automatic)."""
+    """``recipe.steps_per_call``, or the constant `STEPS_PER_CALL` when it is 0."""
     return recipe.steps_per_call or STEPS_PER_CALL
 
 
@@ -217,7 +212,9 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
 
     Raises:
       TrainingDiverged: the loss became NaN or infinite.
-      ValueError: the batch size does not divide over the devices, or exceeds the data.
+      ValueError: the batch size does not divide over the devices, or exceeds the data; or
+        ``workdir``'s checkpoint was saved under other choices (compile options, XLA flags,
+        autotuning) than ``steps`` were built under.
     """
     workdir = pathlib.Path(workdir)
     steps = steps or build_steps(model, train, recipe)
@@ -233,11 +230,11 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
     latest = hosts.from_process_0(-1 if checkpoints.latest() is None else checkpoints.latest())
     if latest >= 0:
         state, meta = checkpoints.restore(state, latest)
-        # The same compilation as before the interruption, so the resumed run stays exact.
-        recorded = meta.get("compile_options", steps.options)
-        if recorded != steps.options and recorded in O.candidates():
-            steps = build_steps(model, train,
-                                dataclasses.replace(recipe, compile_options=recorded))
+        try:    # only the choices it started under give the numbers of an uninterrupted run
+            O.check_resume(_recorded_choices(meta), steps.choices, str(workdir))
+        except ValueError:
+            checkpoints.close()
+            raise
     start = int(state.step)
     log = MetricsLog(workdir, resume_step=start if start else None, enabled=hosts.primary())
     bar = Progress(recipe.epochs * per_epoch, start, enabled=progress and hosts.primary(),
@@ -253,7 +250,7 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
         log.sync()          # the events a checkpoint covers are on disk before it exists
         checkpoints.save(state, {"history": history, "train_time_s": train_time,
                                  "images": images_seen, "sums": sums,
-                                 "compile_options": steps.options})
+                                 "choices": dict(steps.choices)})
         saved = time.perf_counter()
 
     per_call = steps_per_call(recipe)

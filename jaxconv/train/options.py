@@ -1,86 +1,150 @@
-"""Compile options for the engine's own ``jax.jit``, picked by timing the real training step.
+"""Compile options for the engine's own ``jax.jit``: which set a run uses, and its record.
 
-A library cannot pass compile options into its users' functions, but the engine compiles its own
-step, so it can try each candidate there: XLA's defaults, and `jaxconv.environment`'s measured
-options (on jaxlib 0.10 CPU: convolutions and dots to XLA's own kernels instead of YNNPACK,
-which on some CPUs is several times slower). Each candidate's call (the several steps `fit`
-runs per call) is compiled and timed once per (backend, CPU class, jaxlib, devices, YNNPACK
-state, model, inputs), the tuned one only when the default call takes at least `WORTH_MS`;
-the winner and the timings are kept in a
-JSON file, ``$JAXCONV_COMPILE_CACHE`` or ``~/.cache/jaxconv/compile_options.json``, so later
-runs on the machine compile once.
+Three names, three things:
 
-Ops traced for the step are told the options (`jaxconv.functional.cpu.compiling_with`), so
-``impl="auto"`` picks formulations for the compilation that will really happen.
+- ``Recipe.compile_options`` (the config key ``train.compile_options``): what the user asks
+  for, ``"auto"``, ``"default"`` or ``"tuned"``.
+- an *option set*: what that resolves to, ``"default"`` (XLA's defaults) or ``"tuned"``
+  (`jaxconv.environment.compiler_options`: on jaxlib 0.10 CPU, convolutions and dots to XLA's
+  own kernels instead of YNNPACK); `option_sets` lists those this backend and jaxlib have.
+- *compiler options*: the dict an option set stands for, as ``jax.jit(compiler_options=...)``
+  takes it.
+
+``"auto"`` resolves from the committed per-class table (`jaxconv.train.compile_table`), keyed
+by the machine class (`machine_class`: backend, CPU class, core count, jaxlib), never from a
+timing: the two sets compute different bits, so a pick by timing would make a run's numbers
+depend on the machine's load or on a cache file. `choices` is what a run records (in its
+checkpoints and ``result.json``); `check_resume` refuses to continue a run under others.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import os
 import time
-import warnings
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 
 from jaxconv import environment
-from jaxconv.functional import cpu
-from jaxconv.train import hosts
+from jaxconv.functional import autotune, cpu
+from jaxconv.train import compile_table, hosts
+from jaxconv.train.recipe import COMPILE_OPTIONS as REQUESTS
 
-CACHE_ENV = "JAXCONV_COMPILE_CACHE"
-#: A call of the default program faster than this is not worth a second compilation: the
-#: options change how large convolutions run, and small models' steps are mostly overhead.
-WORTH_MS = 200.0
-CHOICES = ("auto", "default", "tuned")
-#: Timed steps per candidate, after one warm-up step (which compiles).
+#: Timed steps per call of `time_step`, after one warm-up step (which compiles).
 REPEATS = 3
+#: The recorded choices that change a run's numbers; a resume must match them all.
+COMPARED = ("option_set", "compiler_options", "xla_flags", "autotune")
 
 
-def candidates(backend: str | None = None) -> dict[str, dict[str, str]]:
+def option_sets(backend: str | None = None) -> dict[str, dict[str, str]]:
     """``{"default": {}, "tuned": {...}}``; only ``"default"`` where no tuned options are known
     for this backend and jaxlib."""
     tuned = environment.compiler_options(backend)
     return {"default": {}, "tuned": tuned} if tuned else {"default": {}}
 
 
-def cache_path() -> Path:
-    default = Path.home() / ".cache" / "jaxconv" / "compile_options.json"
-    return Path(os.environ.get(CACHE_ENV) or default)
+@dataclasses.dataclass(frozen=True)
+class MachineClass:
+    """What a run's numbers depend on besides its config, seed and versions."""
+
+    backend: str
+    isa: str
+    cores: int
+    jaxlib: str
+
+    def __str__(self) -> str:
+        return f"{self.backend}, {self.isa}, {self.cores} cores, jaxlib {self.jaxlib}"
 
 
-def key(state: Any, batch_shapes: tuple[tuple[int, ...], ...], model: str) -> str:
-    """What a timing depends on: backend, CPU class, jaxlib, devices, whether YNNPACK takes
-    convolutions in this process, the candidates' options, the model and the inputs."""
+def machine_class() -> MachineClass:
+    """This process's machine class: backend, CPU class (`jaxconv.functional.cpu.isa`), core
+    count and jaxlib's ``major.minor``."""
     from jaxlib import version
 
-    shapes = jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), state)
-    facts = (model, shapes, batch_shapes, candidates(), jax.device_count(),
-             cpu.ynnpack_convolutions())
-    digest = hashlib.sha256(repr(facts).encode()).hexdigest()[:16]
-    return f"{jax.default_backend()}|{cpu.isa()}|{version.__version__}|{digest}"
+    return MachineClass(jax.default_backend(), cpu.isa(), os.cpu_count() or 1,
+                        ".".join(version.__version__.split(".")[:2]))
 
 
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        entries = json.loads(path.read_text()) if path.exists() else {}
-        return entries if isinstance(entries, dict) else {}
-    except (OSError, ValueError):
-        warnings.warn(f"ignoring the unreadable cache {path}; it will be rewritten",
-                      stacklevel=3)
-        return {}
+def resolve(request: str, machine: MachineClass | None = None) -> tuple[str, str]:
+    """The option set for ``request`` on ``machine`` (this one by default) and why.
+
+    Raises:
+      ValueError: ``request`` is not one of `REQUESTS`.
+    """
+    if request not in REQUESTS:
+        raise ValueError(f"train.compile_options: {request!r} is not one of "
+                         f"{', '.join(REQUESTS)}")
+    machine = machine or machine_class()
+    available = option_sets(machine.backend)
+    if request != "auto":
+        if request in available:
+            return request, "asked for"
+        return "default", (f"asked for {request!r}, which this backend and jaxlib do not have "
+                           f"({machine}): XLA's defaults")
+    row = compile_table.lookup(machine.backend, machine.isa, machine.jaxlib, machine.cores)
+    if row is None or row.option_set not in available:
+        return "default", f"{compile_table.UNMEASURED} ({machine})"
+    return row.option_set, f"committed table, {machine}: {row.reason}"
 
 
-def _store(path: Path, name: str, entry: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    entries = _load(path)
-    entries[name] = entry
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+def choices(request: str, machine: MachineClass | None = None) -> dict[str, Any]:
+    """The record of what a run with ``Recipe.compile_options=request`` uses here: the option
+    set and its compiler options, why, the machine class, this process's ``XLA_FLAGS`` and
+    whether ``impl="auto"`` autotunes (``JAXCONV_AUTOTUNE=1``)."""
+    machine = machine or machine_class()
+    name, reason = resolve(request, machine)
+    return {"requested": request, "option_set": name,
+            "compiler_options": option_sets(machine.backend)[name], "reason": reason,
+            "machine_class": str(machine), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "autotune": autotune.enabled()}
+
+
+def agreed(chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """``chosen`` with process 0's option set, on every process of a multi-host run (processes
+    on machines of other classes could resolve ``"auto"`` differently, and every process must
+    compile the same program); unchanged with one process."""
+    names = list(option_sets())
+    name = names[hosts.from_process_0(names.index(chosen["option_set"]))]
+    if name == chosen["option_set"]:
+        return dict(chosen)
+    return {**chosen, "option_set": name, "compiler_options": option_sets()[name],
+            "reason": f"process 0's choice ({chosen['reason']} here)"}
+
+
+def describe(recorded: Mapping[str, Any]) -> str:
+    """One line for a choices record (or an older, partial one)."""
+    parts = [f"option set {recorded.get('option_set', 'not recorded')}"]
+    if "compiler_options" in recorded:
+        parts[0] += f" {dict(recorded['compiler_options'])}"
+    if "xla_flags" in recorded:
+        parts.append(f"XLA_FLAGS {recorded['xla_flags'] or '(none)'!r}")
+    if "autotune" in recorded:
+        parts.append(f"autotune {'on' if recorded['autotune'] else 'off'}")
+    return ", ".join(parts)
+
+
+def check_resume(recorded: Mapping[str, Any] | None, current: Mapping[str, Any],
+                 where: str) -> None:
+    """Refuses to resume a run recorded under other choices than ``current``.
+
+    ``recorded`` comes from the checkpoint (``None`` when it predates records; such a run
+    resumes); only the `COMPARED` keys it holds are compared.
+
+    Raises:
+      ValueError: a compared choice differs; the message names both.
+    """
+    if not recorded:
+        return
+    differ = [k for k in COMPARED if k in recorded and recorded[k] != current.get(k)]
+    if differ:
+        raise ValueError(
+            f"{where}: this run was checkpointed under {describe(recorded)} and would resume "
+            f"under {describe(current)} (differs in {', '.join(differ)}); a resume under "
+            "other choices would not give the numbers of an uninterrupted run. Resume it where "
+            "they resolve as before (the same train.compile_options, XLA_FLAGS, "
+            "JAXCONV_AUTOTUNE and machine class), or train it afresh in another folder")
 
 
 def time_step(step: Callable, state: Any, batch: tuple, repeats: int = REPEATS) -> float:
@@ -92,46 +156,3 @@ def time_step(step: Callable, state: Any, batch: tuple, repeats: int = REPEATS) 
         state = jax.block_until_ready(step(state, *batch)[0])
         times.append((time.perf_counter() - tick) * 1e3)
     return sorted(times)[len(times) // 2]
-
-
-def choose(choice: str, make_step: Callable[[str], Callable],
-           fresh_state: Callable[[], Any], batch: tuple, model: str
-           ) -> tuple[str, dict[str, float]]:
-    """The candidate name for ``choice`` and the timings behind it (empty when not timed).
-
-    Args:
-      choice: ``"auto"`` (time every candidate, cached), ``"default"`` or ``"tuned"``.
-      make_step: a candidate's name -> the jitted step compiled with its options.
-      fresh_state: a new train state (the step donates the one it gets).
-      batch: one training batch as the step takes it.
-      model: a description of the model for the cache key.
-    """
-    if choice not in CHOICES:
-        raise ValueError(f"train.compile_options: {choice!r} is not one of "
-                         f"{', '.join(CHOICES)}")
-    options = candidates()
-    if choice != "auto":
-        return (choice if choice in options else "default"), {}
-    if len(options) == 1:
-        return "default", {}
-    state = fresh_state()
-    name = key(state, tuple(tuple(b.shape) for b in batch), model)
-    path = cache_path()
-    entry = _load(path).get(name)
-    names = list(options)
-    # the processes of a multi-host run all time (the steps are collective) or none does, and
-    # all take process 0's pick
-    cached = hosts.from_process_0(
-        names.index(entry["pick"]) if entry is not None and entry.get("pick") in options
-        else -1)
-    if cached >= 0:
-        pick = names[cached]
-        return pick, dict(entry["ms"]) if entry is not None and entry["pick"] == pick else {}
-    ms = {"default": time_step(make_step("default"), fresh_state(), batch)}
-    if hosts.from_process_0(ms["default"] >= WORTH_MS):
-        ms.update({label: time_step(make_step(label), fresh_state(), batch)
-                   for label in options if label != "default"})
-    entry = {"pick": names[hosts.from_process_0(names.index(min(ms, key=ms.get)))],
-             "ms": {k: round(v, 2) for k, v in ms.items()}}
-    _store(path, name, entry)
-    return entry["pick"], dict(entry["ms"])

@@ -14,6 +14,7 @@ from jaxconv._hints import did_you_mean
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear", "onecycle", "constant")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPILE_OPTIONS = ("auto", "default", "tuned")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,15 +39,17 @@ class Recipe:
         ``checkpoint_seconds`` allows, and after the last epoch).
       eval_batch_size: batch size for evaluation.
       log_every: steps between training-metric records.
-      compile_options: the training step's compile options: ``"auto"`` (time XLA's defaults
-        and jaxconv's tuned options on the real step once per model and machine, keep the
-        faster; see `jaxconv.train.options`), ``"default"`` or ``"tuned"``.
+      compile_options: the compile-option set of the training step: ``"auto"`` (the set that
+        the committed per-class table, `jaxconv.train.compile_table`, gives this machine class:
+        backend, CPU class, core count and jaxlib; never a timing), ``"default"`` (XLA's
+        defaults) or ``"tuned"`` (`jaxconv.environment.compiler_options`). The two sets
+        compute different bits; a run records which it used. See `jaxconv.train.options`.
       compute_dtype: ``"float32"`` or ``"bfloat16"``: the dtype the forward and backward passes
         run in (mixed precision). Parameters, optimizer state and BatchNorm statistics stay
         float32 and the loss is computed in float32 either way.
-      steps_per_call: training steps per compiled call (one ``lax.scan``; 0: chosen from the
-        measured step time, see `jaxconv.train.loop.steps_per_call`). Metrics, logs and
-        divergence checks stay per step; checkpoints fall between calls.
+      steps_per_call: training steps per compiled call (one ``lax.scan``; 0: the constant
+        `jaxconv.train.loop.STEPS_PER_CALL`, 8). Metrics, logs and divergence checks stay per
+        step; checkpoints fall between calls.
     """
 
     epochs: int = 1
@@ -72,7 +75,7 @@ class Recipe:
     def __post_init__(self):
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
-        _choice("compile_options", self.compile_options, ("auto", "default", "tuned"))
+        _choice("compile_options", self.compile_options, COMPILE_OPTIONS)
         _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             value = getattr(self, name)

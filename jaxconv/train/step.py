@@ -90,10 +90,12 @@ class Steps:
         the devices once) where the ``(K,)`` ``active`` is true, as one ``lax.scan``; each
         metric comes back with one value per row (zeros where inactive). One compiled program
         runs calls of any length up to ``K``.
-      options: which compile options the steps use (``"default"`` or ``"tuned"``, see
-        `jaxconv.train.options`).
-      timings: milliseconds per call of `train_many` (all its rows active) of each candidate,
-        when they were timed.
+      option_set: the name of the compile-option set the steps are compiled with
+        (``"default"`` or ``"tuned"``, see `jaxconv.train.options`).
+      choices: what the steps were built under that changes their numbers
+        (`jaxconv.train.options.choices`; `build` alone fills the option set and its compiler
+        options): `jaxconv.train.fit` stores it in checkpoints and refuses to resume under
+        other choices.
     """
 
     train: Callable
@@ -101,8 +103,8 @@ class Steps:
     init: Callable[[nnx.Module, int], TrainState]
     train_many: Callable
     merge: Callable[[TrainState], nnx.Module]
-    options: str = "default"
-    timings: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    option_set: str = "default"
+    choices: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _jit(fn: Callable, compiler_options: Mapping[str, str], **kwargs) -> Callable:
@@ -119,12 +121,12 @@ def _jit(fn: Callable, compiler_options: Mapping[str, str], **kwargs) -> Callabl
 
 def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classes: int,
           mean: np.ndarray, std: np.ndarray, compiler_options: Mapping[str, str] | None = None,
-          options: str = "default") -> Steps:
+          option_set: str = "default") -> Steps:
     """Jitted steps for ``model``; the model object itself is not modified.
 
     The steps do not depend on the seed (it lives in the state), so one compilation serves
-    every seed of a design. ``compiler_options`` go to both ``jax.jit`` calls; ``options``
-    names them.
+    every seed of a design. ``compiler_options`` (the XLA option dict) go to every ``jax.jit``
+    call; ``option_set`` is the name of the set they come from.
     """
     model = nnx.clone(model)
     compute = jnp.dtype(recipe.compute_dtype)
@@ -208,7 +210,8 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     compiler_options = dict(compiler_options or {})
     return Steps(_jit(train, compiler_options, donate_argnums=0),
                  _jit(evaluate, compiler_options), init,
-                 _jit(train_many, compiler_options, donate_argnums=0), merge, options)
+                 _jit(train_many, compiler_options, donate_argnums=0), merge, option_set,
+                 {"option_set": option_set, "compiler_options": compiler_options})
 
 
 def _metrics(loss, accuracy, finite) -> dict[str, jax.Array]:

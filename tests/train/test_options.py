@@ -1,63 +1,90 @@
-"""Compile options of the engine's step: measured once per model and machine, then cached."""
+"""Compile options of the engine's step: resolved from the committed per-class table, recorded,
+and a resume under others refused."""
+
+import pathlib
 
 import pytest
 
-from jaxconv.train import options
+from jaxconv.train import compile_table, hosts, options
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_auto_times_each_candidate_once_then_reads_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(options.CACHE_ENV, str(tmp_path / "cache.json"))
-    monkeypatch.setattr(options, "candidates",
-                        lambda backend=None: {"default": {}, "tuned": {"x": "1"}})
-    monkeypatch.setattr(options, "key", lambda state, shapes, model: f"k|{model}")
-    timed = []
-    ms = {"default": 900.0, "tuned": 400.0}
-
-    def time_step(step, state, batch):
-        timed.append(step)
-        return ms[step]
-
-    monkeypatch.setattr(options, "time_step", time_step)
-    pick = options.choose("auto", make_step=lambda name: name, fresh_state=lambda: None,
-                          batch=(), model="net")
-    assert pick == ("tuned", ms) and timed == ["default", "tuned"]
-    ms["tuned"] = 2000.0  # a cached pick is not timed again
-    assert options.choose("auto", make_step=lambda name: name, fresh_state=lambda: None,
-                          batch=(), model="net")[0] == "tuned"
-    assert timed == ["default", "tuned"]
-    assert options.choose("default", make_step=lambda name: name, fresh_state=lambda: None,
-                          batch=(), model="net") == ("default", {})
+def machine(backend="cpu", isa="avx2", cores=2, jaxlib="0.10"):
+    return options.MachineClass(backend, isa, cores, jaxlib)
 
 
-def test_a_fast_default_call_is_not_worth_a_second_compilation(tmp_path, monkeypatch):
-    monkeypatch.setenv(options.CACHE_ENV, str(tmp_path / "cache.json"))
-    monkeypatch.setattr(options, "candidates",
-                        lambda backend=None: {"default": {}, "tuned": {"x": "1"}})
-    monkeypatch.setattr(options, "key", lambda state, shapes, model: "k")
-    timed = []
-    monkeypatch.setattr(options, "time_step",
-                        lambda step, state, batch: timed.append(step) or options.WORTH_MS / 2)
-    assert options.choose("auto", make_step=lambda name: name, fresh_state=lambda: None,
-                          batch=(), model="net")[0] == "default"
-    assert timed == ["default"]
+@pytest.fixture
+def no_timing(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a timing decided the compile options")
+
+    monkeypatch.setattr(options, "time_step", refuse)
 
 
-def test_the_cache_key_tells_apart_what_the_timing_depends_on(monkeypatch):
-    import jax.numpy as jnp
-
-    state = {"w": jnp.zeros((3, 3))}
-    base = options.key(state, ((8, 4),), "net")
-    assert base == options.key(state, ((8, 4),), "net")
-    assert base != options.key(state, ((16, 4),), "net")
-    assert base != options.key({"w": jnp.zeros((3, 4))}, ((8, 4),), "net")
-    from jaxconv.functional import cpu
-
-    flipped = not cpu.ynnpack_convolutions()
-    monkeypatch.setattr(cpu, "ynnpack_convolutions", lambda: flipped)
-    assert base != options.key(state, ((8, 4),), "net")
+@pytest.mark.parametrize(("cls", "expected"), [
+    (machine(), "tuned"), (machine(cores=64), "tuned"), (machine(isa="avx512"), "tuned"),
+    (machine(isa="other"), "default"), (machine(jaxlib="0.9"), "default"),
+    (machine(backend="gpu"), "default")])
+def test_auto_resolves_from_the_table_by_machine_class(cls, expected, no_timing):
+    name, reason = options.resolve("auto", cls)
+    assert name == expected
+    assert str(cls) in reason
+    row = compile_table.lookup(cls.backend, cls.isa, cls.jaxlib, cls.cores)
+    assert (row.reason in reason) if row else (compile_table.UNMEASURED in reason)
 
 
-def test_unknown_choice_names_the_key_and_the_choices():
+def test_every_row_cites_a_committed_results_file():
+    for row in compile_table.ROWS:
+        cited = row.reason.split(" ")[0]
+        assert cited.startswith("experiments/results/") and (ROOT / cited).is_file(), row
+        assert row.option_set in ("default", "tuned")
+
+
+def test_an_explicit_request_is_kept_where_the_set_exists(no_timing):
+    assert options.resolve("default", machine()) == ("default", "asked for")
+    assert options.resolve("tuned", machine()) == ("tuned", "asked for")
+    name, reason = options.resolve("tuned", machine(backend="gpu"))
+    assert name == "default" and "asked for 'tuned'" in reason
+
+
+def test_unknown_request_names_the_key_and_the_choices():
     with pytest.raises(ValueError, match=r"train.compile_options: 'fast' is not one of auto, "
                                          r"default, tuned"):
-        options.choose("fast", make_step=None, fresh_state=None, batch=(), model="")
+        options.resolve("fast")
+
+
+def test_choices_record_the_set_the_flags_and_autotuning(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    monkeypatch.setenv("JAXCONV_AUTOTUNE", "1")
+    record = options.choices("auto", machine())
+    assert record["requested"] == "auto" and record["option_set"] == "tuned"
+    assert record["compiler_options"] == options.option_sets("cpu")["tuned"]
+    assert record["xla_flags"] == "--xla_force_host_platform_device_count=1"
+    assert record["autotune"] is True and record["machine_class"] == str(machine())
+
+
+def test_a_resume_under_other_choices_names_both(monkeypatch):
+    monkeypatch.delenv("JAXCONV_AUTOTUNE", raising=False)
+    tuned, default = options.choices("tuned", machine()), options.choices("default", machine())
+    options.check_resume(tuned, dict(tuned, reason="another reason"), "run")
+    options.check_resume(None, tuned, "run")        # a checkpoint from before records
+    with pytest.raises(ValueError, match=r"run: this run was checkpointed under option set "
+                                         r"tuned .* would resume under option set default"):
+        options.check_resume(tuned, default, "run")
+    with pytest.raises(ValueError, match=r"differs in option_set"):
+        options.check_resume({"option_set": "default"}, tuned, "run")   # an older checkpoint
+    with pytest.raises(ValueError, match=r"differs in autotune"):
+        options.check_resume(tuned, dict(tuned, autotune=True), "run")
+
+
+def test_every_process_takes_process_0s_option_set(monkeypatch):
+    """Processes of a multi-host run on machines of other classes still compile one program."""
+    if list(options.option_sets()) != ["default", "tuned"]:
+        pytest.skip("one option set on this backend and jaxlib: nothing to disagree on")
+    mine = options.choices("tuned")
+    assert options.agreed(mine) == mine
+    monkeypatch.setattr(hosts, "from_process_0", lambda value: 0)   # process 0 said default
+    agreed = options.agreed(mine)
+    assert agreed["option_set"] == "default" and agreed["compiler_options"] == {}
+    assert agreed["reason"].startswith("process 0's choice")
