@@ -8,12 +8,20 @@ its timings in a JSON file: ``$JAXCONV_AUTOTUNE_CACHE``, by default
 ``~/.cache/jaxconv/autotune.json``. Later calls, in this process or another, read it. Tracing
 happens once per shape, so a jitted step pays the measurement on its first call only.
 ``JAXCONV_AUTOTUNE=1`` makes ``impl="auto"`` autotune too.
+
+Formulations compute different bits, so autotuning makes the numbers depend on a timing: it
+is a user's explicit request (``impl="autotune"`` or ``JAXCONV_AUTOTUNE=1``), and a training
+run records whether it was on (`jaxconv.train.options.choices`). The key carries what changes
+the program or the timing: backend, CPU model and class, jaxlib, op, dtype, the resolved conv
+(its compilation included) and the ``XLA_FLAGS`` the measurement compiled under. In a
+multi-host run every process takes process 0's pick and process 0 alone writes the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -50,10 +58,12 @@ def cache_path() -> Path:
 
 def _key(backend: str, op: str, spec: ConvSpec, dtype: Any) -> str:
     """What a timing depends on besides the call: the backend, on CPU the instruction-set
-    class (the same conv's fastest formulation changed with AVX-512), and jaxlib's version."""
+    class (the same conv's fastest formulation changed with AVX-512), jaxlib's version, the
+    dtype, and the compile regime: the ``XLA_FLAGS`` the measurement compiles under."""
     machine = f"{cpu.model()} {cpu.isa()}" if backend == "cpu" else backend
+    flags = os.environ.get("XLA_FLAGS", "")
     return (f"{backend}|{machine}|jaxlib {jaxlib_version()}|{op}|{jnp.dtype(dtype).name}|"
-            f"{spec!r}")
+            f"XLA_FLAGS={flags}|{spec!r}")
 
 
 def jaxlib_version() -> str:
@@ -98,9 +108,24 @@ def _store(path: Path, key: str, entry: dict[str, Any]) -> None:
         warnings.simplefilter("ignore")
         entries = _load(path)
     entries[key] = entry
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+    # a name no other process, on this host or another sharing the folder, can take
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(handle, "w") as f:
+        f.write(json.dumps(entries, indent=1, sort_keys=True))
     os.replace(tmp, path)
+
+
+def _from_process_0(names: list[str], pick: str) -> str:
+    """Process 0's ``pick`` among ``names`` (the same list on every process), on every process
+    of a multi-host run: each process's timing may pick otherwise, and all must trace one
+    program."""
+    if jax.process_count() == 1:
+        return pick
+    from jax.experimental import multihost_utils
+
+    with jax.ensure_compile_time_eval():
+        index = multihost_utils.broadcast_one_to_all(np.int32(names.index(pick)))
+    return names[int(index)]
 
 
 def measure(compute: Callable, spec: ConvSpec, dtype: Any, kernel_shape: tuple[int, ...],
@@ -132,8 +157,11 @@ def fastest(op: str, table: Mapping[str, Formulation], spec: ConvSpec,
         ms = {name: measure(table[name].compute, spec, dtype, kernel_shape)
               for name, why in able.items() if why is None}
         entry = {"impl": min(ms, key=ms.get), "ms": {n: round(t, 3) for n, t in ms.items()}}
-        _store(path, key, entry)
+        if jax.process_index() == 0:
+            _store(path, key, entry)
+    # every process asks, measured or cached alike, so the collective always lines up
+    impl = _from_process_0(sorted(n for n, why in able.items() if why is None), entry["impl"])
     timings = ", ".join(f"{n} {t:.2f} ms" for n, t in sorted(entry["ms"].items(),
                                                               key=lambda kv: kv[1]))
-    return entry["impl"], (f"autotuned: fastest forward+backward for these shapes on {backend} "
-                           f"({timings}; cached in {path})")
+    return impl, (f"autotuned: fastest forward+backward for these shapes on {backend} "
+                  f"({timings}; cached in {path})")
