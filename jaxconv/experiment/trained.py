@@ -57,18 +57,19 @@ class TrainedRun:
         return data.normalize(np.asarray(images), self.mean, self.std)
 
     def probabilities(self, images: np.ndarray, *, batch_size: int = 500) -> np.ndarray:
-        """Class probabilities ``(N, num_classes)`` for uint8 images ``(N, H, W, C)``."""
+        """Class probabilities ``(N, num_classes)`` for uint8 images ``(N, H, W, C)``.
+
+        The forward pass compiles once per chunk shape, across calls and runs of one design.
+        """
         images = np.asarray(images)
         if images.ndim == len(self.image_shape):
             images = images[None]
         if images.shape[1:] != self.image_shape:
             raise ValueError(f"images: expected shape (N, {', '.join(map(str, self.image_shape))})"
                              f" as {self.dataset_name} has; got {images.shape}")
-        forward = nnx.jit(lambda m, x: jax.nn.softmax(m(x), axis=-1))
         return np.concatenate([
-            np.asarray(forward(self.model, self.normalize(images[i:i + batch_size])))
+            np.asarray(_softmax_forward(self.model, self.normalize(images[i:i + batch_size])))
             for i in range(0, len(images), batch_size)])
-
 
     def predict_fn(self):
         """``uint8 images (N, H, W, C) -> class probabilities (N, num_classes)``, a pure
@@ -91,6 +92,12 @@ class TrainedRun:
             raise ValueError(f"batch_size: {batch_size!r} must be a positive int")
         spec = jax.ShapeDtypeStruct((batch_size, *self.image_shape), jnp.uint8)
         return jax.export.export(jax.jit(self.predict_fn()), platforms=platforms)(spec)
+
+
+@nnx.jit
+def _softmax_forward(model: models.ConvNet, images: jax.Array) -> jax.Array:
+    """Class probabilities of normalised images; one compiled program per graph and shape."""
+    return jax.nn.softmax(model(images), axis=-1)
 
 
 def read_images(path: str | pathlib.Path, image_shape: tuple[int, ...]) -> np.ndarray:

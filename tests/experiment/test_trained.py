@@ -141,3 +141,15 @@ def test_an_exported_model_runs_without_jaxconv(run_dir, tmp_path, capsys):
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
     expected = experiment.load_run(run_dir, "bottleneck").probabilities(test.images[:4])
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_probabilities_compile_once_for_a_shape(run_dir, monkeypatch):
+    run = experiment.load_run(run_dir, "bottleneck")
+    images = data.load("synthetic", "test").images[:8]
+    traces = []
+    call = models.ConvNet.__call__
+    monkeypatch.setattr(models.ConvNet, "__call__",
+                        lambda self, x: traces.append(x.shape) or call(self, x))
+    first = run.probabilities(images)
+    np.testing.assert_array_equal(run.probabilities(images), first)
+    assert traces == [(8, 12, 12, 1)]
