@@ -208,6 +208,7 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
     if write:
         atomic_write_text(folder.parent / "model.yaml",
                           yaml.safe_dump(variant.model.to_dict(), sort_keys=False))
+        trained.save_normalization(folder, *train.channel_stats(tr))
     record = {"schema_version": RESULT_SCHEMA, "variant": variant.name, "seed": seed,
               "params": cost.params, "macs": cost.macs, "xla_flops": cost.xla_flops,
               "choices": dict(steps.choices)}

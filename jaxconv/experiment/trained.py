@@ -1,8 +1,11 @@
 """Trained models out of run folders: `load_run` and `load_model`.
 
-A finished run keeps its last checkpoint (``<variant>/seed-<k>/checkpoints``); with the
+A finished run keeps its last checkpoint (``<variant>/seed-<k>/checkpoints``) and the input
+normalisation it trained with (``normalization.json`` beside it, `save_normalization`); with the
 folder's resolved ``config.yaml`` that is everything needed to rebuild the model, its weights,
-its BatchNorm statistics and the input normalisation it was trained with.
+its BatchNorm statistics and what its inputs must look like, whatever machine loads it. Run
+folders written before the normalisation was kept recompute it from the training set, with a
+warning.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import collections
 import dataclasses
 import json
 import pathlib
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +28,10 @@ from jaxconv import data, models, train
 from jaxconv._hints import did_you_mean
 from jaxconv.experiment import report
 from jaxconv.train import step as S
+from jaxconv.train.logging import atomic_write_text
+
+#: The file of a run folder (``<variant>/seed-<k>/``) with the normalisation the run trained with.
+NORMALIZATION = "normalization.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +106,35 @@ class TrainedRun:
 def _softmax_forward(model: models.ConvNet, images: jax.Array) -> jax.Array:
     """Class probabilities of normalised images; one compiled program per graph and shape."""
     return jax.nn.softmax(model(images), axis=-1)
+
+
+def save_normalization(folder: str | pathlib.Path, mean: np.ndarray, std: np.ndarray) -> None:
+    """Writes the per-channel ``mean`` and ``std`` (``[0, 1]`` units) a run trains with into its
+    folder, atomically, for `load_run` to use on any machine."""
+    record = {"mean": np.asarray(mean, np.float32).tolist(),
+              "std": np.asarray(std, np.float32).tolist(),
+              "units": "pixels / 255; the model takes (pixels / 255 - mean) / std per channel"}
+    atomic_write_text(pathlib.Path(folder) / NORMALIZATION, json.dumps(record, indent=1) + "\n")
+
+
+def read_normalization(folder: pathlib.Path,
+                       dataset: data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(mean, std)`` a run in ``folder`` trained with; recomputed from ``dataset`` (the
+    training split), with a warning, for a folder written before runs kept them."""
+    path = folder / NORMALIZATION
+    if not path.is_file():
+        warnings.warn(f"{folder} has no {NORMALIZATION} (written before runs kept their input "
+                      f"normalisation); it is recomputed from the {dataset.name} training set "
+                      "on this machine, which matches the run's only if the data and the "
+                      "arithmetic are the same here", UserWarning, stacklevel=3)
+        return train.channel_stats(dataset)
+    record = json.loads(path.read_text())
+    mean, std = (np.asarray(record[key], np.float32) for key in ("mean", "std"))
+    channels = dataset.images.shape[-1]
+    if mean.shape != (channels,) or std.shape != (channels,):
+        raise ValueError(f"run_dir: {path} holds mean {mean.shape} and std {std.shape}; "
+                         f"expected one value per channel, ({channels},), as {dataset.name} has")
+    return mean, std
 
 
 def read_images(path: str | pathlib.Path, image_shape: tuple[int, ...]) -> np.ndarray:
@@ -199,7 +236,7 @@ def build_model(spec: models.ModelSpec, dataset: data.Dataset, seed: int) -> mod
 
 def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
              initial: bool = False) -> TrainedRun:
-    """A finished run's trained model and input normalisation.
+    """A finished run's trained model and the input normalisation it trained with.
 
     Args:
       run_dir: a `jaxconv run` folder, e.g. ``runs/quickstart``.
@@ -229,7 +266,7 @@ def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
     spec = models.ModelSpec.from_saved(entry["model"])
     recipe = train.Recipe.from_dict(config["train"])
     dataset = data.load(config["data"]["name"], "train", config["data"].get("data_dir"))
-    mean, std = train.channel_stats(dataset)
+    mean, std = read_normalization(folder, dataset)
     model = build_model(spec, dataset, seed)
     if not initial:
         kept = len(dataset) - data.validation_size(len(dataset), recipe.validation_fraction)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from flax import nnx
 
-from jaxconv import data, experiment, models
+from jaxconv import data, experiment, models, train
 from jaxconv.cli import main
 
 CONFIG = {
@@ -153,3 +153,40 @@ def test_probabilities_compile_once_for_a_shape(run_dir, monkeypatch):
     first = run.probabilities(images)
     np.testing.assert_array_equal(run.probabilities(images), first)
     assert traces == [(8, 12, 12, 1)]
+
+
+def test_a_run_folder_keeps_the_normalisation_it_trained_with(run_dir, tmp_path, monkeypatch):
+    stored = run_dir / "bottleneck" / "seed-0" / "normalization.json"
+    mean, std = train.channel_stats(data.load("synthetic", "train"))
+    saved = json.loads(stored.read_text())
+    np.testing.assert_array_equal(np.asarray(saved["mean"], np.float32), mean)
+    np.testing.assert_array_equal(np.asarray(saved["std"], np.float32), std)
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "bottleneck" / "seed-0" / "normalization.json").write_text(
+        json.dumps(dict(saved, mean=[0.25], std=[0.5])))
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("the normalisation was recomputed from the training set")
+
+    monkeypatch.setattr(train, "channel_stats", recomputed)
+    run = experiment.load_run(copy, "bottleneck")
+    assert run.mean.tolist() == [0.25] and run.std.tolist() == [0.5]
+    images = data.load("synthetic", "test").images[:4]
+    logits = run.model(jax.numpy.asarray((images / 255.0 - 0.25) / 0.5, jax.numpy.float32))
+    expected = np.asarray(jax.nn.softmax(logits, axis=-1))
+    np.testing.assert_allclose(run.probabilities(images), expected, rtol=1e-5, atol=1e-7)
+    exported = run.export(batch_size=4)
+    np.testing.assert_allclose(np.asarray(exported.call(images)), expected, rtol=1e-5,
+                               atol=1e-7)
+
+
+def test_a_run_folder_from_before_the_normalisation_was_kept_recomputes_it(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("normalization.json"))
+    with pytest.warns(UserWarning, match=r"has no normalization\.json .*recomputed from the "
+                                         r"synthetic training set on this machine"):
+        run = experiment.load_run(copy, "bottleneck")
+    mean, std = train.channel_stats(data.load("synthetic", "train"))
+    np.testing.assert_array_equal(run.mean, mean)
+    np.testing.assert_array_equal(run.std, std)
