@@ -1,6 +1,7 @@
 """Mixed precision: bfloat16 forward and backward, float32 everything that accumulates."""
 
 import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -17,20 +18,37 @@ def _losses(workdir: pathlib.Path) -> np.ndarray:
                      if r["kind"] == "train"])
 
 
+def _conv_dtypes(steps, model, tr, recipe) -> set[str]:
+    """The element types of every convolution and matrix product in the StableHLO of the
+    program `fit` runs (`Steps.train_many`), e.g. ``{"bf16"}``."""
+    from jaxconv.train import loop
+    from jaxconv.train import step as S
+
+    state = S.replicate(S.mesh(), steps.init(model, 0))
+    text = steps.train_many.lower(state, *loop._timing_call(tr, recipe)).as_text()
+    ops = [line for line in text.splitlines()
+           if "stablehlo.convolution" in line or "stablehlo.dot_general" in line]
+    assert ops, "no convolution in the step"
+    return {t for line in ops for t in re.findall(r"x(bf16|f32|f16)>", line.split(":")[-1])}
+
+
 def test_a_bfloat16_run_follows_the_float32_loss_curve(tmp_path):
-    """100 steps of a preset with depthwise and 1x1 layers on digits: the 10-step moving
+    """100 steps of a preset with depthwise and 1x1 layers on digits: the step's convolutions
+    and matrix products really run in bf16 (f32 in the float32 run), the 10-step moving
     average of the bf16 loss stays within 0.25 of the fp32 one (measured: about 0.1), and what
     the optimizer and BatchNorm accumulate stays float32."""
     tr, te = data.load("digits", "train"), data.load("digits", "test")
     curves, results = {}, {}
-    for dtype in ("float32", "bfloat16"):
+    for dtype, hlo in (("float32", {"f32"}), ("bfloat16", {"bf16"})):
         model = models.create("inverted_residual-0.1m", num_classes=10, in_features=1,
                               rngs=nnx.Rngs(0))
         recipe = train.Recipe(epochs=3, batch_size=32, learning_rate=0.05, eval_batch_size=120,
                               log_every=1,
                               compile_options="default", compute_dtype=dtype)
+        steps = train.build_steps(model, tr, recipe)
+        assert _conv_dtypes(steps, model, tr, recipe) == hlo
         results[dtype] = train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path / dtype,
-                                   progress=False)
+                                   progress=False, steps=steps)
         curves[dtype] = _losses(tmp_path / dtype)[:100]
     assert len(curves["bfloat16"]) == 100
 
