@@ -2,8 +2,8 @@
 
 ``import jaxconv`` never changes the process environment. The ``jaxconv`` command starts itself
 with `recommended` settings (re-executing once when the C library must see them at start-up)
-and turns JAX's asynchronous CPU dispatch off before its first JAX operation;
-`jaxconv.experiment.run` adds the XLA flags when JAX has not started yet. Library users who
+and turns JAX's asynchronous CPU dispatch off before its first JAX operation; library
+functions, `jaxconv.experiment.run` included, leave the process as it is. Library users who
 want the same effect set the variables before Python starts, e.g.::
 
     XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot \\
@@ -41,7 +41,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 
 #: jaxlib ``major.minor`` -> XLA flags measured to help convolutions on CPU.
 MEASURED: dict[str, tuple[str, ...]] = {
@@ -109,24 +109,6 @@ def _merge(current: str, additions: tuple[str, ...], sep: str) -> tuple[str, tup
     names = {item.split("=")[0] for item in current.split(sep) if item}
     added = tuple(a for a in additions if a.split("=")[0] not in names)
     return sep.join([item for item in current.split(sep) if item] + list(added)), added
-
-
-def apply_xla_flags(environ: MutableMapping[str, str] | None = None,
-                    jaxlib_version: str | None = None) -> tuple[str, ...]:
-    """Adds the recommended XLA flags that ``XLA_FLAGS`` does not already set; returns them.
-
-    Adds nothing when ``JAXCONV_TUNE=0``, when the user's ``XLA_FLAGS`` already sets a flag of
-    the same name (the user's value wins), or when JAX's backends already exist.
-    """
-    environ = os.environ if environ is None else environ
-    if backends_started():
-        return ()
-    before = environ.get("XLA_FLAGS", "")
-    after = recommended(environ, jaxlib_version).get("XLA_FLAGS", before)
-    if after == before:
-        return ()
-    environ["XLA_FLAGS"] = after
-    return tuple(after.split()[len(before.split()):])
 
 
 def glibc() -> bool:

@@ -22,28 +22,27 @@ def fresh_backends(monkeypatch):
 
 def test_adds_the_measured_flags_to_the_users_own():
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    assert environment.apply_xla_flags(env, "0.10.2") == (FLAG,)
-    assert env["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {FLAG}"
+    assert environment.recommended(env, "0.10.2")["XLA_FLAGS"] == \
+        f"--xla_force_host_platform_device_count=2 {FLAG}"
 
 
 def test_the_users_value_of_the_same_flag_wins():
     env = {"XLA_FLAGS": f"{NAME}=-individual_dot"}
-    assert environment.apply_xla_flags(env, "0.10.2") == ()
-    assert env["XLA_FLAGS"] == f"{NAME}=-individual_dot"
+    assert environment.recommended(env, "0.10.2")["XLA_FLAGS"] == f"{NAME}=-individual_dot"
 
 
 @pytest.mark.parametrize(("env", "version"), [({"JAXCONV_TUNE": "0"}, "0.10.2"),
                                               ({}, "0.9.0"), ({}, "1.0.0")])
 def test_no_flags_when_opted_out_or_on_an_unmeasured_jaxlib(env, version):
-    assert environment.apply_xla_flags(env, version) == ()
-    assert "XLA_FLAGS" not in env
+    assert "XLA_FLAGS" not in environment.recommended(env, version)
 
 
-def test_no_flags_once_jax_has_started(monkeypatch):
+def test_the_command_adds_no_flags_once_jax_has_started(monkeypatch):
     monkeypatch.setattr(environment, "backends_started", lambda: True)
-    env = {}
-    assert environment.apply_xla_flags(env, "0.10.2") == ()
-    assert env == {}
+    monkeypatch.setattr(environment, "needs_restart", lambda environ: False)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    environment.start_command(["unused"])
+    assert "XLA_FLAGS" not in os.environ
 
 
 @pytest.mark.skipif(not environment.glibc(), reason="malloc tunables are glibc's")
@@ -67,7 +66,8 @@ def test_recommended_changes_nothing_when_opted_out():
 
 def _child(code, env):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                               "HOME": os.environ["HOME"], **env},
                           check=True).stdout.strip()
 
 
@@ -119,12 +119,37 @@ def test_the_command_keeps_compiled_programs_on_disk(tmp_path):
     assert _child(code, {**home, "JAXCONV_TUNE": "0"}) == "None"
 
 
-def test_tune_process_reports_what_it_set():
-    code = "import jaxconv.environment as e; print(e.tune_process())"
-    expected = {"malloc": environment.glibc(), "synchronous_dispatch": True}
-    assert _child(code, {}) == str(expected)
-    assert _child(code, {"JAXCONV_TUNE": "0"}) == str({"malloc": False,
-                                                        "synchronous_dispatch": False})
+#: A child that calls `tune_process`, then allocates and frees 64 MiB and prints what it
+#: returned, whether glibc mapped the block afresh (``hblks``), whether it kept the freed block
+#: for the next call (``fordblks``), and whether JAX dispatches asynchronously.
+TUNE_AND_PROBE = """
+import ctypes, jaxconv.environment as e
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+print(e.tune_process())
+before = libc.mallinfo2().hblks
+block = libc.malloc(64 << 20)
+mapped = libc.mallinfo2().hblks - before
+libc.free(block)
+import jax
+print(mapped, libc.mallinfo2().fordblks >= 64 << 20,
+      jax.config.read("jax_cpu_enable_async_dispatch"))
+"""
+
+
+@pytest.mark.skipif(not environment.glibc(), reason="mallopt and mallinfo2 are glibc's")
+def test_tune_process_takes_effect():
+    """Not only its return values: a large block is no longer mapped afresh, the freed block
+    is kept for the next call, and dispatch is synchronous."""
+    tuned = _child(TUNE_AND_PROBE, {}).splitlines()
+    assert tuned == [str({"malloc": True, "synchronous_dispatch": True}), "0 True False"]
+    untouched = _child(TUNE_AND_PROBE, {"JAXCONV_TUNE": "0"}).splitlines()
+    assert untouched == [str({"malloc": False, "synchronous_dispatch": False}),
+                         "1 False True"]
 
 
 def test_the_restarted_command_does_its_job():
