@@ -67,7 +67,33 @@ class BasicBlock(_Residual):
         return self.conv2.norm
 
 
-class Bottleneck(_Residual):
+class _ReduceExpand(_Residual):
+    """The body `Bottleneck` and `ResNeXtBlock` share: 1x1 reduce to ``m`` → 3x3 in ``groups``
+    (the stride) → 1x1 expand, each with BN; ReLU after all but the last."""
+
+    def _init_body(self, in_features: int, mid: int, out_features: int, strides: int,
+                   groups: int, rngs: nnx.Rngs) -> None:
+        self.reduce = P.conv_norm(in_features, mid, 1, rngs=rngs)
+        self.conv = P.conv_norm(mid, mid, 3, strides, groups=groups, rngs=rngs)
+        self.expand = P.conv_norm(mid, out_features, 1, activation=None, rngs=rngs)
+
+    @staticmethod
+    def _count(in_features: int, mid: int, out_features: int, strides: int, groups: int,
+               se_ratio: float) -> int:
+        """``C_in m + 9 m^2 / g + m C_out + 2 BN(m) + BN(C_out) + P + SE``."""
+        return (in_features * mid + 9 * mid * mid // groups + mid * out_features
+                + 2 * P.norm_params(mid) + P.norm_params(out_features)
+                + P.projection_params(in_features, out_features, strides)
+                + P.se_params(out_features, se_ratio))
+
+    def body(self, x: Array) -> Array:
+        return self.expand(self.conv(self.reduce(x)))
+
+    def residual_norm(self) -> nnx.BatchNorm:
+        return self.expand.norm
+
+
+class Bottleneck(_ReduceExpand):
     """ResNet bottleneck: 1x1 reduce → 3x3 → 1x1 expand (He et al. 2015, arXiv:1512.03385).
 
     The 3x3 carries the stride (ResNet v1.5). ``ratio`` sets the inner width
@@ -82,28 +108,17 @@ class Bottleneck(_Residual):
         P.check_positive("bottleneck", in_features=in_features, out_features=out_features,
                          strides=strides)
         mid = P.scaled(out_features, ratio, block="bottleneck")
-        self.reduce = P.conv_norm(in_features, mid, 1, rngs=rngs)
-        self.conv = P.conv_norm(mid, mid, 3, strides, rngs=rngs)
-        self.expand = P.conv_norm(mid, out_features, 1, activation=None, rngs=rngs)
+        self._init_body(in_features, mid, out_features, strides, 1, rngs)
         self._init_shortcut(in_features, out_features, strides, se_ratio, rngs, drop_path)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
                     ratio: float = 0.25, se_ratio: float = 0.0) -> int:
-        m = P.scaled(out_features, ratio)
-        return (in_features * m + 9 * m * m + m * out_features + 2 * P.norm_params(m)
-                + P.norm_params(out_features)
-                + P.projection_params(in_features, out_features, strides)
-                + P.se_params(out_features, se_ratio))
-
-    def body(self, x: Array) -> Array:
-        return self.expand(self.conv(self.reduce(x)))
-
-    def residual_norm(self) -> nnx.BatchNorm:
-        return self.expand.norm
+        return _ReduceExpand._count(in_features, P.scaled(out_features, ratio), out_features,
+                                    strides, 1, se_ratio)
 
 
-class ResNeXtBlock(_Residual):
+class ResNeXtBlock(_ReduceExpand):
     """ResNeXt bottleneck: the 3x3 split into ``cardinality`` groups (Xie, Girshick, Dollár, Tu
     and He 2016, arXiv:1611.05431).
 
@@ -118,22 +133,11 @@ class ResNeXtBlock(_Residual):
         P.check_positive("resnext", in_features=in_features, out_features=out_features,
                          strides=strides, cardinality=cardinality)
         mid = P.scaled(out_features, ratio, multiple=cardinality, block="resnext")
-        self.reduce = P.conv_norm(in_features, mid, 1, rngs=rngs)
-        self.conv = P.conv_norm(mid, mid, 3, strides, groups=cardinality, rngs=rngs)
-        self.expand = P.conv_norm(mid, out_features, 1, activation=None, rngs=rngs)
+        self._init_body(in_features, mid, out_features, strides, cardinality, rngs)
         self._init_shortcut(in_features, out_features, strides, se_ratio, rngs, drop_path)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
                     cardinality: int = 8, ratio: float = 0.5, se_ratio: float = 0.0) -> int:
-        m = P.scaled(out_features, ratio, multiple=cardinality)
-        return (in_features * m + 9 * m * m // cardinality + m * out_features
-                + 2 * P.norm_params(m) + P.norm_params(out_features)
-                + P.projection_params(in_features, out_features, strides)
-                + P.se_params(out_features, se_ratio))
-
-    def body(self, x: Array) -> Array:
-        return self.expand(self.conv(self.reduce(x)))
-
-    def residual_norm(self) -> nnx.BatchNorm:
-        return self.expand.norm
+        mid = P.scaled(out_features, ratio, multiple=cardinality)
+        return _ReduceExpand._count(in_features, mid, out_features, strides, cardinality, se_ratio)
