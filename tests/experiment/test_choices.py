@@ -1,0 +1,53 @@
+"""A run's ``result.json`` records its choices under a schema version; folders written before
+(the committed studies) still report and load, their choices marked as not recorded."""
+
+import json
+import pathlib
+import shutil
+
+import yaml
+
+from jaxconv import experiment
+from jaxconv.experiment import provenance, runner
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TINY = {
+    "name": "tiny",
+    "data": {"name": "synthetic"},
+    "train": {"epochs": 1, "batch_size": 64, "eval_batch_size": 64, "compile_options": "default"},
+    "model": {"layout": {"block": "basic", "width": 8, "depth": 1, "stem_strides": 1}},
+    "variants": [{"name": "basic"}],
+    "seeds": [0],
+}
+
+
+def test_a_committed_study_still_reports_its_choices_as_not_recorded(tmp_path):
+    study = shutil.copytree(ROOT / "experiments/results/fashion_mnist/long_run",
+                            tmp_path / "long_run")
+    (study / "report.md").unlink()
+    experiment.report.build(study)
+    report = (study / "report.md").read_text()
+    assert provenance.NOT_RECORDED in report and "| inverted_residual |" in report
+
+
+def test_a_run_records_its_choices_and_an_older_record_still_loads(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(dict(TINY, output_dir=str(tmp_path / "runs"))))
+    config = experiment.load(path)
+    experiment.run(config, command="test", progress=False, log=lambda s: None)
+    result_path = config.run_dir / "basic" / "seed-0" / "result.json"
+    record = json.loads(result_path.read_text())
+    assert record["schema_version"] == runner.RESULT_SCHEMA == 2
+    choices = record["choices"]
+    assert choices["requested"] == "default" and choices["option_set"] == "default"
+    assert {"compiler_options", "reason", "machine_class", "xla_flags", "autotune"} <= set(choices)
+    report = (config.run_dir / "report.md").read_text()
+    assert "- choices: option set default {}" in report
+
+    # the same folder as a version-1 writer left it
+    old = {k: v for k, v in record.items() if k not in ("schema_version", "choices")}
+    result_path.write_text(json.dumps(old))
+    experiment.report.build(config.run_dir)
+    assert f"- choices: {provenance.NOT_RECORDED}" in (config.run_dir / "report.md").read_text()
+    model = experiment.load_model(config.run_dir, "basic", seed=0)
+    assert model.head.out_features == 4
