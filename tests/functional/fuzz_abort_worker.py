@@ -30,10 +30,10 @@ def main():
             print(json.dumps({"start": task}) + "\n" + json.dumps({"done": task, "problem": None}),
                   flush=True)
             continue
-        from jaxconv.bench import fuzz
+        from jaxconv.bench.fuzz import check
 
         sys.stdin = iter([line])
-        fuzz._worker()
+        check.serve()
 
 
 if __name__ == "__main__":

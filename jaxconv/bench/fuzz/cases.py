@@ -1,0 +1,136 @@
+"""The fuzz's cases: random convolutions, the same for the same seed, and the formulations
+that claim each one. Nothing here runs a convolution (`jaxconv.bench.fuzz.check` does)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+DTYPES = ("float32", "bfloat16")
+PADDINGS = ("SAME", "VALID", "CAUSAL", "int", "pairs", "CIRCULAR", "REFLECT", "REPLICATE",
+            "mode")
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One random convolution: the op, operand shapes, keyword arguments, and a data seed."""
+
+    index: int
+    op: str
+    kind: str
+    x_shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...]
+    kwargs: dict[str, Any]
+    seed: int
+
+    def reproducer(self, impl: str, dtype: str) -> str:
+        call = "F.conv" if self.op == "conv" else "F.conv_transpose"
+        return "\n".join([
+            "import jax, jax.numpy as jnp, numpy as np",
+            "import jaxconv.functional as F",
+            f"rng = np.random.default_rng({self.seed})",
+            f"x = jnp.asarray(rng.standard_normal({self.x_shape}), jnp.{dtype})",
+            f"k = jnp.asarray(rng.standard_normal({self.kernel_shape}), jnp.{dtype})",
+            f"f = lambda a, b: {call}(a, b, impl={impl!r}, **{self.kwargs!r})",
+            "print(jax.jit(jax.grad(lambda a, b: jnp.sum(f(a, b).astype(jnp.float32) ** 2),",
+            "                       argnums=(0, 1)))(x, k))"])
+
+
+def _dims(rng: np.random.Generator, rank: int, low: int, high: int) -> list[int]:
+    return [int(v) for v in rng.integers(low, high + 1, rank)]
+
+
+def _padding(rng: np.random.Generator, rank: int, op: str) -> dict[str, Any]:
+    forms = PADDINGS if op == "conv" else PADDINGS[:5]
+    form = forms[rng.integers(len(forms))]
+    if form == "int":
+        return {"padding": int(rng.integers(0, 3))}
+    if form == "pairs":
+        return {"padding": [_dims(rng, 2, 0, 2) for _ in range(rank)]}
+    if form == "mode":
+        mode = ("circular", "reflect", "replicate")[rng.integers(3)]
+        return {"padding": _dims(rng, rank, 0, 2), "padding_mode": mode}
+    if form == "CAUSAL" and op != "conv":
+        return {"padding": "SAME"}
+    return {"padding": form}
+
+
+def random_case(rng: np.random.Generator, index: int, wide: bool = False) -> Case:
+    """A random convolution (not checked for validity: see `cases`). Channels are few (1-15)
+    unless ``wide``, which scales them by 6-16 so that dense convs leave the narrow class and
+    reach YNNPACK's more-than-16 channels."""
+    op = "conv" if rng.random() < 0.8 else "conv_transpose"
+    rank = int(rng.integers(1, 4))
+    kind = (("dense", "pointwise", "depthwise", "grouped") if op == "conv"
+            else ("dense", "grouped"))[rng.integers(2 if op != "conv" else 4)]
+    groups = {"dense": 1, "pointwise": 1, "grouped": int(rng.integers(2, 4))}.get(kind, 0)
+    if kind == "depthwise":
+        groups = int(rng.integers(1, 6))
+        c_in, c_out = groups, groups * int(rng.integers(1, 3))
+    else:
+        c_in, c_out = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+    if wide:
+        width = int(rng.integers(6, 17))
+        c_in, c_out = c_in * width, c_out * width
+        groups = groups * width if kind == "depthwise" else groups
+    size = [1] * rank if kind == "pointwise" else _dims(rng, rank, 1, 4)
+    dilation = [1] * rank if kind == "pointwise" else _dims(rng, rank, 1, 2)
+    strides = _dims(rng, rank, 1, 3)
+    kwargs: dict[str, Any] = {"strides": strides, "kernel_dilation": dilation,
+                              "feature_group_count": groups, **_padding(rng, rank, op)}
+    if kind == "pointwise":
+        kwargs["padding"] = "VALID"
+        kwargs.pop("padding_mode", None)
+    reach = [(k - 1) * d + 1 for k, d in zip(size, dilation)]
+    spatial = [int(r + rng.integers(0, 7)) for r in reach]
+    if op == "conv":
+        if rng.random() < 0.15 and kind != "pointwise":
+            kwargs["input_dilation"] = _dims(rng, rank, 1, 2)
+        kernel = (*size, c_in // groups, c_out)
+    else:
+        if rng.random() < 0.3:
+            kwargs["output_padding"] = [int(rng.integers(0, s)) for s in strides]
+        kernel = (*size, c_out // groups, c_in)
+    batch = int(rng.integers(1, 4))
+    return Case(index, op, kind, (batch, *spatial, c_in), tuple(kernel), kwargs,
+                int(rng.integers(2 ** 31)))
+
+
+def _registry(op: str) -> list[str]:
+    from jaxconv.functional.formulations import CONV
+    from jaxconv.functional.transpose import TRANSPOSE
+
+    return list(CONV if op == "conv" else TRANSPOSE)
+
+
+def claimants(case: Case) -> list[str] | None:
+    """The formulations that accept ``case`` (with ``"auto"`` first), or None when no
+    formulation, lax included, accepts it (an invalid configuration)."""
+    from jaxconv import functional as F
+
+    def accepts(impl: str) -> bool:
+        try:
+            F.plan(case.x_shape, case.kernel_shape, op=case.op, impl=impl, **case.kwargs)
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    if not accepts("xla"):
+        return None
+    return ["auto", *[name for name in _registry(case.op) if name != "xla" and accepts(name)]]
+
+
+def cases(n: int, seed: int, wide: bool = False) -> Iterator[tuple[Case, list[str]]]:
+    """``n`` valid cases and their claimants, the same for the same seed (see `random_case`
+    for ``wide``)."""
+    rng = np.random.default_rng(seed)
+    index = 0
+    while index < n:
+        case = random_case(rng, index, wide)
+        impls = claimants(case)
+        if impls is not None:
+            yield case, impls
+            index += 1
