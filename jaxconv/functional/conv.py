@@ -15,7 +15,8 @@ import jax
 
 from jaxconv.functional import _checks, policy
 from jaxconv.functional import padding as padlib
-from jaxconv.functional.formulations import CONV, ConvSpec
+from jaxconv.functional.formulations import CONV, Compilation, ConvSpec
+from jaxconv.functional.formulations.spec import DEFAULT_COMPILATION
 from jaxconv.typing import Array, ImplLike, IntOrSeq, PaddingLike, Pads, Shape
 
 
@@ -32,7 +33,7 @@ def prepare(
     x_shape: Sequence[int], kernel_shape: Sequence[int], *, op: str, strides: IntOrSeq = 1,
     padding: PaddingLike = "SAME", padding_mode: str = "zeros", input_dilation: IntOrSeq = 1,
     kernel_dilation: IntOrSeq = 1, feature_group_count: int = 1, precision: Any = None,
-    preferred_element_type: Any = None,
+    preferred_element_type: Any = None, compilation: Compilation | None = None,
 ) -> Prepared:
     """Validates a forward conv on static shapes and resolves it into a `Prepared`."""
     x_shape, kernel_shape, rank = _checks.shapes(x_shape, kernel_shape, op=op)
@@ -63,11 +64,22 @@ def prepare(
         padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pads))
         spec_input, spec_pads, fill_pads = (batch, *padded, channels), ((0, 0),) * rank, pads
     spec = ConvSpec(spec_input, kernel_shape, strides, spec_pads, input_dilation,
-                    kernel_dilation, groups, precision, preferred_element_type)
+                    kernel_dilation, groups, precision, preferred_element_type,
+                    checked_compilation(compilation))
     _checks.nonempty_output(op, spec.output_shape[1:-1],
                             f"the input's spatial shape {spatial} padded by {pads} is smaller "
                             f"than the dilated kernel {window}")
     return Prepared(spec, fill, fill_pads)
+
+
+def checked_compilation(compilation: Compilation | None) -> Compilation:
+    """``compilation``, or the default one for ``None``."""
+    if compilation is None:
+        return DEFAULT_COMPILATION
+    if not isinstance(compilation, Compilation):
+        raise TypeError(f"compilation={compilation!r} must be a "
+                        "jaxconv.functional.Compilation or None")
+    return compilation
 
 
 def run(prepared: Prepared, x: Array, kernel: Array, bias: Array | None, *, op: str,
@@ -87,6 +99,7 @@ def conv(
     padding: PaddingLike = "SAME", padding_mode: str = "zeros", input_dilation: IntOrSeq = 1,
     kernel_dilation: IntOrSeq = 1, feature_group_count: int = 1, precision: Any = None,
     preferred_element_type: Any = None, impl: ImplLike = "auto",
+    compilation: Compilation | None = None,
 ) -> Array:
     """N-D convolution (cross-correlation, as in every deep-learning framework).
 
@@ -109,6 +122,9 @@ def conv(
       precision, preferred_element_type: passed to XLA.
       impl: ``"auto"``, a formulation name (``"xla"``, ``"matmul"``), or a callable with
         `jax.lax.conv_general_dilated`'s signature. `plan` says what ``"auto"`` picks.
+      compilation: how the program this call is traced into is compiled
+        (`jaxconv.functional.Compilation`: compiler options, batch shards); ``None`` for a
+        plain ``jax.jit``.
 
     Returns:
       ``(*batch, *out_spatial, C_out)``.
@@ -122,7 +138,8 @@ def conv(
             x.shape, kernel.shape, op="conv", strides=strides, padding=padding,
             padding_mode=padding_mode, input_dilation=input_dilation,
             kernel_dilation=kernel_dilation, feature_group_count=feature_group_count,
-            precision=precision, preferred_element_type=preferred_element_type)
+            precision=precision, preferred_element_type=preferred_element_type,
+            compilation=compilation)
         return run(prepared, x, kernel, bias, op="conv", impl=impl)
 
 
@@ -151,7 +168,7 @@ def pointwise_kernel_shape(x_shape: Sequence[int], kernel_shape: Sequence[int],
 
 def pointwise(x: Array, kernel: Array, bias: Array | None = None, *, strides: IntOrSeq = 1,
               feature_group_count: int = 1, precision: Any = None,
-              impl: ImplLike = "matmul") -> Array:
+              impl: ImplLike = "matmul", compilation: Compilation | None = None) -> Array:
     """1x1 convolution: a linear map of the channels at every (strided) position.
 
     Each output pixel is ``kernel.T @ x[pixel] + bias``, i.e. a Dense layer applied at every
@@ -167,6 +184,7 @@ def pointwise(x: Array, kernel: Array, bias: Array | None = None, *, strides: In
       feature_group_count: groups (ShuffleNet's grouped 1x1); each group of ``C_in / groups``
         channels gets its own ``(C_in / groups, C_out / groups)`` matrix.
       impl: ``"matmul"`` (default: ``dot_general``), ``"xla"`` or ``"auto"``.
+      compilation: as in `conv`.
 
     >>> import jax.numpy as jnp
     >>> pointwise(jnp.ones((4, 8, 8, 32)), jnp.ones((32, 8)), strides=(2, 2)).shape
@@ -178,5 +196,6 @@ def pointwise(x: Array, kernel: Array, bias: Array | None = None, *, strides: In
             raise ValueError(f"pointwise: kernel shape {tuple(kernel.shape)} is not 1x..x1; use "
                              "conv for larger kernels")
         prepared = prepare(x.shape, shape, op="pointwise", strides=strides, padding="VALID",
-                           feature_group_count=feature_group_count, precision=precision)
+                           feature_group_count=feature_group_count, precision=precision,
+                           compilation=compilation)
         return run(prepared, x, kernel.reshape(shape), bias, op="pointwise", impl=impl)

@@ -8,24 +8,20 @@ own (experiments/results/fit_cpu_avx2.md), while on an AVX-512 CPU the gap was 1
 
 What YNNPACK takes is fixed when a function is compiled: by ``XLA_FLAGS`` for the whole
 process, or by ``compiler_options`` for one ``jax.jit``. A program that compiles with options of
-its own says so to the policy by tracing inside `compiling_with`.
+its own says so to the ops it traces through their ``compilation=`` argument
+(`jaxconv.functional.Compilation`), which hands the option's value to the functions here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import os
 import platform
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 #: The XLA option (flag or compiler option) that names what YNNPACK may take.
 YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
-
-_COMPILER_OPTIONS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
-    "jaxconv_compiler_options", default=None)
 
 
 @functools.cache
@@ -63,27 +59,16 @@ def isa() -> str:
     return "avx2" if "avx2" in flags else "other"
 
 
-@contextlib.contextmanager
-def compiling_with(options: Mapping[str, str]) -> Iterator[None]:
-    """Ops traced inside are compiled with these ``jax.jit`` compiler options (the caller
-    promises it), so the policy reads what YNNPACK takes from them, not from ``XLA_FLAGS``."""
-    token = _COMPILER_OPTIONS.set(dict(options))
-    try:
-        yield
-    finally:
-        _COMPILER_OPTIONS.reset(token)
-
-
 def _flag_value(xla_flags: str) -> str | None:
     """The last value the flags give `YNN_OPTION` (XLA takes the last), or ``None``."""
     values = re.findall(rf"--{YNN_OPTION}=(\S*)", xla_flags)
     return values[-1] if values else None
 
 
-def ynnpack_convolutions(jaxlib_version: str | None = None,
+def ynnpack_convolutions(option: str | None = None, jaxlib_version: str | None = None,
                          environ: Mapping[str, str] | None = None) -> bool:
-    """Whether XLA hands this process's 2-D convolutions to YNNPACK (for functions traced
-    here).
+    """Whether XLA hands 2-D convolutions to YNNPACK in a program compiled with the compiler
+    option `YNN_OPTION` set to ``option`` (``None``: not set, so ``XLA_FLAGS`` decides).
 
     jaxlib 0.10 does by default; the `YNN_OPTION` flag or compiler option without
     ``individual_convolution`` (or with ``-individual_convolution``) turns it off. Other jaxlib
@@ -95,9 +80,8 @@ def ynnpack_convolutions(jaxlib_version: str | None = None,
         jaxlib_version = version.__version__
     if ".".join(jaxlib_version.split(".")[:2]) != "0.10":
         return False
-    options = _COMPILER_OPTIONS.get()
-    if options is not None and YNN_OPTION in options:
-        return "INDIVIDUAL_CONVOLUTION" in str(options[YNN_OPTION]).upper()
+    if option is not None:
+        return "INDIVIDUAL_CONVOLUTION" in option.upper()
     value = _flag_value((os.environ if environ is None else environ).get("XLA_FLAGS", ""))
     if value is None:
         return True
@@ -107,7 +91,8 @@ def ynnpack_convolutions(jaxlib_version: str | None = None,
     return "individual_convolution" in items
 
 
-def slow_ynnpack_convolutions() -> bool:
-    """2-D convolutions go to YNNPACK on the CPU class where it was measured slower than
-    XLA's own (AVX2 without AVX-512; other CPUs were not measured)."""
-    return isa() == "avx2" and ynnpack_convolutions()
+def slow_ynnpack_convolutions(option: str | None = None) -> bool:
+    """2-D convolutions go to YNNPACK (in a program compiled with `YNN_OPTION` = ``option``)
+    on the CPU class where it was measured slower than XLA's own (AVX2 without AVX-512; other
+    CPUs were not measured)."""
+    return isa() == "avx2" and ynnpack_convolutions(option)

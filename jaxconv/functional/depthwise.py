@@ -14,6 +14,7 @@ import jax
 
 from jaxconv.functional import _checks
 from jaxconv.functional.conv import pointwise, prepare, run
+from jaxconv.functional.formulations import Compilation
 from jaxconv.typing import Array, ImplLike, IntOrSeq, PaddingLike
 
 
@@ -40,6 +41,7 @@ def depthwise_conv(
     x: Array, kernel: Array, bias: Array | None = None, *, strides: IntOrSeq = 1,
     padding: PaddingLike = "SAME", padding_mode: str = "zeros", kernel_dilation: IntOrSeq = 1,
     depth_multiplier: int | None = None, precision: Any = None, impl: ImplLike = "auto",
+    compilation: Compilation | None = None,
 ) -> Array:
     """Convolves each input channel with its own ``depth_multiplier`` filters.
 
@@ -48,7 +50,8 @@ def depthwise_conv(
       kernel: ``(*kernel_spatial, 1, C * depth_multiplier)``.
       bias: ``(C * depth_multiplier,)`` or ``None``.
       depth_multiplier: optional check; the kernel's shape determines it.
-      strides, padding, padding_mode, kernel_dilation, precision, impl: as in `conv`.
+      strides, padding, padding_mode, kernel_dilation, precision, impl, compilation: as in
+        `conv`.
 
     Returns:
       ``(*batch, *out_spatial, C * depth_multiplier)``.
@@ -63,7 +66,7 @@ def depthwise_conv(
         prepared = prepare(
             x.shape, kernel.shape, op="depthwise_conv", strides=strides, padding=padding,
             padding_mode=padding_mode, kernel_dilation=kernel_dilation,
-            feature_group_count=x.shape[-1], precision=precision)
+            feature_group_count=x.shape[-1], precision=precision, compilation=compilation)
         return run(prepared, x, kernel, bias, op="depthwise_conv", impl=impl)
 
 
@@ -71,6 +74,7 @@ def separable_conv(
     x: Array, depthwise_kernel: Array, pointwise_kernel: Array, bias: Array | None = None, *,
     strides: IntOrSeq = 1, padding: PaddingLike = "SAME", padding_mode: str = "zeros",
     kernel_dilation: IntOrSeq = 1, precision: Any = None, impl: ImplLike = "auto",
+    compilation: Compilation | None = None,
 ) -> Array:
     """Depthwise conv followed by a 1x1 conv (MobileNetV1's separable conv; Keras's
     ``SeparableConv``), with one bias after the 1x1.
@@ -81,6 +85,7 @@ def separable_conv(
       pointwise_kernel: ``(C * depth_multiplier, C_out)`` or ``(1, ..., 1, C * M, C_out)``.
       bias: ``(C_out,)`` or ``None``.
       impl: formulation of the depthwise part (the 1x1 is always a matmul).
+      compilation: as in `conv`.
 
     >>> import jax.numpy as jnp
     >>> separable_conv(jnp.ones((2, 16, 16, 8)), jnp.ones((3, 3, 1, 8)), jnp.ones((8, 32)),
@@ -90,5 +95,6 @@ def separable_conv(
     with jax.named_scope("jaxconv.separable_conv"):
         y = depthwise_conv(x, depthwise_kernel, strides=strides, padding=padding,
                            padding_mode=padding_mode, kernel_dilation=kernel_dilation,
-                           precision=precision, impl=impl)
-        return pointwise(y, pointwise_kernel, bias, precision=precision)
+                           precision=precision, impl=impl, compilation=compilation)
+        return pointwise(y, pointwise_kernel, bias, precision=precision,
+                         compilation=compilation)

@@ -1,11 +1,15 @@
-"""Batch normalisation over the batch statistics, with its backward written out.
+"""Batch normalisation over the batch statistics, with a derivative written out.
 
 Autodiff of batch normalisation differentiates through the mean and the variance separately: on
 XLA:CPU that is five channel reductions and three full-size temporaries per layer. The
-backward needs only two reductions, ``sum(dy)`` and ``sum(dy * (x - mean))``, and one
-elementwise pass:
+derivative needs only two reductions. As a tangent map (forward mode), with ``x_hat`` the
+normalised input and ``u = dx * scale / sigma``:
 
-    dx = scale / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat))
+    dy = u + (dbias - mean(u)) + x_hat * (dscale - mean(x_hat * u))
+
+Each parenthesis is one value per channel, so the transpose JAX derives from it (reverse mode)
+reduces exactly twice, ``sum(dy)`` and ``sum(dy * x_hat)``, and makes one elementwise pass:
+the hand-written backward, with forward mode and every higher derivative for free.
 
 The forward computes what ``flax.nnx.BatchNorm`` computes, op for op (``E[x^2] - E[x]^2``
 clipped at zero, Flax's ``use_fast_variance``), so the values are the same bits.
@@ -18,7 +22,6 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxconv.functional.formulations import in_forward_mode_ad
 from jaxconv.typing import Array
 
 
@@ -38,32 +41,25 @@ def _forward(x: Array, scale: Array, bias: Array, epsilon: float
     return (y, mean, var), inv
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _with_backward(x: Array, scale: Array, bias: Array, epsilon: float
-                   ) -> tuple[Array, Array, Array]:
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _normalise(x: Array, scale: Array, bias: Array, epsilon: float
+               ) -> tuple[Array, Array, Array]:
     return _forward(x, scale, bias, epsilon)[0]
 
 
-def _fwd(x, scale, bias, epsilon):
-    out, inv = _forward(x, scale, bias, epsilon)
-    return out, (x, out[1], inv, scale)
-
-
-def _bwd(epsilon, residuals, cotangents):
-    x, mean, inv, scale = residuals
-    dy, dmean, dvar = cotangents
-    axes = tuple(range(x.ndim - 1))
-    n = max(x.size // x.shape[-1], 1)        # an empty batch: zero gradients, not a crash
-    sum_dy = dy.sum(axes)
-    centred = x - _per_channel(mean, x.ndim)
-    dscale = jnp.sum(dy * centred, axes) * inv                   # sum(dy * x_hat)
-    dx = _per_channel(inv * scale, x.ndim) * (
-        dy - _per_channel(sum_dy / n, x.ndim) - centred * _per_channel(inv * dscale / n, x.ndim)
-    ) + _per_channel(dmean / n, x.ndim) + centred * _per_channel((2.0 / n) * dvar, x.ndim)
-    return dx, dscale, sum_dy
-
-
-_with_backward.defvjp(_fwd, _bwd)
+@_normalise.defjvp
+def _normalise_jvp(epsilon, primals, tangents):
+    (x, scale, bias), (dx, dscale, dbias) = primals, tangents
+    (y, mean, var), inv = _forward(x, scale, bias, epsilon)
+    axes, ndim = tuple(range(x.ndim - 1)), x.ndim
+    centred = x - _per_channel(mean, ndim)
+    x_hat = centred * _per_channel(inv, ndim)
+    u = dx * _per_channel(inv * scale, ndim)
+    dy = (u + _per_channel(dbias - u.mean(axes), ndim)
+          + x_hat * _per_channel(dscale - (x_hat * u).mean(axes), ndim))
+    dmean = dx.mean(axes)
+    dvar = 2.0 * (centred * dx).mean(axes)
+    return (y, mean, var), (dy, dmean, dvar)
 
 
 def batch_norm(x: Array, scale: Array, bias: Array, *, epsilon: float = 1e-5
@@ -78,10 +74,9 @@ def batch_norm(x: Array, scale: Array, bias: Array, *, epsilon: float = 1e-5
 
     Returns:
       ``(y, mean, var)``: ``(x - mean) / sqrt(var + epsilon) * scale + bias`` and the batch
-      statistics (``var`` biased, as BatchNorm's running average takes it). Gradients flow to
-      ``x``, ``scale`` and ``bias`` through all three, by the written-out backward, which has
-      no forward mode: for ``jax.jvp`` or ``jax.hessian``, trace inside
-      `jaxconv.functional.forward_mode_ad` (plain autodiff, the same values).
+      statistics (``var`` biased, as BatchNorm's running average takes it). Derivatives of
+      every order and mode flow to ``x``, ``scale`` and ``bias`` through all three, by the
+      written-out tangent map (the module docstring).
 
     >>> import jax.numpy as jnp
     >>> y, mean, var = batch_norm(jnp.array([[1.0], [3.0]]), jnp.ones(1), jnp.zeros(1))
@@ -99,6 +94,4 @@ def batch_norm(x: Array, scale: Array, bias: Array, *, epsilon: float = 1e-5
             raise TypeError(f"batch_norm: {name} has dtype {v.dtype}; expected x's dtype "
                             f"{x.dtype} (cast one of them)")
     with jax.named_scope("jaxconv.batch_norm"):
-        if in_forward_mode_ad():
-            return _forward(x, scale, bias, epsilon)[0]
-        return _with_backward(x, scale, bias, epsilon)
+        return _normalise(x, scale, bias, epsilon)

@@ -15,8 +15,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxconv.functional import autotune, cpu
-from jaxconv.functional.formulations import ConvSpec, Formulation, xla, ynnpack_takes
+from jaxconv.functional import autotune
+from jaxconv.functional.formulations import ConvSpec, Formulation, xla
+from jaxconv.functional.formulations.dense import slow_ynnpack_takes
 
 ANY = "*"
 
@@ -40,15 +41,18 @@ class PolicyRow:
                 and (self.when is None or self.when(spec)))
 
 
-#: The largest im2col tensor the ``narrow -> patches`` row accepts: 64 MiB, a hundred times
-#: what it was measured on (batch 128 of 28x28 with 9 taps: 3.6 MB).
-PATCHES_MAX_BYTES = 64 << 20
+#: The largest im2col tensor per example the ``narrow -> patches`` row accepts: 512 KiB, a
+#: batch of 128 of them 64 MiB, a hundred times what it was measured on (batch 128 of 28x28
+#: with 9 taps: 3.6 MB). Per example, so that the choice does not depend on the batch size
+#: (which may be symbolic, as in an export for any batch).
+PATCHES_MAX_BYTES = 512 << 10
 
 
 def patch_bytes(spec: ConvSpec) -> int:
-    """Bytes of the float32 im2col tensor ``patches`` builds: one patch per output pixel."""
+    """Bytes of the float32 im2col tensor ``patches`` builds for one example: one patch per
+    output pixel."""
     pixels = 1
-    for n in spec.output_shape[:-1]:
+    for n in spec.output_shape[1:-1]:
         pixels *= n
     return 4 * pixels * spec.patch_size
 
@@ -106,7 +110,7 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
               "EPYC AVX2, batch 64, 3x3, forward+backward) 201 ms vs 1,628 ms at 32x32x64, "
               "172 ms vs 261 ms at 16x16x128, 109 ms vs 172 ms at stride 2, 207 ms vs 1,945 "
               "ms at dilation 2",
-              when=lambda spec: ynnpack_takes(spec) and cpu.slow_ynnpack_convolutions(),
+              when=slow_ynnpack_takes,
               fuzzed=fuzzed_line("17 configurations: rank 2, kernel 1-4, strides 1-3, kernel "
                                  "dilation 1-2, input dilation 1, groups 1, channels 1-48, batch "
                                  "1-3")),

@@ -42,7 +42,8 @@ import jax.numpy as jnp
 
 from jaxconv.functional import _checks, policy
 from jaxconv.functional import padding as padlib
-from jaxconv.functional.formulations import CONV, ConvSpec, Formulation, xla
+from jaxconv.functional.conv import checked_compilation
+from jaxconv.functional.formulations import CONV, Compilation, ConvSpec, Formulation, xla
 from jaxconv.typing import Array, IntOrSeq, PaddingLike
 
 
@@ -154,7 +155,7 @@ def prepare_transpose(
     x_shape: Sequence[int], kernel_shape: Sequence[int], *, strides: IntOrSeq = 1,
     padding: PaddingLike = "SAME", output_padding: IntOrSeq | None = None,
     kernel_dilation: IntOrSeq = 1, feature_group_count: int = 1, precision: Any = None,
-    preferred_element_type: Any = None,
+    preferred_element_type: Any = None, compilation: Compilation | None = None,
 ) -> ConvSpec:
     """Validates a transposed conv and returns the spec of its equivalent forward conv."""
     op = "conv_transpose"
@@ -194,7 +195,7 @@ def prepare_transpose(
     spec = ConvSpec((batch, *spatial, channels),
                     (*kernel_shape[:-2], channels // groups, out_per_group * groups),
                     (1,) * rank, forward_pads, strides, dilation, groups, precision,
-                    preferred_element_type)
+                    preferred_element_type, checked_compilation(compilation))
     _checks.nonempty_output(op, spec.output_shape[1:-1],
                             f"padding {pads} crops more than the full output of the input "
                             f"{spatial}")
@@ -206,6 +207,7 @@ def conv_transpose(
     padding: PaddingLike = "SAME", output_padding: IntOrSeq | None = None,
     kernel_dilation: IntOrSeq = 1, feature_group_count: int = 1, precision: Any = None,
     preferred_element_type: Any = None, impl: str = "auto",
+    compilation: Compilation | None = None,
 ) -> Array:
     """Transposed ("fractionally strided") convolution; see the module docstring for layout.
 
@@ -219,6 +221,7 @@ def conv_transpose(
         dilation); ``None`` is 0, except under ``"SAME"`` where it makes the output ``in * s``.
       kernel_dilation, feature_group_count, precision, preferred_element_type: as in `conv`.
       impl: ``"auto"`` or ``"xla"``.
+      compilation: as in `conv`.
 
     Returns:
       ``(*batch, *out_spatial, C_out)``.
@@ -231,7 +234,7 @@ def conv_transpose(
             x.shape, kernel.shape, strides=strides, padding=padding,
             output_padding=output_padding, kernel_dilation=kernel_dilation,
             feature_group_count=feature_group_count, precision=precision,
-            preferred_element_type=preferred_element_type)
+            preferred_element_type=preferred_element_type, compilation=compilation)
         _checks.same_dtype("conv_transpose", x=x, kernel=kernel, bias=bias)
         _checks.bias_shape("conv_transpose", bias, spec.out_channels)
         compute, _ = policy.choose("conv_transpose", TRANSPOSE, TRANSPOSE_POLICY, spec, impl,

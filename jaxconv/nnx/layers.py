@@ -65,8 +65,11 @@ def _store(layer: nnx.Module, args: Mapping[str, Any]) -> None:
 
 
 def op_args(layer: nnx.Module) -> dict[str, Any]:
-    """The keyword arguments the layer passes to its `jaxconv.functional` op."""
-    return {name: getattr(layer, name) for name in type(layer).op_args}
+    """The keyword arguments the layer passes to its `jaxconv.functional` op, with the
+    `jaxconv.functional.Compilation` it was given by `set_compilation` (``None`` by
+    default)."""
+    args = {name: getattr(layer, name) for name in type(layer).op_args}
+    return {**args, "compilation": getattr(layer, "compilation", None)}
 
 
 def _padding_reach(padding: Any) -> int:
@@ -214,7 +217,8 @@ class Pointwise(nnx.Module):
                                                   dtype=self.dtype)
         return F.pointwise(inputs, kernel, bias, strides=self.strides,
                            feature_group_count=self.feature_group_count,
-                           precision=self.precision, impl=self.impl)
+                           precision=self.precision, impl=self.impl,
+                           compilation=getattr(self, "compilation", None))
 
 
 class DepthwiseConv(nnx.Module):

@@ -16,11 +16,9 @@ class BatchNorm(nnx.BatchNorm):
 
     In training mode on float32 channels-last inputs (the default ``axis=-1``, no ``mask``,
     ``axis_name``, custom ``promote_dtype`` or ``use_fast_variance=False``) it normalises with
-    `jaxconv.functional.batch_norm`, whose backward is written out: the same forward bits, and
-    gradients equal to autodiff's up to float rounding. That backward has no forward mode: for
-    ``jax.jvp``, ``jax.jacfwd`` or ``jax.hessian`` of a training-mode model, trace inside
-    `jaxconv.functional.forward_mode_ad` (Flax's autodiff, the same values). Everything else is
-    Flax's own code. Under strict dtype promotion it also works for bfloat16 inputs, whose
+    `jaxconv.functional.batch_norm`, whose derivative is written out: the same forward bits, and
+    derivatives of every order and mode equal to autodiff's up to float rounding. Everything
+    else is Flax's own code. Under strict dtype promotion it also works for bfloat16 inputs, whose
     statistics Flax computes in float32 on purpose.
     """
 
@@ -36,7 +34,7 @@ class BatchNorm(nnx.BatchNorm):
                  mask: Array | None = None) -> Array:
         frozen = self.use_running_average if use_running_average is None \
             else use_running_average
-        if frozen is None or frozen or not self._fast(x, mask) or F.in_forward_mode_ad():
+        if frozen is None or frozen or not self._fast(x, mask):
             with jax.numpy_dtype_promotion("standard"):
                 return super().__call__(x, use_running_average=use_running_average, mask=mask)
         y, mean, var = F.batch_norm(x, self.scale[...], self.bias[...], epsilon=self.epsilon)

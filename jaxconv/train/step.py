@@ -14,7 +14,6 @@ every process loads the same data and feeds its own devices.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,7 +27,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxconv import functional as F
 from jaxconv import nnx as jnn
 from jaxconv.data.augment import augment, normalize
-from jaxconv.functional import cpu
 from jaxconv.train.recipe import Recipe
 
 
@@ -108,15 +106,9 @@ class Steps:
 
 
 def _jit(fn: Callable, compiler_options: Mapping[str, str], **kwargs) -> Callable:
-    """``jax.jit`` with these compile options, traced so that ``impl="auto"`` knows them."""
-
-    @functools.wraps(fn)
-    def traced(*args):
-        # the batch is sharded over every device (see `mesh`)
-        with cpu.compiling_with(compiler_options), F.data_parallel(jax.device_count()):
-            return fn(*args)
-
-    return jax.jit(traced, compiler_options=dict(compiler_options) or None, **kwargs)
+    """``jax.jit`` with these compile options (the model's layers are told them by
+    `jaxconv.nnx.set_compilation` in `build`)."""
+    return jax.jit(fn, compiler_options=dict(compiler_options) or None, **kwargs)
 
 
 def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classes: int,
@@ -131,6 +123,11 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     model = nnx.clone(model)
     compute = jnp.dtype(recipe.compute_dtype)
     jnn.set_dtypes(model, compute, jnp.float32)
+    compiler_options = dict(compiler_options or {})
+    # what the ops are compiled into: these options, and the batch sharded over every device
+    # (see `mesh`), so that ``impl="auto"`` picks formulations for the program that will run
+    jnn.set_compilation(model, F.Compilation(compiler_options,
+                                             batch_shards=jax.device_count()))
     model.train()
     train_def, _, _ = nnx.split(model, nnx.Param, ...)
     model.eval()
@@ -207,7 +204,6 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
 
         return jax.lax.scan(body, state, (index, active))
 
-    compiler_options = dict(compiler_options or {})
     return Steps(_jit(train, compiler_options, donate_argnums=0),
                  _jit(evaluate, compiler_options), init,
                  _jit(train_many, compiler_options, donate_argnums=0), merge, option_set,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxconv import functional as F
-from jaxconv.functional import formulations
+from jaxconv.functional.formulations import depthwise_taps
 
 DEPTHWISE = [
     dict(rank=1, kernel=5, strides=2, kernel_dilation=1, padding="CAUSAL", multiplier=1),
@@ -43,7 +43,7 @@ def _close_with_grads(op, impl, x, k):
 @pytest.mark.parametrize("cfg", DEPTHWISE, ids=range(len(DEPTHWISE)))
 def test_shift_equals_xla(cfg, chunked, monkeypatch):
     if chunked:  # the kernel gradient loops over the batch one image at a time
-        monkeypatch.setattr(formulations, "_CHUNK_BYTES", 1)
+        monkeypatch.setattr(depthwise_taps, "CHUNK_BYTES", 1)
     r = np.random.default_rng(0)
     rank = cfg["rank"]
     x = jnp.asarray(r.standard_normal((3, *(7,) * rank, 6)), jnp.float32)
@@ -137,7 +137,7 @@ def test_depth_taps_is_for_dense_3d_convs():
                           (2, 1, 2)])
 def test_kernel_gradient_chunks_divide_the_batch_and_fit_the_budget(batch, image_bytes,
                                                                    expected):
-    assert formulations._chunk(batch, image_bytes) == expected
+    assert depthwise_taps.chunk_size(batch, image_bytes) == expected
 
 
 @pytest.mark.parametrize("cfg", GROUPED, ids=range(len(GROUPED)))
@@ -256,8 +256,8 @@ def test_auto_dodges_ynnpack_convs_only_where_they_are_slow(isa, xla_flags, expe
     monkeypatch.setenv("XLA_FLAGS", xla_flags)
     monkeypatch.setattr("jaxlib.version.__version__", "0.10.2")
     assert F.plan((8, 28, 28, 32), (3, 3, 32, 32)).impl == expected
-    with cpu.compiling_with({cpu.YNN_OPTION: "LIBRARY_FUSION_TYPE_REDUCE"}):
-        assert F.plan((8, 28, 28, 32), (3, 3, 32, 32)).impl == "canonical"
+    compiled = F.Compilation({cpu.YNN_OPTION: "LIBRARY_FUSION_TYPE_REDUCE"})
+    assert F.plan((8, 28, 28, 32), (3, 3, 32, 32), compilation=compiled).impl == "canonical"
 
 
 CANONICAL = [

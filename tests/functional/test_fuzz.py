@@ -161,7 +161,8 @@ def test_every_cpu_policy_row_says_what_the_fuzz_checked_it_on(monkeypatch):
     from jaxconv.functional.policy import CONV_POLICY, FUZZ_REPORTS
     from jaxconv.functional.transpose import TRANSPOSE_POLICY
 
-    monkeypatch.setattr(cpu, "slow_ynnpack_convolutions", lambda: True)   # AVX2, as fuzzed
+    # AVX2, as fuzzed
+    monkeypatch.setattr(cpu, "slow_ynnpack_convolutions", lambda option=None: True)
     monkeypatch.delenv("JAXCONV_AUTOTUNE", raising=False)
     checked = list(fuzz.cases(2000, seed=1)) + list(fuzz.cases(150, seed=2, wide=True))
     for op, rows in (("conv", CONV_POLICY), ("conv_transpose", TRANSPOSE_POLICY)):

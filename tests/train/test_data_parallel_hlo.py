@@ -1,6 +1,7 @@
-"""The data-parallel train step keeps activations sharded: the depthwise `shift` formulation's
-backward, which loops over chunks of the batch, neither gathers the batch onto every device
-nor exchanges anything between devices inside its loop."""
+"""The data-parallel training program keeps activations sharded: in `train_many`, the program
+`fit` runs, the depthwise `shift` formulation's backward, which loops over chunks of the batch,
+neither gathers the batch onto every device nor exchanges anything between devices inside its
+loop."""
 
 import os
 import pathlib
@@ -25,17 +26,21 @@ steps = step_lib.build(model, train.Recipe(batch_size=128), steps_per_epoch=1, n
                        mean=np.zeros(1), std=np.ones(1))
 mesh = step_lib.mesh()
 state = step_lib.replicate(mesh, steps.init(model, 0))
-images, labels = step_lib.shard_batch(mesh, np.zeros((128, 28, 28, 1), np.float32),
-                                      np.zeros(128, np.int32))
-print("HLO", steps.train.lower(state, images, labels).compile().as_text().replace("\\n", "\\\\n"))
+images, labels = step_lib.replicate(mesh, (np.zeros((256, 28, 28, 1), np.float32),
+                                           np.zeros(256, np.int32)))
+index, active = step_lib.replicate(mesh, (np.arange(256, dtype=np.int32).reshape(2, 128),
+                                          np.ones(2, bool)))
+hlo = steps.train_many.lower(state, images, labels, index, active).compile().as_text()
+print("HLO", hlo.replace("\\n", "\\\\n"))
 
 x = jax.device_put(np.random.default_rng(0).normal(size=(64, 20, 20, 24)).astype(np.float32),
                    NamedSharding(mesh, PartitionSpec("data")))
 kernel = np.random.default_rng(1).normal(size=(3, 3, 1, 48)).astype(np.float32)
 def grads(impl):
-    loss = lambda x, k: (F.depthwise_conv(x, k, strides=2, padding="SAME", impl=impl) ** 2).sum()
-    with F.data_parallel(4):
-        return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, kernel)
+    sharded = F.Compilation(batch_shards=4)
+    loss = lambda x, k: (F.depthwise_conv(x, k, strides=2, padding="SAME", impl=impl,
+                                          compilation=sharded) ** 2).sum()
+    return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, kernel)
 for shift, xla in zip(grads("shift"), grads("xla")):
     np.testing.assert_allclose(shift, xla, rtol=1e-4, atol=1e-3)
 print("grads equal")
