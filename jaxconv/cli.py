@@ -169,14 +169,17 @@ def _export(args: argparse.Namespace) -> None:
     from jaxconv import experiment
     from jaxconv.train.logging import atomic_write_bytes
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size: {args.batch_size} must be at least 1 (leave it out for "
+                         "any number of images per call)")
     run = experiment.load_run(args.run_dir, args.variant, args.seed)
     exported = run.export(args.batch_size)
     output = pathlib.Path(args.output)
     atomic_write_bytes(output, bytes(exported.serialize()))
-    shape = "x".join(map(str, run.image_shape))
-    print(f"{args.variant} seed {args.seed}: uint8 images ({args.batch_size}, "
-          f"{shape.replace('x', ', ')}) -> "
-          f"{run.num_classes} class probabilities, for {', '.join(exported.platforms)}: {output}")
+    batch = "any number" if args.batch_size is None else args.batch_size
+    shape = ", ".join(map(str, (batch, *run.image_shape)))
+    print(f"{args.variant} seed {args.seed}: uint8 images ({shape}) -> {run.num_classes} class "
+          f"probabilities, for {', '.join(exported.platforms)}: {output}")
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -302,8 +305,8 @@ def parser() -> argparse.ArgumentParser:
               "jaxconv export runs/quickstart --variant basic --output basic.jax")
     _trained_run_arguments(ex)
     ex.add_argument("--output", required=True, help="the file to write")
-    ex.add_argument("--batch-size", type=int, default=1,
-                    help="images per call, fixed in the artifact (default 1)")
+    ex.add_argument("--batch-size", type=int, default=None,
+                    help="fix the images per call in the artifact (default: any number)")
     ex.set_defaults(run=_export)
 
     b = verb("bench", "Time conv formulations, training steps and whole fit epochs "

@@ -91,14 +91,26 @@ class TrainedRun:
             return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
         return predict
 
-    def export(self, batch_size: int = 1,
+    def export(self, batch_size: int | None = None,
                platforms: tuple[str, ...] | None = None) -> jax.export.Exported:
-        """The model as a `jax.export` artifact from uint8 images ``(batch_size, H, W, C)`` of
-        the run's shape to class probabilities; `jax.export.deserialize` loads it, no jaxconv
-        needed. The batch is fixed (the convolutions plan on static shapes)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: {batch_size!r} must be a positive int")
-        spec = jax.ShapeDtypeStruct((batch_size, *self.image_shape), jnp.uint8)
+        """The model as a `jax.export` artifact from uint8 images ``(N, H, W, C)`` of the run's
+        shape to class probabilities, the run's normalisation inside; `jax.export.deserialize`
+        loads it and ``.call(images)`` runs it with JAX alone (no jaxconv, no native kernel).
+
+        Args:
+          batch_size: ``None`` (the default) for any number of images per call (a symbolic
+            batch dimension); an int fixes it.
+          platforms: lowering platforms, e.g. ``("cpu", "cuda")``; the default is this
+            machine's.
+        """
+        if batch_size is None:
+            batch = jax.export.symbolic_shape("batch")[0]
+        elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: {batch_size!r} must be a positive int, or None for "
+                             "any batch")
+        else:
+            batch = batch_size
+        spec = jax.ShapeDtypeStruct((batch, *self.image_shape), jnp.uint8)
         return jax.export.export(jax.jit(self.predict_fn()), platforms=platforms)(spec)
 
 
