@@ -15,7 +15,10 @@ opt out with JAXCONV_TUNE=0); ``bench --settings`` chooses for itself.
 from __future__ import annotations
 
 import argparse
+import dis
+import pathlib
 import sys
+import traceback
 from collections.abc import Sequence
 
 
@@ -108,8 +111,6 @@ def _join_processes(args: argparse.Namespace) -> bool:
 
 def _print_report(run_dir, built: bool = False) -> None:
     """Prints the report's table; builds the report first unless ``built`` (just written)."""
-    import pathlib
-
     from jaxconv.experiment import report
 
     run_dir = pathlib.Path(run_dir)
@@ -164,8 +165,6 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    import pathlib
-
     from jaxconv import experiment
     from jaxconv.train.logging import atomic_write_bytes
 
@@ -340,15 +339,45 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def user_error(error: BaseException) -> bool:
+    """Whether ``error`` is a mistake in how jaxconv was called, which the command prints as one
+    line: an `OSError` (a path, a permission, a full disk), or a `ValueError` or `TypeError`
+    that jaxconv's own checks raise on purpose (a ``raise`` statement in jaxconv's code, where
+    the argument checks are). Anything else is a bug: another exception, a `TypeError` that
+    Python raises inside jaxconv (a call with arguments the callee does not take), or an error
+    raised deep inside JAX or NumPy."""
+    if isinstance(error, OSError):
+        return True
+    if not isinstance(error, ValueError | TypeError) or error.__traceback__ is None:
+        return False
+    innermost = error.__traceback__
+    while innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    code = innermost.tb_frame.f_code
+    package = pathlib.Path(__file__).resolve().parent
+    if not pathlib.Path(code.co_filename).resolve().is_relative_to(package):
+        return False
+    return any(i.offset == innermost.tb_lasti and i.opname == "RAISE_VARARGS"
+               for i in dis.get_instructions(code))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command; 0 on success, 2 for a user's mistake (one line), 1 for a bug in jaxconv
+    (its traceback and a request to report it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     args.argv = argv
     try:
         args.run(args)
-    except (ValueError, TypeError, OSError) as error:
-        print(f"jaxconv {args.verb}: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        if user_error(error):
+            print(f"jaxconv {args.verb}: error: {error}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        print(f"jaxconv {args.verb}: internal error: this is a bug in jaxconv, not a mistake in "
+              "the command; please report it with the command line and the traceback above",
+              file=sys.stderr)
+        return 1
     return 0
 
 
