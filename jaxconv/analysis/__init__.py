@@ -3,7 +3,7 @@
 
 from jaxconv.analysis.costs import LayerCost, layer_cost, n_params
 from jaxconv.analysis.explain import KINDS, Explanation, explain
-from jaxconv.analysis.squeeze import RetentionRow, retention, retention_table
+from jaxconv.analysis.retention import RetentionRow, retention, retention_table
 from jaxconv.analysis.summary import LayerRow, Summary, summary
 
 __all__ = [

@@ -24,6 +24,7 @@ from flax import nnx
 
 from jaxconv import nnx as jnn
 from jaxconv.analysis import _wrap
+from jaxconv.analysis.tables import markdown_table
 from jaxconv.typing import Array
 
 
@@ -164,11 +165,9 @@ def retention(model: nnx.Module, images: Array, *, batch_size: int = 256,
 
 def retention_table(rows: list[RetentionRow]) -> str:
     """Markdown table of `retention` rows."""
-    lines = ["| layer | C_in -> C_out | retained | optimum (top C_out PCs) | random | "
-             "retained / optimum | effective rank of input |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.path} | {r.in_channels} -> {r.out_channels} | {r.retained:.3f} | "
-                     f"{r.optimum:.3f} | {r.random:.3f} | {r.retained / r.optimum:.3f} | "
-                     f"{r.effective_rank:.1f} |")
-    return "\n".join(lines)
+    header = ["layer", "C_in -> C_out", "retained", "optimum (top C_out PCs)", "random",
+              "retained / optimum", "effective rank of input"]
+    return markdown_table(header, "llrrrrr", (
+        [r.path, f"{r.in_channels} -> {r.out_channels}", f"{r.retained:.3f}",
+         f"{r.optimum:.3f}", f"{r.random:.3f}", f"{r.retained / r.optimum:.3f}",
+         f"{r.effective_rank:.1f}"] for r in rows))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from jaxconv.analysis.tables import markdown_table
 from jaxconv.experiment import provenance
 from jaxconv.train.logging import atomic_write_bytes, atomic_write_text
 
@@ -133,21 +134,14 @@ def aggregate(found: list[dict[str, Any]]) -> list[VariantRow]:
 
 
 def table(rows: list[VariantRow]) -> str:
-    lines = ["| variant | params | MACs | XLA FLOPs | train time (s) | images/s | "
-             "test accuracy (mean ± std) | best epoch | seeds | diverged |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        if not r.seeds:
-            lines.append(f"| {r.variant} | {r.params:,} | {r.macs / 1e6:.2f}M | "
-                         f"{r.xla_flops / 1e6:.2f}M | - | - | every seed diverged | - | 0 | "
-                         f"{r.diverged} |")
-            continue
-        lines.append(f"| {r.variant} | {r.params:,} | {r.macs / 1e6:.2f}M | "
-                     f"{r.xla_flops / 1e6:.2f}M | {r.train_time_s:.1f} | "
-                     f"{r.images_per_second:,.0f} | {100 * r.test_acc_mean:.2f} ± "
-                     f"{100 * r.test_acc_std:.2f} % | {r.best_epoch} | {r.seeds} | "
-                     f"{r.diverged} |")
-    return "\n".join(lines)
+    header = ["variant", "params", "MACs", "XLA FLOPs", "train time (s)", "images/s",
+              "test accuracy (mean ± std)", "best epoch", "seeds", "diverged"]
+    return markdown_table(header, "lrrrrrrrrr", ([
+        r.variant, f"{r.params:,}", f"{r.macs / 1e6:.2f}M", f"{r.xla_flops / 1e6:.2f}M",
+        *([f"{r.train_time_s:.1f}", f"{r.images_per_second:,.0f}",
+           f"{100 * r.test_acc_mean:.2f} ± {100 * r.test_acc_std:.2f} %", f"{r.best_epoch}",
+           f"{r.seeds}"] if r.seeds else ["-", "-", "every seed diverged", "-", "0"]),
+        f"{r.diverged}"] for r in rows))
 
 
 def seed_noise(found: list[dict[str, Any]], level: float = 0.95) -> list[str]:

@@ -7,7 +7,7 @@ from flax import nnx
 
 from jaxconv import analysis
 from jaxconv import nnx as jnn
-from jaxconv.analysis import squeeze
+from jaxconv.analysis.retention import kept_share, spectrum_shares
 
 EIGENVALUES = np.array([8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.125, 0.0625])
 
@@ -65,10 +65,10 @@ def test_the_closed_form_on_an_exact_covariance():
     basis, _ = np.linalg.qr(rng.standard_normal((8, 8)))
     cov = basis @ np.diag(EIGENVALUES) @ basis.T
     share = EIGENVALUES[:2].sum() / EIGENVALUES.sum()
-    assert squeeze.kept_share(cov, basis[:, :2]) == pytest.approx(share)
+    assert kept_share(cov, basis[:, :2]) == pytest.approx(share)
     mixed = basis[:, :2] @ rng.standard_normal((2, 2))   # any read-out of the same subspace
-    assert squeeze.kept_share(cov, mixed) == pytest.approx(share)
-    optimum, rank = squeeze.spectrum_shares(cov, 2)
+    assert kept_share(cov, mixed) == pytest.approx(share)
+    optimum, rank = spectrum_shares(cov, 2)
     assert optimum == pytest.approx(share)
     assert rank == pytest.approx(EIGENVALUES.sum() ** 2 / (EIGENVALUES ** 2).sum())
 
@@ -91,7 +91,7 @@ def test_strided_and_grouped_squeezes_and_the_model_is_left_alone():
     dense = np.zeros((8, 4))
     kernel = before.astype(np.float64)          # (4, 4): two groups of 4 -> 2
     dense[:4, :2], dense[4:, 2:] = kernel[:, :2], kernel[:, 2:]
-    np.testing.assert_allclose(row.retained, squeeze.kept_share(cov, dense), rtol=1e-5)
+    np.testing.assert_allclose(row.retained, kept_share(cov, dense), rtol=1e-5)
     assert isinstance(model.squeeze, jnn.Pointwise)
     np.testing.assert_array_equal(np.asarray(model.squeeze.kernel[...]), before)
 
