@@ -15,11 +15,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_train_step import BATCH, jax_jit_step, median_rate
-from flax import nnx
+from bench_train_step import BATCH, alternating_rates, batch, jax_jit_step, model_for
 
-from jaxconv import environment, models
+from jaxconv import environment
 from jaxconv import functional as F
+from jaxconv.analysis.tables import markdown_table
 from jaxconv.functional import cpu
 from jaxconv.train import Recipe
 
@@ -39,34 +39,21 @@ def conv_step(dtype: str):
     return lambda *_: grad(x, k)
 
 
-def median_seconds(run, args, repeats: int = 4) -> float:
-    return BATCH / median_rate(lambda *_: run(*args), None, None, repeats)
-
-
 def compare(label: str, runs: dict, args) -> None:
-    for run in runs.values():
-        for _ in range(3):
-            jax.block_until_ready(run(*args))
-    seconds = {name: [] for name in runs}
-    for _ in range(5):
-        for name, run in runs.items():
-            seconds[name].append(median_seconds(run, args))
-    fp32, bf16 = (float(np.median(seconds[d])) for d in DTYPES)
+    rates = alternating_rates(runs, args)
+    fp32, bf16 = (BATCH / rates[d] for d in DTYPES)
     print(f"| {label} | {fp32 * 1e3:.0f} | {bf16 * 1e3:.0f} | {bf16 / fp32:.2f} |")
 
 
 def main(presets: list[str]) -> None:
     environment.start_command([sys.executable, *sys.argv])
-    rng = np.random.default_rng(0)
-    images = jnp.asarray(rng.integers(0, 256, (BATCH, 28, 28, 1), dtype=np.uint8))
-    labels = jnp.asarray(rng.integers(0, 10, BATCH, dtype=np.int32))
+    images, labels = batch()
     flags = sorted(f for f in cpu.features() if "bf16" in f or "amx" in f or "avx512" in f)
     print(f"CPU: {cpu.model()} ({cpu.isa()}; bf16-related flags: {', '.join(flags) or 'none'}); "
           f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s)")
-    print("| step | fp32 (ms) | bf16 (ms) | bf16 / fp32 |")
-    print("|---|---:|---:|---:|")
+    print(markdown_table(["step", "fp32 (ms)", "bf16 (ms)", "bf16 / fp32"], "lrrr", []))
     for preset in presets:
-        model = models.create(preset, num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+        model = model_for(preset)
         compare(f"{preset} train step, batch {BATCH}",
                 {d: train_step(model, d) for d in DTYPES}, (images, labels))
     compare(f"3x3 conv 32->64 on {BATCH}x28x28, forward + both gradients",

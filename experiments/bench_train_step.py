@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from jaxconv import analysis, models
+from jaxconv.analysis.tables import markdown_table
 from jaxconv.train import Recipe
 from jaxconv.train import step as S
 
@@ -56,36 +57,56 @@ def nnx_jit_step(model, recipe):
     return lambda images, labels: step(model, optimizer, images, labels)
 
 
-def median_rate(run, images, labels, repeats: int) -> float:
+def model_for(preset: str) -> nnx.Module:
+    """``preset`` built for the timed batch: 28x28x1 images, 10 classes, seed 0."""
+    return models.create(preset, num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+
+
+def median_rate(run, args: tuple, repeats: int) -> float:
+    """Images per second of ``run(*args)``: the median of ``repeats`` timed calls."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(run(images, labels))
+        jax.block_until_ready(run(*args))
         times.append(time.perf_counter() - start)
     return BATCH / float(np.median(times))
 
 
-def main(presets: list[str]) -> None:
+def batch() -> tuple[jax.Array, jax.Array]:
+    """The fixed batch every step is timed on: ``BATCH`` random 28x28x1 uint8 images, labels."""
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.integers(0, 256, (BATCH, 28, 28, 1), dtype=np.uint8))
     labels = jnp.asarray(rng.integers(0, 10, BATCH, dtype=np.int32))
+    return images, labels
+
+
+def alternating_rates(runs: dict, args: tuple, rounds: int = 5, repeats: int = 4) -> dict:
+    """Images per second of each of ``runs`` (called with ``args``): three warm-up calls each,
+    then ``rounds`` rounds that time every run in turn (`median_rate` of ``repeats`` calls);
+    the median over the rounds."""
+    for run in runs.values():
+        for _ in range(3):
+            jax.block_until_ready(run(*args))
+    rates = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            rates[name].append(median_rate(run, args, repeats))
+    return {name: float(np.median(values)) for name, values in rates.items()}
+
+
+def main(presets: list[str]) -> None:
+    images, labels = batch()
     recipe = Recipe(batch_size=BATCH)
     print(f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s), "
           f"batch {BATCH} of 28x28x1")
-    print("| preset | params | jax.jit split/merge (img/s) | nnx.jit (img/s) | ratio |")
-    print("|---|---:|---:|---:|---:|")
+    print(markdown_table(["preset", "params", "jax.jit split/merge (img/s)", "nnx.jit (img/s)",
+                          "ratio"], "lrrrr", []))
     for preset in presets:
-        model = models.create(preset, num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+        model = model_for(preset)
         params = analysis.n_params(model)
-        runs = {"jax": jax_jit_step(model, recipe), "nnx": nnx_jit_step(model, recipe)}
-        for run in runs.values():
-            for _ in range(3):
-                jax.block_until_ready(run(images, labels))
-        rates = {name: [] for name in runs}
-        for _ in range(5):
-            for name, run in runs.items():
-                rates[name].append(median_rate(run, images, labels, repeats=4))
-        jax_rate, nnx_rate = (float(np.median(rates[n])) for n in ("jax", "nnx"))
+        rates = alternating_rates({"jax": jax_jit_step(model, recipe),
+                                   "nnx": nnx_jit_step(model, recipe)}, (images, labels))
+        jax_rate, nnx_rate = rates["jax"], rates["nnx"]
         print(f"| {preset} | {params:,} | {jax_rate:.0f} | {nnx_rate:.0f} | "
               f"{jax_rate / nnx_rate:.2f} |")
 
