@@ -10,6 +10,7 @@ import numbers
 from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
+from jax.extend.core import InconclusiveDimensionOperation
 import numpy as np
 
 from jaxconv.typing import Array, IntOrSeq, Shape
@@ -69,16 +70,28 @@ def kernel_rank(kernel_shape: Shape, *, op: str) -> int:
 def shapes(x_shape, kernel_shape, *, op: str, what: str = "convolution") -> tuple[Shape, Shape,
                                                                                    int]:
     """Static input and kernel shapes as int tuples, and the spatial rank; checks that the input
-    has room for the kernel's spatial dims plus channels."""
+    has room for the kernel's spatial dims plus channels. The input's batch dims may be
+    symbolic (`jax.export` shape polymorphism); its spatial and channel dims may not."""
     kernel_shape = tuple(int(d) for d in kernel_shape)
     rank = kernel_rank(kernel_shape, op=op)
-    x_shape = tuple(int(d) for d in x_shape)
+    x_shape = tuple(x_shape)
+    batch = len(x_shape) - rank - 1
+    x_shape = (*(_batch_dim(d) for d in x_shape[:max(batch, 0)]),
+               *(int(d) for d in x_shape[max(batch, 0):]))
     if len(x_shape) < rank + 1:
         raise ValueError(
             f"{op}: input shape {x_shape} has {len(x_shape)} dims, too few for a {rank}-D "
             f"{what} with kernel shape {kernel_shape}; expected (*batch, {rank} spatial dims, "
             "channels)")
     return x_shape, kernel_shape, rank
+
+
+def _batch_dim(d):
+    """A batch dim as an int, or as it is when it is symbolic (any batch)."""
+    try:
+        return int(d)
+    except InconclusiveDimensionOperation:
+        return d
 
 
 def split_input(x_shape: Shape, rank: int) -> tuple[int, Shape, int]:

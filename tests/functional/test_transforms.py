@@ -182,3 +182,28 @@ def test_layers_lower_for_gpu_and_tpu(name):
     exported = jax.export.export(jax.jit(apply), platforms=("cuda", "tpu"))(
         state, jnp.zeros(shape, jnp.float32))
     assert "custom_call" not in exported.mlir_module()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_formulations_take_a_symbolic_batch(name):
+    """Exported with a symbolic batch (`jax.export` shape polymorphism), each formulation runs
+    any batch, with the values of a fixed-batch call."""
+    ours, _ = _pair(name)
+    x, k = _operands(name)
+    (batch,) = jax.export.symbolic_shape("b")
+    exported = jax.export.export(jax.jit(ours))(
+        jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype), k)
+    many = jnp.concatenate([x, x, x])
+    _close(exported.call(many, k), ours(many, k))
+
+
+@pytest.mark.parametrize("name", sorted(_layers()))
+def test_layers_take_a_symbolic_batch(name):
+    layer, shape = _layers()[name]
+    layer.eval()
+    apply, state = _as_function(layer)
+    (batch,) = jax.export.symbolic_shape("b")
+    exported = jax.export.export(jax.jit(apply))(
+        state, jax.ShapeDtypeStruct((batch, *shape[1:]), jnp.float32))
+    x = _array((5, *shape[1:]))
+    _close(exported.call(state, x), apply(state, x))
