@@ -19,7 +19,7 @@ import dis
 import pathlib
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def _dims(text: str) -> tuple[int, ...]:
@@ -223,12 +223,19 @@ def parser() -> argparse.ArgumentParser:
                "example")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="<command>")
 
-    def verb(name: str, summary: str, example: str) -> argparse.ArgumentParser:
-        return verbs.add_parser(name, help=summary, description=f"{summary}. Example: {example}")
+    def verb(name: str, summary: str, example: str, run: Callable[[argparse.Namespace], None],
+             *, trained_run: bool = False) -> argparse.ArgumentParser:
+        """A command running ``run``; ``trained_run`` adds which finished run it uses."""
+        command = verbs.add_parser(name, help=summary,
+                                   description=f"{summary}. Example: {example}")
+        command.set_defaults(run=run)
+        if trained_run:
+            _trained_run_arguments(command)
+        return command
 
     e = verb("explain", "What one convolution does to its channels: shapes, parameters, "
                         "MACs and how each output channel mixes the inputs",
-             "jaxconv explain conv2d --input 64x64x3 --filters 32 --kernel 3x3")
+             "jaxconv explain conv2d --input 64x64x3 --filters 32 --kernel 3x3", _explain)
     e.add_argument("kind", choices=KINDS)
     e.add_argument("--input", type=_dims, required=True, help="one example, e.g. 64x64x3")
     e.add_argument("--filters", type=int, help="output channels")
@@ -240,26 +247,23 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--dilation", type=_int_or_dims, default=1)
     e.add_argument("--depth-multiplier", type=int, default=1)
     e.add_argument("--no-bias", action="store_true")
-    e.set_defaults(run=_explain)
 
     s = verb("summary", "Per-layer table of a model preset: formulation, shapes, "
                         "parameters, MACs, XLA FLOPs, activation memory",
-             "jaxconv summary --model bottleneck-0.3m --input 28x28x1")
+             "jaxconv summary --model bottleneck-0.3m --input 28x28x1", _summary)
     s.add_argument("--model", required=True, help="a preset, e.g. bottleneck-0.3m")
     s.add_argument("--input", type=_dims, required=True, help="one example, e.g. 28x28x1")
     s.add_argument("--classes", type=int, default=10)
-    s.set_defaults(run=_summary)
 
     d = verb("data", "Where a dataset is looked for and what was found; download and verify "
-                     "it", "jaxconv data download fashion_mnist")
+                     "it", "jaxconv data download fashion_mnist", _data)
     d.add_argument("action", choices=("info", "download"))
     d.add_argument("name", help="digits, mnist, fashion_mnist, cifar10, synthetic")
     d.add_argument("--data-dir", help="a folder to look in first / download into")
-    d.set_defaults(run=_data)
 
     r = verb("run", "Train every variant x seed of a config (resuming what was "
                     "interrupted), then write the report with tables and plots",
-             "jaxconv run configs/quickstart.yaml --set train.epochs=3")
+             "jaxconv run configs/quickstart.yaml --set train.epochs=3", _run)
     r.add_argument("config", help="a YAML experiment config, e.g. configs/quickstart.yaml")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (YAML value), e.g. train.epochs=1 or "
@@ -273,44 +277,38 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--processes", type=int, default=1, help="processes of a multi-host run")
     r.add_argument("--process-id", type=int, default=0,
                    help="this process's index in a multi-host run (0 writes the files)")
-    r.set_defaults(run=_run)
 
     rep = verb("report", "Rebuild a run folder's report.md, results.csv and plots from its "
-                         "files", "jaxconv report runs/quickstart")
+                         "files", "jaxconv report runs/quickstart", _report)
     rep.add_argument("run_dir", help="a run folder, e.g. runs/quickstart")
-    rep.set_defaults(run=_report)
 
     ret = verb("retention", "How much of its input each squeezing 1x1 of a trained model keeps, "
                             "against the best and random projections, trained and at "
                             "initialisation",
                "jaxconv retention experiments/results/fashion_mnist/width_sweep "
-               "--variant ratio-0.25")
-    _trained_run_arguments(ret)
+               "--variant ratio-0.25", _retention, trained_run=True)
     ret.add_argument("--images", type=int, default=2000,
                      help="training images whose pixels are measured (default 2000)")
-    ret.set_defaults(run=_retention)
 
     pr = verb("predict", "Class probabilities of a trained run's model for images in a .npy "
                          "file: each image's class, or every probability with --output",
-              "jaxconv predict runs/quickstart images.npy --variant basic")
-    _trained_run_arguments(pr)
+              "jaxconv predict runs/quickstart images.npy --variant basic", _predict,
+              trained_run=True)
     pr.add_argument("images", help=".npy of uint8 images (N, H, W, C) shaped as the run's data")
     pr.add_argument("--output", help="write the (N, classes) probabilities to this .npy")
-    pr.set_defaults(run=_predict)
 
     ex = verb("export", "Save a trained run's model as a jax.export artifact (weights, input "
                         "shape and normalisation inside) that runs with JAX alone: "
                         "jax.export.deserialize(open(FILE, 'rb').read()).call(images)",
-              "jaxconv export runs/quickstart --variant basic --output basic.jax")
-    _trained_run_arguments(ex)
+              "jaxconv export runs/quickstart --variant basic --output basic.jax", _export,
+              trained_run=True)
     ex.add_argument("--output", required=True, help="the file to write")
     ex.add_argument("--batch-size", type=int, default=None,
                     help="fix the images per call in the artifact (default: any number)")
-    ex.set_defaults(run=_export)
 
     b = verb("bench", "Time conv formulations, training steps and whole fit epochs "
                       "against lax, flax.nnx.Conv and PyTorch on this machine",
-             "jaxconv bench --cases 3x3 --no-steps")
+             "jaxconv bench --cases 3x3 --no-steps", _bench)
     b.add_argument("--repeats", type=int, default=10, help="timed calls per median")
     b.add_argument("--cases", nargs="*", default=[], help="substrings of op case names")
     b.add_argument("--nets", nargs="*", default=[],
@@ -335,7 +333,6 @@ def parser() -> argparse.ArgumentParser:
                    help="run with the settings the jaxconv command uses (XLA flags, malloc "
                         "tunables), with the environment as it is (as a library user gets "
                         "it), or both one after the other")
-    b.set_defaults(run=_bench)
     return p
 
 
