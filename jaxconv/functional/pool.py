@@ -25,7 +25,8 @@ import numpy as np
 from jax import lax
 
 from jaxconv.functional import _checks
-from jaxconv.functional import padding as P
+from jaxconv.functional import padding as padlib
+from jaxconv.functional.formulations.spec import accumulator
 from jaxconv.typing import Array, IntOrSeq, PaddingLike, Shape
 
 
@@ -56,7 +57,7 @@ def _prepare(op: str, x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None
     flat, restore = _checks.batch_input(x, rank)
     spatial = flat.shape[1:-1]
     reach = tuple(d * (w - 1) + 1 for w, d in zip(window, dilation))
-    pads, fill = P.resolve(padding, padding_mode, in_spatial=spatial, window=reach,
+    pads, fill = padlib.resolve(padding, padding_mode, in_spatial=spatial, window=reach,
                            strides=strides)
     for dim, ((low, high), n, r) in enumerate(zip(pads, spatial, reach)):
         if n + low + high < r:
@@ -68,7 +69,7 @@ def _prepare(op: str, x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None
         for dim, geometry in enumerate(zip(spatial, pads, window, strides, dilation)):
             _check_every_window_sees_input(op, padding, dim, *geometry)
     if fill != "zeros":
-        flat, pads = P.apply_fill(flat, pads, fill), ((0, 0),) * rank
+        flat, pads = padlib.apply_fill(flat, pads, fill), ((0, 0),) * rank
     geometry = dict(
         window_dimensions=(1, *window, 1), window_strides=(1, *strides, 1),
         padding=((0, 0), *pads, (0, 0)), window_dilation=(1, *dilation, 1))
@@ -144,7 +145,7 @@ def avg_pool(x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None = None,
     _floating("avg_pool", x)
     flat, restore, geometry, window = _prepare("avg_pool", x, window_shape, strides, padding,
                                                padding_mode, window_dilation)
-    wide = _wide(flat.dtype)
+    wide = accumulator(flat.dtype)
     total = lax.reduce_window(flat.astype(wide), np.array(0, wide), lax.add, **geometry)
     if count_include_pad:
         mean = total / float(np.prod(window))
@@ -158,11 +159,6 @@ def _floating(op: str, x: Array) -> None:
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{op}: input dtype {jnp.dtype(x.dtype).name} is not floating point; "
                         "cast the input to a float dtype first")
-
-
-def _wide(dtype) -> jnp.dtype:
-    """float32 for narrower floats, the dtype itself otherwise: where sums accumulate."""
-    return jnp.dtype(jnp.float32) if jnp.finfo(dtype).bits < 32 else jnp.dtype(dtype)
 
 
 def _spatial_axes(op: str, x: Array, rank: int | None) -> tuple[int, ...]:
@@ -184,7 +180,7 @@ def global_avg_pool(x: Array, *, rank: int | None = None, keepdims: bool = False
     """
     axes = _spatial_axes("global_avg_pool", x, rank)
     _floating("global_avg_pool", x)
-    wide = _wide(x.dtype)
+    wide = accumulator(x.dtype)
     return jnp.mean(x.astype(wide), axis=axes, keepdims=keepdims).astype(x.dtype)
 
 
