@@ -51,7 +51,7 @@ import numpy as np
 from flax import nnx
 
 from jaxconv import nnx as jnn
-from jaxconv.nnx import _args
+from jaxconv.nnx import layer_args as _args
 
 __all__ = ["load"]
 

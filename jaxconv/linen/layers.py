@@ -16,7 +16,7 @@ from flax import linen as nn
 from flax.linen import dtypes, initializers
 
 from jaxconv import functional as F
-from jaxconv.nnx import _args
+from jaxconv.nnx import layer_args
 from jaxconv.typing import Array, ImplLike, IntOrSeq, PaddingLike
 
 default_kernel_init = initializers.lecun_normal()
@@ -25,8 +25,8 @@ default_bias_init = initializers.zeros_init()
 
 def _kernel_size(module: nn.Module, inputs: Array, layer: str) -> tuple[int, ...]:
     """The module's kernel size as a tuple, once the input's rank is checked against it."""
-    size = _args.kernel_size_tuple(module.kernel_size, layer)
-    _args.check_input_rank(inputs, module.kernel_size, layer)
+    size = layer_args.kernel_size_tuple(module.kernel_size, layer)
+    layer_args.check_input_rank(inputs, module.kernel_size, layer)
     return size
 
 
@@ -40,7 +40,7 @@ def _operands(module: nn.Module, inputs: Array, kernel_shape: tuple[int, ...], f
               layer: str) -> tuple[Array, Array, Array | None]:
     """The (masked) kernel and the bias of a layer with one kernel, and the operands promoted
     like Flax's."""
-    _args.check_mask(module.mask, kernel_shape, layer)
+    layer_args.check_mask(module.mask, kernel_shape, layer)
     kernel = module.param("kernel", module.kernel_init, kernel_shape, module.param_dtype)
     if module.mask is not None:
         kernel = kernel * module.mask
@@ -79,11 +79,11 @@ class Conv(nn.Module):
     data_format: str = "channels_last"
 
     @nn.compact
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         size = _kernel_size(self, inputs, "Conv")
-        kernel_shape = _args.kernel_shape("Conv", size, inputs.shape[-1], self.features,
-                                          self.feature_group_count)
+        kernel_shape = layer_args.kernel_shape("Conv", size, inputs.shape[-1], self.features,
+                                               self.feature_group_count)
         inputs, kernel, bias = _operands(self, inputs, kernel_shape, self.features, "Conv")
         impl = self.impl
         if self.conv_general_dilated_cls is not None:
@@ -114,12 +114,13 @@ class Pointwise(nn.Module):
     data_format: str = "channels_last"
 
     @nn.compact
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        strides = _args.strides_for_pointwise(self.strides, "Pointwise")
+        strides = layer_args.strides_for_pointwise(self.strides, "Pointwise")
         kernel = self.param("kernel", self.kernel_init,
-                            _args.kernel_shape("Pointwise", (), inputs.shape[-1], self.features,
-                                               self.feature_group_count), self.param_dtype)
+                            layer_args.kernel_shape("Pointwise", (), inputs.shape[-1],
+                                                    self.features, self.feature_group_count),
+                            self.param_dtype)
         bias = _bias(self, self.features)
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         return F.pointwise(inputs, kernel, bias, strides=strides,
@@ -148,11 +149,12 @@ class DepthwiseConv(nn.Module):
     data_format: str = "channels_last"
 
     @nn.compact
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         size = _kernel_size(self, inputs, "DepthwiseConv")
         out_features = inputs.shape[-1] * self.depth_multiplier
-        kernel_shape = _args.kernel_shape("DepthwiseConv", size, inputs.shape[-1], out_features)
+        kernel_shape = layer_args.kernel_shape("DepthwiseConv", size, inputs.shape[-1],
+                                               out_features)
         inputs, kernel, bias = _operands(self, inputs, kernel_shape, out_features,
                                          "DepthwiseConv")
         return F.depthwise_conv(inputs, kernel, bias, strides=self.strides, padding=self.padding,
@@ -184,7 +186,7 @@ class SeparableConv(nn.Module):
     data_format: str = "channels_last"
 
     @nn.compact
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         size = _kernel_size(self, inputs, "SeparableConv")
         middle = inputs.shape[-1] * self.depth_multiplier
@@ -223,12 +225,12 @@ class ConvTranspose(nn.Module):
     data_format: str = "channels_last"
 
     @nn.compact
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         size = _kernel_size(self, inputs, "ConvTranspose")
-        kernel_shape = _args.kernel_shape("ConvTranspose", size, inputs.shape[-1],
-                                          self.features, self.feature_group_count,
-                                          out_name="features")
+        kernel_shape = layer_args.kernel_shape("ConvTranspose", size, inputs.shape[-1],
+                                               self.features, self.feature_group_count,
+                                               out_name="features")
         inputs, kernel, bias = _operands(self, inputs, kernel_shape, self.features,
                                          "ConvTranspose")
         return F.conv_transpose(inputs, kernel, bias, strides=self.strides, padding=self.padding,

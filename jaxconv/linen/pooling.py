@@ -6,7 +6,7 @@ from flax import linen as nn
 
 from jaxconv import functional as F
 from jaxconv.functional import pool as pooling
-from jaxconv.nnx import _args
+from jaxconv.nnx import layer_args
 from jaxconv.typing import Array, IntOrSeq, PaddingLike
 
 
@@ -21,11 +21,11 @@ class _Pool(nn.Module):
     def _apply(self, op, inputs: Array, **extra) -> Array:
         name = type(self).__name__
         window = pooling.window_shape_tuple(name, self.window_shape)
-        fmt = _args.data_format(self.data_format, name)
-        x = _args.to_channels_last(inputs, len(window), fmt, name)
+        fmt = layer_args.data_format(self.data_format, name)
+        x = layer_args.to_channels_last(inputs, len(window), fmt, name)
         y = op(x, window, self.strides, self.padding, padding_mode=self.padding_mode,
                window_dilation=self.window_dilation, **extra)
-        return _args.from_channels_last(y, len(window), fmt)
+        return layer_args.from_channels_last(y, len(window), fmt)
 
 
 class MaxPool(_Pool):
@@ -51,10 +51,10 @@ class _GlobalPool(nn.Module):
 
     def _apply(self, op, inputs: Array) -> Array:
         name = type(self).__name__
-        fmt = _args.data_format(self.data_format, name)
-        y = op(_args.to_channels_last(inputs, self.rank, fmt, name), rank=self.rank,
+        fmt = layer_args.data_format(self.data_format, name)
+        y = op(layer_args.to_channels_last(inputs, self.rank, fmt, name), rank=self.rank,
                keepdims=self.keepdims)
-        return _args.from_channels_last(y, self.rank, fmt) if self.keepdims else y
+        return layer_args.from_channels_last(y, self.rank, fmt) if self.keepdims else y
 
 
 class GlobalAvgPool(_GlobalPool):

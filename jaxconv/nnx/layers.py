@@ -22,7 +22,7 @@ from jax import lax
 
 from jaxconv import functional as F
 from jaxconv.functional import _checks
-from jaxconv.nnx import _args
+from jaxconv.nnx import layer_args
 from jaxconv.typing import Array, ImplLike, IntOrSeq, PaddingLike
 
 default_kernel_init = initializers.lecun_normal()
@@ -41,8 +41,8 @@ def _bias(init: Callable, rngs: nnx.Rngs, features: int, dtype, metadata: Mappin
 
 def _operands(layer: nnx.Module, inputs: Array, name: str) -> tuple[Array, Array, Array | None]:
     """Checks the input against the layer, applies the mask, promotes dtypes like Flax."""
-    _args.check_input_rank(inputs, layer.kernel_size, name)
-    _args.check_in_features(inputs, layer.in_features, name)
+    layer_args.check_input_rank(inputs, layer.kernel_size, name)
+    layer_args.check_in_features(inputs, layer.in_features, name)
     kernel = layer.kernel[...]
     if layer.mask is not None:
         kernel = kernel * layer.mask
@@ -61,7 +61,7 @@ def _store(layer: nnx.Module, args: Mapping[str, Any]) -> None:
     """Keeps each op argument as its own hashable attribute; `op_args` reads them back at call
     time, so changing one after construction (``layer.padding = ...``) takes effect."""
     for name, value in args.items():
-        setattr(layer, name, _args.frozen(value))
+        setattr(layer, name, layer_args.frozen(value))
 
 
 def op_args(layer: nnx.Module) -> dict[str, Any]:
@@ -137,9 +137,9 @@ class Conv(nnx.Module):
         padding_mode: str = "zeros", impl: ImplLike = "auto",
         data_format: str = "channels_last",
     ):
-        size = _args.kernel_size_tuple(kernel_size, "Conv")
-        kernel_shape = _args.kernel_shape("Conv", size, in_features, out_features,
-                                          feature_group_count)
+        size = layer_args.kernel_size_tuple(kernel_size, "Conv")
+        kernel_shape = layer_args.kernel_shape("Conv", size, in_features, out_features,
+                                               feature_group_count)
         conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
                          input_dilation=input_dilation, kernel_dilation=kernel_dilation,
                          feature_group_count=feature_group_count, precision=precision,
@@ -147,22 +147,23 @@ class Conv(nnx.Module):
         impl = conv_general_dilated if conv_general_dilated is not lax.conv_general_dilated \
             else impl
         _validate("conv", kernel_shape, in_features, impl, **conv_args)
-        _args.check_mask(mask, kernel_shape, "Conv")
+        layer_args.check_mask(mask, kernel_shape, "Conv")
         self.kernel_shape = kernel_shape
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = _bias(bias_init, rngs, out_features, param_dtype, bias_metadata, use_bias)
         self.in_features, self.out_features = in_features, out_features
-        self.kernel_size, self.strides, self.padding = _args.frozen(kernel_size), strides, padding
+        self.kernel_size = layer_args.frozen(kernel_size)
+        self.strides, self.padding = strides, padding
         self.input_dilation, self.kernel_dilation = input_dilation, kernel_dilation
         self.feature_group_count, self.use_bias, self.mask = feature_group_count, use_bias, mask
         self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
         self.conv_general_dilated, self.promote_dtype = conv_general_dilated, promote_dtype
         self.preferred_element_type, self.padding_mode = preferred_element_type, padding_mode
         self.impl = impl
-        self.data_format = _args.data_format(data_format, "Conv")
+        self.data_format = layer_args.data_format(data_format, "Conv")
         _store(self, conv_args)
 
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         return _apply(self, F.conv, inputs, "Conv")
 
@@ -194,9 +195,9 @@ class Pointwise(nnx.Module):
         kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
         bias_metadata: Mapping[str, Any] = MappingProxyType({}),
     ):
-        self.strides = _args.strides_for_pointwise(strides, "Pointwise")
+        self.strides = layer_args.strides_for_pointwise(strides, "Pointwise")
         groups = _checks.positive_int("feature_group_count", feature_group_count)
-        kernel_shape = _args.kernel_shape("Pointwise", (), in_features, out_features, groups)
+        kernel_shape = layer_args.kernel_shape("Pointwise", (), in_features, out_features, groups)
         rank = 1 if isinstance(self.strides, int) else len(self.strides)
         F.plan((1, *(1,) * rank, in_features), kernel_shape, op="pointwise",
                impl="xla" if callable(impl) or impl in ("auto", "autotune") else impl,
@@ -207,11 +208,11 @@ class Pointwise(nnx.Module):
         self.in_features, self.out_features, self.use_bias = in_features, out_features, use_bias
         self.dtype, self.param_dtype, self.precision = dtype, param_dtype, precision
         self.promote_dtype, self.impl = promote_dtype, impl
-        self.data_format = _args.data_format(data_format, "Pointwise")
+        self.data_format = layer_args.data_format(data_format, "Pointwise")
 
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        _args.check_in_features(inputs, self.in_features, "Pointwise")
+        layer_args.check_in_features(inputs, self.in_features, "Pointwise")
         bias = self.bias[...] if self.bias is not None else None
         inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias),
                                                   dtype=self.dtype)
@@ -246,25 +247,25 @@ class DepthwiseConv(nnx.Module):
         rngs: nnx.Rngs, kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
         bias_metadata: Mapping[str, Any] = MappingProxyType({}),
     ):
-        size = _args.kernel_size_tuple(kernel_size, "DepthwiseConv")
+        size = layer_args.kernel_size_tuple(kernel_size, "DepthwiseConv")
         multiplier = _checks.positive_int("depth_multiplier", depth_multiplier)
         out_features = in_features * multiplier
-        kernel_shape = _args.kernel_shape("DepthwiseConv", size, in_features, out_features)
+        kernel_shape = layer_args.kernel_shape("DepthwiseConv", size, in_features, out_features)
         conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
                          kernel_dilation=kernel_dilation, precision=precision)
         _validate("depthwise_conv", kernel_shape, in_features, impl, **conv_args)
-        _args.check_mask(mask, kernel_shape, "DepthwiseConv")
+        layer_args.check_mask(mask, kernel_shape, "DepthwiseConv")
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = _bias(bias_init, rngs, out_features, param_dtype, bias_metadata, use_bias)
         self.in_features, self.out_features = in_features, out_features
-        self.kernel_size = _args.frozen(kernel_size)
+        self.kernel_size = layer_args.frozen(kernel_size)
         self.depth_multiplier, self.mask = multiplier, mask
         self.use_bias, self.dtype, self.param_dtype = use_bias, dtype, param_dtype
         self.promote_dtype, self.impl = promote_dtype, impl
-        self.data_format = _args.data_format(data_format, "DepthwiseConv")
+        self.data_format = layer_args.data_format(data_format, "DepthwiseConv")
         _store(self, conv_args)
 
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         return _apply(self, F.depthwise_conv, inputs, "DepthwiseConv")
 
@@ -294,7 +295,7 @@ class SeparableConv(nnx.Module):
         data_format: str = "channels_last",
         rngs: nnx.Rngs,
     ):
-        size = _args.kernel_size_tuple(kernel_size, "SeparableConv")
+        size = layer_args.kernel_size_tuple(kernel_size, "SeparableConv")
         middle = in_features * _checks.positive_int("depth_multiplier", depth_multiplier)
         depthwise_shape = (*size, 1, middle)
         conv_args = dict(strides=strides, padding=padding, padding_mode=padding_mode,
@@ -307,17 +308,17 @@ class SeparableConv(nnx.Module):
                                        no_metadata)
         self.bias = _bias(bias_init, rngs, out_features, param_dtype, no_metadata, use_bias)
         self.in_features, self.out_features = in_features, out_features
-        self.kernel_size = _args.frozen(kernel_size)
+        self.kernel_size = layer_args.frozen(kernel_size)
         self.depth_multiplier, self.use_bias = depth_multiplier, use_bias
         self.dtype, self.param_dtype, self.promote_dtype, self.impl = \
             dtype, param_dtype, promote_dtype, impl
-        self.data_format = _args.data_format(data_format, "SeparableConv")
+        self.data_format = layer_args.data_format(data_format, "SeparableConv")
         _store(self, conv_args)
 
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        _args.check_input_rank(inputs, self.kernel_size, "SeparableConv")
-        _args.check_in_features(inputs, self.in_features, "SeparableConv")
+        layer_args.check_input_rank(inputs, self.kernel_size, "SeparableConv")
+        layer_args.check_in_features(inputs, self.in_features, "SeparableConv")
         bias = self.bias[...] if self.bias is not None else None
         inputs, dk, pk, bias = self.promote_dtype(
             (inputs, self.depthwise_kernel[...], self.pointwise_kernel[...], bias),
@@ -351,25 +352,25 @@ class ConvTranspose(nnx.Module):
         kernel_metadata: Mapping[str, Any] = MappingProxyType({}),
         bias_metadata: Mapping[str, Any] = MappingProxyType({}),
     ):
-        size = _args.kernel_size_tuple(kernel_size, "ConvTranspose")
+        size = layer_args.kernel_size_tuple(kernel_size, "ConvTranspose")
         groups = _checks.positive_int("feature_group_count", feature_group_count)
-        kernel_shape = _args.kernel_shape("ConvTranspose", size, in_features, out_features,
-                                          groups)
+        kernel_shape = layer_args.kernel_shape("ConvTranspose", size, in_features,
+                                               out_features, groups)
         conv_args = dict(strides=strides, padding=padding, output_padding=output_padding,
                          kernel_dilation=kernel_dilation, feature_group_count=groups,
                          precision=precision, preferred_element_type=preferred_element_type)
         _validate("conv_transpose", kernel_shape, in_features, impl, **conv_args)
-        _args.check_mask(mask, kernel_shape, "ConvTranspose")
+        layer_args.check_mask(mask, kernel_shape, "ConvTranspose")
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = _bias(bias_init, rngs, out_features, param_dtype, bias_metadata, use_bias)
         self.in_features, self.out_features = in_features, out_features
-        self.kernel_size = _args.frozen(kernel_size)
+        self.kernel_size = layer_args.frozen(kernel_size)
         self.mask, self.use_bias, self.dtype, self.param_dtype = mask, use_bias, dtype, \
             param_dtype
         self.promote_dtype, self.impl = promote_dtype, impl
-        self.data_format = _args.data_format(data_format, "ConvTranspose")
+        self.data_format = layer_args.data_format(data_format, "ConvTranspose")
         _store(self, conv_args)
 
-    @_args.channels_first_aware
+    @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
         return _apply(self, F.conv_transpose, inputs, "ConvTranspose")

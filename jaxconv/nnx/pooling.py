@@ -13,7 +13,7 @@ from flax import nnx
 
 from jaxconv import functional as F
 from jaxconv.functional import pool as pooling
-from jaxconv.nnx import _args
+from jaxconv.nnx import layer_args
 from jaxconv.typing import Array, IntOrSeq, PaddingLike
 
 
@@ -25,20 +25,20 @@ class _Pool(nnx.Module):
                  window_dilation: IntOrSeq | None = 1, data_format: str = "channels_last"):
         name = type(self).__name__
         self.window_shape = tuple(pooling.window_shape_tuple(name, window_shape))
-        self.strides, self.padding = _args.frozen(strides), _args.frozen(padding)
-        self.padding_mode, self.window_dilation = padding_mode, _args.frozen(window_dilation)
-        self.data_format = _args.data_format(data_format, name)
+        self.strides, self.padding = layer_args.frozen(strides), layer_args.frozen(padding)
+        self.padding_mode, self.window_dilation = padding_mode, layer_args.frozen(window_dilation)
+        self.data_format = layer_args.data_format(data_format, name)
 
     def _extra(self) -> dict[str, Any]:
         return {}
 
     def __call__(self, inputs: Array) -> Array:
         rank = len(self.window_shape)
-        x = _args.to_channels_last(inputs, rank, self.data_format, type(self).__name__)
+        x = layer_args.to_channels_last(inputs, rank, self.data_format, type(self).__name__)
         y = type(self).op(x, self.window_shape, self.strides, self.padding,
                           padding_mode=self.padding_mode, window_dilation=self.window_dilation,
                           **self._extra())
-        return _args.from_channels_last(y, rank, self.data_format)
+        return layer_args.from_channels_last(y, rank, self.data_format)
 
 
 class MaxPool(_Pool):
@@ -80,12 +80,12 @@ class _GlobalPool(nnx.Module):
     def __init__(self, *, rank: int | None = None, keepdims: bool = False,
                  data_format: str = "channels_last"):
         self.rank, self.keepdims = rank, keepdims
-        self.data_format = _args.data_format(data_format, type(self).__name__)
+        self.data_format = layer_args.data_format(data_format, type(self).__name__)
 
     def __call__(self, inputs: Array) -> Array:
-        x = _args.to_channels_last(inputs, self.rank, self.data_format, type(self).__name__)
+        x = layer_args.to_channels_last(inputs, self.rank, self.data_format, type(self).__name__)
         y = type(self).op(x, rank=self.rank, keepdims=self.keepdims)
-        return _args.from_channels_last(y, self.rank, self.data_format) if self.keepdims else y
+        return layer_args.from_channels_last(y, self.rank, self.data_format) if self.keepdims else y
 
 
 class GlobalAvgPool(_GlobalPool):

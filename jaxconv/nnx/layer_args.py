@@ -1,4 +1,10 @@
-"""Argument handling shared by the NNX and Linen faces (no arithmetic lives here)."""
+"""Argument handling every layer face shares: kernel sizes and shapes, input checks, masks,
+``data_format`` (no arithmetic lives here).
+
+Public so that the layers built on the NNX ones (`jaxconv.linen`, which sits above `jaxconv.nnx`
+in the layer order, and `jaxconv.interop`) and users writing their own layers resolve arguments
+and word errors exactly as `jaxconv.nnx` does.
+"""
 
 from __future__ import annotations
 
