@@ -16,7 +16,7 @@ from flax import nnx
 FLOATS = ("float32", "bfloat16", "float16", "float64")
 
 
-def canonical(name: str, value: Any) -> Any:
+def float_dtype(name: str, value: Any) -> Any:
     """``value`` as a floating dtype (``None`` stays ``None``), or an error naming ``name``."""
     if value is None:
         return None
@@ -44,8 +44,8 @@ def set_dtypes(module: nnx.Module, dtype: Any = None, param_dtype: Any = None) -
     >>> layer(jnp.ones((1, 8, 8, 3))).dtype, layer.kernel.dtype
     (dtype(bfloat16), dtype('float32'))
     """
-    dtype = canonical("dtype", dtype)
-    param_dtype = canonical("param_dtype", param_dtype)
+    dtype = float_dtype("dtype", dtype)
+    param_dtype = float_dtype("param_dtype", param_dtype)
     for _, sub in nnx.iter_modules(module):
         if dtype is not None and hasattr(sub, "dtype") and hasattr(sub, "param_dtype"):
             sub.dtype = dtype
