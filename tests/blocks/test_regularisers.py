@@ -45,16 +45,44 @@ def test_model_drop_path_needs_residual_blocks():
         blocks.BasicBlock(8, 8, drop_path=1.0, rngs=nnx.Rngs(0))
 
 
-def test_a_model_with_drop_path_trains():
-    spec = models.ModelSpec.from_dict({**models.layout("bottleneck", 8, depth=1).to_dict(),
-                                       "drop_path": 0.3})
+@pytest.mark.parametrize("rate", [0.1, 0.3])
+def test_drop_path_drops_each_example_at_the_rate_asked(rate):
+    n = 4000
+    drop = blocks.BasicBlock(3, 3, drop_path=rate, rngs=nnx.Rngs(0)).drop_path
+    y = np.asarray(drop(jnp.ones((n, 2, 2, 3))))
+    dropped = np.all(y == 0, axis=(1, 2, 3))
+    kept = np.all(np.isclose(y, 1 / (1 - rate)), axis=(1, 2, 3))
+    assert np.all(dropped | kept)
+    # the fraction dropped is a binomial proportion: within 4 standard deviations of the rate
+    assert abs(dropped.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / n), dropped.mean()
+
+
+def test_a_model_with_drop_path_trains_stochastically_and_evaluates_deterministically():
+    layout = models.layout("bottleneck", 8, depth=1).to_dict()
+    spec = models.ModelSpec.from_dict({**layout, "drop_path": 0.3})
     model = models.ConvNet(spec, num_classes=4, in_features=1, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(0), (4, 12, 12, 1))
-
-    def loss(m):
-        return jnp.mean(m(x) ** 2)
-
-    grads = nnx.grad(loss)(model)
+    plain = models.ConvNet(models.ModelSpec.from_dict(layout), num_classes=4, in_features=1,
+                           rngs=nnx.Rngs(0))
+    # residual branches start at zero (ResNet's zero-initialised last norm): shift every
+    # parameter so that a dropped branch shows, the same in both models
+    params = nnx.state(model, nnx.Param)
+    keys = iter(jax.random.split(jax.random.key(1), len(jax.tree.leaves(params))))
+    nnx.update(model, jax.tree.map(lambda p: p + 0.1 * jax.random.normal(next(keys), p.shape),
+                                   params))
+    nnx.update(plain, nnx.state(model, nnx.Param))
+    x = jax.random.normal(jax.random.key(0), (16, 12, 12, 1))
+    assert model.blocks[-1].drop_path.rate == pytest.approx(0.3)
+    forward = nnx.jit(lambda m, a: m(a))
+    model.eval()
+    plain.eval()
+    evaluated = np.asarray(forward(model, x))
+    np.testing.assert_array_equal(np.asarray(forward(model, x)), evaluated)
+    np.testing.assert_allclose(evaluated, np.asarray(forward(plain, x)), rtol=1e-6, atol=1e-6)
+    model.train()
+    first, second = np.asarray(forward(model, x)), np.asarray(forward(model, x))
+    # each call draws anew; some examples lose a branch, so the outputs leave eval's
+    assert not np.allclose(first, second) and not np.allclose(first, evaluated)
+    grads = nnx.jit(nnx.grad(lambda m: jnp.mean(m(x) ** 2)))(model)
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 
