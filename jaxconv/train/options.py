@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,8 +35,10 @@ from jaxconv.train.recipe import COMPILE_OPTIONS as REQUESTS
 
 #: Timed steps per call of `time_step`, after one warm-up step (which compiles).
 REPEATS = 3
-#: The recorded choices that change a run's numbers; a resume must match them all.
-COMPARED = ("option_set", "compiler_options", "xla_flags", "autotune")
+#: The recorded choices that change a run's numbers; a resume must match them all. Of
+#: ``XLA_FLAGS`` (recorded whole) only the flag known to change the numbers is compared, the one
+#: that says what YNNPACK takes: others, such as a forced device count, may differ.
+COMPARED = ("option_set", "compiler_options", "ynnpack_flag", "autotune")
 
 
 def option_sets(backend: str | None = None) -> dict[str, dict[str, str]]:
@@ -91,14 +94,17 @@ def resolve(request: str, machine: MachineClass | None = None) -> tuple[str, str
 
 def choices(request: str, machine: MachineClass | None = None) -> dict[str, Any]:
     """The record of what a run with ``Recipe.compile_options=request`` uses here: the option
-    set and its compiler options, why, the machine class, this process's ``XLA_FLAGS`` and
+    set and its compiler options, why, the machine class, this process's ``XLA_FLAGS`` (and
+    the value it gives the YNNPACK flag, `jaxconv.functional.cpu.YNN_OPTION`, or ``None``) and
     whether ``impl="auto"`` autotunes (``JAXCONV_AUTOTUNE=1``)."""
     machine = machine or machine_class()
     name, reason = resolve(request, machine)
+    flags = os.environ.get("XLA_FLAGS", "")
+    ynnpack = re.findall(rf"--{cpu.YNN_OPTION}=(\S*)", flags)
     return {"requested": request, "option_set": name,
             "compiler_options": option_sets(machine.backend)[name], "reason": reason,
-            "machine_class": str(machine), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "autotune": autotune.enabled()}
+            "machine_class": str(machine), "xla_flags": flags,
+            "ynnpack_flag": ynnpack[-1] if ynnpack else None, "autotune": autotune.enabled()}
 
 
 def agreed(chosen: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,7 +149,7 @@ def check_resume(recorded: Mapping[str, Any] | None, current: Mapping[str, Any],
             f"{where}: this run was checkpointed under {describe(recorded)} and would resume "
             f"under {describe(current)} (differs in {', '.join(differ)}); a resume under "
             "other choices would not give the numbers of an uninterrupted run. Resume it where "
-            "they resolve as before (the same train.compile_options, XLA_FLAGS, "
+            "they resolve as before (the same train.compile_options, YNNPACK flag in XLA_FLAGS, "
             "JAXCONV_AUTOTUNE and machine class), or train it afresh in another folder")
 
 

@@ -55,12 +55,14 @@ def test_unknown_request_names_the_key_and_the_choices():
 
 
 def test_choices_record_the_set_the_flags_and_autotuning(monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    flags = ("--xla_force_host_platform_device_count=1 "
+             "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution")
+    monkeypatch.setenv("XLA_FLAGS", flags)
     monkeypatch.setenv("JAXCONV_AUTOTUNE", "1")
     record = options.choices("auto", machine())
     assert record["requested"] == "auto" and record["option_set"] == "tuned"
     assert record["compiler_options"] == options.option_sets("cpu")["tuned"]
-    assert record["xla_flags"] == "--xla_force_host_platform_device_count=1"
+    assert record["xla_flags"] == flags and record["ynnpack_flag"] == "-individual_convolution"
     assert record["autotune"] is True and record["machine_class"] == str(machine())
 
 
@@ -76,6 +78,11 @@ def test_a_resume_under_other_choices_names_both(monkeypatch):
         options.check_resume({"option_set": "default"}, tuned, "run")   # an older checkpoint
     with pytest.raises(ValueError, match=r"differs in autotune"):
         options.check_resume(tuned, dict(tuned, autotune=True), "run")
+    with pytest.raises(ValueError, match=r"differs in ynnpack_flag"):
+        options.check_resume(tuned, dict(tuned, ynnpack_flag="-individual_dot"), "run")
+    # a flag that does not change the numbers, such as a forced device count, may differ
+    options.check_resume(tuned, dict(tuned, xla_flags="--xla_force_host_platform_device_count=1"),
+                         "run")
 
 
 def test_every_process_takes_process_0s_option_set(monkeypatch):

@@ -109,7 +109,8 @@ def test_resume_after_a_crash_gives_identical_metrics(tmp_path):
     tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
     model = small_model()
     recipe = train.Recipe(epochs=2, batch_size=32, learning_rate=0.05, log_every=1,
-                          checkpoint_every=3, eval_batch_size=32, crop_padding=1, flip=True)
+                          checkpoint_every=3, eval_batch_size=32, crop_padding=1, flip=True,
+                          compile_options="default")   # as `run` resumes it
     with pytest.raises(Crash):
         train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path / "crashed", progress=False,
                   on_step=crash_at(11))
