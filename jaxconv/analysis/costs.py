@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
-from jaxconv import functional as F
+from jaxconv import functional
 from jaxconv import nnx as jnn
 from jaxconv.nnx import layers
 
@@ -46,28 +46,30 @@ def layer_cost(module: nnx.Module, in_shape: Sequence[int],
     out_elems = math.prod(out_shape)
     if isinstance(module, jnn.Conv):
         k = tuple(module.kernel.shape)
-        plan = F.plan(in_shape, k, op="conv", impl=_impl(module), **layers.op_args(module))
+        plan = functional.plan(in_shape, k, op="conv", impl=_impl(module), **layers.op_args(module))
         return LayerCost(plan.impl, k, out_elems * math.prod(k[:-1]))
     if isinstance(module, jnn.Pointwise):
         k = tuple(module.kernel.shape)
-        plan = F.plan(in_shape, k, op="pointwise", impl=_impl(module), strides=module.strides,
-                      feature_group_count=module.feature_group_count)
+        plan = functional.plan(in_shape, k, op="pointwise", impl=_impl(module),
+                               strides=module.strides,
+                               feature_group_count=module.feature_group_count)
         return LayerCost(plan.impl, k, out_elems * k[0])
     if isinstance(module, jnn.DepthwiseConv):
         k = tuple(module.kernel.shape)
-        plan = F.plan(in_shape, k, op="depthwise_conv", impl=_impl(module),
-                      **layers.op_args(module))
+        plan = functional.plan(in_shape, k, op="depthwise_conv", impl=_impl(module),
+                               **layers.op_args(module))
         return LayerCost(plan.impl, k, out_elems * math.prod(k[:-2]))
     if isinstance(module, jnn.SeparableConv):
         dk, pk = tuple(module.depthwise_kernel.shape), tuple(module.pointwise_kernel.shape)
-        plan = F.plan(in_shape, dk, op="depthwise_conv", impl=_impl(module),
-                      **layers.op_args(module))
+        plan = functional.plan(in_shape, dk, op="depthwise_conv", impl=_impl(module),
+                               **layers.op_args(module))
         middle = math.prod(out_shape[:-1]) * dk[-1]
         return LayerCost(f"{plan.impl}+matmul", dk + pk,
                          middle * math.prod(dk[:-2]) + out_elems * pk[0])
     if isinstance(module, jnn.ConvTranspose):
         k = tuple(module.kernel.shape)
-        plan = F.plan(in_shape, k, op="conv_transpose", impl=module.impl, **layers.op_args(module))
+        plan = functional.plan(in_shape, k, op="conv_transpose", impl=module.impl,
+                               **layers.op_args(module))
         return LayerCost(plan.impl, k, math.prod(in_shape) * math.prod(k[:-2]) * k[-2])
     if isinstance(module, nnx.Linear):
         k = tuple(module.kernel.shape)

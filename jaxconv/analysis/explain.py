@@ -13,7 +13,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from jaxconv import functional as F
+from jaxconv import functional
 
 KINDS = ("conv1d", "conv2d", "conv3d", "pointwise", "depthwise", "separable", "transpose")
 
@@ -99,19 +99,21 @@ def explain(kind: str, input_shape: Sequence[int], *, filters: int | None = None
     common = dict(strides=strides, kernel_dilation=dilation)
     if kind in ("conv1d", "conv2d", "conv3d", "pointwise"):
         k = (*size, channels // groups, filters)
-        spec = F.plan((1, *input_shape), k, padding=padding, feature_group_count=groups,
-                      **common).spec
+        spec = functional.plan((1, *input_shape), k, padding=padding, feature_group_count=groups,
+                               **common).spec
     elif kind == "depthwise":
         filters = channels * depth_multiplier
         k = (*size, 1, filters)
-        spec = F.plan((1, *input_shape), k, op="depthwise_conv", padding=padding, **common).spec
+        spec = functional.plan((1, *input_shape), k, op="depthwise_conv", padding=padding,
+                               **common).spec
     elif kind == "separable":
         k = (*size, 1, channels * depth_multiplier)
-        spec = F.plan((1, *input_shape), k, op="depthwise_conv", padding=padding, **common).spec
+        spec = functional.plan((1, *input_shape), k, op="depthwise_conv", padding=padding,
+                               **common).spec
     else:
         k = (*size, filters // groups, channels)
-        spec = F.plan((1, *input_shape), k, op="conv_transpose", padding=padding,
-                      feature_group_count=groups, **common).spec
+        spec = functional.plan((1, *input_shape), k, op="conv_transpose", padding=padding,
+                               feature_group_count=groups, **common).spec
     out = spec.output_shape[1:]
     if kind == "separable":
         out = (*out[:-1], filters)

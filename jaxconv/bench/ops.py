@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxconv import functional as F
+from jaxconv import functional
 from jaxconv.functional.timing import median_ms
 
 
@@ -53,11 +53,11 @@ CASES = [
 def jax_fns(case: Case, impl: str):
     if case.transpose:
         def op(x, k):
-            return F.conv_transpose(x, k, strides=case.strides, impl=impl)
+            return functional.conv_transpose(x, k, strides=case.strides, impl=impl)
     else:
         def op(x, k):
-            return F.conv(x, k, strides=case.strides, kernel_dilation=case.dilation,
-                          feature_group_count=case.groups, impl=impl)
+            return functional.conv(x, k, strides=case.strides, kernel_dilation=case.dilation,
+                                   feature_group_count=case.groups, impl=impl)
 
     def loss(x, k):
         return jnp.sum(op(x, k) ** 2)
@@ -131,7 +131,7 @@ def run_case(case: Case, repeats: int):
     op = "conv_transpose" if case.transpose else "conv"
     kwargs = dict(strides=case.strides) if case.transpose else dict(
         strides=case.strides, kernel_dilation=case.dilation, feature_group_count=case.groups)
-    plan = F.plan(x, k, op=op, **kwargs)
+    plan = functional.plan(x, k, op=op, **kwargs)
     impls = ["xla", *[n for n, why in plan.candidates.items() if why is None and n != "xla"]]
     fns = {impl: jax_fns(case, impl) for impl in impls}
     timings = {impl: {"fwd": [], "both": []} for impl in impls}

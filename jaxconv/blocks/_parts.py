@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from jaxconv import functional as F
+from jaxconv import functional
 from jaxconv import nnx as jnn
 from jaxconv.typing import Array
 
@@ -108,7 +108,7 @@ class SqueezeExcite(nnx.Module):
         return 2 * features * hidden + hidden + features
 
     def __call__(self, x: Array) -> Array:
-        s = F.global_avg_pool(x, keepdims=True)
+        s = functional.global_avg_pool(x, keepdims=True)
         return x * jax.nn.sigmoid(self.expand(jax.nn.relu(self.reduce(s))))
 
 
@@ -152,5 +152,5 @@ def projection_params(in_features: int, out_features: int, strides: int) -> int:
 def pool(x: Array, kind: str, strides: int) -> Array:
     """3x3 max or average pool with SAME padding (SqueezeNet, ShuffleNet, Inception); the
     average counts padded zeros (Flax's and PyTorch's default)."""
-    op = F.max_pool if kind == "max" else F.avg_pool
+    op = functional.max_pool if kind == "max" else functional.avg_pool
     return op(x, (3, 3), strides, "SAME")

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxconv import nnx as jnn
-from jaxconv.blocks import _parts as P
+from jaxconv.blocks import _parts as parts
 from jaxconv.typing import Array
 
 
@@ -29,13 +29,13 @@ class FireModule(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  squeeze_ratio: float = 0.125, bypass: bool = True, rngs: nnx.Rngs):
-        P.check_positive("fire", in_features=in_features, out_features=out_features,
-                         strides=strides)
+        parts.check_positive("fire", in_features=in_features, out_features=out_features,
+                             strides=strides)
         s, e1, e3 = self.widths(out_features, squeeze_ratio)
         self.strides = strides
-        self.squeeze = P.conv_norm(in_features, s, 1, rngs=rngs)
-        self.expand1 = P.conv_norm(s, e1, 1, activation=None, rngs=rngs)
-        self.expand3 = P.conv_norm(s, e3, 3, activation=None, rngs=rngs)
+        self.squeeze = parts.conv_norm(in_features, s, 1, rngs=rngs)
+        self.expand1 = parts.conv_norm(s, e1, 1, activation=None, rngs=rngs)
+        self.expand3 = parts.conv_norm(s, e3, 3, activation=None, rngs=rngs)
         self.bypass = bypass and in_features == out_features
 
     @staticmethod
@@ -43,19 +43,19 @@ class FireModule(nnx.Module):
         if out_features < 2:
             raise ValueError(f"fire: out_features={out_features} must be >= 2 (two expands)")
         e1 = out_features // 2
-        return P.scaled(out_features, squeeze_ratio, name="squeeze_ratio", block="fire"), e1, \
+        return parts.scaled(out_features, squeeze_ratio, name="squeeze_ratio", block="fire"), e1, \
             out_features - e1
 
     @classmethod
     def param_count(cls, in_features: int, out_features: int, *, strides: int = 1,
                     squeeze_ratio: float = 0.125, bypass: bool = True) -> int:
         s, e1, e3 = cls.widths(out_features, squeeze_ratio)
-        return (P.conv_norm_params(in_features, s, 1) + P.conv_norm_params(s, e1, 1)
-                + P.conv_norm_params(s, e3, 3))
+        return (parts.conv_norm_params(in_features, s, 1) + parts.conv_norm_params(s, e1, 1)
+                + parts.conv_norm_params(s, e3, 3))
 
     def __call__(self, x: Array) -> Array:
         if self.strides != 1:
-            x = P.pool(x, "max", self.strides)
+            x = parts.pool(x, "max", self.strides)
         s = self.squeeze(x)
         y = jax.nn.relu(jnp.concatenate([self.expand1(s), self.expand3(s)], axis=-1))
         return x + y if self.bypass else y
@@ -75,16 +75,16 @@ class InceptionBlock(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  rngs: nnx.Rngs):
-        P.check_positive("inception", in_features=in_features, out_features=out_features,
-                         strides=strides)
+        parts.check_positive("inception", in_features=in_features, out_features=out_features,
+                             strides=strides)
         b1, r3, b3, r5, b5, bp = self.widths(out_features)
         self.strides = strides
-        self.branch1 = P.conv_norm(in_features, b1, 1, rngs=rngs)
-        self.reduce3 = P.conv_norm(in_features, r3, 1, rngs=rngs)
-        self.branch3 = P.conv_norm(r3, b3, 3, rngs=rngs)
-        self.reduce5 = P.conv_norm(in_features, r5, 1, rngs=rngs)
-        self.branch5 = P.conv_norm(r5, b5, 5, rngs=rngs)
-        self.branch_pool = P.conv_norm(in_features, bp, 1, rngs=rngs)
+        self.branch1 = parts.conv_norm(in_features, b1, 1, rngs=rngs)
+        self.reduce3 = parts.conv_norm(in_features, r3, 1, rngs=rngs)
+        self.branch3 = parts.conv_norm(r3, b3, 3, rngs=rngs)
+        self.reduce5 = parts.conv_norm(in_features, r5, 1, rngs=rngs)
+        self.branch5 = parts.conv_norm(r5, b5, 5, rngs=rngs)
+        self.branch_pool = parts.conv_norm(in_features, bp, 1, rngs=rngs)
 
     @staticmethod
     def widths(out_features: int) -> tuple[int, ...]:
@@ -98,16 +98,16 @@ class InceptionBlock(nnx.Module):
     @classmethod
     def param_count(cls, in_features: int, out_features: int, *, strides: int = 1) -> int:
         b1, r3, b3, r5, b5, bp = cls.widths(out_features)
-        cn = P.conv_norm_params
+        cn = parts.conv_norm_params
         return (cn(in_features, b1, 1) + cn(in_features, r3, 1) + cn(r3, b3, 3)
                 + cn(in_features, r5, 1) + cn(r5, b5, 5) + cn(in_features, bp, 1))
 
     def __call__(self, x: Array) -> Array:
         if self.strides != 1:
-            x = P.pool(x, "max", self.strides)
+            x = parts.pool(x, "max", self.strides)
         return jnp.concatenate([
             self.branch1(x), self.branch3(self.reduce3(x)), self.branch5(self.reduce5(x)),
-            self.branch_pool(P.pool(x, "max", 1))], axis=-1)
+            self.branch_pool(parts.pool(x, "max", 1))], axis=-1)
 
 
 class MlpConv(nnx.Module):
@@ -121,17 +121,17 @@ class MlpConv(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  kernel_size: int = 3, rngs: nnx.Rngs):
-        P.check_positive("nin", in_features=in_features, out_features=out_features,
-                         strides=strides, kernel_size=kernel_size)
-        self.conv = P.conv_norm(in_features, out_features, kernel_size, strides, rngs=rngs)
-        self.mlp1 = P.conv_norm(out_features, out_features, 1, rngs=rngs)
-        self.mlp2 = P.conv_norm(out_features, out_features, 1, rngs=rngs)
+        parts.check_positive("nin", in_features=in_features, out_features=out_features,
+                             strides=strides, kernel_size=kernel_size)
+        self.conv = parts.conv_norm(in_features, out_features, kernel_size, strides, rngs=rngs)
+        self.mlp1 = parts.conv_norm(out_features, out_features, 1, rngs=rngs)
+        self.mlp2 = parts.conv_norm(out_features, out_features, 1, rngs=rngs)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
                     kernel_size: int = 3) -> int:
-        return (P.conv_norm_params(in_features, out_features, kernel_size)
-                + 2 * P.conv_norm_params(out_features, out_features, 1))
+        return (parts.conv_norm_params(in_features, out_features, kernel_size)
+                + 2 * parts.conv_norm_params(out_features, out_features, 1))
 
     def __call__(self, x: Array) -> Array:
         return self.mlp2(self.mlp1(self.conv(x)))
@@ -152,21 +152,21 @@ class ConvNeXtBlock(nnx.Module):
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  kernel_size: int = 7, expansion: int = 4, layer_scale: float = 1e-6,
                  drop_path: float = 0.0, gelu_approximate: bool = False, rngs: nnx.Rngs):
-        P.check_positive("convnext", in_features=in_features, out_features=out_features,
-                         strides=strides, kernel_size=kernel_size, expansion=expansion)
+        parts.check_positive("convnext", in_features=in_features, out_features=out_features,
+                             strides=strides, kernel_size=kernel_size, expansion=expansion)
         c = out_features
         if strides != 1 or in_features != out_features:
-            self.down_norm = P.LayerNorm(in_features, epsilon=1e-6, rngs=rngs)
+            self.down_norm = parts.LayerNorm(in_features, epsilon=1e-6, rngs=rngs)
             self.down = (jnn.Conv(in_features, c, (strides, strides), strides=strides, rngs=rngs)
                          if strides != 1 else jnn.Pointwise(in_features, c, rngs=rngs))
         else:
             self.down_norm, self.down = nnx.data(None), nnx.data(None)
         self.depthwise = jnn.DepthwiseConv(c, (kernel_size, kernel_size), rngs=rngs)
-        self.norm = P.LayerNorm(c, epsilon=1e-6, rngs=rngs)
+        self.norm = parts.LayerNorm(c, epsilon=1e-6, rngs=rngs)
         self.expand = jnn.Pointwise(c, expansion * c, rngs=rngs)
         self.project = jnn.Pointwise(expansion * c, c, rngs=rngs)
         self.gamma = nnx.Param(jnp.full((c,), layer_scale, jnp.float32))
-        self.drop_path = P.DropPath(drop_path, rngs=rngs)
+        self.drop_path = parts.DropPath(drop_path, rngs=rngs)
         self.gelu_approximate = bool(gelu_approximate)
         # The layer scale is this block's own parameter: it follows `set_dtypes` like a layer's.
         self.dtype, self.param_dtype = None, jnp.float32

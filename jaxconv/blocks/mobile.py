@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxconv import functional as F
-from jaxconv.blocks import _parts as P
+from jaxconv import functional
+from jaxconv.blocks import _parts as parts
 from jaxconv.typing import Array
 
 
@@ -27,15 +27,15 @@ class SeparableBlock(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  rngs: nnx.Rngs):
-        P.check_positive("separable", in_features=in_features, out_features=out_features,
-                         strides=strides)
-        self.depthwise = P.depthwise_norm(in_features, 3, strides, rngs=rngs)
-        self.pointwise = P.conv_norm(in_features, out_features, 1, rngs=rngs)
+        parts.check_positive("separable", in_features=in_features, out_features=out_features,
+                             strides=strides)
+        self.depthwise = parts.depthwise_norm(in_features, 3, strides, rngs=rngs)
+        self.pointwise = parts.conv_norm(in_features, out_features, 1, rngs=rngs)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1) -> int:
-        return (P.depthwise_norm_params(in_features, 3)
-                + P.conv_norm_params(in_features, out_features, 1))
+        return (parts.depthwise_norm_params(in_features, 3)
+                + parts.conv_norm_params(in_features, out_features, 1))
 
     def __call__(self, x: Array) -> Array:
         return self.pointwise(self.depthwise(x))
@@ -55,25 +55,25 @@ class InvertedResidual(nnx.Module):
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  expansion: int = 6, se_ratio: float = 0.0, drop_path: float = 0.0,
                  rngs: nnx.Rngs):
-        P.check_positive("inverted_residual", in_features=in_features,
-                         out_features=out_features, strides=strides, expansion=expansion)
+        parts.check_positive("inverted_residual", in_features=in_features,
+                             out_features=out_features, strides=strides, expansion=expansion)
         hidden = in_features * expansion
-        self.expand = (P.conv_norm(in_features, hidden, 1, activation=jax.nn.relu6, rngs=rngs)
+        self.expand = (parts.conv_norm(in_features, hidden, 1, activation=jax.nn.relu6, rngs=rngs)
                        if expansion != 1 else None)
-        self.depthwise = P.depthwise_norm(hidden, 3, strides, activation=jax.nn.relu6,
-                                          rngs=rngs)
-        self.se = P.optional_se(hidden, se_ratio, rngs)
-        self.project = P.conv_norm(hidden, out_features, 1, activation=None, rngs=rngs)
+        self.depthwise = parts.depthwise_norm(hidden, 3, strides, activation=jax.nn.relu6,
+                                              rngs=rngs)
+        self.se = parts.optional_se(hidden, se_ratio, rngs)
+        self.project = parts.conv_norm(hidden, out_features, 1, activation=None, rngs=rngs)
         self.residual = strides == 1 and in_features == out_features
-        self.drop_path = P.DropPath(drop_path, rngs=rngs)
+        self.drop_path = parts.DropPath(drop_path, rngs=rngs)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
                     expansion: int = 6, se_ratio: float = 0.0) -> int:
         h = in_features * expansion
-        expand = P.conv_norm_params(in_features, h, 1) if expansion != 1 else 0
-        return (expand + P.depthwise_norm_params(h, 3) + P.se_params(h, se_ratio)
-                + P.conv_norm_params(h, out_features, 1))
+        expand = parts.conv_norm_params(in_features, h, 1) if expansion != 1 else 0
+        return (expand + parts.depthwise_norm_params(h, 3) + parts.se_params(h, se_ratio)
+                + parts.conv_norm_params(h, out_features, 1))
 
     def __call__(self, x: Array) -> Array:
         y = x if self.expand is None else self.expand(x)
@@ -102,16 +102,16 @@ class ShuffleUnit(nnx.Module):
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  groups: int = 2, drop_path: float = 0.0, rngs: nnx.Rngs):
-        P.check_positive("shuffle", in_features=in_features, out_features=out_features,
-                         strides=strides, groups=groups)
+        parts.check_positive("shuffle", in_features=in_features, out_features=out_features,
+                             strides=strides, groups=groups)
         mid, branch, first_groups = self.widths(in_features, out_features, strides, groups)
         self.groups, self.first_groups, self.strides = groups, first_groups, strides
-        self.reduce = P.conv_norm(in_features, mid, 1, groups=first_groups, rngs=rngs)
-        self.depthwise = P.depthwise_norm(mid, 3, strides, activation=None, rngs=rngs)
-        self.expand = P.conv_norm(mid, branch, 1, groups=groups, activation=None, rngs=rngs)
-        self.shortcut = (P.projection(in_features, out_features, 1, rngs)
+        self.reduce = parts.conv_norm(in_features, mid, 1, groups=first_groups, rngs=rngs)
+        self.depthwise = parts.depthwise_norm(mid, 3, strides, activation=None, rngs=rngs)
+        self.expand = parts.conv_norm(mid, branch, 1, groups=groups, activation=None, rngs=rngs)
+        self.shortcut = (parts.projection(in_features, out_features, 1, rngs)
                          if strides == 1 else None)
-        self.drop_path = P.DropPath(drop_path, rngs=rngs)
+        self.drop_path = parts.DropPath(drop_path, rngs=rngs)
 
     @staticmethod
     def widths(in_features: int, out_features: int, strides: int,
@@ -122,22 +122,22 @@ class ShuffleUnit(nnx.Module):
                 f"shuffle: a stride-{strides} unit from {in_features} to {out_features} channels "
                 f"needs a branch width ({branch}) that is positive and divisible by "
                 f"groups={groups}")
-        mid = P.scaled(out_features, 0.25, multiple=groups)
+        mid = parts.scaled(out_features, 0.25, multiple=groups)
         return mid, branch, groups if in_features % groups == 0 else 1
 
     @classmethod
     def param_count(cls, in_features: int, out_features: int, *, strides: int = 1,
                     groups: int = 2) -> int:
         m, b, g1 = cls.widths(in_features, out_features, strides, groups)
-        shortcut = P.projection_params(in_features, out_features, 1) if strides == 1 else 0
-        return (in_features * m // g1 + P.norm_params(m) + P.depthwise_norm_params(m, 3)
-                + m * b // groups + P.norm_params(b) + shortcut)
+        shortcut = parts.projection_params(in_features, out_features, 1) if strides == 1 else 0
+        return (in_features * m // g1 + parts.norm_params(m) + parts.depthwise_norm_params(m, 3)
+                + m * b // groups + parts.norm_params(b) + shortcut)
 
     def __call__(self, x: Array) -> Array:
-        y = F.channel_shuffle(self.reduce(x), self.groups)
+        y = functional.channel_shuffle(self.reduce(x), self.groups)
         y = self.expand(self.depthwise(y))
         if self.strides != 1:
-            return jax.nn.relu(jnp.concatenate([P.pool(x, "avg", self.strides), y], axis=-1))
+            return jax.nn.relu(jnp.concatenate([parts.pool(x, "avg", self.strides), y], axis=-1))
         y = self.drop_path(y)
         return jax.nn.relu(y + (x if self.shortcut is None else self.shortcut(x)))
 

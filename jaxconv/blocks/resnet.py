@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from jaxconv.blocks import _parts as P
+from jaxconv.blocks import _parts as parts
 from jaxconv.typing import Array
 
 
@@ -21,9 +21,9 @@ class _Residual(nnx.Module):
 
     def _init_shortcut(self, in_features: int, out_features: int, strides: int,
                        se_ratio: float, rngs: nnx.Rngs, drop_path: float = 0.0) -> None:
-        self.se = P.optional_se(out_features, se_ratio, rngs)
-        self.shortcut = P.projection(in_features, out_features, strides, rngs)
-        self.drop_path = P.DropPath(drop_path, rngs=rngs)
+        self.se = parts.optional_se(out_features, se_ratio, rngs)
+        self.shortcut = parts.projection(in_features, out_features, strides, rngs)
+        self.drop_path = parts.DropPath(drop_path, rngs=rngs)
 
     def body(self, x: Array) -> Array:
         raise NotImplementedError
@@ -46,19 +46,19 @@ class BasicBlock(_Residual):
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  se_ratio: float = 0.0, drop_path: float = 0.0, rngs: nnx.Rngs):
-        P.check_positive("basic", in_features=in_features, out_features=out_features,
-                         strides=strides)
-        self.conv1 = P.conv_norm(in_features, out_features, 3, strides, rngs=rngs)
-        self.conv2 = P.conv_norm(out_features, out_features, 3, activation=None, rngs=rngs)
+        parts.check_positive("basic", in_features=in_features, out_features=out_features,
+                             strides=strides)
+        self.conv1 = parts.conv_norm(in_features, out_features, 3, strides, rngs=rngs)
+        self.conv2 = parts.conv_norm(out_features, out_features, 3, activation=None, rngs=rngs)
         self._init_shortcut(in_features, out_features, strides, se_ratio, rngs, drop_path)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
                     se_ratio: float = 0.0) -> int:
         return (9 * in_features * out_features + 9 * out_features ** 2
-                + 2 * P.norm_params(out_features)
-                + P.projection_params(in_features, out_features, strides)
-                + P.se_params(out_features, se_ratio))
+                + 2 * parts.norm_params(out_features)
+                + parts.projection_params(in_features, out_features, strides)
+                + parts.se_params(out_features, se_ratio))
 
     def body(self, x: Array) -> Array:
         return self.conv2(self.conv1(x))
@@ -73,18 +73,18 @@ class _ReduceExpand(_Residual):
 
     def _init_body(self, in_features: int, mid: int, out_features: int, strides: int,
                    groups: int, rngs: nnx.Rngs) -> None:
-        self.reduce = P.conv_norm(in_features, mid, 1, rngs=rngs)
-        self.conv = P.conv_norm(mid, mid, 3, strides, groups=groups, rngs=rngs)
-        self.expand = P.conv_norm(mid, out_features, 1, activation=None, rngs=rngs)
+        self.reduce = parts.conv_norm(in_features, mid, 1, rngs=rngs)
+        self.conv = parts.conv_norm(mid, mid, 3, strides, groups=groups, rngs=rngs)
+        self.expand = parts.conv_norm(mid, out_features, 1, activation=None, rngs=rngs)
 
     @staticmethod
     def _count(in_features: int, mid: int, out_features: int, strides: int, groups: int,
                se_ratio: float) -> int:
         """``C_in m + 9 m^2 / g + m C_out + 2 BN(m) + BN(C_out) + P + SE``."""
         return (in_features * mid + 9 * mid * mid // groups + mid * out_features
-                + 2 * P.norm_params(mid) + P.norm_params(out_features)
-                + P.projection_params(in_features, out_features, strides)
-                + P.se_params(out_features, se_ratio))
+                + 2 * parts.norm_params(mid) + parts.norm_params(out_features)
+                + parts.projection_params(in_features, out_features, strides)
+                + parts.se_params(out_features, se_ratio))
 
     def body(self, x: Array) -> Array:
         return self.expand(self.conv(self.reduce(x)))
@@ -105,16 +105,16 @@ class Bottleneck(_ReduceExpand):
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  ratio: float = 0.25, se_ratio: float = 0.0, drop_path: float = 0.0,
                  rngs: nnx.Rngs):
-        P.check_positive("bottleneck", in_features=in_features, out_features=out_features,
-                         strides=strides)
-        mid = P.scaled(out_features, ratio, block="bottleneck")
+        parts.check_positive("bottleneck", in_features=in_features, out_features=out_features,
+                             strides=strides)
+        mid = parts.scaled(out_features, ratio, block="bottleneck")
         self._init_body(in_features, mid, out_features, strides, 1, rngs)
         self._init_shortcut(in_features, out_features, strides, se_ratio, rngs, drop_path)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
                     ratio: float = 0.25, se_ratio: float = 0.0) -> int:
-        return _ReduceExpand._count(in_features, P.scaled(out_features, ratio), out_features,
+        return _ReduceExpand._count(in_features, parts.scaled(out_features, ratio), out_features,
                                     strides, 1, se_ratio)
 
 
@@ -130,14 +130,14 @@ class ResNeXtBlock(_ReduceExpand):
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
                  cardinality: int = 8, ratio: float = 0.5, se_ratio: float = 0.0,
                  drop_path: float = 0.0, rngs: nnx.Rngs):
-        P.check_positive("resnext", in_features=in_features, out_features=out_features,
-                         strides=strides, cardinality=cardinality)
-        mid = P.scaled(out_features, ratio, multiple=cardinality, block="resnext")
+        parts.check_positive("resnext", in_features=in_features, out_features=out_features,
+                             strides=strides, cardinality=cardinality)
+        mid = parts.scaled(out_features, ratio, multiple=cardinality, block="resnext")
         self._init_body(in_features, mid, out_features, strides, cardinality, rngs)
         self._init_shortcut(in_features, out_features, strides, se_ratio, rngs, drop_path)
 
     @staticmethod
     def param_count(in_features: int, out_features: int, *, strides: int = 1,
                     cardinality: int = 8, ratio: float = 0.5, se_ratio: float = 0.0) -> int:
-        mid = P.scaled(out_features, ratio, multiple=cardinality)
+        mid = parts.scaled(out_features, ratio, multiple=cardinality)
         return _ReduceExpand._count(in_features, mid, out_features, strides, cardinality, se_ratio)

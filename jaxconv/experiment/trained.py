@@ -27,7 +27,7 @@ from flax import nnx
 from jaxconv import data, models, train
 from jaxconv._hints import did_you_mean
 from jaxconv.experiment import report
-from jaxconv.train import step as S
+from jaxconv.train import step as train_step
 from jaxconv.train.logging import atomic_write_text
 
 #: The file of a run folder (``<variant>/seed-<k>/``) with the normalisation the run trained with.
@@ -282,8 +282,8 @@ def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
     model = build_model(spec, dataset, seed)
     if not initial:
         kept = len(dataset) - data.validation_size(len(dataset), recipe.validation_fraction)
-        steps = S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
-                        num_classes=dataset.num_classes, mean=mean, std=std)
+        steps = train_step.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
+                                 num_classes=dataset.num_classes, mean=mean, std=std)
         if not (folder / "checkpoints").is_dir():
             raise ValueError(f"run_dir: {folder} has no checkpoints to load (they stay out of "
                              "git; rerun the config here to train it)")

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.linen import dtypes, initializers
 
-from jaxconv import functional as F
+from jaxconv import functional
 from jaxconv.nnx import layer_args
 from jaxconv.typing import Array, ImplLike, IntOrSeq, PaddingLike
 
@@ -90,11 +90,11 @@ class Conv(nn.Module):
             impl = self.conv_general_dilated_cls()
         elif self.conv_general_dilated is not None:
             impl = self.conv_general_dilated
-        return F.conv(inputs, kernel, bias, strides=self.strides, padding=self.padding,
-                      padding_mode=self.padding_mode, input_dilation=self.input_dilation,
-                      kernel_dilation=self.kernel_dilation,
-                      feature_group_count=self.feature_group_count, precision=self.precision,
-                      impl=impl)
+        return functional.conv(inputs, kernel, bias, strides=self.strides, padding=self.padding,
+                               padding_mode=self.padding_mode, input_dilation=self.input_dilation,
+                               kernel_dilation=self.kernel_dilation,
+                               feature_group_count=self.feature_group_count,
+                               precision=self.precision, impl=impl)
 
 
 class Pointwise(nn.Module):
@@ -123,9 +123,9 @@ class Pointwise(nn.Module):
                             self.param_dtype)
         bias = _bias(self, self.features)
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        return F.pointwise(inputs, kernel, bias, strides=strides,
-                           feature_group_count=self.feature_group_count,
-                           precision=self.precision, impl=self.impl)
+        return functional.pointwise(inputs, kernel, bias, strides=strides,
+                                    feature_group_count=self.feature_group_count,
+                                    precision=self.precision, impl=self.impl)
 
 
 class DepthwiseConv(nn.Module):
@@ -157,11 +157,11 @@ class DepthwiseConv(nn.Module):
                                                out_features)
         inputs, kernel, bias = _operands(self, inputs, kernel_shape, out_features,
                                          "DepthwiseConv")
-        return F.depthwise_conv(inputs, kernel, bias, strides=self.strides, padding=self.padding,
-                                padding_mode=self.padding_mode,
-                                kernel_dilation=self.kernel_dilation,
-                                depth_multiplier=self.depth_multiplier,
-                                precision=self.precision, impl=self.impl)
+        return functional.depthwise_conv(inputs, kernel, bias, strides=self.strides,
+                                         padding=self.padding, padding_mode=self.padding_mode,
+                                         kernel_dilation=self.kernel_dilation,
+                                         depth_multiplier=self.depth_multiplier,
+                                         precision=self.precision, impl=self.impl)
 
 
 class SeparableConv(nn.Module):
@@ -196,10 +196,10 @@ class SeparableConv(nn.Module):
                         self.param_dtype)
         bias = _bias(self, self.features)
         inputs, dk, pk, bias = self.promote_dtype(inputs, dk, pk, bias, dtype=self.dtype)
-        return F.separable_conv(inputs, dk, pk, bias, strides=self.strides, padding=self.padding,
-                                padding_mode=self.padding_mode,
-                                kernel_dilation=self.kernel_dilation, precision=self.precision,
-                                impl=self.impl)
+        return functional.separable_conv(inputs, dk, pk, bias, strides=self.strides,
+                                         padding=self.padding, padding_mode=self.padding_mode,
+                                         kernel_dilation=self.kernel_dilation,
+                                         precision=self.precision, impl=self.impl)
 
 
 class ConvTranspose(nn.Module):
@@ -233,8 +233,8 @@ class ConvTranspose(nn.Module):
                                                out_name="features")
         inputs, kernel, bias = _operands(self, inputs, kernel_shape, self.features,
                                          "ConvTranspose")
-        return F.conv_transpose(inputs, kernel, bias, strides=self.strides, padding=self.padding,
-                                output_padding=self.output_padding,
-                                kernel_dilation=self.kernel_dilation,
-                                feature_group_count=self.feature_group_count,
-                                precision=self.precision, impl=self.impl)
+        return functional.conv_transpose(inputs, kernel, bias, strides=self.strides,
+                                         padding=self.padding, output_padding=self.output_padding,
+                                         kernel_dilation=self.kernel_dilation,
+                                         feature_group_count=self.feature_group_count,
+                                         precision=self.precision, impl=self.impl)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flax import linen as nn
 
-from jaxconv import functional as F
+from jaxconv import functional
 from jaxconv.functional import pool as pooling
 from jaxconv.nnx import layer_args
 from jaxconv.typing import Array, IntOrSeq, PaddingLike
@@ -32,7 +32,7 @@ class MaxPool(_Pool):
     """Max pooling (`jaxconv.functional.max_pool`), the twin of `jaxconv.nnx.MaxPool`."""
 
     def __call__(self, inputs: Array) -> Array:
-        return self._apply(F.max_pool, inputs)
+        return self._apply(functional.max_pool, inputs)
 
 
 class AvgPool(_Pool):
@@ -41,7 +41,7 @@ class AvgPool(_Pool):
     count_include_pad: bool = True
 
     def __call__(self, inputs: Array) -> Array:
-        return self._apply(F.avg_pool, inputs, count_include_pad=self.count_include_pad)
+        return self._apply(functional.avg_pool, inputs, count_include_pad=self.count_include_pad)
 
 
 class _GlobalPool(nn.Module):
@@ -61,11 +61,11 @@ class GlobalAvgPool(_GlobalPool):
     """The mean over all spatial positions (`jaxconv.functional.global_avg_pool`)."""
 
     def __call__(self, inputs: Array) -> Array:
-        return self._apply(F.global_avg_pool, inputs)
+        return self._apply(functional.global_avg_pool, inputs)
 
 
 class GlobalMaxPool(_GlobalPool):
     """The largest value over all spatial positions (`jaxconv.functional.global_max_pool`)."""
 
     def __call__(self, inputs: Array) -> Array:
-        return self._apply(F.global_max_pool, inputs)
+        return self._apply(functional.global_max_pool, inputs)

@@ -7,9 +7,9 @@ from typing import Any
 import jax
 from flax import nnx
 
-from jaxconv import functional as F
+from jaxconv import functional
 from jaxconv import nnx as jnn
-from jaxconv.blocks import _parts as P
+from jaxconv.blocks import _parts as parts
 from jaxconv.blocks import init as block_init
 from jaxconv.blocks import registry
 from jaxconv.models.spec import ModelSpec
@@ -55,12 +55,12 @@ class ConvNet(nnx.Module):
 
     def __init__(self, spec: ModelSpec, *, num_classes: int, in_features: int,
                  rngs: nnx.Rngs, dtype: Any = None, param_dtype: Any = None):
-        P.check_positive("ConvNet", num_classes=num_classes, in_features=in_features)
+        parts.check_positive("ConvNet", num_classes=num_classes, in_features=in_features)
         # Parameters and dropout masks draw from separate streams, so switching dropout or
         # drop-path on or off leaves every initial weight as it was.
         rngs = nnx.Rngs(params=rngs.params(), dropout=rngs.dropout())
         self.spec = spec
-        self.stem = P.conv_norm(in_features, spec.stem_width, 3, spec.stem_strides, rngs=rngs)
+        self.stem = parts.conv_norm(in_features, spec.stem_width, 3, spec.stem_strides, rngs=rngs)
         self.blocks = nnx.List([
             registry.create(name, cin, cout, strides=s, rngs=rngs, **options)
             for name, cin, cout, s, options in _stage_inputs(spec)])
@@ -85,7 +85,7 @@ class ConvNet(nnx.Module):
     @staticmethod
     def param_count(spec: ModelSpec, *, num_classes: int, in_features: int) -> int:
         """Parameters from the blocks' documented formulas (no model is built)."""
-        stem = P.conv_norm_params(in_features, spec.stem_width, 3)
+        stem = parts.conv_norm_params(in_features, spec.stem_width, 3)
         blocks = sum(registry.param_count(name, cin, cout, strides=s, **options)
                      for name, cin, cout, s, options in _stage_inputs(spec))
         return stem + blocks + spec.stages[-1].width * num_classes + num_classes
@@ -95,7 +95,7 @@ class ConvNet(nnx.Module):
         y = self.stem(x)
         for block in self.blocks:
             y = block(y)
-        return F.global_avg_pool(y)
+        return functional.global_avg_pool(y)
 
     def __call__(self, x: Array) -> Array:
         y = self.features(x)

@@ -20,7 +20,7 @@ from flax import nnx
 from flax.nnx.nn import dtypes, initializers
 from jax import lax
 
-from jaxconv import functional as F
+from jaxconv import functional
 from jaxconv.functional import _checks
 from jaxconv.nnx import layer_args
 from jaxconv.typing import Array, ImplLike, IntOrSeq, PaddingLike
@@ -92,8 +92,9 @@ def _validate(op: str, kernel_shape, in_features: int, impl: ImplLike, **op_args
     dilation = _checks.int_tuple("kernel_dilation", op_args.get("kernel_dilation", 1), rank)
     reach = 2 * _padding_reach(op_args.get("padding")) + 1
     spatial = tuple(k * d + reach for k, d in zip(kernel_shape[:-2], dilation))
-    F.plan((1, *spatial, in_features), kernel_shape, op=op,
-           impl="xla" if callable(impl) or impl in ("auto", "autotune") else impl, **op_args)
+    functional.plan((1, *spatial, in_features), kernel_shape, op=op,
+                    impl="xla" if callable(impl) or impl in ("auto", "autotune") else impl,
+                    **op_args)
 
 
 class Conv(nnx.Module):
@@ -165,7 +166,7 @@ class Conv(nnx.Module):
 
     @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        return _apply(self, F.conv, inputs, "Conv")
+        return _apply(self, functional.conv, inputs, "Conv")
 
 
 class Pointwise(nnx.Module):
@@ -199,9 +200,9 @@ class Pointwise(nnx.Module):
         groups = _checks.positive_int("feature_group_count", feature_group_count)
         kernel_shape = layer_args.kernel_shape("Pointwise", (), in_features, out_features, groups)
         rank = 1 if isinstance(self.strides, int) else len(self.strides)
-        F.plan((1, *(1,) * rank, in_features), kernel_shape, op="pointwise",
-               impl="xla" if callable(impl) or impl in ("auto", "autotune") else impl,
-               strides=self.strides, feature_group_count=groups)
+        functional.plan((1, *(1,) * rank, in_features), kernel_shape, op="pointwise",
+                        impl="xla" if callable(impl) or impl in ("auto", "autotune") else impl,
+                        strides=self.strides, feature_group_count=groups)
         self.feature_group_count = groups
         self.kernel = _param(kernel_init, rngs, kernel_shape, param_dtype, kernel_metadata)
         self.bias = _bias(bias_init, rngs, out_features, param_dtype, bias_metadata, use_bias)
@@ -216,10 +217,10 @@ class Pointwise(nnx.Module):
         bias = self.bias[...] if self.bias is not None else None
         inputs, kernel, bias = self.promote_dtype((inputs, self.kernel[...], bias),
                                                   dtype=self.dtype)
-        return F.pointwise(inputs, kernel, bias, strides=self.strides,
-                           feature_group_count=self.feature_group_count,
-                           precision=self.precision, impl=self.impl,
-                           compilation=getattr(self, "compilation", None))
+        return functional.pointwise(inputs, kernel, bias, strides=self.strides,
+                                    feature_group_count=self.feature_group_count,
+                                    precision=self.precision, impl=self.impl,
+                                    compilation=getattr(self, "compilation", None))
 
 
 class DepthwiseConv(nnx.Module):
@@ -267,7 +268,7 @@ class DepthwiseConv(nnx.Module):
 
     @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        return _apply(self, F.depthwise_conv, inputs, "DepthwiseConv")
+        return _apply(self, functional.depthwise_conv, inputs, "DepthwiseConv")
 
 
 class SeparableConv(nnx.Module):
@@ -323,7 +324,7 @@ class SeparableConv(nnx.Module):
         inputs, dk, pk, bias = self.promote_dtype(
             (inputs, self.depthwise_kernel[...], self.pointwise_kernel[...], bias),
             dtype=self.dtype)
-        return F.separable_conv(inputs, dk, pk, bias, impl=self.impl, **op_args(self))
+        return functional.separable_conv(inputs, dk, pk, bias, impl=self.impl, **op_args(self))
 
 
 class ConvTranspose(nnx.Module):
@@ -373,4 +374,4 @@ class ConvTranspose(nnx.Module):
 
     @layer_args.channels_first_aware
     def __call__(self, inputs: Array) -> Array:
-        return _apply(self, F.conv_transpose, inputs, "ConvTranspose")
+        return _apply(self, functional.conv_transpose, inputs, "ConvTranspose")

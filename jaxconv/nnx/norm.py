@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes as flax_dtypes
 
-from jaxconv import functional as F
+from jaxconv import functional
 from jaxconv.typing import Array
 
 
@@ -37,7 +37,8 @@ class BatchNorm(nnx.BatchNorm):
         if frozen is None or frozen or not self._fast(x, mask):
             with jax.numpy_dtype_promotion("standard"):
                 return super().__call__(x, use_running_average=use_running_average, mask=mask)
-        y, mean, var = F.batch_norm(x, self.scale[...], self.bias[...], epsilon=self.epsilon)
+        y, mean, var = functional.batch_norm(x, self.scale[...], self.bias[...],
+                                             epsilon=self.epsilon)
         stop = jax.lax.stop_gradient if (self.mean._can_update or self.var._can_update) \
             else (lambda v: v)
         self.mean[...] = stop(self.momentum * self.mean[...] + (1 - self.momentum) * mean)

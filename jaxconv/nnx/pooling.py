@@ -11,7 +11,7 @@ from typing import Any
 
 from flax import nnx
 
-from jaxconv import functional as F
+from jaxconv import functional
 from jaxconv.functional import pool as pooling
 from jaxconv.nnx import layer_args
 from jaxconv.typing import Array, IntOrSeq, PaddingLike
@@ -49,7 +49,7 @@ class MaxPool(_Pool):
     (1, 4, 4, 3)
     """
 
-    op = staticmethod(F.max_pool)
+    op = staticmethod(functional.max_pool)
 
 
 class AvgPool(_Pool):
@@ -60,7 +60,7 @@ class AvgPool(_Pool):
     (1, 8, 8, 3)
     """
 
-    op = staticmethod(F.avg_pool)
+    op = staticmethod(functional.avg_pool)
 
     def __init__(self, window_shape: IntOrSeq, strides: IntOrSeq | None = None,
                  padding: PaddingLike = "VALID", *, padding_mode: str = "zeros",
@@ -92,10 +92,10 @@ class GlobalAvgPool(_GlobalPool):
     """The mean over all spatial positions, ``(N, *spatial, C) -> (N, C)``
     (`jaxconv.functional.global_avg_pool`)."""
 
-    op = staticmethod(F.global_avg_pool)
+    op = staticmethod(functional.global_avg_pool)
 
 
 class GlobalMaxPool(_GlobalPool):
     """The largest value over all spatial positions (`jaxconv.functional.global_max_pool`)."""
 
-    op = staticmethod(F.global_max_pool)
+    op = staticmethod(functional.global_max_pool)

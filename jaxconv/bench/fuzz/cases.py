@@ -109,11 +109,11 @@ def _registry(op: str) -> list[str]:
 def claimants(case: Case) -> list[str] | None:
     """The formulations that accept ``case`` (with ``"auto"`` first), or None when no
     formulation, lax included, accepts it (an invalid configuration)."""
-    from jaxconv import functional as F
+    from jaxconv import functional
 
     def accepts(impl: str) -> bool:
         try:
-            F.plan(case.x_shape, case.kernel_shape, op=case.op, impl=impl, **case.kwargs)
+            functional.plan(case.x_shape, case.kernel_shape, op=case.op, impl=impl, **case.kwargs)
         except (ValueError, TypeError):
             return False
         return True

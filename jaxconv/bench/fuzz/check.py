@@ -28,9 +28,9 @@ def _vjp(case: Case, impl: str, dtype: str, precision: Any):
     import jax
     import jax.numpy as jnp
 
-    from jaxconv import functional as F
+    from jaxconv import functional
 
-    call = F.conv if case.op == "conv" else F.conv_transpose
+    call = functional.conv if case.op == "conv" else functional.conv_transpose
 
     def f(a, b):
         return call(a.astype(dtype), b.astype(dtype), impl=impl, precision=precision,
@@ -49,7 +49,7 @@ def _references(case: Case, dtype: str) -> tuple[Any, Any, Any, dict[str, Any]]:
     import jax
     import jax.numpy as jnp
 
-    from jaxconv import functional as F
+    from jaxconv import functional
     from jaxconv.bench import torch_oracle
 
     key = (case.index, case.seed, dtype)
@@ -57,7 +57,7 @@ def _references(case: Case, dtype: str) -> tuple[Any, Any, Any, dict[str, Any]]:
         return _REFERENCES[key]
     if not any(cached[:2] == key[:2] for cached in _REFERENCES):
         _REFERENCES.clear()
-    call = F.conv if case.op == "conv" else F.conv_transpose
+    call = functional.conv if case.op == "conv" else functional.conv_transpose
     rng = np.random.default_rng(case.seed)
     x = jnp.asarray(rng.standard_normal(case.x_shape), jnp.float32)
     k = jnp.asarray(rng.standard_normal(case.kernel_shape), jnp.float32)

@@ -31,11 +31,12 @@ def coverage(checked: Sequence[tuple[Case, Sequence[str]]]) -> list[dict[str, An
     many configurations, and the ranges of their ranks, kernel sizes, strides, dilations,
     groups, channels, batch sizes and padding forms; so a policy row can say what it was
     fuzzed on."""
-    from jaxconv import functional as F
+    from jaxconv import functional
 
     groups: dict[tuple[str, str, str], list[tuple[Case, Any]]] = {}
     for case, _ in checked:
-        plan = F.plan(case.x_shape, case.kernel_shape, op=case.op, impl="auto", **case.kwargs)
+        plan = functional.plan(case.x_shape, case.kernel_shape, op=case.op, impl="auto",
+                               **case.kwargs)
         groups.setdefault((case.op, plan.shape_class, plan.impl), []).append((case, plan.spec))
     rows = []
     for (op, shape_class, impl), members in sorted(groups.items()):
@@ -67,14 +68,14 @@ def row_shapes(checked: Sequence[tuple[Case, Sequence[str]]], op: str, row: Any)
     ``op``'s policy, planned for the row's backend) among the ``checked`` cases, in words: how
     many configurations and the ranges of their shapes; the start of the row's ``fuzzed``
     line."""
-    from jaxconv import functional as F
+    from jaxconv import functional
 
     specs = []
     for case, _ in checked:
         if case.op != op:
             continue
-        plan = F.plan(case.x_shape, case.kernel_shape, op=case.op, impl="auto",
-                      backend=row.backend, **case.kwargs)
+        plan = functional.plan(case.x_shape, case.kernel_shape, op=case.op, impl="auto",
+                               backend=row.backend, **case.kwargs)
         if (plan.impl, plan.reason) == (row.impl, row.reason):     # this row, not another
             specs.append(plan.spec)
     if not specs:
