@@ -10,6 +10,9 @@ import pathlib
 import pytest
 import yaml
 
+#: A one-off study script's test: in `make test` and CI, skipped by ``-m "not experiments"``.
+pytestmark = pytest.mark.experiments
+
 SCRIPT = pathlib.Path(__file__).parents[2] / "experiments" / "retention_sweep.py"
 
 
