@@ -24,7 +24,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m jaxconv.bench.fuzz", description=DESCRIPTION)
     parser.add_argument("n", nargs="?", type=int, default=200, help="cases (default 200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtypes", nargs="*", default=list(DTYPES), choices=DTYPES)
