@@ -10,8 +10,8 @@ import numbers
 from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
-from jax.extend.core import InconclusiveDimensionOperation
 import numpy as np
+from jax.extend.core import InconclusiveDimensionOperation
 
 from jaxconv.typing import Array, IntOrSeq, Shape
 
