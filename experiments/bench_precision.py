@@ -20,8 +20,8 @@ from bench_train_step import BATCH, alternating_rates, batch, jax_jit_step, mode
 from jaxconv import environment
 from jaxconv import functional as F
 from jaxconv.analysis.tables import markdown_table
-from jaxconv.functional import cpu
 from jaxconv.train import Recipe
+from jaxconv.tuning import machine
 
 DTYPES = ("float32", "bfloat16")
 
@@ -48,8 +48,9 @@ def compare(label: str, runs: dict, args) -> None:
 def main(presets: list[str]) -> None:
     environment.start_command([sys.executable, *sys.argv])
     images, labels = batch()
-    flags = sorted(f for f in cpu.features() if "bf16" in f or "amx" in f or "avx512" in f)
-    print(f"CPU: {cpu.model()} ({cpu.isa()}; bf16-related flags: {', '.join(flags) or 'none'}); "
+    flags = sorted(f for f in machine.features() if "bf16" in f or "amx" in f or "avx512" in f)
+    print(f"CPU: {machine.model()} ({machine.isa()}; "
+          f"bf16-related flags: {', '.join(flags) or 'none'}); "
           f"jax {jax.__version__}, {jax.device_count()} {jax.default_backend()} device(s)")
     print(markdown_table(["step", "fp32 (ms)", "bf16 (ms)", "bf16 / fp32"], "lrrr", []))
     for preset in presets:

@@ -15,7 +15,7 @@ from flax import nnx
 import jaxconv as jc
 from jaxconv import analysis
 from jaxconv import functional as F
-from jaxconv.functional.timing import median_ms
+from jaxconv.tuning.timing import median_ms
 
 
 def max_error(a: jax.Array, b: jax.Array) -> float:

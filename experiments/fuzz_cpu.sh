@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 JOBS=${JOBS:-$(nproc)}
 status=0
-here=$("$PYTHON" -c 'from jaxconv.functional import cpu; print(f"CPU: {cpu.model()} ({cpu.isa()})")')
+here=$("$PYTHON" -c 'from jaxconv.tuning import machine; print(f"CPU: {cpu.model()} ({cpu.isa()})")')
 versions=$("$PYTHON" -c 'from jaxconv.bench.fuzz import _version as v; print("jax", v("jax") + ", jaxlib", v("jaxlib"))')
 fuzz() {   # fuzz REPORT ARGS...: one run, resumable, unless its report is finished
   local report=$1 progress=${1%.md}.progress.jsonl

@@ -33,7 +33,7 @@ import yaml
 
 from jaxconv import analysis, experiment
 from jaxconv.experiment import report
-from jaxconv.train.logging import atomic_write_bytes, atomic_write_text
+from jaxconv.tuning.files import atomic_write_bytes, atomic_write_text
 
 FIELDS = ["variant", "ratio", "seed", "state", "images",
           *[f.name for f in dataclasses.fields(analysis.RetentionRow)]]

@@ -166,7 +166,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from jaxconv import experiment
-    from jaxconv.train.logging import atomic_write_bytes
+    from jaxconv.tuning.files import atomic_write_bytes
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size: {args.batch_size} must be at least 1 (leave it out for "

@@ -43,6 +43,8 @@ import platform
 import sys
 from collections.abc import Mapping
 
+from jaxconv.tuning.machine import jaxlib_minor
+
 #: jaxlib ``major.minor`` -> XLA flags measured to help convolutions on CPU.
 MEASURED: dict[str, tuple[str, ...]] = {
     "0.10": ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot",),
@@ -66,17 +68,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 OPT_OUT = "JAXCONV_TUNE"
 
 
-def _jaxlib_minor(jaxlib_version: str | None) -> str:
-    if jaxlib_version is None:
-        from jaxlib import version
-
-        jaxlib_version = version.__version__
-    return ".".join(jaxlib_version.split(".")[:2])
-
-
 def recommended_xla_flags(jaxlib_version: str | None = None) -> tuple[str, ...]:
     """The XLA flags measured to help on this jaxlib (none for versions not measured)."""
-    return MEASURED.get(_jaxlib_minor(jaxlib_version), ())
+    return MEASURED.get(jaxlib_minor(jaxlib_version), ())
 
 
 def compiler_options(backend: str | None = None,
@@ -92,7 +86,7 @@ def compiler_options(backend: str | None = None,
         backend = jax.default_backend()
     if backend != "cpu":
         return {}
-    return dict(MEASURED_COMPILER_OPTIONS.get(_jaxlib_minor(jaxlib_version), {}))
+    return dict(MEASURED_COMPILER_OPTIONS.get(jaxlib_minor(jaxlib_version), {}))
 
 
 def backends_started() -> bool:

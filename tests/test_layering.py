@@ -1,8 +1,9 @@
 """No import runs upward through the layers of the package (module level or inside a function).
 
 The order is the design's: each package imports only those before it; ``bench`` sits beside
-``experiment`` and ``interop`` beside ``linen``, above ``nnx``; ``typing``, ``_hints`` and
-``environment`` sit below everything, ``cli`` above.
+``experiment`` and ``interop`` beside ``linen``, above ``nnx``; ``typing`` and ``_hints`` sit
+below everything, then ``tuning`` (what depends on the machine) and ``environment`` (process
+settings), ``cli`` above.
 """
 
 import ast
@@ -13,9 +14,9 @@ import pytest
 import jaxconv
 
 ROOT = pathlib.Path(jaxconv.__file__).parent
-RANK = {"typing": 0, "_hints": 0, "environment": 0, "functional": 1, "nnx": 2, "linen": 3,
-        "interop": 3, "blocks": 4, "models": 5, "analysis": 6, "data": 7, "train": 8,
-        "experiment": 9, "bench": 9, "cli": 10, "__main__": 11}
+RANK = {"typing": 0, "_hints": 0, "tuning": 1, "environment": 2, "functional": 3, "nnx": 4,
+        "linen": 5, "interop": 5, "blocks": 6, "models": 7, "analysis": 8, "data": 9, "train": 10,
+        "experiment": 11, "bench": 11, "cli": 12, "__main__": 13}
 
 
 def _layer(module: str) -> str:

@@ -16,7 +16,7 @@ def header() -> str:
     """Machine, versions and the XLA flags in effect."""
     import jax
 
-    from jaxconv.functional import cpu
+    from jaxconv.tuning import machine
 
     try:
         import torch
@@ -29,7 +29,7 @@ def header() -> str:
             f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '') or '(none)'!r}, "
             f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '') or '(none)'!r}, async "
             f"dispatch {'on' if jax.config.read('jax_cpu_enable_async_dispatch') else 'off'}; "
-            f"CPU: {cpu.model()} ({cpu.isa()})")
+            f"CPU: {machine.model()} ({machine.isa()})")
 
 
 def report(*, repeats: int = 10, cases: Sequence[str] = (), nets: Sequence[str] = (),

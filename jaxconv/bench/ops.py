@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxconv import functional
-from jaxconv.functional.timing import median_ms
+from jaxconv.tuning.timing import median_ms
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,13 +52,13 @@ def current() -> dict[str, str]:
     import jaxlib
     import optax
 
-    from jaxconv.functional import cpu
+    from jaxconv.tuning import machine
 
     return {
         "commit": git_commit(),
         "versions": f"Python {platform.python_version()}, jax {jax.__version__}, jaxlib "
                     f"{jaxlib.__version__}, flax {flax.__version__}, optax {optax.__version__}",
-        "cpu": f"{cpu.model()} ({cpu.isa()}, {os.cpu_count()} cores)",
+        "cpu": f"{machine.model()} ({machine.isa()}, {os.cpu_count()} cores)",
         "backend": f"{jax.device_count()} {jax.default_backend()} device(s)",
         "date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC}",
     }

@@ -21,7 +21,7 @@ import yaml
 
 from jaxconv.analysis.tables import markdown_table
 from jaxconv.experiment import provenance
-from jaxconv.train.logging import atomic_write_bytes, atomic_write_text
+from jaxconv.tuning.files import atomic_write_bytes, atomic_write_text
 
 COLUMNS = ("variant", "params", "macs", "xla_flops", "train_time_s", "images_per_second",
            "test_acc_mean", "test_acc_std", "best_epoch", "seeds", "diverged")

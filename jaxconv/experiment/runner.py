@@ -27,7 +27,8 @@ from jaxconv import analysis, data, models, train
 from jaxconv.experiment import provenance, report, trained
 from jaxconv.experiment.config import ConfigError, ExperimentConfig
 from jaxconv.train import hosts
-from jaxconv.train.logging import atomic_write_text, read_jsonl
+from jaxconv.train.logging import read_jsonl
+from jaxconv.tuning.files import atomic_write_text
 
 LOCK = ".lock"
 #: The version of ``result.json``'s fields. 2 added ``schema_version`` and ``choices`` (the

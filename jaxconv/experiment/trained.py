@@ -28,7 +28,7 @@ from jaxconv import data, models, train
 from jaxconv._hints import did_you_mean
 from jaxconv.experiment import report
 from jaxconv.train import step as train_step
-from jaxconv.train.logging import atomic_write_text
+from jaxconv.tuning.files import atomic_write_text
 
 #: The file of a run folder (``<variant>/seed-<k>/``) with the normalisation the run trained with.
 NORMALIZATION = "normalization.json"

@@ -19,10 +19,7 @@ multi-host run every process takes process 0's pick and process 0 alone writes t
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,19 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxconv.functional import cpu
 from jaxconv.functional.formulations import ConvSpec, Formulation
-from jaxconv.functional.timing import median_ms
+from jaxconv.tuning import cache, machine
+from jaxconv.tuning.timing import median_ms
 
 CACHE_ENV = "JAXCONV_AUTOTUNE_CACHE"
 ENABLE_ENV = "JAXCONV_AUTOTUNE"
 REPEATS = 5
-
-#: The parsed cache file per path, with the (device, inode, mtime, size) it was read at: the
-#: file is the only state, so another cache path, an edited or a deleted file takes effect at
-#: the next trace (every write replaces the file, so a new inode marks it even within one
-#: mtime tick).
-_parsed: dict[Path, tuple[tuple[int, ...], dict[str, dict[str, Any]]]] = {}
 
 
 def enabled() -> bool:
@@ -52,67 +43,17 @@ def enabled() -> bool:
 
 
 def cache_path() -> Path:
-    default = Path.home() / ".cache" / "jaxconv" / "autotune.json"
-    return Path(os.environ.get(CACHE_ENV) or default)
+    return cache.path_from(CACHE_ENV, "autotune.json")
 
 
 def _key(backend: str, op: str, spec: ConvSpec, dtype: Any) -> str:
     """What a timing depends on besides the call: the backend, on CPU the instruction-set
     class (the same conv's fastest formulation changed with AVX-512), jaxlib's version, the
     dtype, and the compile regime: the ``XLA_FLAGS`` the measurement compiles under."""
-    machine = f"{cpu.model()} {cpu.isa()}" if backend == "cpu" else backend
+    where = f"{machine.model()} {machine.isa()}" if backend == "cpu" else backend
     flags = os.environ.get("XLA_FLAGS", "")
-    return (f"{backend}|{machine}|jaxlib {jaxlib_version()}|{op}|{jnp.dtype(dtype).name}|"
+    return (f"{backend}|{where}|jaxlib {machine.jaxlib_version()}|{op}|{jnp.dtype(dtype).name}|"
             f"XLA_FLAGS={flags}|{spec!r}")
-
-
-def jaxlib_version() -> str:
-    import jaxlib
-
-    return jaxlib.__version__
-
-
-def _load(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    try:
-        entries = json.loads(path.read_text())
-        if not isinstance(entries, dict):
-            raise ValueError(f"expected a JSON object, found {type(entries).__name__}")
-        return entries
-    except (OSError, ValueError) as error:
-        warnings.warn(f"autotune: ignoring the unreadable cache {path} ({error}); it will be "
-                      "rewritten with fresh measurements", stacklevel=4)
-        return {}
-
-
-def _entries(path: Path) -> dict[str, dict[str, Any]]:
-    """The cache file's entries, parsed again only when the file changed."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return {}
-    stamp = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
-    seen = _parsed.get(path)
-    if seen is None or seen[0] != stamp:
-        seen = (stamp, _load(path))
-        _parsed[path] = seen
-    return seen[1]
-
-
-def _store(path: Path, key: str, entry: dict[str, Any]) -> None:
-    """Adds one entry to the cache file, keeping what other processes wrote meanwhile; the file
-    is replaced atomically, never left half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        entries = _load(path)
-    entries[key] = entry
-    # a name no other process, on this host or another sharing the folder, can take
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(handle, "w") as f:
-        f.write(json.dumps(entries, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _from_process_0(names: list[str], pick: str) -> str:
@@ -152,13 +93,13 @@ def fastest(op: str, table: Mapping[str, Formulation], spec: ConvSpec,
         raise ValueError(f"impl='autotune' measures on this process's backend "
                          f"({jax.default_backend()!r}), not backend={backend!r}")
     key, path = _key(backend, op, spec, dtype), cache_path()
-    entry = _entries(path).get(key)
+    entry = cache.entries(path, "autotune").get(key)
     if entry is None or able.get(entry.get("impl"), "unknown") is not None:
         ms = {name: measure(table[name].compute, spec, dtype, kernel_shape)
               for name, why in able.items() if why is None}
         entry = {"impl": min(ms, key=ms.get), "ms": {n: round(t, 3) for n, t in ms.items()}}
         if jax.process_index() == 0:
-            _store(path, key, entry)
+            cache.store(path, key, entry)
     # every process asks, measured or cached alike, so the collective always lines up
     impl = _from_process_0(sorted(n for n, why in able.items() if why is None), entry["impl"])
     timings = ", ".join(f"{n} {t:.2f} ms" for n, t in sorted(entry["ms"].items(),

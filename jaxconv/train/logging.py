@@ -11,26 +11,10 @@ import json
 import os
 import pathlib
 import sys
-import tempfile
 import time
 from typing import Any
 
-
-def atomic_write_bytes(path: pathlib.Path, content: bytes) -> None:
-    """Writes ``content`` to ``path`` through a temporary file and a rename: never
-    half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False,
-                                     prefix=f".{path.name}.", suffix=".tmp") as tmp:
-        tmp.write(content)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-
-
-def atomic_write_text(path: pathlib.Path, text: str) -> None:
-    """`atomic_write_bytes` of ``text`` in UTF-8."""
-    atomic_write_bytes(path, text.encode())
+from jaxconv.tuning.files import atomic_write_text
 
 
 def read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:

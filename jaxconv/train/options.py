@@ -10,7 +10,7 @@ Three names, three things:
 - *compiler options*: the dict an option set stands for, as ``jax.jit(compiler_options=...)``
   takes it.
 
-``"auto"`` resolves from the committed per-class table (`jaxconv.train.compile_table`), keyed
+``"auto"`` resolves from the committed per-class table (`jaxconv.tuning.compile_table`), keyed
 by the machine class (`machine_class`: backend, CPU class, core count, jaxlib), never from a
 timing: the two sets compute different bits, so a pick by timing would make a run's numbers
 depend on the machine's load or on a cache file. `choices` is what a run records (in its
@@ -19,19 +19,17 @@ checkpoints and ``result.json``); `check_resume` refuses to continue a run under
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
-
 from jaxconv import environment
-from jaxconv.functional import autotune, cpu
-from jaxconv.train import compile_table, hosts
+from jaxconv.functional import autotune
+from jaxconv.train import hosts
 from jaxconv.train.recipe import COMPILE_OPTIONS as REQUESTS
+from jaxconv.tuning import compile_table, timing
+from jaxconv.tuning.machine import YNN_OPTION, MachineClass, machine_class
 
 #: Timed steps per call of `time_step`, after one warm-up step (which compiles).
 REPEATS = 3
@@ -46,28 +44,6 @@ def option_sets(backend: str | None = None) -> dict[str, dict[str, str]]:
     for this backend and jaxlib."""
     tuned = environment.compiler_options(backend)
     return {"default": {}, "tuned": tuned} if tuned else {"default": {}}
-
-
-@dataclasses.dataclass(frozen=True)
-class MachineClass:
-    """What a run's numbers depend on besides its config, seed and versions."""
-
-    backend: str
-    isa: str
-    cores: int
-    jaxlib: str
-
-    def __str__(self) -> str:
-        return f"{self.backend}, {self.isa}, {self.cores} cores, jaxlib {self.jaxlib}"
-
-
-def machine_class() -> MachineClass:
-    """This process's machine class: backend, CPU class (`jaxconv.functional.cpu.isa`), core
-    count and jaxlib's ``major.minor``."""
-    from jaxlib import version
-
-    return MachineClass(jax.default_backend(), cpu.isa(), os.cpu_count() or 1,
-                        ".".join(version.__version__.split(".")[:2]))
 
 
 def resolve(request: str, machine: MachineClass | None = None) -> tuple[str, str]:
@@ -95,12 +71,12 @@ def resolve(request: str, machine: MachineClass | None = None) -> tuple[str, str
 def choices(request: str, machine: MachineClass | None = None) -> dict[str, Any]:
     """The record of what a run with ``Recipe.compile_options=request`` uses here: the option
     set and its compiler options, why, the machine class, this process's ``XLA_FLAGS`` (and
-    the value it gives the YNNPACK flag, `jaxconv.functional.cpu.YNN_OPTION`, or ``None``) and
+    the value it gives the YNNPACK flag, `jaxconv.tuning.machine.YNN_OPTION`, or ``None``) and
     whether ``impl="auto"`` autotunes (``JAXCONV_AUTOTUNE=1``)."""
     machine = machine or machine_class()
     name, reason = resolve(request, machine)
     flags = os.environ.get("XLA_FLAGS", "")
-    ynnpack = re.findall(rf"--{cpu.YNN_OPTION}=(\S*)", flags)
+    ynnpack = re.findall(rf"--{YNN_OPTION}=(\S*)", flags)
     return {"requested": request, "option_set": name,
             "compiler_options": option_sets(machine.backend)[name], "reason": reason,
             "machine_class": str(machine), "xla_flags": flags,
@@ -155,10 +131,10 @@ def check_resume(recorded: Mapping[str, Any] | None, current: Mapping[str, Any],
 
 def time_step(step: Callable, state: Any, batch: tuple, repeats: int = REPEATS) -> float:
     """Median milliseconds of ``state = step(state, *batch)[0]`` after one warm-up call."""
-    state = jax.block_until_ready(step(state, *batch)[0])
-    times = []
-    for _ in range(repeats):
-        tick = time.perf_counter()
-        state = jax.block_until_ready(step(state, *batch)[0])
-        times.append((time.perf_counter() - tick) * 1e3)
-    return sorted(times)[len(times) // 2]
+    current = [state]
+
+    def call():
+        current[0] = step(current[0], *batch)[0]
+        return current[0]
+
+    return timing.median_ms_of(call, repeats)

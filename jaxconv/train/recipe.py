@@ -40,7 +40,7 @@ class Recipe:
       eval_batch_size: batch size for evaluation.
       log_every: steps between training-metric records.
       compile_options: the compile-option set of the training step: ``"auto"`` (the set that
-        the committed per-class table, `jaxconv.train.compile_table`, gives this machine class:
+        the committed per-class table, `jaxconv.tuning.compile_table`, gives this machine class:
         backend, CPU class, core count and jaxlib; never a timing), ``"default"`` (XLA's
         defaults) or ``"tuned"`` (`jaxconv.environment.compiler_options`). The two sets
         compute different bits; a run records which it used. See `jaxconv.train.options`.

@@ -11,6 +11,7 @@ import pytest
 
 from jaxconv import functional as F
 from jaxconv.functional import autotune
+from jaxconv.tuning import cache as cache_lib
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_autotune_measures_once_and_reuses_the_cached_winner(cache, monkeypatch)
         raise AssertionError("measured again instead of reading the cache")
 
     monkeypatch.setattr(autotune, "measure", no_measuring)
-    monkeypatch.setattr(autotune, "_parsed", {})  # a new process: only the file remains
+    monkeypatch.setattr(cache_lib, "_parsed", {})  # a new process: only the file remains
     assert F.plan(x, k, impl="autotune").impl == plan.impl
 
 
@@ -85,15 +86,15 @@ def test_autotune_refuses_another_backend(cache):
 
 
 def test_the_cache_key_names_the_cpu_class_and_jaxlib(cache, monkeypatch):
-    from jaxconv.functional import cpu
+    from jaxconv.tuning import machine
 
     x, k = _inputs()
     F.plan(x, k, impl="autotune")
     (key,) = json.loads(cache.read_text())
-    assert cpu.isa() in key and f"jaxlib {autotune.jaxlib_version()}" in key
+    assert machine.isa() in key and f"jaxlib {machine.jaxlib_version()}" in key
     # a CPU of another class measures again instead of reading this machine's winner
-    other = "avx2" if cpu.isa() == "avx512" else "avx512"
-    monkeypatch.setattr(cpu, "isa", lambda: other)
+    other = "avx2" if machine.isa() == "avx512" else "avx512"
+    monkeypatch.setattr(machine, "isa", lambda: other)
     F.plan(x, k, impl="autotune")
     assert len(json.loads(cache.read_text())) == 2
 

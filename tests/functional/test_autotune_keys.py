@@ -10,6 +10,7 @@ import pytest
 
 from jaxconv import functional as F
 from jaxconv.functional import autotune
+from jaxconv.tuning import cache as cache_lib
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_a_process_other_than_0_takes_process_0s_pick_and_writes_nothing(cache, 
     mine = F.plan(x, k, impl="autotune")
     other = next(n for n, why in mine.candidates.items() if why is None and n != mine.impl)
     cache.unlink()
-    monkeypatch.setattr(autotune, "_parsed", {})
+    monkeypatch.setattr(cache_lib, "_parsed", {})
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(jax, "process_index", lambda: 1)
     monkeypatch.setattr(autotune, "_from_process_0", lambda names, pick: other)

@@ -82,9 +82,9 @@ def test_patches_equals_xla(cfg):
 
 
 def test_auto_picks_patches_only_for_narrow_dense_convs(monkeypatch):
-    from jaxconv.functional import cpu
+    from jaxconv.tuning import machine
 
-    monkeypatch.setattr(cpu, "isa", lambda: "avx512")  # the dense row of other CPUs aside
+    monkeypatch.setattr(machine, "isa", lambda: "avx512")  # the dense row of other CPUs aside
     assert F.plan((8, 28, 28, 1), (3, 3, 1, 32)).impl == "patches"
     assert F.plan((8, 32, 32, 3), (3, 3, 3, 32)).shape_class == "narrow"
     assert F.plan((8, 28, 28, 8), (3, 3, 8, 32)).shape_class == "dense"
@@ -250,13 +250,13 @@ def test_row_taps_equals_xla(cfg):
 ])
 def test_auto_dodges_ynnpack_convs_only_where_they_are_slow(isa, xla_flags, expected,
                                                            monkeypatch):
-    from jaxconv.functional import cpu
+    from jaxconv.tuning import machine
 
-    monkeypatch.setattr(cpu, "isa", lambda: isa)
+    monkeypatch.setattr(machine, "isa", lambda: isa)
     monkeypatch.setenv("XLA_FLAGS", xla_flags)
     monkeypatch.setattr("jaxlib.version.__version__", "0.10.2")
     assert F.plan((8, 28, 28, 32), (3, 3, 32, 32)).impl == expected
-    compiled = F.Compilation({cpu.YNN_OPTION: "LIBRARY_FUSION_TYPE_REDUCE"})
+    compiled = F.Compilation({machine.YNN_OPTION: "LIBRARY_FUSION_TYPE_REDUCE"})
     assert F.plan((8, 28, 28, 32), (3, 3, 32, 32), compilation=compiled).impl == "canonical"
 
 

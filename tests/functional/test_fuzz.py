@@ -157,12 +157,12 @@ def test_every_cpu_policy_row_says_what_the_fuzz_checked_it_on(monkeypatch):
     """Each row's ``fuzzed`` line gives the configurations ``auto`` sent to it in the fuzz runs
     of ``FUZZ_REPORTS`` (recomputed here: the cases are seeded), on the CPU class they ran on;
     the committed reports of those runs ran every check of both dtypes and found no failure."""
-    from jaxconv.functional import cpu
     from jaxconv.functional.policy import CONV_POLICY, FUZZ_REPORTS
     from jaxconv.functional.transpose import TRANSPOSE_POLICY
+    from jaxconv.tuning import machine
 
     # AVX2, as fuzzed
-    monkeypatch.setattr(cpu, "slow_ynnpack_convolutions", lambda option=None: True)
+    monkeypatch.setattr(machine, "slow_ynnpack_convolutions", lambda option=None: True)
     monkeypatch.delenv("JAXCONV_AUTOTUNE", raising=False)
     checked = list(fuzz.cases(2000, seed=1)) + list(fuzz.cases(150, seed=2, wide=True))
     for op, rows in (("conv", CONV_POLICY), ("conv_transpose", TRANSPOSE_POLICY)):

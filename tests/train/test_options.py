@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-from jaxconv.train import compile_table, hosts, options
+from jaxconv.train import hosts, options
+from jaxconv.tuning import compile_table
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ import pytest
 from flax import nnx
 
 from jaxconv import data, experiment, models, train
-from jaxconv.functional import cpu
 from jaxconv.train import loop, options
+from jaxconv.tuning import machine
 
 #: One dense 3x3 conv wide enough for YNNPACK to take it: on an AVX2 CPU the two compile-option
 #: sets trace it as different formulations (`row_taps` with XLA's defaults, `canonical` with
@@ -45,7 +45,7 @@ def test_timings_that_disagree_and_deleted_caches_give_the_same_metrics(tmp_path
     first makes the tuned options faster and then XLA's defaults, give identical metrics."""
     import yaml
 
-    monkeypatch.setattr(cpu, "isa", lambda: "avx2")
+    monkeypatch.setattr(machine, "isa", lambda: "avx2")
     runs = {}
     for faster in ("tuned", "default"):
         # `default` is timed first, then `tuned`; every later call (the plan's) is neutral

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(failures, checks, args.n, args.seed, seconds,
                   list(cases(args.n, args.seed, args.wide)), args.dtypes, args.wide,
                   jobs=args.jobs)
-    from jaxconv.train.logging import atomic_write_text
+    from jaxconv.tuning.files import atomic_write_text
 
     atomic_write_text(pathlib.Path(args.output), text)
     if progress is not None:          # the report holds everything now

@@ -107,7 +107,7 @@ def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: flo
     """The run as markdown: counts, the failures with reproducers, and with ``checked`` (the
     cases and their claimants) what each formulation and each ``auto`` choice was fuzzed on."""
     from jaxconv.bench import torch_oracle
-    from jaxconv.functional import cpu
+    from jaxconv.tuning import machine
 
     oracles = "lax at HIGHEST precision" + (
         f" and PyTorch {package_version('torch')} autograd in float64" if torch_oracle.available()
@@ -115,7 +115,7 @@ def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: flo
     lines = [f"# Formulation fuzz: {n} {'wide ' if wide else ''}cases, seed {seed}", "",
              f"{checks} checks (case x formulation x dtype) in {seconds:.0f} s; "
              f"{len(failures)} failures.", "",
-             f"CPU: {cpu.model()} ({cpu.isa()}), {jobs} child processes at once; "
+             f"CPU: {machine.model()} ({machine.isa()}), {jobs} child processes at once; "
              f"jax {package_version('jax')}, jaxlib {package_version('jaxlib')}; "
              f"dtypes: {', '.join(dtypes)}; "
              f"references: {oracles}.", ""]

@@ -106,10 +106,11 @@ def _key(impl: str, dtype: str, case: Case) -> str:
 def settings(n: int, seed: int, wide: bool, dtypes: Sequence[str]) -> dict[str, Any]:
     """What identifies a run in its progress file: its cases, dtypes, and the versions and CPU
     that checked them (a resumed run must not mix results of other versions)."""
-    from jaxconv.functional import cpu
+    from jaxconv.tuning import machine
 
     return {"n": n, "seed": seed, "wide": wide, "dtypes": list(dtypes),
-            "jax": package_version("jax"), "jaxlib": package_version("jaxlib"), "cpu": cpu.model()}
+            "jax": package_version("jax"), "jaxlib": package_version("jaxlib"),
+            "cpu": machine.model()}
 
 
 class Progress:

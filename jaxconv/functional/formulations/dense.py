@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxconv.functional import cpu
 from jaxconv.functional.formulations.channel_matmul import matmul
 from jaxconv.functional.formulations.lax_conv import xla_or_canonical
 from jaxconv.functional.formulations.spec import (
@@ -20,6 +19,7 @@ from jaxconv.functional.formulations.spec import (
     unsupported_dense,
     zero_pad,
 )
+from jaxconv.tuning import machine
 from jaxconv.typing import Array
 
 
@@ -35,9 +35,9 @@ def ynnpack_takes(spec: ConvSpec) -> bool:
 
 def slow_ynnpack_takes(spec: ConvSpec) -> bool:
     """Whether YNNPACK takes ``spec`` in its compilation on a CPU class where it was measured
-    slower than XLA's own convolutions (`jaxconv.functional.cpu`)."""
-    return ynnpack_takes(spec) and cpu.slow_ynnpack_convolutions(
-        spec.compilation.option(cpu.YNN_OPTION))
+    slower than XLA's own convolutions (`jaxconv.tuning.machine`)."""
+    return ynnpack_takes(spec) and machine.slow_ynnpack_convolutions(
+        spec.compilation.option(machine.YNN_OPTION))
 
 
 def dense_2d(x: Array, kernel: Array, spec: ConvSpec) -> Array:

@@ -1,5 +1,6 @@
-"""What XLA's CPU backend does with a convolution here: the CPU's vector extensions, and
-whether XLA hands 2-D convolutions to YNNPACK.
+"""The machine a program runs on: the CPU's model, vector extensions and cores, jaxlib's
+version, the machine class a run's numbers depend on, and whether XLA hands 2-D convolutions
+to YNNPACK.
 
 The ``auto`` policy keys some rows on these facts, because the same formulation measured up to
 8x apart on two x86 CPUs: jaxlib 0.10 gives 2-D convolutions to YNNPACK by default, which on an
@@ -14,6 +15,7 @@ its own says so to the ops it traces through their ``compilation=`` argument
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import platform
@@ -25,30 +27,47 @@ YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
 
 
 @functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields in ``/proc/cpuinfo`` (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
 def features() -> frozenset[str]:
     """The CPU's feature flags as Linux lists them (``avx2``, ``avx512f``, ...); empty where
     ``/proc/cpuinfo`` does not say."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    return frozenset(_cpuinfo().get("flags", "").split())
 
 
-@functools.cache
 def model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or what `platform` says elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return _cpuinfo().get("model name") or platform.processor() or "unknown"
+
+
+def cores() -> int:
+    """The machine's core count (``os.cpu_count``)."""
+    return os.cpu_count() or 1
+
+
+def jaxlib_version() -> str:
+    """jaxlib's version, ``"0.10.2"``."""
+    from jaxlib import version
+
+    return version.__version__
+
+
+def jaxlib_minor(jaxlib: str | None = None) -> str:
+    """``major.minor`` of ``jaxlib`` (this process's jaxlib by default): ``"0.10"``."""
+    return ".".join((jaxlib or jaxlib_version()).split(".")[:2])
 
 
 def isa() -> str:
@@ -74,11 +93,7 @@ def ynnpack_convolutions(option: str | None = None, jaxlib_version: str | None =
     ``individual_convolution`` (or with ``-individual_convolution``) turns it off. Other jaxlib
     versions were not measured and count as not handing them over.
     """
-    if jaxlib_version is None:
-        from jaxlib import version
-
-        jaxlib_version = version.__version__
-    if ".".join(jaxlib_version.split(".")[:2]) != "0.10":
+    if jaxlib_minor(jaxlib_version) != "0.10":
         return False
     if option is not None:
         return "INDIVIDUAL_CONVOLUTION" in option.upper()
@@ -96,3 +111,24 @@ def slow_ynnpack_convolutions(option: str | None = None) -> bool:
     on the CPU class where it was measured slower than XLA's own (AVX2 without AVX-512; other
     CPUs were not measured)."""
     return isa() == "avx2" and ynnpack_convolutions(option)
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineClass:
+    """What a run's numbers depend on besides its config, seed and versions: the backend, the
+    CPU class (`isa`), the core count and jaxlib's ``major.minor``."""
+
+    backend: str
+    isa: str
+    cores: int
+    jaxlib: str
+
+    def __str__(self) -> str:
+        return f"{self.backend}, {self.isa}, {self.cores} cores, jaxlib {self.jaxlib}"
+
+
+def machine_class() -> MachineClass:
+    """This process's machine class."""
+    import jax
+
+    return MachineClass(jax.default_backend(), isa(), cores(), jaxlib_minor())

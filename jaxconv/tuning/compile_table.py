@@ -11,7 +11,7 @@ committed results file; a class with no row gets XLA's defaults. Add a row only 
 committed measurement behind it.
 
 What this module does not hold: the option sets themselves (`jaxconv.environment`), the
-machine probing (`jaxconv.functional.cpu`), the resolution (`jaxconv.train.options`).
+machine probing (`jaxconv.tuning.machine`), the resolution (`jaxconv.train.options`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Row:
 
     Attributes:
       backend: ``jax.default_backend()``: ``"cpu"``, ``"gpu"``, ``"tpu"``.
-      isa: the CPU class (`jaxconv.functional.cpu.isa`): ``"avx512"``, ``"avx2"``, ``"other"``.
+      isa: the CPU class (`jaxconv.tuning.machine.isa`): ``"avx512"``, ``"avx2"``, ``"other"``.
       jaxlib: jaxlib's ``major.minor``.
       option_set: ``"default"`` or ``"tuned"``.
       reason: the measurement behind the row, with the file it is committed in.
