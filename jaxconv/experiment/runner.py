@@ -12,6 +12,7 @@ several processes share a study: each trains the seeds no other process holds.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -33,8 +34,12 @@ from jaxconv.tuning.files import atomic_write_text
 LOCK = ".lock"
 #: The version of ``result.json``'s fields. 2 added ``schema_version`` and ``choices`` (the
 #: compile-option set and what else changes the numbers, `jaxconv.train.options.choices`);
-#: files without ``schema_version`` are version 1 and lack them.
-RESULT_SCHEMA = 2
+#: files without ``schema_version`` are version 1 and lack them. 3 added ``split_seed`` (the
+#: seed of the validation split; in older files the run's own seed chose it).
+RESULT_SCHEMA = 3
+#: What a recipe key that a run folder's ``config.yaml`` lacks meant when it was written: the
+#: value that reproduces those runs (a ``Recipe`` field's default otherwise).
+RECIPE_BEFORE = {"split_seed": None}
 
 
 @contextlib.contextmanager
@@ -84,6 +89,8 @@ def _check_run_dir(config: ExperimentConfig, resolved: dict[str, Any]) -> None:
         ignored = ("seeds", "variants")
         mine = {k: v for k, v in resolved.items() if k not in ignored}
         theirs = {k: v for k, v in previous.items() if k not in ignored}
+        if isinstance(theirs.get("train"), dict):
+            theirs["train"] = {**_recipe_before(), **theirs["train"]}
         if mine != theirs:
             changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             raise ConfigError(
@@ -96,6 +103,11 @@ def _check_run_dir(config: ExperimentConfig, resolved: dict[str, Any]) -> None:
             raise ConfigError(
                 f"{config.run_dir / variant.name} holds runs of a different model for variant "
                 f"{variant.name!r}; rename the variant or remove that folder")
+
+
+def _recipe_before() -> dict[str, Any]:
+    """Every recipe key with the value a ``config.yaml`` written before it existed meant."""
+    return {**{f.name: f.default for f in dataclasses.fields(train.Recipe)}, **RECIPE_BEFORE}
 
 
 def run(config: ExperimentConfig, *, command: str, progress: bool = True,
@@ -212,7 +224,7 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
         trained.save_normalization(folder, *train.channel_stats(tr))
     record = {"schema_version": RESULT_SCHEMA, "variant": variant.name, "seed": seed,
               "params": cost.params, "macs": cost.macs, "xla_flops": cost.xla_flops,
-              "choices": dict(steps.choices)}
+              "choices": dict(steps.choices), "split_seed": recipe.validation_seed(seed)}
     try:
         result = train.fit(build(variant.model, seed), tr, te, recipe, seed=seed, workdir=folder,
                            progress=progress, steps=steps,

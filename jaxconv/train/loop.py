@@ -99,6 +99,13 @@ def evaluate(steps: S.Steps, state: S.TrainState, ds: Dataset, batch_size: int,
             f"{prefix}_accuracy": totals["correct"] / totals["count"]}
 
 
+def split(train: Dataset, recipe: Recipe, seed: int) -> tuple[Dataset, Dataset | None]:
+    """The images a run with training seed ``seed`` trains on and validates on: the hold-out
+    is chosen by ``recipe.split_seed``, so every seed of a study shares it (by ``seed`` itself
+    when ``split_seed`` is ``None``)."""
+    return split_validation(train, recipe.validation_fraction, recipe.validation_seed(seed))
+
+
 def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
     """The jitted steps `fit` would build; pass them to several `fit` calls of the same design,
     dataset and recipe (any seed) to compile once."""
@@ -193,7 +200,9 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
 
     Args:
       model: an NNX classifier mapping ``(N, H, W, C)`` float images to logits.
-      train, test: datasets; a seeded ``recipe.validation_fraction`` of ``train`` is held out.
+      train, test: datasets; ``recipe.validation_fraction`` of ``train`` is held out, chosen
+        by ``recipe.split_seed`` (the same for every ``seed``) or, when that is ``None``, by
+        ``seed``.
       recipe: the hyper-parameters.
       seed: data order, augmentation and (through the caller's init) the model.
       workdir: checkpoints, ``metrics.jsonl`` and TensorBoard files; an existing checkpoint
@@ -218,7 +227,7 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
     """
     workdir = pathlib.Path(workdir)
     steps = steps or build_steps(model, train, recipe)
-    train_ds, val_ds = split_validation(train, recipe.validation_fraction, seed)
+    train_ds, val_ds = split(train, recipe, seed)
     batches = Batches(train_ds, recipe.batch_size, seed)
     per_epoch = batches.steps_per_epoch
     mesh = S.mesh()

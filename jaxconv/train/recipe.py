@@ -32,7 +32,10 @@ class Recipe:
         ``"onecycle"`` or ``"constant"``.
       warmup_epochs: linear warm-up from 0 (cosine, linear and constant).
       label_smoothing: mass spread uniformly over the classes.
-      validation_fraction: share of the training set held out (seeded) for validation.
+      validation_fraction: share of the training set held out for validation.
+      split_seed: the seed of that hold-out, separate from the training seed so that every
+        seed of a study trains on the same images and validates on the same others (0 by
+        default; ``None``: the training seed, as runs did before split seeds existed).
       crop_padding: random crop after zero padding by this many pixels (0: off).
       flip: random horizontal flips.
       checkpoint_every: also checkpoint every N steps (0: only at epoch ends, where `fit`'s
@@ -63,6 +66,7 @@ class Recipe:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     validation_fraction: float = 0.0
+    split_seed: int | None = 0
     crop_padding: int = 0
     flip: bool = False
     checkpoint_every: int = 0
@@ -94,6 +98,10 @@ class Recipe:
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not 0 <= value < 1:
                 raise ValueError(f"train.{name}: {value!r} must be a number in [0, 1)")
+        if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(
+                self.split_seed, int) or self.split_seed < 0):
+            raise ValueError(f"train.split_seed: {self.split_seed!r} must be an int >= 0 or "
+                             "null (the training seed)")
         for name in ("nesterov", "flip"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"train.{name}: {getattr(self, name)!r} must be true or false")
@@ -107,6 +115,10 @@ class Recipe:
                 raise ValueError(f"{path}: unknown key {key!r}{hint}; valid keys: "
                                  f"{', '.join(valid)}")
         return cls(**data)
+
+    def validation_seed(self, seed: int) -> int:
+        """The seed of the validation split of a run with training seed ``seed``."""
+        return seed if self.split_seed is None else self.split_seed
 
     def schedule_fn(self, steps_per_epoch: int) -> optax.Schedule:
         total = self.epochs * steps_per_epoch

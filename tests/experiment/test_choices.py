@@ -5,6 +5,7 @@ import json
 import pathlib
 import shutil
 
+import pytest
 import yaml
 
 from jaxconv import experiment
@@ -37,7 +38,8 @@ def test_a_run_records_its_choices_and_an_older_record_still_loads(tmp_path):
     experiment.run(config, command="test", progress=False, log=lambda s: None)
     result_path = config.run_dir / "basic" / "seed-0" / "result.json"
     record = json.loads(result_path.read_text())
-    assert record["schema_version"] == runner.RESULT_SCHEMA == 2
+    assert record["schema_version"] == runner.RESULT_SCHEMA == 3
+    assert record["split_seed"] == 0
     choices = record["choices"]
     assert choices["requested"] == "default" and choices["option_set"] == "default"
     assert {"compiler_options", "reason", "machine_class", "xla_flags", "autotune"} <= set(choices)
@@ -45,9 +47,23 @@ def test_a_run_records_its_choices_and_an_older_record_still_loads(tmp_path):
     assert "- choices: option set default {}" in report
 
     # the same folder as a version-1 writer left it
-    old = {k: v for k, v in record.items() if k not in ("schema_version", "choices")}
+    old = {k: v for k, v in record.items()
+           if k not in ("schema_version", "choices", "split_seed")}
     result_path.write_text(json.dumps(old))
     experiment.report.build(config.run_dir)
     assert f"- choices: {provenance.NOT_RECORDED}" in (config.run_dir / "report.md").read_text()
     model = experiment.load_model(config.run_dir, "basic", seed=0)
     assert model.head.out_features == 4
+
+
+@pytest.mark.parametrize("study", ["bottlenecks", "width_sweep", "long_run"])
+def test_a_committed_study_folder_still_matches_its_config(study):
+    # written before split_seed existed: its config pins the split to the training seed
+    config = experiment.load(ROOT / "configs/fashion_mnist" / f"{study}.yaml")
+    assert config.train.split_seed is None
+    assert (config.run_dir / "config.yaml").is_file()
+    runner._check_run_dir(config, runner._resolved(config))
+    fixed = experiment.load(ROOT / "configs/fashion_mnist" / f"{study}.yaml",
+                            ["train.split_seed=0"])
+    with pytest.raises(experiment.ConfigError, match=r"differs in: train"):
+        runner._check_run_dir(fixed, runner._resolved(fixed))
