@@ -15,6 +15,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "linear", "onecycle", "constant")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 COMPILE_OPTIONS = ("auto", "default", "tuned")
+LR_SCALINGS = ("none", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,12 +25,19 @@ class Recipe:
     Attributes:
       epochs, batch_size: length of training and global batch (split over devices).
       optimizer: ``"sgd"`` (momentum, optionally Nesterov) or ``"adamw"``.
-      learning_rate: peak learning rate.
+      learning_rate: peak learning rate (at ``reference_batch_size`` when ``lr_scaling`` is
+        ``"linear"``).
+      lr_scaling: ``"none"`` (``learning_rate`` whatever the batch) or ``"linear"``: the peak
+        rate is ``learning_rate * batch_size / reference_batch_size`` (Goyal et al. 2017,
+        arXiv:1706.02677), so a batch size can change without retuning the rate.
+      reference_batch_size: the batch size ``learning_rate`` was tuned at (``"linear"`` only).
       momentum, nesterov: SGD's momentum (``b1`` of AdamW).
       weight_decay: decoupled for AdamW, L2 added to the gradient for SGD; never applied to
         biases, norm scales or other 1-D parameters.
       schedule: ``"cosine"`` (decay to 0), ``"linear"`` (decay to 0 in a straight line),
-        ``"onecycle"`` or ``"constant"``.
+        ``"onecycle"`` (optax's cosine one-cycle: up from peak/25 over the first 30% of the
+        steps, then down to peak/1e4; it ignores ``warmup_epochs``) or ``"constant"``; over
+        ``epochs`` epochs.
       warmup_epochs: linear warm-up from 0 (cosine, linear and constant).
       label_smoothing: mass spread uniformly over the classes.
       validation_fraction: share of the training set held out for validation.
@@ -59,6 +67,8 @@ class Recipe:
     batch_size: int = 128
     optimizer: str = "sgd"
     learning_rate: float = 0.1
+    lr_scaling: str = "none"
+    reference_batch_size: int = 128
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
@@ -81,7 +91,9 @@ class Recipe:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("compile_options", self.compile_options, COMPILE_OPTIONS)
         _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
-        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
+        _choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
+        for name in ("epochs", "batch_size", "eval_batch_size", "log_every",
+                     "reference_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"train.{name}: {value!r} must be a positive int")
@@ -120,10 +132,18 @@ class Recipe:
         """The seed of the validation split of a run with training seed ``seed``."""
         return seed if self.split_seed is None else self.split_seed
 
+    @property
+    def peak_learning_rate(self) -> float:
+        """The schedule's peak: ``learning_rate``, scaled to the batch size by ``lr_scaling``."""
+        if self.lr_scaling == "linear":
+            return self.learning_rate * self.batch_size / self.reference_batch_size
+        return self.learning_rate
+
     def schedule_fn(self, steps_per_epoch: int) -> optax.Schedule:
+        """The learning rate of each step (from 0) of a run of ``steps_per_epoch`` per epoch."""
         total = self.epochs * steps_per_epoch
         warmup = min(round(self.warmup_epochs * steps_per_epoch), total - 1)
-        peak = self.learning_rate
+        peak = self.peak_learning_rate
         if self.schedule == "onecycle":
             return optax.cosine_onecycle_schedule(total, peak)
         rest = max(total - warmup, 1)

@@ -151,11 +151,6 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
         _, params, rest = nnx.split(module, nnx.Param, ...)
         return fresh(params, rest, jax.random.key(seed))
 
-    def loss_fn(logits, labels):
-        targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes),
-                                      recipe.label_smoothing)
-        return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
-
     def train(state: TrainState, images, labels):
         x = images
         if augmenting:
@@ -167,7 +162,7 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
 
         def objective(module):
             logits = module(x)
-            return loss_fn(logits, labels), logits
+            return cross_entropy(logits, labels, num_classes, recipe.label_smoothing), logits
 
         (loss, logits), grads = nnx.value_and_grad(objective, has_aux=True)(module)
         _, _, rest = nnx.split(module, nnx.Param, ...)
@@ -208,6 +203,18 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
                  _jit(evaluate, compiler_options), init,
                  _jit(train_many, compiler_options, donate_argnums=0), merge, option_set,
                  {"option_set": option_set, "compiler_options": compiler_options})
+
+
+def smoothed_targets(labels, num_classes: int, smoothing: float) -> jax.Array:
+    """``(N, num_classes)`` training targets: ``1 - smoothing`` on the label plus
+    ``smoothing / num_classes`` on every class (Szegedy et al. 2016, arXiv:1512.00567)."""
+    return optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
+
+
+def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0) -> jax.Array:
+    """The training loss: mean softmax cross-entropy against `smoothed_targets`, in float32."""
+    targets = smoothed_targets(labels, num_classes, smoothing)
+    return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
 
 
 def _metrics(loss, accuracy, finite) -> dict[str, jax.Array]:
