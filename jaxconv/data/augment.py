@@ -1,4 +1,6 @@
-"""On-device preprocessing, run inside the jitted step: normalisation and augmentation."""
+"""On-device preprocessing, run inside the jitted steps: normalisation, training-time
+augmentation (crop, flip, cutout) and the views of test-time augmentation. Images are uint8
+``(N, H, W, C)`` until `normalize`; erased and shifted-in pixels are 0 (black)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,55 @@ def random_flip(key: Array, images: Array) -> Array:
     return jnp.where(flip, images[:, :, ::-1], images)
 
 
-def augment(key: Array, images: Array, *, crop_padding: int, flip: bool) -> Array:
+def cutout(key: Array, images: Array, size: int, rate: float) -> Array:
+    """Sets a ``size`` x ``size`` square of each image to 0 with probability ``rate``; the
+    square lies wholly inside the image, its corner uniform over the places it fits."""
+    n, h, w, _ = images.shape
+    if not 1 <= size <= min(h, w):
+        raise ValueError(f"cutout_size: {size} must be in 1..{min(h, w)} for {h}x{w} images")
+    erase_key, y_key, x_key = jax.random.split(key, 3)
+    erase = jax.random.bernoulli(erase_key, rate, (n, 1, 1, 1))
+    y = jax.random.randint(y_key, (n, 1, 1, 1), 0, h - size + 1)
+    x = jax.random.randint(x_key, (n, 1, 1, 1), 0, w - size + 1)
+    rows = jnp.arange(h).reshape(1, h, 1, 1)
+    cols = jnp.arange(w).reshape(1, 1, w, 1)
+    inside = (rows >= y) & (rows < y + size) & (cols >= x) & (cols < x + size)
+    return jnp.where(erase & inside, jnp.zeros((), images.dtype), images)
+
+
+def augment(key: Array, images: Array, *, crop_padding: int, flip: bool,
+            cutout_size: int = 0, cutout_rate: float = 0.0) -> Array:
+    """Random crop, then flip, then cutout, as asked; each from its own part of ``key``."""
     crop_key, flip_key = jax.random.split(key)
     images = random_crop(crop_key, images, crop_padding)
-    return random_flip(flip_key, images) if flip else images
+    images = random_flip(flip_key, images) if flip else images
+    if cutout_rate:
+        images = cutout(jax.random.fold_in(key, 2), images, cutout_size, cutout_rate)
+    return images
+
+
+def shift(images: Array, dy: int, dx: int) -> Array:
+    """Each image moved ``dy`` pixels down and ``dx`` right (negative: up, left), the pixels
+    moved in set to 0."""
+    if dy == dx == 0:
+        return images
+    n, h, w, c = images.shape
+    padded = jnp.pad(images, ((0, 0), (abs(dy),) * 2, (abs(dx),) * 2, (0, 0)))
+    return jax.lax.dynamic_slice(padded, (0, abs(dy) - dy, abs(dx) - dx, 0), (n, h, w, c))
+
+
+#: The views of each test-time augmentation: (mirrored, rows down, columns right) per view.
+TTA_VIEWS = {
+    "none": ((False, 0, 0),),
+    "flip": ((False, 0, 0), (True, 0, 0)),
+    "shifts": ((False, 0, 0), (False, -1, 0), (False, 1, 0), (False, 0, -1), (False, 0, 1)),
+}
+
+
+def tta_views(images: Array, tta: str) -> list[Array]:
+    """The views of ``images`` that test-time augmentation ``tta`` (a `TTA_VIEWS` key) averages
+    the logits over."""
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta: {tta!r} is not one of {', '.join(TTA_VIEWS)}")
+    return [shift(images[:, :, ::-1] if mirrored else images, dy, dx)
+            for mirrored, dy, dx in TTA_VIEWS[tta]]

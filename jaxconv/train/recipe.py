@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import optax
@@ -16,6 +16,7 @@ SCHEDULES = ("cosine", "linear", "onecycle", "constant")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 COMPILE_OPTIONS = ("auto", "default", "tuned")
 LR_SCALINGS = ("none", "linear")
+TTAS = ("none", "flip", "shifts")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,23 @@ class Recipe:
         default; ``None``: the training seed, as runs did before split seeds existed).
       crop_padding: random crop after zero padding by this many pixels (0: off).
       flip: random horizontal flips.
+      cutout_rate, cutout_size: erase a ``cutout_size`` x ``cutout_size`` square (to black,
+        pixel value 0), placed uniformly inside the image, from each training image with
+        probability ``cutout_rate`` (DeVries and Taylor 2017, arXiv:1708.04552; Zhong et al.'s
+        random erasing, arXiv:1708.04896, with a fixed square). Never in evaluation.
+      ema_decay: evaluate (and return, and checkpoint) an exponential moving average of the
+        parameters, ``ema = ema_decay * ema + (1 - ema_decay) * params`` after every step,
+        starting from the initial parameters; 0: off, the trained parameters themselves.
+        BatchNorm statistics are the trained model's either way.
+      tta: test-time augmentation of every evaluation (validation and test): the logits are
+        the mean over views of each image: ``"none"`` (the image), ``"flip"`` (the image and
+        its mirror) or ``"shifts"`` (the image and its four one-pixel shifts, up, down, left,
+        right, filled with black).
+      bn_momentum: the momentum of every BatchNorm's running statistics
+        (``stat = m * stat + (1 - m) * batch_stat``); ``None``: each layer's own (0.9 in
+        jaxconv's blocks, PyTorch's 0.1).
+      bn_lr_scale: BatchNorm scales and biases learn at this multiple of the learning rate
+        (airbench trains BatchNorm biases 64x faster); 1: the same rate as every parameter.
       checkpoint_every: also checkpoint every N steps (0: only at epoch ends, where `fit`'s
         ``checkpoint_seconds`` allows, and after the last epoch).
       eval_batch_size: batch size for evaluation.
@@ -79,6 +97,12 @@ class Recipe:
     split_seed: int | None = 0
     crop_padding: int = 0
     flip: bool = False
+    cutout_rate: float = 0.0
+    cutout_size: int = 0
+    ema_decay: float = 0.0
+    tta: str = "none"
+    bn_momentum: float | None = None
+    bn_lr_scale: float = 1.0
     checkpoint_every: int = 0
     eval_batch_size: int = 500
     log_every: int = 10
@@ -92,24 +116,32 @@ class Recipe:
         _choice("compile_options", self.compile_options, COMPILE_OPTIONS)
         _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         _choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
+        _choice("tta", self.tta, TTAS)
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every",
                      "reference_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"train.{name}: {value!r} must be a positive int")
-        for name in ("crop_padding", "checkpoint_every", "steps_per_call"):
+        for name in ("crop_padding", "checkpoint_every", "steps_per_call", "cutout_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"train.{name}: {value!r} must be an int >= 0")
-        for name in ("learning_rate", "weight_decay", "warmup_epochs", "momentum"):
+        for name in ("learning_rate", "weight_decay", "warmup_epochs", "momentum",
+                     "bn_lr_scale"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"train.{name}: {value!r} must be a number >= 0")
-        for name in ("label_smoothing", "validation_fraction"):
+        for name in ("label_smoothing", "validation_fraction", "ema_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not 0 <= value < 1:
                 raise ValueError(f"train.{name}: {value!r} must be a number in [0, 1)")
+        _fraction("cutout_rate", self.cutout_rate)
+        if self.cutout_rate and not self.cutout_size:
+            raise ValueError(f"train.cutout_size: 0 must be >= 1 when train.cutout_rate is "
+                             f"{self.cutout_rate}")
+        if self.bn_momentum is not None:
+            _fraction("bn_momentum", self.bn_momentum)
         if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(
                 self.split_seed, int) or self.split_seed < 0):
             raise ValueError(f"train.split_seed: {self.split_seed!r} must be an int >= 0 or "
@@ -154,18 +186,70 @@ class Recipe:
             return main
         return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
 
-    def optimizer_fn(self, steps_per_epoch: int) -> optax.GradientTransformation:
+    def optimizer_fn(self, steps_per_epoch: int,
+                     norm_mask: Callable[[Any], Any] | None = None) -> optax.GradientTransformation:
+        """The optimizer: SGD or AdamW on the schedule; then, where ``bn_lr_scale`` is not 1,
+        the updates of the parameters ``norm_mask(params)`` marks (BatchNorm scales and
+        biases) multiplied by it; then, where ``ema_decay`` is set, `track_ema` (read the
+        average back with `ema_params`)."""
         lr = self.schedule_fn(steps_per_epoch)
 
         def decay_mask(params):
             return jax.tree.map(lambda p: p.ndim > 1, params)
 
         if self.optimizer == "adamw":
-            return optax.adamw(lr, b1=self.momentum, weight_decay=self.weight_decay,
-                               mask=decay_mask)
-        return optax.chain(optax.add_decayed_weights(self.weight_decay, mask=decay_mask),
-                           optax.sgd(lr, momentum=self.momentum or None,
-                                     nesterov=self.nesterov))
+            tx = optax.adamw(lr, b1=self.momentum, weight_decay=self.weight_decay,
+                             mask=decay_mask)
+        else:
+            tx = optax.chain(optax.add_decayed_weights(self.weight_decay, mask=decay_mask),
+                             optax.sgd(lr, momentum=self.momentum or None,
+                                       nesterov=self.nesterov))
+        if self.bn_lr_scale != 1:
+            if norm_mask is None:
+                raise ValueError(f"train.bn_lr_scale: {self.bn_lr_scale} needs the model's "
+                                 "BatchNorm parameters (norm_mask) to scale")
+            # the norm parameters take no weight decay, so scaling their final update scales
+            # their learning rate exactly, for SGD (momentum is linear) and AdamW alike
+            tx = optax.chain(tx, optax.masked(optax.scale(self.bn_lr_scale), norm_mask))
+        if self.ema_decay:
+            tx = optax.chain(tx, track_ema(self.ema_decay))
+        return tx
+
+
+class EmaState(NamedTuple):
+    """`track_ema`'s state: the average of the parameters."""
+
+    ema: Any
+
+
+def track_ema(decay: float) -> optax.GradientTransformation:
+    """Passes updates through unchanged and keeps ``ema = decay * ema + (1 - decay) * new``
+    of the parameters they produce; it must come last in a chain, where the updates are
+    final. The average starts at the initial parameters."""
+
+    def init(params):
+        return EmaState(jax.tree.map(lambda p: p.copy(), params))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("track_ema: update needs params")
+        new = optax.apply_updates(params, updates)
+        return updates, EmaState(jax.tree.map(lambda e, p: decay * e + (1 - decay) * p,
+                                              state.ema, new))
+
+    return optax.GradientTransformation(init, update)
+
+
+def ema_params(recipe: Recipe, params: Any, opt_state: Any) -> Any:
+    """The parameters to evaluate: the average `track_ema` keeps in ``opt_state`` (the last
+    link of `Recipe.optimizer_fn`'s chain) when ``recipe.ema_decay`` is set, else
+    ``params``."""
+    return opt_state[-1].ema if recipe.ema_decay else params
+
+
+def _fraction(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"train.{name}: {value!r} must be a number in [0, 1]")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -26,8 +26,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxconv import functional as F
 from jaxconv import nnx as jnn
-from jaxconv.data.augment import augment, normalize
-from jaxconv.train.recipe import Recipe
+from jaxconv.data.augment import augment, normalize, tta_views
+from jaxconv.train.recipe import Recipe, ema_params
 
 
 @jax.tree_util.register_dataclass
@@ -121,6 +121,8 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     call; ``option_set`` is the name of the set they come from.
     """
     model = nnx.clone(model)
+    if recipe.bn_momentum is not None:
+        set_bn_momentum(model, recipe.bn_momentum)
     compute = jnp.dtype(recipe.compute_dtype)
     jnn.set_dtypes(model, compute, jnp.float32)
     compiler_options = dict(compiler_options or {})
@@ -132,9 +134,9 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     train_def, _, _ = nnx.split(model, nnx.Param, ...)
     model.eval()
     eval_def, _, _ = nnx.split(model, nnx.Param, ...)
-    tx = recipe.optimizer_fn(steps_per_epoch)
+    tx = recipe.optimizer_fn(steps_per_epoch, norm_mask=norm_mask(model))
     mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
-    augmenting = recipe.crop_padding > 0 or recipe.flip
+    augmenting = recipe.crop_padding > 0 or recipe.flip or recipe.cutout_rate > 0
 
     @jax.jit
     def fresh(params, rest, key) -> TrainState:
@@ -155,7 +157,8 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
         x = images
         if augmenting:
             x = augment(jax.random.fold_in(state.key, state.step), x,
-                        crop_padding=recipe.crop_padding, flip=recipe.flip)
+                        crop_padding=recipe.crop_padding, flip=recipe.flip,
+                        cutout_size=recipe.cutout_size, cutout_rate=recipe.cutout_rate)
         x = normalize(x, mean, std).astype(compute)
 
         module = nnx.merge(train_def, state.params, state.rest)
@@ -176,15 +179,19 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
             _metrics(loss, accuracy, finite)
 
     def evaluate(state: TrainState, images, labels, weight):
-        module = nnx.merge(eval_def, state.params, state.rest)
-        logits = module(normalize(images, mean, std).astype(compute)).astype(jnp.float32)
+        module = merge(state)
+        views = [module(normalize(view, mean, std).astype(compute)).astype(jnp.float32)
+                 for view in tta_views(images, recipe.tta)]
+        logits = views[0] if len(views) == 1 else sum(views[1:], views[0]) / len(views)
         losses = optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, num_classes))
         correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
         return {"loss": jnp.sum(losses * weight), "correct": jnp.sum(correct * weight),
                 "count": jnp.sum(weight)}
 
     def merge(state: TrainState) -> nnx.Module:
-        return nnx.merge(eval_def, state.params, state.rest)
+        # the parameters evaluated: their moving average where the recipe keeps one
+        return nnx.merge(eval_def, ema_params(recipe, state.params, state.opt_state),
+                         state.rest)
 
     def train_many(state: TrainState, images, labels, index, active):
         def run(state, rows):
@@ -203,6 +210,34 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
                  _jit(evaluate, compiler_options), init,
                  _jit(train_many, compiler_options, donate_argnums=0), merge, option_set,
                  {"option_set": option_set, "compiler_options": compiler_options})
+
+
+def batch_norms(model: nnx.Module) -> list[tuple[tuple, nnx.BatchNorm]]:
+    """``(path, layer)`` of every BatchNorm in ``model``."""
+    return [(tuple(path), m) for path, m in nnx.iter_modules(model)
+            if isinstance(m, nnx.BatchNorm)]
+
+
+def set_bn_momentum(model: nnx.Module, momentum: float) -> None:
+    """Sets the running-statistics momentum of every BatchNorm in ``model`` (in place)."""
+    for _, norm in batch_norms(model):
+        norm.momentum = momentum
+
+
+def norm_mask(model: nnx.Module) -> Callable[[Any], Any]:
+    """A mask function for optax: true for the parameters (scales and biases) of ``model``'s
+    BatchNorms in a parameter tree split from it, false for every other parameter."""
+    paths = {path for path, _ in batch_norms(model)}
+
+    def inside(keypath) -> bool:
+        keys = tuple(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))
+                     for k in keypath)
+        return any(keys[:i] in paths for i in range(1, len(keys)))
+
+    def mask(params):
+        return jax.tree_util.tree_map_with_path(lambda keypath, _: inside(keypath), params)
+
+    return mask
 
 
 def smoothed_targets(labels, num_classes: int, smoothing: float) -> jax.Array:

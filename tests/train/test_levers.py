@@ -2,14 +2,20 @@
 learning-rate scaling and schedules, label smoothing, EMA, test-time augmentation, erasing,
 BatchNorm momentum and learning rate, and the whitened stem."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from flax import nnx
 
-from jaxconv import data, train
+from jaxconv import data, experiment, train
+from jaxconv import nnx as jnn
+from jaxconv.data.augment import cutout, tta_views
 from jaxconv.train import loop
 from jaxconv.train import step as step_lib
+from tests.train.runner import small_model
 
 
 def _validation_images(recipe, seed):
@@ -71,3 +77,175 @@ def test_label_smoothing_moves_mass_from_the_label_to_every_class():
         pytest.approx(float(expected), rel=1e-6)
     assert float(step_lib.cross_entropy(logits, jnp.array([2]), 4)) == \
         pytest.approx(float(-log_p[2]), rel=1e-6)
+
+
+class Tiny(nnx.Module):
+    """Flatten, one BatchNorm, a linear head: small enough to check a step by hand."""
+
+    def __init__(self, rngs):
+        self.norm = jnn.BatchNorm(144, rngs=rngs)
+        self.head = nnx.Linear(144, 4, rngs=rngs)
+
+    def __call__(self, x):
+        return self.head(self.norm(x.reshape(x.shape[0], -1)))
+
+
+def _steps(model, **fields):
+    fields = {"batch_size": 16, "compile_options": "default", "schedule": "constant",
+              "learning_rate": 0.05, "momentum": 0.0, "weight_decay": 0.0, **fields}
+    return step_lib.build(model, train.Recipe(**fields), steps_per_epoch=10, num_classes=4,
+                          mean=np.zeros(1, np.float32), std=np.ones(1, np.float32))
+
+
+def _batch(n=16):
+    tr = data.load("synthetic", "train")
+    return tr.images[:n], tr.labels[:n]
+
+
+def _params(model):
+    return jax.device_get(nnx.split(model, nnx.Param, ...)[1])
+
+
+def test_ema_evaluates_the_moving_average_and_off_evaluates_the_trained_parameters():
+    model = small_model()
+    images, labels = _batch()
+    for decay in (0.0, 0.5):     # 0.5 as written out below
+        steps = _steps(model, ema_decay=decay)
+        state = steps.init(model, 0)
+        trajectory = [jax.device_get(state.params)]
+        for _ in range(3):
+            state, _ = steps.train(state, images, labels)
+            trajectory.append(jax.device_get(state.params))
+        expected = trajectory[-1]
+        if decay:
+            expected = trajectory[0]
+            for params in trajectory[1:]:
+                expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * p, expected, params)
+            assert not np.allclose(jax.tree.leaves(expected)[0],
+                                   jax.tree.leaves(trajectory[-1])[0])
+        chex.assert_trees_all_close(_params(steps.merge(state)), expected, rtol=1e-5,
+                                    atol=1e-7)
+        # evaluation runs the merged (averaged) parameters
+        logits = steps.merge(state)(images.astype(np.float32) / 255)
+        out = steps.evaluate(state, images, labels, np.ones(len(labels), np.float32))
+        expected_loss = optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, 4)).sum()
+        assert float(out["loss"]) == pytest.approx(float(expected_loss), rel=1e-5)
+
+
+def test_tta_logits_are_the_mean_over_the_views():
+    model = small_model()
+    images, labels = _batch()
+    for tta, views in (("flip", [images, images[:, :, ::-1]]),
+                       ("shifts", [images, *_numpy_shifts(images)])):
+        steps = _steps(model, tta=tta)
+        state = steps.init(model, 0)
+        evaluated = steps.merge(state)
+        logits = np.mean([evaluated(v.astype(np.float32) / 255) for v in views], axis=0)
+        out = steps.evaluate(state, images, labels, np.ones(len(labels), np.float32))
+        expected = optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, 4)).sum()
+        assert float(out["loss"]) == pytest.approx(float(expected), rel=1e-5)
+        assert float(out["correct"]) == np.sum(np.argmax(logits, -1) == labels)
+    with pytest.raises(ValueError, match=r"train.tta: 'crops' is not one of none, flip, shifts"):
+        train.Recipe(tta="crops")
+
+
+def _numpy_shifts(images):
+    """Up, down, left, right by one pixel, black filling in: written out with slices."""
+    up, down, left, right = (np.zeros_like(images) for _ in range(4))
+    up[:, :-1], down[:, 1:] = images[:, 1:], images[:, :-1]
+    left[:, :, :-1], right[:, :, 1:] = images[:, :, 1:], images[:, :, :-1]
+    return [up, down, left, right]
+
+
+def test_tta_views_are_the_named_images():
+    images = np.arange(2 * 4 * 5, dtype=np.uint8).reshape(2, 4, 5, 1)
+    for got, want in zip(tta_views(jnp.asarray(images), "shifts"),
+                         [images, *_numpy_shifts(images)], strict=True):
+        np.testing.assert_array_equal(got, want)
+    (alone,) = tta_views(jnp.asarray(images), "none")
+    np.testing.assert_array_equal(alone, images)
+
+
+def test_cutout_erases_one_square_of_the_size_asked_from_the_share_asked():
+    images = jnp.full((4000, 12, 12, 1), 255, jnp.uint8)
+    erased = np.asarray(cutout(jax.random.key(0), images, 3, 0.3)) == 0
+    per_image = erased.sum(axis=(1, 2, 3))
+    assert set(np.unique(per_image)) == {0, 9}
+    assert np.mean(per_image == 9) == pytest.approx(0.3, abs=0.03)
+    corners = []
+    for image in erased[per_image == 9][..., 0]:
+        rows, cols = np.nonzero(image)
+        assert rows.max() - rows.min() == 2 and cols.max() - cols.min() == 2
+        corners.append((rows.min(), cols.min()))
+    assert {r for r, _ in corners} == set(range(10)) == {c for _, c in corners}
+    with pytest.raises(ValueError, match=r"train.cutout_size: 0 must be >= 1 when "
+                                         r"train.cutout_rate is 0.5"):
+        train.Recipe(cutout_rate=0.5)
+
+
+def test_cutout_trains_on_erased_images_and_never_touches_evaluation():
+    model = small_model()
+    images, labels = _batch()
+    weight = np.ones(len(labels), np.float32)
+    plain, erasing = _steps(model), _steps(model, cutout_rate=1.0, cutout_size=12)
+    # every pixel erased: the step trains on black images
+    _, seen = erasing.train(erasing.init(model, 0), images, labels)
+    _, black = plain.train(plain.init(model, 0), np.zeros_like(images), labels)
+    assert float(seen["loss"]) == pytest.approx(float(black["loss"]), rel=1e-6)
+    assert jax.device_get(erasing.evaluate(erasing.init(model, 0), images, labels, weight)) == \
+        jax.device_get(plain.evaluate(plain.init(model, 0), images, labels, weight))
+
+
+def test_bn_momentum_reaches_every_batchnorm_and_sets_the_running_average():
+    model = small_model()
+    norms = step_lib.batch_norms(model)
+    assert len(norms) >= 5 and all(norm.momentum == 0.9 for _, norm in norms)  # the blocks'
+
+    steps = _steps(model, bn_momentum=0.5)
+    assert all(norm.momentum == 0.5 for _, norm in step_lib.batch_norms(
+        steps.merge(steps.init(model, 0))))
+    assert all(norm.momentum == 0.9 for _, norm in step_lib.batch_norms(
+        _steps(model).merge(_steps(model).init(model, 0))))
+    tiny = Tiny(nnx.Rngs(0))
+    images, labels = _batch()
+    steps = _steps(tiny, bn_momentum=0.25)
+    state, _ = steps.train(steps.init(tiny, 0), images, labels)
+    batch_mean = images.reshape(len(images), -1).astype(np.float32).mean(0) / 255
+    np.testing.assert_allclose(steps.merge(state).norm.mean[...], 0.75 * batch_mean,
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_bn_lr_scale_moves_batchnorm_parameters_by_the_multiplied_rate():
+    tiny = Tiny(nnx.Rngs(0))
+    images, labels = _batch()
+    before = _params(tiny)
+    moved = {}
+    for scale in (1.0, 4.0):
+        steps = _steps(tiny, bn_lr_scale=scale)
+        state, _ = steps.train(steps.init(tiny, 0), images, labels)
+        moved[scale] = jax.tree.map(lambda a, b: a - b, _params(steps.merge(state)), before)
+    for name in ("scale", "bias"):
+        step = moved[1.0]["norm"][name][...]
+        assert np.abs(step).max() > 0
+        np.testing.assert_allclose(moved[4.0]["norm"][name][...], 4 * step, rtol=1e-4,
+                                   atol=1e-6)
+    for name in ("kernel", "bias"):
+        np.testing.assert_array_equal(moved[4.0]["head"][name][...],
+                                      moved[1.0]["head"][name][...])
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("tta", "crops", r"train.tta: 'crops' is not one of none, flip, shifts"),
+    ("ema_decay", 1.5, r"train.ema_decay: 1.5 must be a number in \[0, 1\)"),
+    ("bn_momentum", -0.1, r"train.bn_momentum: -0.1 must be a number in \[0, 1\]"),
+    ("bn_lr_scale", "x", r"train.bn_lr_scale: 'x' must be a number >= 0"),
+    ("cutout_rate", 2, r"train.cutout_rate: 2 must be a number in \[0, 1\]"),
+    ("lr_scaling", "sqrt", r"train.lr_scaling: 'sqrt' is not one of none, linear"),
+    ("split_seed", "a", r"train.split_seed: 'a' must be an int >= 0 or null"),
+    ("ema", 0.9, r"train: unknown key 'ema'; valid keys: .*ema_decay"),
+])
+def test_lever_config_errors_name_the_key_and_what_is_allowed(key, value, message):
+    raw = {"name": "x", "data": {"name": "synthetic"}, "train": {key: value},
+           "variants": [{"name": "a", "model": {"preset": "bottleneck-0.3m"}}]}
+    with pytest.raises(experiment.ConfigError, match=message):
+        experiment.config.from_mapping(raw)
