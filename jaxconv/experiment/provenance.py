@@ -72,7 +72,9 @@ def choices(record: Mapping[str, Any]) -> str:
     recorded = record.get("choices")
     if not recorded:
         return NOT_RECORDED
-    return f"{options.describe(recorded)} (train.compile_options {recorded['requested']})"
+    policy = recorded.get("policy_version")
+    return (f"{options.describe(recorded)} (train.compile_options {recorded['requested']})"
+            + (f", formulation policy version {policy}" if policy is not None else ""))
 
 
 def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -20,6 +20,11 @@ from jaxconv.functional.formulations import ConvSpec, Formulation, xla
 from jaxconv.functional.formulations.dense import slow_ynnpack_takes
 
 ANY = "*"
+#: The version of `CONV_POLICY`: raise it with any change to the rows or to what they pick,
+#: since a changed pick changes a run's numbers. Every run records it (``result.json``'s
+#: ``choices.policy_version``), and a study that pins ``train.policy_version`` refuses to run
+#: under another (studies started under version 1 ran the rows as of this constant's arrival).
+POLICY_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from flax import nnx
 
 from jaxconv.data.batching import Batches, eval_batches, split_validation, validation_size
 from jaxconv.data.datasets import Dataset
+from jaxconv.functional.policy import POLICY_VERSION
 from jaxconv.train import hosts
 from jaxconv.train import options as O
 from jaxconv.train import step as S
@@ -106,6 +107,17 @@ def split(train: Dataset, recipe: Recipe, seed: int) -> tuple[Dataset, Dataset |
     return split_validation(train, recipe.validation_fraction, recipe.validation_seed(seed))
 
 
+def check_policy(recipe: Recipe, current: int = POLICY_VERSION) -> None:
+    """Refuses a recipe that pins another formulation-policy version than the code's."""
+    if recipe.policy_version is not None and recipe.policy_version != current:
+        raise ValueError(
+            f"train.policy_version: the config pins formulation policy version "
+            f"{recipe.policy_version}, but this code's policy is version {current} "
+            "(jaxconv.functional.policy.POLICY_VERSION); its impl='auto' picks, and so the "
+            "study's numbers, could differ. Run the study from a commit whose policy is "
+            f"version {recipe.policy_version}, or start a new study pinned to {current}")
+
+
 def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
     """The jitted steps `fit` would build; pass them to several `fit` calls of the same design,
     dataset and recipe (any seed) to compile once."""
@@ -115,8 +127,14 @@ def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
     if recipe.batch_size > kept:
         raise ValueError(f"train.batch_size: {recipe.batch_size} is larger than the {kept} "
                          f"training images of {train.name}")
+    check_policy(recipe)
+    side = min(train.images.shape[1:3])
+    if recipe.cutout_rate and recipe.cutout_size > side:
+        raise ValueError(f"train.cutout_size: {recipe.cutout_size} is larger than the "
+                         f"{train.images.shape[1]}x{train.images.shape[2]} images of "
+                         f"{train.name}")
     mean, std = channel_stats(train)
-    chosen = O.agreed(O.choices(recipe.compile_options))
+    chosen = {**O.agreed(O.choices(recipe.compile_options)), "policy_version": POLICY_VERSION}
     steps = S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
                     num_classes=train.num_classes, mean=mean, std=std,
                     compiler_options=chosen["compiler_options"], option_set=chosen["option_set"])

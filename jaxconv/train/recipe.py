@@ -76,6 +76,10 @@ class Recipe:
       compute_dtype: ``"float32"`` or ``"bfloat16"``: the dtype the forward and backward passes
         run in (mixed precision). Parameters, optimizer state and BatchNorm statistics stay
         float32 and the loss is computed in float32 either way.
+      policy_version: pins the version of ``impl="auto"``'s formulation policy
+        (`jaxconv.functional.policy.POLICY_VERSION`) a study runs under: a run refuses to start
+        under another, so a later policy change cannot change a pinned study's numbers unseen.
+        ``None``: any (every run records the version it used either way).
       steps_per_call: training steps per compiled call (one ``lax.scan``; 0: the constant
         `jaxconv.train.loop.STEPS_PER_CALL`, 8). Metrics, logs and divergence checks stay per
         step; checkpoints fall between calls.
@@ -109,6 +113,7 @@ class Recipe:
     compile_options: str = "auto"
     steps_per_call: int = 0
     compute_dtype: str = "float32"
+    policy_version: int | None = None
 
     def __post_init__(self):
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -142,6 +147,10 @@ class Recipe:
                              f"{self.cutout_rate}")
         if self.bn_momentum is not None:
             _fraction("bn_momentum", self.bn_momentum)
+        if self.policy_version is not None and (isinstance(self.policy_version, bool) or
+                                                not isinstance(self.policy_version, int)):
+            raise ValueError(f"train.policy_version: {self.policy_version!r} must be an int or "
+                             "null (any)")
         if self.split_seed is not None and (isinstance(self.split_seed, bool) or not isinstance(
                 self.split_seed, int) or self.split_seed < 0):
             raise ValueError(f"train.split_seed: {self.split_seed!r} must be an int >= 0 or "

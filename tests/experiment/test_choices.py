@@ -10,6 +10,7 @@ import yaml
 
 from jaxconv import experiment
 from jaxconv.experiment import provenance, runner
+from jaxconv.functional.policy import POLICY_VERSION
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = {
@@ -40,11 +41,13 @@ def test_a_run_records_its_choices_and_an_older_record_still_loads(tmp_path):
     record = json.loads(result_path.read_text())
     assert record["schema_version"] == runner.RESULT_SCHEMA == 3
     assert record["split_seed"] == 0
+    assert record["choices"]["policy_version"] == POLICY_VERSION
     choices = record["choices"]
     assert choices["requested"] == "default" and choices["option_set"] == "default"
     assert {"compiler_options", "reason", "machine_class", "xla_flags", "autotune"} <= set(choices)
     report = (config.run_dir / "report.md").read_text()
     assert "- choices: option set default {}" in report
+    assert f"formulation policy version {POLICY_VERSION}" in report
 
     # the same folder as a version-1 writer left it
     old = {k: v for k, v in record.items()

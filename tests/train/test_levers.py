@@ -249,3 +249,21 @@ def test_lever_config_errors_name_the_key_and_what_is_allowed(key, value, messag
            "variants": [{"name": "a", "model": {"preset": "bottleneck-0.3m"}}]}
     with pytest.raises(experiment.ConfigError, match=message):
         experiment.config.from_mapping(raw)
+
+
+def test_a_pinned_policy_version_other_than_the_codes_refuses_to_run():
+    from jaxconv.functional.policy import POLICY_VERSION
+
+    loop.check_policy(train.Recipe())
+    loop.check_policy(train.Recipe(policy_version=POLICY_VERSION))
+    with pytest.raises(ValueError, match=rf"train.policy_version: the config pins formulation "
+                                         rf"policy version {POLICY_VERSION + 1}, but this "
+                                         rf"code's policy is version {POLICY_VERSION}"):
+        loop.build_steps(small_model(), data.load("synthetic", "train"),
+                         train.Recipe(policy_version=POLICY_VERSION + 1))
+
+
+def test_a_cutout_larger_than_the_images_names_the_key():
+    with pytest.raises(ValueError, match=r"train.cutout_size: 13 is larger than the 12x12"):
+        loop.build_steps(small_model(), data.load("synthetic", "train"),
+                         train.Recipe(cutout_rate=0.5, cutout_size=13))
