@@ -3,13 +3,34 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: quickstart demo test test-fast lint clean
+.PHONY: quickstart demo test test-fast lint clean native
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	-@$(MAKE) --no-print-directory native
 	touch $@
+
+# The optional oneDNN extension (`impl="onednn"`): built into jaxconv/tuning/ when CMake and a
+# C++ compiler are present, with oneDNN's CPU-only OpenMP wheels installed into the venv;
+# jaxconv works without it. Prints one line saying whether it was built.
+NATIVE_LIB := jaxconv/tuning/libjaxconv_onednn.so
+ONEDNN_WHEELS := onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0
+
+native:
+	@if ! command -v cmake >/dev/null || ! command -v $${CXX:-c++} >/dev/null; then \
+	  echo "jaxconv: native extension not built (needs cmake and a C++ compiler); impl='onednn' unavailable"; \
+	elif ! $(PY) -m pip install --quiet $(ONEDNN_WHEELS) >build-native.log 2>&1 \
+	  || ! cmake -S native -B build/native -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import sys; print(sys.prefix)')" \
+	     -DJAX_FFI_INCLUDE_DIR="$$($(PY) -c 'import jax; print(jax.ffi.include_dir())')" \
+	     -DOUTPUT_DIR="$(CURDIR)/jaxconv/tuning" >>build-native.log 2>&1 \
+	  || ! cmake --build build/native -j2 >>build-native.log 2>&1; then \
+	  echo "jaxconv: native extension build failed (see build-native.log); impl='onednn' unavailable"; \
+	  exit 1; \
+	else \
+	  echo "jaxconv: native extension built ($(NATIVE_LIB)); impl='onednn' available"; \
+	fi
 
 quickstart: $(VENV)/.installed
 	$(VENV)/bin/jaxconv run configs/quickstart.yaml
@@ -27,4 +48,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check jaxconv tests experiments
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache build/native build-native.log $(NATIVE_LIB)

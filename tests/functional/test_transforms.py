@@ -15,6 +15,7 @@ from flax import nnx
 
 from jaxconv import functional as F
 from jaxconv import nnx as jnn
+from jaxconv.tuning import native
 
 R = np.random.default_rng(0)
 
@@ -45,6 +46,9 @@ CASES = {
                    (3, 3, 3, 2, 3), "depth_taps"),
     "subpixel": (lambda x, k, impl: F.conv_transpose(x, k, strides=2, impl=impl),
                  (2, 3, 3, 4), (3, 3, 2, 4), "subpixel"),
+    "onednn": (lambda x, k, impl: F.conv(x, k, strides=(2, 1), padding=((1, 0), (2, 1)),
+                                         feature_group_count=2, impl=impl),
+               (2, 5, 6, 4), (3, 2, 2, 6), "onednn"),
 }
 
 
@@ -55,6 +59,8 @@ def _operands(name):
 
 def _pair(name):
     op, _, _, impl = CASES[name]
+    if impl == "onednn" and not native.available():
+        pytest.skip(native.reason())
     return (lambda x, k: op(x, k, impl)), (lambda x, k: op(x, k, "xla"))
 
 

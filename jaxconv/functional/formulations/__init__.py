@@ -9,7 +9,9 @@ which row ``impl="auto"`` takes.
 ``"xla"`` is always `jax.lax.conv_general_dilated`, the reference every other formulation is
 pinned to by the tests. Formulations with a backward pass of their own (``canonical``,
 ``matmul``, ``shift``, and those built on them) are bilinear primitives
-(`jaxconv.functional.formulations.primitive`), so every JAX transform works through them.
+(`jaxconv.functional.formulations.primitive`), so every JAX transform works through them;
+``onednn``, the native one, is a primitive of its own whose lowerings on the CPU are FFI calls
+(`jaxconv.functional.formulations.onednn`).
 """
 
 from jaxconv.functional.formulations.channel_matmul import matmul, unsupported_matmul
@@ -26,6 +28,7 @@ from jaxconv.functional.formulations.dense import (
 )
 from jaxconv.functional.formulations.depthwise_taps import shift, unsupported_shift
 from jaxconv.functional.formulations.lax_conv import canonical, unsupported_canonical, xla
+from jaxconv.functional.formulations.onednn import onednn, unsupported_onednn
 from jaxconv.functional.formulations.spec import (
     NARROW_PATCH,
     Compilation,
@@ -53,6 +56,8 @@ CONV: dict[str, Formulation] = {
                     "3-D conv as one 2-D conv over the depth taps laid along the channels"),
         Formulation("row_taps", row_taps, unsupported_row_taps,
                     "2-D conv as one 1-D conv over the row taps laid along the channels"),
+        Formulation("onednn", onednn, unsupported_onednn,
+                    "oneDNN's CPU convolution and its backward through XLA's FFI (native)"),
     )
 }
 

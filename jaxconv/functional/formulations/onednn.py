@@ -1,0 +1,187 @@
+"""``onednn``: the native CPU formulation, oneDNN's convolution kernels through XLA's FFI.
+
+Present only where the extension was built (`jaxconv.tuning.native`); elsewhere
+``impl="onednn"`` refuses with the reason. fp32, 1-3 spatial dims, strides, kernel dilation,
+groups (depthwise included) and explicit, asymmetric zero padding, in jaxconv's layout
+(channels-last input, HWIO kernel), which oneDNN reads in place (the kernel is reordered to
+oneDNN's blocked layout where its primitive runs on one).
+
+A conv and its two gradients are three bilinear maps of two operands each, every one the
+transpose of the others with respect to one operand:
+
+- ``forward(x, k) = y``;
+- ``backward_data(dy, k) = dx``, the transpose of ``forward`` in ``x``;
+- ``backward_weights(x, dy) = dk``, the transpose of ``forward`` in ``k``.
+
+One primitive, ``jaxconv_onednn``, carries all three (``op=``), so derivatives of any order,
+``vmap`` and forward mode compose as they do for `lax.conv_general_dilated`: its JVP is the
+same map of the tangents, and its transposes are the other two maps. On the CPU each lowers to
+its FFI handler; on every other platform, and in `jax.export` artefacts (which must not
+depend on the extension), to the ``lax`` code of `jaxconv.functional.formulations.lax_conv`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.extend.core import Primitive
+from jax.interpreters import ad, batching, mlir
+
+from jaxconv.functional.formulations.lax_conv import _input_grad, _kernel_grad, xla
+from jaxconv.functional.formulations.spec import ConvSpec, is_empty
+from jaxconv.tuning import native
+from jaxconv.typing import Array
+
+FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS = "forward", "backward_data", "backward_weights"
+
+#: The FFI target of each map, registered by `jaxconv.tuning.native`.
+_TARGET = {FORWARD: "jaxconv_onednn_conv_forward",
+           BACKWARD_DATA: "jaxconv_onednn_conv_backward_data",
+           BACKWARD_WEIGHTS: "jaxconv_onednn_conv_backward_weights"}
+
+#: Each map as ``lax`` code: the lowering off the CPU and under `jax.export`.
+_LAX = {FORWARD: xla,
+        BACKWARD_DATA: _input_grad,
+        BACKWARD_WEIGHTS: lambda x, dy, spec: _kernel_grad(x, dy, spec)}
+
+_conv = Primitive("jaxconv_onednn")
+
+
+def _bind(op: str, a: Array, b: Array, spec: ConvSpec) -> Array:
+    """One of the three maps; its first operand carries the batch in every one."""
+    return _conv.bind(a, b, op=op, spec=spec.with_batch(a.shape[0]))
+
+
+def _out_aval(a, b, *, op: str, spec: ConvSpec):
+    shape = {FORWARD: (a.shape[0], *spec.output_shape[1:]),
+             BACKWARD_DATA: (a.shape[0], *spec.input_shape[1:]),
+             BACKWARD_WEIGHTS: spec.kernel_shape}[op]
+    return jax.core.ShapedArray(tuple(shape), a.dtype)
+
+
+def _native(op: str, a: Array, b: Array, spec: ConvSpec) -> Array:
+    """The FFI call of one map."""
+    out = _out_aval(a, b, op=op, spec=spec)
+    return jax.ffi.ffi_call(_TARGET[op], jax.ShapeDtypeStruct(out.shape, out.dtype))(
+        a, b, strides=np.asarray(spec.strides, np.int64),
+        dilation=np.asarray(spec.kernel_dilation, np.int64),
+        pad_lo=np.asarray([lo for lo, _ in spec.padding], np.int64),
+        pad_hi=np.asarray([hi for _, hi in spec.padding], np.int64),
+        groups=np.int64(spec.feature_group_count))
+
+
+_conv.def_abstract_eval(_out_aval)
+_jitted = jax.jit(lambda a, b, op, spec: _conv.bind(a, b, op=op, spec=spec),
+                  static_argnums=(2, 3))
+_conv.def_impl(lambda a, b, *, op, spec: _jitted(a, b, op, spec))
+
+_lax_lowering = mlir.lower_fun(lambda a, b, *, op, spec: _LAX[op](a, b, spec),
+                               multiple_results=False)
+_native_lowering = mlir.lower_fun(lambda a, b, *, op, spec: _native(op, a, b, spec),
+                                  multiple_results=False)
+
+
+def _cpu_lowering(ctx, a, b, *, op, spec):
+    """The FFI handler, except in `jax.export` artefacts: those must run without the
+    extension, so they hold the ``lax`` code."""
+    if ctx.module_context.lowering_parameters.for_export or not native.available():
+        return _lax_lowering(ctx, a, b, op=op, spec=spec)
+    return _native_lowering(ctx, a, b, op=op, spec=spec)
+
+
+mlir.register_lowering(_conv, _lax_lowering)
+mlir.register_lowering(_conv, _cpu_lowering, platform="cpu")
+
+
+def _is_zero(t) -> bool:
+    return type(t) is ad.Zero
+
+
+def _jvp(primals, tangents, *, op, spec):
+    """Bilinear: the same map with one operand's tangent in place of the operand, summed."""
+    (a, b), (da, db) = primals, tangents
+    y = _conv.bind(a, b, op=op, spec=spec)
+    terms = ([] if _is_zero(da) else [_bind(op, da, b, spec)]) + \
+            ([] if _is_zero(db) else [_bind(op, a, db, spec)])
+    if not terms:
+        return y, ad.Zero(jax.core.get_aval(y).to_tangent_aval())
+    return y, terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+#: ``(op, operand) -> (ct, other operand, spec) -> cotangent of the operand``: each map's
+#: transposes are the other two maps (``a`` is the first operand, ``b`` the second).
+_TRANSPOSE = {
+    (FORWARD, "a"): lambda ct, k, spec: _bind(BACKWARD_DATA, ct, k, spec),
+    (FORWARD, "b"): lambda ct, x, spec: _bind(BACKWARD_WEIGHTS, x, ct, spec),
+    (BACKWARD_DATA, "a"): lambda ct, k, spec: _bind(FORWARD, ct, k, spec),
+    (BACKWARD_DATA, "b"): lambda ct, dy, spec: _bind(BACKWARD_WEIGHTS, ct, dy, spec),
+    (BACKWARD_WEIGHTS, "a"): lambda ct, dy, spec: _bind(BACKWARD_DATA, dy, ct, spec),
+    (BACKWARD_WEIGHTS, "b"): lambda ct, x, spec: _bind(FORWARD, x, ct, spec),
+}
+
+
+def _transpose(ct, a, b, *, op, spec):
+    wants_a, wants_b = ad.is_undefined_primal(a), ad.is_undefined_primal(b)
+    if wants_a and wants_b:
+        raise ValueError("jaxconv_onednn: the map is bilinear, not linear in both operands")
+    if _is_zero(ct):
+        return [ad.Zero(a.aval) if wants_a else None, ad.Zero(b.aval) if wants_b else None]
+    if wants_a:
+        return [_TRANSPOSE[op, "a"](ct, b, spec), None]
+    return [None, _TRANSPOSE[op, "b"](ct, a, spec)]
+
+
+def _batch(args, dims, *, op, spec):
+    """A mapped first operand joins the batch when the second is unmapped and the map's output
+    carries the batch; anything else is mapped over with ``lax.map``."""
+    (a, b), (da, db) = args, dims
+    size = a.shape[da] if da is not None else b.shape[db]
+    if db is None and op != BACKWARD_WEIGHTS:
+        moved = jnp.moveaxis(a, da, 0)
+        merged = moved.reshape((size * moved.shape[1], *moved.shape[2:]))
+        y = _bind(op, merged, b, spec)
+        return y.reshape((size, y.shape[0] // size, *y.shape[1:])), 0
+    a, b = batching.bdim_at_front(a, da, size), batching.bdim_at_front(b, db, size)
+    return lax.map(lambda pair: _bind(op, pair[0], pair[1], spec), (a, b)), 0
+
+
+ad.primitive_jvps[_conv] = _jvp
+ad.primitive_transposes[_conv] = _transpose
+batching.primitive_batchers[_conv] = _batch
+
+
+def unsupported_onednn(spec: ConvSpec) -> str | None:
+    """Why ``onednn`` cannot express ``spec`` (or run here), or ``None``."""
+    if not native.available():
+        return native.reason()
+    if not 1 <= spec.rank <= 3:
+        return f"a {spec.rank}-D conv (oneDNN convolves 1 to 3 spatial dims)"
+    if any(d != 1 for d in spec.input_dilation):
+        return f"input_dilation={spec.input_dilation}"
+    if spec.preferred_element_type is not None:
+        return f"preferred_element_type={spec.preferred_element_type}"
+    if any(lo < 0 or hi < 0 for lo, hi in spec.padding):
+        return f"padding={spec.padding} (negative padding crops; oneDNN pads only)"
+    return None
+
+
+def onednn(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """oneDNN's convolution on the CPU, both gradients oneDNN's backward primitives.
+
+    The kernels are float32. Narrower floats (bfloat16, float16) are computed in float32 and
+    rounded back to the input's dtype, as XLA's CPU backend computes them too.
+
+    Raises:
+      ValueError: ``x`` or ``kernel`` is not a float of at most 32 bits.
+    """
+    for name, a in (("input", x), ("kernel", kernel)):
+        if not jnp.issubdtype(a.dtype, jnp.floating) or jnp.finfo(a.dtype).bits > 32:
+            raise ValueError(f"impl='onednn' takes float32 (or narrower float) arrays; the "
+                             f"{name} has dtype {a.dtype}")
+    if is_empty(spec):
+        return xla(x, kernel, spec)
+    dtype = jnp.result_type(x.dtype, kernel.dtype)
+    y = _bind(FORWARD, x.astype(jnp.float32), kernel.astype(jnp.float32), spec)
+    return y.astype(dtype)

@@ -1,0 +1,334 @@
+// oneDNN convolutions as XLA FFI handlers for the CPU: forward, backward-data and
+// backward-weights, fp32, channels-last activations and HWIO kernels, 1-3 spatial dims.
+//
+// Shapes come from the buffers and the conv's arguments from the call's attributes; the
+// Python side (jaxconv/functional/formulations/onednn.py) owns validation, batching and
+// differentiation. Primitives are cached by configuration in a bounded LRU cache guarded by a
+// mutex; each call brings its own scratchpad, so concurrent calls share nothing mutable.
+
+#include <cstdint>
+#include <cstdlib>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+using dims_t = dnnl::memory::dims;
+using dt = dnnl::memory::data_type;
+
+enum class Kind { kForward, kBackwardData, kBackwardWeights };
+
+// The conv's arguments, as the attributes of every handler carry them.
+struct Args {
+  ffi::Span<const int64_t> strides, dilation, pad_lo, pad_hi;
+  int64_t groups;
+};
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dims_t ToDims(ffi::Span<const int64_t> span) { return dims_t(span.begin(), span.end()); }
+
+// (N, *spatial, C) channels-last, as oneDNN's logical (N, C, *spatial) with strides.
+dnnl::memory::desc ActivationDesc(const dims_t& shape) {
+  const size_t rank = shape.size() - 2;
+  dims_t dims{shape[0], shape.back()}, strides(shape.size());
+  int64_t step = shape.back();
+  for (size_t i = rank; i-- > 0;) {
+    strides[2 + i] = step;
+    step *= shape[1 + i];
+  }
+  strides[0] = step;
+  strides[1] = 1;
+  for (size_t i = 0; i < rank; ++i) dims.push_back(shape[1 + i]);
+  return dnnl::memory::desc(dims, dt::f32, strides);
+}
+
+// (*kernel, C_in / groups, C_out) HWIO, as oneDNN's logical ([G,] O, I, *kernel) with strides.
+dnnl::memory::desc KernelDesc(const dims_t& shape, int64_t groups) {
+  const size_t rank = shape.size() - 2;
+  const int64_t in_g = shape[rank], out = shape[rank + 1];
+  dims_t dims, strides;
+  if (groups > 1) {
+    dims = {groups, out / groups, in_g};
+    strides = {out / groups, 1, out};
+  } else {
+    dims = {out, in_g};
+    strides = {1, out};
+  }
+  dims_t spatial_strides(rank);
+  int64_t step = in_g * out;
+  for (size_t i = rank; i-- > 0;) {
+    spatial_strides[i] = step;
+    step *= shape[i];
+  }
+  for (size_t i = 0; i < rank; ++i) {
+    dims.push_back(shape[i]);
+    strides.push_back(spatial_strides[i]);
+  }
+  return dnnl::memory::desc(dims, dt::f32, strides);
+}
+
+// oneDNN counts dilation from 0 (no dilation), lax from 1.
+dims_t OnednnDilation(ffi::Span<const int64_t> dilation) {
+  dims_t out;
+  for (int64_t d : dilation) out.push_back(d - 1);
+  return out;
+}
+
+struct Config {
+  Kind kind;
+  dims_t input, kernel, output;
+  Args args;
+
+  std::string Key() const {
+    std::ostringstream key;
+    key << static_cast<int>(kind);
+    for (const dims_t* d : {&input, &kernel, &output}) {
+      key << '|';
+      for (int64_t v : *d) key << v << ',';
+    }
+    for (ffi::Span<const int64_t> s : {args.strides, args.dilation, args.pad_lo, args.pad_hi}) {
+      key << '|';
+      for (int64_t v : s) key << v << ',';
+    }
+    key << '|' << args.groups;
+    return key.str();
+  }
+};
+
+// One cached configuration: the conv primitive, the layout oneDNN chose for the kernel and the
+// reorder between it and HWIO (absent when HWIO is what oneDNN runs on).
+struct Entry {
+  dnnl::primitive conv;
+  dnnl::memory::desc user_kernel, kernel;
+  std::unique_ptr<dnnl::reorder> kernel_reorder;
+  size_t scratchpad_bytes = 0;
+};
+
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Config& c, const dnnl::memory::desc& src,
+                                                      const dnnl::memory::desc& dst,
+                                                      const dnnl::primitive_attr& attr) {
+  const auto any = dnnl::memory::desc(KernelDesc(c.kernel, c.args.groups).get_dims(), dt::f32,
+                                      dnnl::memory::format_tag::any);
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src, any,
+      dst, ToDims(c.args.strides), OnednnDilation(c.args.dilation), ToDims(c.args.pad_lo),
+      ToDims(c.args.pad_hi), attr);
+}
+
+std::shared_ptr<Entry> Build(const Config& c) {
+  auto entry = std::make_shared<Entry>();
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const auto src = ActivationDesc(c.input), dst = ActivationDesc(c.output);
+  entry->user_kernel = KernelDesc(c.kernel, c.args.groups);
+  const auto forward = ForwardDesc(c, src, dst, attr);
+  const auto any = dnnl::memory::desc(entry->user_kernel.get_dims(), dt::f32,
+                                      dnnl::memory::format_tag::any);
+  const auto strides = ToDims(c.args.strides), dilation = OnednnDilation(c.args.dilation),
+             lo = ToDims(c.args.pad_lo), hi = ToDims(c.args.pad_hi);
+  if (c.kind == Kind::kForward) {
+    entry->kernel = forward.weights_desc();
+    entry->scratchpad_bytes = forward.scratchpad_desc().get_size();
+    entry->conv = dnnl::convolution_forward(forward);
+  } else if (c.kind == Kind::kBackwardData) {
+    const dnnl::convolution_backward_data::primitive_desc backward(
+        Engine(), dnnl::algorithm::convolution_direct, src, any, dst, strides, dilation, lo, hi,
+        forward, attr);
+    entry->kernel = backward.weights_desc();
+    entry->scratchpad_bytes = backward.scratchpad_desc().get_size();
+    entry->conv = dnnl::convolution_backward_data(backward);
+  } else {
+    const dnnl::convolution_backward_weights::primitive_desc backward(
+        Engine(), dnnl::algorithm::convolution_direct, src, any, dst, strides, dilation, lo, hi,
+        forward, attr);
+    entry->kernel = backward.diff_weights_desc();
+    entry->scratchpad_bytes = backward.scratchpad_desc().get_size();
+    entry->conv = dnnl::convolution_backward_weights(backward);
+  }
+  if (entry->kernel != entry->user_kernel) {
+    const bool to_user = c.kind == Kind::kBackwardWeights;
+    const auto& from = to_user ? entry->kernel : entry->user_kernel;
+    const auto& to = to_user ? entry->user_kernel : entry->kernel;
+    entry->kernel_reorder = std::make_unique<dnnl::reorder>(
+        dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
+  }
+  return entry;
+}
+
+// A bounded least-recently-used cache of built primitives, safe to share between threads.
+class Cache {
+ public:
+  static constexpr size_t kCapacity = 256;
+
+  std::shared_ptr<Entry> Get(const Config& config) {
+    const std::string key = config.Key();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto found = index_.find(key);
+      if (found != index_.end()) {
+        order_.splice(order_.begin(), order_, found->second.second);
+        return found->second.first;
+      }
+    }
+    auto entry = Build(config);  // outside the lock: building can take milliseconds
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto found = index_.find(key);
+    if (found != index_.end()) return found->second.first;
+    order_.push_front(key);
+    index_.emplace(key, std::make_pair(entry, order_.begin()));
+    if (index_.size() > kCapacity) {
+      index_.erase(order_.back());
+      order_.pop_back();
+    }
+    return entry;
+  }
+
+  size_t Size() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return index_.size();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::list<std::string> order_;
+  std::unordered_map<std::string,
+                     std::pair<std::shared_ptr<Entry>, std::list<std::string>::iterator>>
+      index_;
+};
+
+Cache& Primitives() {
+  static Cache* cache = new Cache();
+  return *cache;
+}
+
+struct Freed {
+  void operator()(void* p) const { std::free(p); }
+};
+using Bytes = std::unique_ptr<void, Freed>;
+
+Bytes Allocate(size_t bytes) {
+  if (bytes == 0) return Bytes(nullptr);
+  return Bytes(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+}
+
+// Runs one configuration on buffers: `input` and `output` are the activations of the forward
+// conv (x and y), `kernel` its HWIO kernel; which are read and which written depends on kind.
+ffi::Error Run(const Config& config, void* input, void* kernel, void* output) {
+  try {
+    const auto entry = Primitives().Get(config);
+    dnnl::stream stream(Engine());
+    const auto src = ActivationDesc(config.input), dst = ActivationDesc(config.output);
+    dnnl::memory x(src, Engine(), input), y(dst, Engine(), output),
+        k_user(entry->user_kernel, Engine(), kernel);
+    Bytes staged, scratch = Allocate(entry->scratchpad_bytes);
+    dnnl::memory k = k_user;
+    if (entry->kernel_reorder) {
+      staged = Allocate(entry->kernel.get_size());
+      k = dnnl::memory(entry->kernel, Engine(), staged.get());
+      if (config.kind != Kind::kBackwardWeights) entry->kernel_reorder->execute(stream, k_user, k);
+    }
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SCRATCHPAD,
+         dnnl::memory(dnnl::memory::desc({static_cast<int64_t>(entry->scratchpad_bytes)}, dt::u8,
+                                         dnnl::memory::format_tag::x),
+                      Engine(), scratch.get())}};
+    if (config.kind == Kind::kForward) {
+      args.insert({{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, k}, {DNNL_ARG_DST, y}});
+    } else if (config.kind == Kind::kBackwardData) {
+      args.insert({{DNNL_ARG_DIFF_SRC, x}, {DNNL_ARG_WEIGHTS, k}, {DNNL_ARG_DIFF_DST, y}});
+    } else {
+      args.insert({{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_WEIGHTS, k}, {DNNL_ARG_DIFF_DST, y}});
+    }
+    entry->conv.execute(stream, args);
+    if (entry->kernel_reorder && config.kind == Kind::kBackwardWeights) {
+      entry->kernel_reorder->execute(stream, k, k_user);
+    }
+    stream.wait();
+    return ffi::Error::Success();
+  } catch (const dnnl::error& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      std::string("jaxconv oneDNN convolution: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted, "jaxconv oneDNN convolution: out of memory");
+  }
+}
+
+Args MakeArgs(ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
+              ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi, int64_t groups) {
+  return Args{strides, dilation, pad_lo, pad_hi, groups};
+}
+
+ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
+                   ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
+                   ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
+                   ffi::Span<const int64_t> pad_hi, int64_t groups) {
+  const Config config{Kind::kForward, ToDims(x.dimensions()), ToDims(kernel.dimensions()),
+                      ToDims(y->dimensions()), MakeArgs(strides, dilation, pad_lo, pad_hi, groups)};
+  return Run(config, x.untyped_data(), kernel.untyped_data(), y->untyped_data());
+}
+
+ffi::Error BackwardData(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
+                        ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> strides,
+                        ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
+                        ffi::Span<const int64_t> pad_hi, int64_t groups) {
+  const Config config{Kind::kBackwardData, ToDims(dx->dimensions()), ToDims(kernel.dimensions()),
+                      ToDims(dy.dimensions()), MakeArgs(strides, dilation, pad_lo, pad_hi, groups)};
+  return Run(config, dx->untyped_data(), kernel.untyped_data(), dy.untyped_data());
+}
+
+ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
+                           ffi::ResultBuffer<ffi::F32> dk, ffi::Span<const int64_t> strides,
+                           ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
+                           ffi::Span<const int64_t> pad_hi, int64_t groups) {
+  const Config config{Kind::kBackwardWeights, ToDims(x.dimensions()), ToDims(dk->dimensions()),
+                      ToDims(dy.dimensions()), MakeArgs(strides, dilation, pad_lo, pad_hi, groups)};
+  return Run(config, x.untyped_data(), dk->untyped_data(), dy.untyped_data());
+}
+
+auto Bind() {
+  return ffi::Ffi::Bind()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Arg<ffi::Buffer<ffi::F32>>()
+      .Ret<ffi::Buffer<ffi::F32>>()
+      .Attr<ffi::Span<const int64_t>>("strides")
+      .Attr<ffi::Span<const int64_t>>("dilation")
+      .Attr<ffi::Span<const int64_t>>("pad_lo")
+      .Attr<ffi::Span<const int64_t>>("pad_hi")
+      .Attr<int64_t>("groups");
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvForward, Forward, Bind());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvBackwardData, BackwardData, Bind());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvBackwardWeights, BackwardWeights, Bind());
+
+// The oneDNN version the library runs with, "major.minor.patch".
+extern "C" const char* JaxconvOnednnVersion() {
+  static const std::string version = [] {
+    const dnnl_version_t* v = dnnl_version();
+    return std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+           std::to_string(v->patch);
+  }();
+  return version.c_str();
+}
+
+// How many configurations the primitive cache holds now (for tests of its bound).
+extern "C" int64_t JaxconvOnednnCacheSize() {
+  return static_cast<int64_t>(Primitives().Size());
+}

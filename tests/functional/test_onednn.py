@@ -1,0 +1,167 @@
+"""``impl="onednn"``, the native formulation: values and both gradients equal ``impl="xla"``
+over ranks 1-3, strides, dilations, groups (depthwise included) and asymmetric padding; every
+transform composes; `jax.export` artefacts hold no native call; and without the extension
+jaxconv works and the formulation refuses with the reason.
+
+Tests that run oneDNN are skipped, with the reason, where the extension is not built
+(``make native``)."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxconv import functional as F
+from jaxconv.functional.formulations import ConvSpec
+from jaxconv.functional.formulations.onednn import unsupported_onednn
+from jaxconv.tuning import native
+
+needs_native = pytest.mark.skipif(not native.available(), reason=str(native.reason()))
+
+#: name -> (input shape, kernel shape, keyword arguments of F.conv)
+GRID = {
+    "1d": ((2, 11, 6), (5, 6, 4), dict(strides=2, padding=((2, 1),))),
+    "1d_depthwise_dilated": ((2, 12, 6), (3, 1, 6),
+                             dict(kernel_dilation=3, padding="CAUSAL", feature_group_count=6)),
+    "2d_same": ((2, 9, 10, 8), (3, 3, 8, 12), dict()),
+    "2d_stride2_asym": ((2, 9, 8, 5), (3, 3, 5, 7), dict(strides=2, padding=((0, 1), (1, 0)))),
+    "2d_strides_dilation_wide_pad": ((1, 10, 11, 4), (3, 2, 4, 6),
+                                     dict(strides=(2, 3), kernel_dilation=(2, 1),
+                                          padding=((3, 0), (0, 4)))),
+    "2d_grouped": ((2, 8, 8, 8), (3, 3, 2, 8), dict(feature_group_count=4)),
+    "2d_depthwise_stride2": ((2, 9, 9, 6), (3, 3, 1, 6),
+                             dict(strides=2, feature_group_count=6)),
+    "2d_depth_multiplier": ((2, 7, 7, 4), (5, 5, 1, 12),
+                            dict(padding="VALID", feature_group_count=4)),
+    "2d_pointwise_stride2": ((2, 8, 8, 16), (1, 1, 16, 8), dict(strides=2)),
+    "3d": ((1, 5, 6, 7, 4), (3, 3, 3, 4, 6), dict(padding=1)),
+    "3d_grouped_strided": ((2, 6, 5, 7, 6), (2, 3, 2, 3, 4),
+                           dict(strides=(2, 1, 2), kernel_dilation=(1, 2, 1),
+                                feature_group_count=2, padding=((1, 0), (2, 2), (0, 1)))),
+}
+
+
+def _operands(name, seed=0):
+    xs, ks, _ = GRID[name]
+    r = np.random.default_rng(seed)
+    return (jnp.asarray(r.standard_normal(xs), jnp.float32),
+            jnp.asarray(r.standard_normal(ks) / np.sqrt(np.prod(ks[:-1])), jnp.float32))
+
+
+def _op(name, impl):
+    return lambda x, k: F.conv(x, k, impl=impl, **GRID[name][2])
+
+
+def _loss(fn):
+    return lambda x, k: jnp.sum(jnp.sin(fn(x, k)) * fn(x, k))
+
+
+def _close(a, b, tol=1e-4):
+    chex.assert_trees_all_close(a, b, atol=tol, rtol=tol)
+
+
+@needs_native
+@pytest.mark.parametrize("name", sorted(GRID))
+def test_values_and_both_gradients_equal_xla(name):
+    x, k = _operands(name)
+    ours, ref = _op(name, "onednn"), _op(name, "xla")
+    _close(jax.jit(ours)(x, k), ref(x, k))
+    _close(jax.jit(jax.grad(_loss(ours), argnums=(0, 1)))(x, k),
+           jax.grad(_loss(ref), argnums=(0, 1))(x, k), 5e-4)
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["1d", "2d_stride2_asym", "2d_depthwise_stride2", "3d"])
+def test_transforms_compose(name):
+    x, k = _operands(name)
+    ours, ref = _op(name, "onednn"), _op(name, "xla")
+    dx, dk = _operands(name, seed=1)
+    jitted = jax.jit(ours)
+    jitted(x, k)                        # compiled before it is differentiated
+    _close(jax.grad(_loss(jitted), argnums=(0, 1))(x, k),
+           jax.grad(_loss(ref), argnums=(0, 1))(x, k), 5e-4)
+    _close(jax.jvp(jitted, (x, k), (dx, dk)), jax.jvp(ref, (x, k), (dx, dk)))
+    xs, ks = jnp.stack([x, -x]), jnp.stack([k, 2 * k])
+    _close(jax.vmap(ours, in_axes=(0, None))(xs, k), jax.vmap(ref, in_axes=(0, None))(xs, k))
+    _close(jax.vmap(ours)(xs, ks), jax.vmap(ref)(xs, ks))
+    # per-example gradients: the kernel gradient under vmap
+    _close(jax.jit(jax.vmap(jax.grad(_loss(ours), argnums=1), in_axes=(0, None)))(xs, k),
+           jax.vmap(jax.grad(_loss(ref), argnums=1), in_axes=(0, None))(xs, k), 5e-4)
+
+
+@needs_native
+def test_second_order_derivatives_equal_xla():
+    x, k = _operands("2d_stride2_asym")
+    ours, ref = _op("2d_stride2_asym", "onednn"), _op("2d_stride2_asym", "xla")
+
+    def grad_norm(fn):
+        return lambda x, k: jnp.sum(jax.grad(_loss(fn), argnums=0)(x, k) ** 2)
+
+    _close(jax.jit(jax.grad(grad_norm(ours), argnums=(0, 1)))(x, k),
+           jax.grad(grad_norm(ref), argnums=(0, 1))(x, k), 2e-3)
+
+
+@needs_native
+def test_jitted_program_calls_onednn_for_forward_and_both_gradients():
+    x, k = _operands("2d_grouped")
+    step = jax.jit(jax.value_and_grad(_loss(_op("2d_grouped", "onednn")), argnums=(0, 1)))
+    text = step.lower(x, k).as_text()
+    for target in native.TARGETS:
+        assert f"@{target}(" in text, target
+    assert "convolution" not in text
+
+
+@needs_native
+def test_an_export_holds_no_native_call_and_runs_without_it():
+    x, k = _operands("2d_stride2_asym")
+    ours = _op("2d_stride2_asym", "onednn")
+    step = jax.value_and_grad(_loss(ours), argnums=(0, 1))
+    exported = jax.export.export(jax.jit(step), platforms=("cpu",))(x, k)
+    assert "custom_call" not in exported.mlir_module()
+    _close(exported.call(x, k), step(x, k), 5e-4)
+
+
+@needs_native
+def test_narrow_floats_are_computed_in_float32_and_other_dtypes_refused():
+    x, k = _operands("2d_same")
+    y = F.conv(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16), impl="onednn")
+    want = F.conv(x.astype(jnp.bfloat16).astype(jnp.float32),
+                  k.astype(jnp.bfloat16).astype(jnp.float32), impl="xla")
+    assert y.dtype == jnp.bfloat16
+    _close(y.astype(jnp.float32), want.astype(jnp.bfloat16).astype(jnp.float32), 1e-2)
+    with pytest.raises(ValueError, match=r"impl='onednn' takes float32.*input has dtype int32"):
+        F.conv(x.astype(jnp.int32), k.astype(jnp.int32), impl="onednn")
+
+
+@needs_native
+def test_configurations_it_cannot_express_are_refused_with_the_reason():
+    x, k = _operands("2d_same")
+    with pytest.raises(ValueError, match=r"onednn.*input_dilation"):
+        F.conv(x, k, input_dilation=2, impl="onednn")
+    cropping = ConvSpec((2, 9, 10, 8), (3, 3, 8, 12), (1, 1), ((-1, 0), (1, 1)), (1, 1),
+                        (1, 1), 1)
+    assert "negative padding" in unsupported_onednn(cropping)
+
+
+@needs_native
+def test_the_primitive_cache_holds_each_configuration_once():
+    x, k = _operands("1d")
+    fn = jax.jit(lambda x, k: F.conv(x, k, strides=3, padding=((1, 2),), impl="onednn"))
+    fn(x, k).block_until_ready()
+    held = native.cached_primitives()
+    fn(x + 1, k).block_until_ready()
+    assert native.cached_primitives() == held
+    jax.jit(lambda x, k: F.conv(x, k, strides=3, padding=((2, 2),), impl="onednn"))(x, k)
+    assert native.cached_primitives() == held + 1
+
+
+def test_without_the_extension_jaxconv_works_and_onednn_is_refused(monkeypatch):
+    why = "the native extension is not built (for this test)"
+    monkeypatch.setattr(native, "_load", lambda: (None, why))
+    assert native.record() == {"available": False, "onednn": None}
+    x, k = _operands("2d_same")
+    F.conv(x, k, impl="auto")
+    with pytest.raises(ValueError, match=r"impl='onednn'.*not built \(for this test\)"):
+        F.conv(x, k, impl="onednn")
+    assert "onednn" in str(F.plan(x.shape, k.shape, impl="xla"))
