@@ -82,7 +82,8 @@ def _run(args: argparse.Namespace) -> None:
     primary = _join_processes(args)
     command = "jaxconv " + " ".join(shlex.quote(a) for a in args.argv)
     path = experiment.run(config, command=command, progress=not args.quiet and primary,
-                          plan_only=args.plan)
+                          plan_only=args.plan, variants=args.variant or (),
+                          seeds=args.seed or (), allow_dirty=args.allow_dirty)
     if path is not None and primary:
         _print_report(path.parent, built=True)
 
@@ -268,6 +269,14 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (YAML value), e.g. train.epochs=1 or "
                         "'seeds=[0,1]'; repeatable")
+    r.add_argument("--variant", action="append", metavar="NAME",
+                   help="train only this variant of the config (repeatable; default: all), "
+                        "e.g. to rerun one row into the study folder")
+    r.add_argument("--seed", action="append", type=int, metavar="N",
+                   help="train only this seed of the config (repeatable; default: all)")
+    r.add_argument("--allow-dirty", action="store_true",
+                   help="train a study (a run folder git does not ignore) from a tree with "
+                        "uncommitted changes; its report then says so")
     r.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     r.add_argument("--plan", action="store_true",
                    help="print the plan (a measured step per design) and stop")

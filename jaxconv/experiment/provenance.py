@@ -17,6 +17,8 @@ from typing import Any
 
 #: The provenance keys that must agree for runs to be compared as one study.
 COMPARED = ("commit", "versions", "cpu", "backend")
+#: The mark `git_commit` puts after a commit with uncommitted changes to tracked files.
+DIRTY = "+dirty"
 #: What a ``result.json`` from before recorded choices (schema version 1) shows instead.
 NOT_RECORDED = "not recorded (result.json schema 1)"
 
@@ -26,16 +28,18 @@ def _git(*args: str, cwd: pathlib.Path) -> str:
                           timeout=10, cwd=cwd).stdout.strip()
 
 
-def git_commit() -> str:
-    """The git commit of the checkout the package is imported from (``+dirty`` with changes to
-    tracked files), or the installed version when it does not come from its own checkout."""
+def git_commit(checkout: pathlib.Path | None = None) -> str:
+    """The git commit of ``checkout`` (by default the checkout the package is imported from),
+    with ``+dirty`` when tracked files have uncommitted changes; for a package that does not
+    come from its own checkout, the installed version."""
     package = pathlib.Path(__file__).resolve().parents[1]
+    where = package if checkout is None else pathlib.Path(checkout)
     try:
-        if pathlib.Path(_git("rev-parse", "--show-toplevel", cwd=package)).resolve() != \
-                package.parent:
+        if checkout is None and pathlib.Path(
+                _git("rev-parse", "--show-toplevel", cwd=package)).resolve() != package.parent:
             raise OSError("not the package's own checkout")
-        dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=package)
-        return _git("rev-parse", "--short", "HEAD", cwd=package) + ("+dirty" if dirty else "")
+        dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=where)
+        return _git("rev-parse", "--short", "HEAD", cwd=where) + (DIRTY if dirty else "")
     except (OSError, subprocess.SubprocessError):
         from importlib import metadata
 
@@ -43,6 +47,42 @@ def git_commit() -> str:
             return f"jaxconv {metadata.version('jaxconv')} (no git checkout)"
         except metadata.PackageNotFoundError:
             return "unknown"
+
+
+def is_dirty(commit: str) -> bool:
+    """Whether a recorded commit came from a tree with uncommitted changes."""
+    return commit.endswith(DIRTY)
+
+
+def committed_folder(path: str | pathlib.Path) -> bool:
+    """Whether files written under ``path`` would be committed: it lies inside a git work tree
+    that does not ignore it (a study folder under ``experiments/results/``, not ``runs/``)."""
+    path = pathlib.Path(path).resolve()
+    existing = next(p for p in (path, *path.parents) if p.is_dir())
+    try:
+        top = _git("rev-parse", "--show-toplevel", cwd=existing)
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(path / "result.json")],
+                                 capture_output=True, timeout=10, cwd=top)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return ignored.returncode == 1
+
+
+def check_clean(run_dir: str | pathlib.Path, commit: str, allow_dirty: bool = False) -> None:
+    """Refuses to train a study (a run folder whose files would be committed, see
+    `committed_folder`) from code with uncommitted changes, unless ``allow_dirty``: a study's
+    runs must be reproducible from a commit.
+
+    Raises:
+      ValueError: ``commit`` is dirty, ``run_dir`` is a study folder and not ``allow_dirty``.
+    """
+    if allow_dirty or not is_dirty(commit) or not committed_folder(run_dir):
+        return
+    raise ValueError(
+        f"{run_dir}: a study folder (its files are committed, not git-ignored) would get runs "
+        f"from a tree with uncommitted changes (commit {commit}); commit them first so the "
+        "runs can be rerun from their commit, or pass --allow-dirty (the report then says "
+        "which runs came from a dirty tree)")
 
 
 def current() -> dict[str, str]:
@@ -89,12 +129,17 @@ def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
     dates = sorted(r["provenance"]["date"] for r in records
                    if (r.get("provenance") or {}).get("date"))
     span = f"- trained: {dates[0]} to {dates[-1]}" if dates else "- trained: not recorded"
+    dirty = [f"{r['variant']}/seed-{r['seed']}" for r in records
+             if is_dirty((r.get("provenance") or {}).get("commit", ""))]
+    notes = [span] + ([f"- **uncommitted changes: {', '.join(dirty)} trained from a tree "
+                       "with uncommitted changes (commit +dirty); their commit alone cannot "
+                       "rerun them**"] if dirty else [])
     if len(groups) == 1:
         (key,) = groups
-        return [f"- {name}: {value}" for name, value in zip(names, key)] + [span]
+        return [f"- {name}: {value}" for name, value in zip(names, key)] + notes
     lines = [f"- **warning: these runs come from {len(groups)} different code versions, "
              "package versions, machines or choices; differences between variants may be "
-             "differences between them**", span]
+             "differences between them**", *notes]
     for key, runs in groups.items():
         where = "; ".join(f"{name} {value}" for name, value in zip(names, key))
         lines.append(f"  - {where}: {', '.join(runs)}")

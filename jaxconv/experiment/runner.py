@@ -18,15 +18,16 @@ import json
 import os
 import pathlib
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import yaml
 
 from jaxconv import analysis, data, models, train
+from jaxconv._hints import did_you_mean
 from jaxconv.experiment import provenance, report, trained
-from jaxconv.experiment.config import ConfigError, ExperimentConfig
+from jaxconv.experiment.config import ConfigError, ExperimentConfig, Variant
 from jaxconv.train import hosts
 from jaxconv.train.logging import read_jsonl
 from jaxconv.tuning.files import atomic_write_text
@@ -110,8 +111,30 @@ def _recipe_before() -> dict[str, Any]:
     return {**{f.name: f.default for f in dataclasses.fields(train.Recipe)}, **RECIPE_BEFORE}
 
 
+def rows(config: ExperimentConfig, variants: Sequence[str] = (),
+         seeds: Sequence[int] = ()) -> tuple[list[Variant], list[int]]:
+    """The variants and seeds of ``config`` named (all of them where none are named).
+
+    Raises:
+      ConfigError: a name is not one of the config's variants, or a seed not one of its seeds.
+    """
+    names = [v.name for v in config.variants]
+    for name in variants:
+        if name not in names:
+            raise ConfigError(f"--variant: {name!r} is not a variant of {config.name}"
+                              f"{did_you_mean(name, names)}; variants: {', '.join(names)}")
+    for seed in seeds:
+        if seed not in config.seeds:
+            raise ConfigError(f"--seed: {seed} is not one of {config.name}'s seeds "
+                              f"{list(config.seeds)}; add it to the config's seeds first")
+    return ([v for v in config.variants if not variants or v.name in variants],
+            [s for s in config.seeds if not seeds or s in seeds])
+
+
 def run(config: ExperimentConfig, *, command: str, progress: bool = True,
-        log: Callable[[str], None] = print, plan_only: bool = False) -> pathlib.Path | None:
+        log: Callable[[str], None] = print, plan_only: bool = False,
+        variants: Sequence[str] = (), seeds: Sequence[int] = (),
+        allow_dirty: bool = False) -> pathlib.Path | None:
     """Trains every variant × seed not yet finished, then writes the report.
 
     Leaves the process's environment as it is (``jaxconv run`` starts with
@@ -120,6 +143,10 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
 
     Args:
       plan_only: print the plan (with a measured step per design) and stop; nothing is written.
+      variants, seeds: train only these of the config's variants and seeds (all where empty),
+        e.g. to rerun one row; ``config.yaml`` and the report still cover the whole config.
+      allow_dirty: train a study (a run folder that git does not ignore, see
+        `provenance.committed_folder`) from a tree with uncommitted changes; refused otherwise.
 
     In a multi-host run (`jax.distributed.initialize` first) every process calls this with
     the same config and run folder, on storage they all see; process 0 writes the files.
@@ -133,6 +160,9 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     run_dir = config.run_dir
     resolved = _resolved(config)
     _check_run_dir(config, resolved)
+    chosen, seeds = rows(config, variants, seeds)
+    if not plan_only:
+        provenance.check_clean(run_dir, provenance.git_commit(), allow_dirty)
     tr = data.load(config.data["name"], "train", config.data.get("data_dir"))
     te = data.load(config.data["name"], "test", config.data.get("data_dir"))
     recipe = config.train
@@ -141,16 +171,16 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
         return trained.build_model(spec, tr, seed)
 
     plan, total = [], 0.0
-    log(f"{config.name}: {len(config.variants)} variants x {len(config.seeds)} seeds on "
+    log(f"{config.name}: {len(chosen)} variants x {len(seeds)} seeds on "
         f"{tr.name} ({len(tr):,} train / {len(te):,} test images of {tr.shape}), "
         f"{recipe.epochs} epochs, batch {recipe.batch_size}, {jax.device_count()} device(s)")
     log("| variant | params | MACs | XLA FLOPs | s/step | expected s | pending seeds |")
     log("|---|---:|---:|---:|---:|---:|---:|")
-    for variant in config.variants:
+    for variant in chosen:
         # a multi-host run's processes all take process 0's view: the steps are collective
-        pending = [s for s, todo in zip(config.seeds, hosts.flags_from_process_0(
+        pending = [s for s, todo in zip(seeds, hosts.flags_from_process_0(
             [not (run_dir / variant.name / f"seed-{s}" / "result.json").is_file()
-             for s in config.seeds])) if todo]
+             for s in seeds])) if todo]
         # the costs need shapes only; a model to time the steps with serves them as well
         model = build(variant.model, pending[0]) if pending else \
             trained.abstract_model(variant.model, tr)
@@ -180,7 +210,7 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
             atomic_write_text(commands, "".join(line + "\n" for line in [*earlier, command]))
 
     for variant, cost, steps, pending in plan:
-        for seed in config.seeds:
+        for seed in seeds:
             folder = run_dir / variant.name / f"seed-{seed}"
             with run_lock(folder) if primary and seed in pending \
                     else contextlib.nullcontext(True) as held:
