@@ -28,7 +28,7 @@ from jaxconv import environment
 from jaxconv.functional import autotune
 from jaxconv.train import hosts
 from jaxconv.train.recipe import COMPILE_OPTIONS as REQUESTS
-from jaxconv.tuning import compile_table, timing
+from jaxconv.tuning import compile_table, native, timing
 from jaxconv.tuning.machine import YNN_OPTION, MachineClass, machine_class
 
 #: Timed steps per call of `time_step`, after one warm-up step (which compiles).
@@ -72,7 +72,9 @@ def choices(request: str, machine: MachineClass | None = None) -> dict[str, Any]
     """The record of what a run with ``Recipe.compile_options=request`` uses here: the option
     set and its compiler options, why, the machine class, this process's ``XLA_FLAGS`` (and
     the value it gives the YNNPACK flag, `jaxconv.tuning.machine.YNN_OPTION`, or ``None``) and
-    whether ``impl="auto"`` autotunes (``JAXCONV_AUTOTUNE=1``)."""
+    whether ``impl="auto"`` autotunes (``JAXCONV_AUTOTUNE=1``), and whether the native
+    extension is present with its oneDNN version (`jaxconv.tuning.native.record`: a config
+    that names ``impl="onednn"`` computes with it)."""
     machine = machine or machine_class()
     name, reason = resolve(request, machine)
     flags = os.environ.get("XLA_FLAGS", "")
@@ -80,7 +82,8 @@ def choices(request: str, machine: MachineClass | None = None) -> dict[str, Any]
     return {"requested": request, "option_set": name,
             "compiler_options": option_sets(machine.backend)[name], "reason": reason,
             "machine_class": str(machine), "xla_flags": flags,
-            "ynnpack_flag": ynnpack[-1] if ynnpack else None, "autotune": autotune.enabled()}
+            "ynnpack_flag": ynnpack[-1] if ynnpack else None, "autotune": autotune.enabled(),
+            "native": native.record()}
 
 
 def agreed(chosen: Mapping[str, Any]) -> dict[str, Any]:

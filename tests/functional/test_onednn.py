@@ -165,3 +165,12 @@ def test_without_the_extension_jaxconv_works_and_onednn_is_refused(monkeypatch):
     with pytest.raises(ValueError, match=r"impl='onednn'.*not built \(for this test\)"):
         F.conv(x, k, impl="onednn")
     assert "onednn" in str(F.plan(x.shape, k.shape, impl="xla"))
+
+
+def test_a_run_records_whether_the_extension_is_present_and_its_version():
+    from jaxconv.train import options
+
+    record = options.choices("default")["native"]
+    assert record == native.record()
+    assert record["available"] is native.available()
+    assert (record["onednn"] is None) is (not native.available())
