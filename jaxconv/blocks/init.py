@@ -32,6 +32,11 @@ branch. Conv biases start at zero (the ResNet family's classifier bias as ``torc
 ShuffleNet starts BatchNorm biases at 1e-4; here zero), and ConvNeXt's layer scale at its
 ``layer_scale`` option. Fans are PyTorch's: fan-in ``k^d C_in / groups``, fan-out
 ``k^d C_out``.
+
+A data-derived init of the stem lives here too: `whiten_stem` sets the first conv's filters to
+the principal directions of the training images' patches, scaled to unit variance
+(airbench's patch-PCA whitening, Jordan 2024, arXiv:2404.00498); the training recipe applies it
+(``Recipe.stem_init``), since it needs the data.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxconv import nnx as jnn
@@ -182,3 +188,70 @@ def init_block(block: nnx.Module, name: str, key: jax.Array, *,
         norm = residual_norm(block)
         if norm is not None:
             _zero(norm.scale)
+
+
+#: Added to each eigenvalue before its inverse square root in `whitening_kernel` (airbench's).
+WHITEN_EPS = 5e-4
+
+
+def patch_moments(images: np.ndarray, kernel_size: tuple[int, int],
+                  chunk: int = 256) -> np.ndarray:
+    """The ``(d, d)`` second-moment matrix, ``d = kh * kw * C``, of every ``kh x kw`` patch at
+    every valid position of float ``images`` ``(N, H, W, C)``, flattened in the ``(kh, kw, C)``
+    order of an HWIO kernel. Summed ``chunk`` images at a time, in float64."""
+    kh, kw = kernel_size
+    d = kh * kw * images.shape[-1]
+    total, count = np.zeros((d, d)), 0
+    for start in range(0, len(images), chunk):
+        windows = np.lib.stride_tricks.sliding_window_view(
+            images[start:start + chunk].astype(np.float64), (kh, kw), axis=(1, 2))
+        patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, d)
+        total += patches.T @ patches
+        count += len(patches)
+    return total / count
+
+
+def whitening_kernel(images: np.ndarray, kernel: np.ndarray,
+                     eps: float = WHITEN_EPS) -> np.ndarray:
+    """``kernel`` (HWIO, ``(kh, kw, C, F)``) with its first ``2m`` filters replaced, where
+    ``m = min(kh * kw * C, F // 2)``: filter ``i < m`` is the ``i``-th principal direction of
+    the patches of ``images`` (largest first) divided by ``sqrt(eigenvalue + eps)``, and filter
+    ``m + i`` its negative (after a ReLU the pair keeps both signs). On those patches the
+    first ``m`` outputs are uncorrelated, output ``i`` with second moment
+    ``eigenvalue_i / (eigenvalue_i + eps)``. The other filters are kept as they are."""
+    kh, kw, cin, features = kernel.shape
+    if images.shape[-1] != cin:
+        raise ValueError(f"images: {images.shape[-1]} channels, but the kernel of shape "
+                         f"{kernel.shape} takes {cin}")
+    eigenvalues, eigenvectors = np.linalg.eigh(patch_moments(images, (kh, kw)))
+    order = np.argsort(eigenvalues)[::-1]
+    m = min(len(order), features // 2)
+    filters = eigenvectors[:, order[:m]] / np.sqrt(np.maximum(eigenvalues[order[:m]], 0) + eps)
+    flat = np.array(kernel, np.float64).reshape(-1, features)
+    flat[:, :m], flat[:, m:2 * m] = filters, -filters
+    return flat.reshape(kernel.shape).astype(np.asarray(kernel).dtype)
+
+
+def stem_conv(model: nnx.Module) -> nnx.Module:
+    """The first conv layer of ``model``'s ``stem`` (as `jaxconv.models.ConvNet` has)."""
+    stem = getattr(model, "stem", None)
+    layers = [] if stem is None else [m for _, m in nnx.iter_modules(stem)
+                                      if isinstance(m, CONV_LAYERS)]
+    if not layers:
+        raise ValueError(f"stem_init: whitening needs a model with a `stem` holding a conv "
+                         f"layer; {type(model).__name__} has none")
+    return layers[0]
+
+
+def whiten_stem(model: nnx.Module, images: np.ndarray, eps: float = WHITEN_EPS) -> None:
+    """Sets the kernel of ``model``'s stem conv to `whitening_kernel` of ``images`` (float,
+    normalised as the model sees them), in place."""
+    conv = stem_conv(model)
+    if getattr(conv, "feature_group_count", 1) != 1:
+        raise ValueError(f"stem_init: whitening needs a dense stem conv, not "
+                         f"feature_group_count={conv.feature_group_count}")
+    kernel = np.asarray(conv.kernel[...])
+    if kernel.ndim != 4:
+        raise ValueError(f"stem_init: whitening needs a 2-D conv stem (an HWIO kernel), not a "
+                         f"kernel of shape {kernel.shape}")
+    conv.kernel[...] = jnp.asarray(whitening_kernel(images, kernel, eps), conv.kernel[...].dtype)

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 from flax import nnx
 
+from jaxconv.blocks import init as block_init
 from jaxconv.data.batching import Batches, eval_batches, split_validation, validation_size
 from jaxconv.data.datasets import Dataset
 from jaxconv.functional.policy import POLICY_VERSION
@@ -116,6 +117,24 @@ def check_policy(recipe: Recipe, current: int = POLICY_VERSION) -> None:
             "(jaxconv.functional.policy.POLICY_VERSION); its impl='auto' picks, and so the "
             "study's numbers, could differ. Run the study from a commit whose policy is "
             f"version {recipe.policy_version}, or start a new study pinned to {current}")
+
+
+#: How many training images (the first of the training split) `prepare` whitens the stem on.
+WHITEN_IMAGES = 5000
+
+
+def prepare(model: nnx.Module, train: Dataset, recipe: Recipe, seed: int) -> nnx.Module:
+    """The model a run with training seed ``seed`` starts from: ``model`` itself, or with
+    ``recipe.stem_init == "whiten"`` a copy whose stem is whitened on the first
+    `WHITEN_IMAGES` images of its training split, normalised as the steps normalise them."""
+    if recipe.stem_init == "model":
+        return model
+    mean, std = channel_stats(train)
+    kept, _ = split(train, recipe, seed)
+    images = (kept.images[:WHITEN_IMAGES].astype(np.float32) / 255 - mean) / std
+    model = nnx.clone(model)
+    block_init.whiten_stem(model, images)
+    return model
 
 
 def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
@@ -246,6 +265,7 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
     workdir = pathlib.Path(workdir)
     steps = steps or build_steps(model, train, recipe)
     train_ds, val_ds = split(train, recipe, seed)
+    model = prepare(model, train, recipe, seed)
     batches = Batches(train_ds, recipe.batch_size, seed)
     per_epoch = batches.steps_per_epoch
     mesh = S.mesh()

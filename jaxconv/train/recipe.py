@@ -17,6 +17,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 COMPILE_OPTIONS = ("auto", "default", "tuned")
 LR_SCALINGS = ("none", "linear")
 TTAS = ("none", "flip", "shifts")
+STEM_INITS = ("model", "whiten")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Recipe:
         the mean over views of each image: ``"none"`` (the image), ``"flip"`` (the image and
         its mirror) or ``"shifts"`` (the image and its four one-pixel shifts, up, down, left,
         right, filled with black).
+      stem_init: ``"model"`` (the model's own init) or ``"whiten"``: before training, the
+        stem conv's filters become the principal directions of 3x3 patches of the first
+        `jaxconv.train.loop.WHITEN_IMAGES` training images, whitened, each with its negative
+        (`jaxconv.blocks.init.whiten_stem`; airbench's patch-PCA init); filters beyond twice
+        the patch size keep the model's init. They are trained from there.
       bn_momentum: the momentum of every BatchNorm's running statistics
         (``stat = m * stat + (1 - m) * batch_stat``); ``None``: each layer's own (0.9 in
         jaxconv's blocks, PyTorch's 0.1).
@@ -105,6 +111,7 @@ class Recipe:
     cutout_size: int = 0
     ema_decay: float = 0.0
     tta: str = "none"
+    stem_init: str = "model"
     bn_momentum: float | None = None
     bn_lr_scale: float = 1.0
     checkpoint_every: int = 0
@@ -122,6 +129,7 @@ class Recipe:
         _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         _choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
         _choice("tta", self.tta, TTAS)
+        _choice("stem_init", self.stem_init, STEM_INITS)
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every",
                      "reference_batch_size"):
             value = getattr(self, name)

@@ -2,6 +2,8 @@
 learning-rate scaling and schedules, label smoothing, EMA, test-time augmentation, erasing,
 BatchNorm momentum and learning rate, and the whitened stem."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -12,6 +14,7 @@ from flax import nnx
 
 from jaxconv import data, experiment, train
 from jaxconv import nnx as jnn
+from jaxconv.blocks import init as block_init
 from jaxconv.data.augment import cutout, tta_views
 from jaxconv.train import loop
 from jaxconv.train import step as step_lib
@@ -242,6 +245,8 @@ def test_bn_lr_scale_moves_batchnorm_parameters_by_the_multiplied_rate():
     ("cutout_rate", 2, r"train.cutout_rate: 2 must be a number in \[0, 1\]"),
     ("lr_scaling", "sqrt", r"train.lr_scaling: 'sqrt' is not one of none, linear"),
     ("split_seed", "a", r"train.split_seed: 'a' must be an int >= 0 or null"),
+    ("stem_init", "pca", r"train.stem_init: 'pca' is not one of model, whiten"),
+    ("policy_version", "1", r"train.policy_version: '1' must be an int or null"),
     ("ema", 0.9, r"train: unknown key 'ema'; valid keys: .*ema_decay"),
 ])
 def test_lever_config_errors_name_the_key_and_what_is_allowed(key, value, message):
@@ -267,3 +272,48 @@ def test_a_cutout_larger_than_the_images_names_the_key():
     with pytest.raises(ValueError, match=r"train.cutout_size: 13 is larger than the 12x12"):
         loop.build_steps(small_model(), data.load("synthetic", "train"),
                          train.Recipe(cutout_rate=0.5, cutout_size=13))
+
+
+def _correlated_images(n=200, size=10):
+    """Images whose neighbouring pixels correlate, as natural images' do."""
+    noise = np.random.default_rng(0).normal(size=(n, size + 2, size + 2, 1))
+    return (noise[:, 1:-1, 1:-1] + noise[:, 2:, 1:-1] + noise[:, 1:-1, 2:]
+            + 0.5 * noise[:, :-2, :-2])
+
+
+def test_the_whitened_stem_decorrelates_the_patches_and_keeps_the_spare_filters():
+    images = _correlated_images()
+    kernel = np.random.default_rng(1).normal(size=(3, 3, 1, 24)).astype(np.float32)
+    whitened = block_init.whitening_kernel(images, kernel)
+    patches = np.lib.stride_tricks.sliding_window_view(images, (3, 3), axis=(1, 2))
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 9)
+    moments = patches.T @ patches / len(patches)
+    eigenvalues = np.sort(np.linalg.eigvalsh(moments))[::-1]
+    outputs = patches @ whitened.reshape(9, 24)[:, :9].astype(np.float64)
+    np.testing.assert_allclose(outputs.T @ outputs / len(outputs),
+                               np.diag(eigenvalues / (eigenvalues + block_init.WHITEN_EPS)),
+                               atol=2e-4)
+    np.testing.assert_array_equal(whitened[..., 9:18], -whitened[..., :9])
+    np.testing.assert_array_equal(whitened[..., 18:], kernel[..., 18:])
+
+
+def test_stem_init_whiten_starts_training_from_the_whitened_stem(tmp_path):
+    tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
+    model = small_model()
+    before = np.asarray(model.stem.conv.kernel[...]).copy()
+    recipe = train.Recipe(epochs=1, batch_size=64, learning_rate=0.0, eval_batch_size=64,
+                          compile_options="default", stem_init="whiten",
+                          validation_fraction=0.25)
+    kept, _ = loop.split(tr, recipe, 0)
+    mean, std = loop.channel_stats(tr)
+    expected = block_init.whitening_kernel(
+        (kept.images[:loop.WHITEN_IMAGES].astype(np.float32) / 255 - mean) / std, before)
+    assert not np.allclose(expected, before)
+    assert loop.prepare(model, tr, dataclasses.replace(recipe, stem_init="model"), 0) is model
+    # a learning rate of 0 leaves the parameters where training started
+    result = train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path, progress=False)
+    np.testing.assert_allclose(result.model.stem.conv.kernel[...], expected, rtol=1e-6)
+    np.testing.assert_array_equal(model.stem.conv.kernel[...], before)
+    with pytest.raises(ValueError, match=r"stem_init: whitening needs a model with a `stem` "
+                                         r"holding a conv layer; Tiny has none"):
+        loop.prepare(Tiny(nnx.Rngs(0)), tr, recipe, 0)
