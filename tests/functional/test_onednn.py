@@ -6,6 +6,8 @@ jaxconv works and the formulation refuses with the reason.
 Tests that run oneDNN are skipped, with the reason, where the extension is not built
 (``make native``)."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -174,3 +176,37 @@ def test_a_run_records_whether_the_extension_is_present_and_its_version():
     assert record == native.record()
     assert record["available"] is native.available()
     assert (record["onednn"] is None) is (not native.available())
+
+
+@needs_native
+def test_an_nnx_layer_trains_through_it_like_xla():
+    from flax import nnx
+
+    from jaxconv import nnx as jnn
+
+    x, _ = _operands("2d_stride2_asym")
+
+    def grads(impl):
+        layer = jnn.Conv(5, 7, (3, 3), strides=2, padding=((0, 1), (1, 0)), impl=impl,
+                         rngs=nnx.Rngs(0))
+        return nnx.jit(nnx.grad(lambda m: jnp.sum(jnp.tanh(m(x)) ** 2)))(layer)
+
+    _close(nnx.state(grads("onednn")), nnx.state(grads("xla")), 5e-4)
+
+
+@needs_native
+def test_threads_calling_jitted_functions_at_once_get_their_own_results():
+    names = ["1d", "2d_same", "2d_grouped", "3d"]
+    steps = {name: jax.jit(jax.grad(_loss(_op(name, "onednn")), argnums=(0, 1)))
+             for name in names}
+    wanted = {name: jax.grad(_loss(_op(name, "xla")), argnums=(0, 1))(*_operands(name))
+              for name in names}
+
+    def work(name):
+        return [steps[name](*_operands(name)) for _ in range(10)]
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = dict(zip(names, pool.map(work, names)))
+    for name in names:
+        for got in results[name]:
+            _close(got, wanted[name], 5e-4)
