@@ -36,7 +36,8 @@ ShuffleNet starts BatchNorm biases at 1e-4; here zero), and ConvNeXt's layer sca
 A data-derived init of the stem lives here too: `whiten_stem` sets the first conv's filters to
 the principal directions of the training images' patches, scaled to unit variance
 (airbench's patch-PCA whitening, Jordan 2024, arXiv:2404.00498); the training recipe applies it
-(``Recipe.stem_init``), since it needs the data.
+(``Recipe.stem_init``), since it needs the data. So does the identity init of `dirac_blocks`
+(``Recipe.dirac_init``), which starts every spatial conv of the blocks with identity filters.
 """
 
 from __future__ import annotations
@@ -255,3 +256,46 @@ def whiten_stem(model: nnx.Module, images: np.ndarray, eps: float = WHITEN_EPS) 
         raise ValueError(f"stem_init: whitening needs a 2-D conv stem (an HWIO kernel), not a "
                          f"kernel of shape {kernel.shape}")
     conv.kernel[...] = jnp.asarray(whitening_kernel(images, kernel, eps), conv.kernel[...].dtype)
+
+
+def dirac_kernel(kernel: np.ndarray, groups: int) -> np.ndarray:
+    """``kernel`` (``(*k, C_in / groups, C_out)``, odd sizes) with its identity filters set:
+    output ``o`` of group ``g`` (``C_out / groups`` outputs per group) becomes the identity on
+    its group's input ``o mod (C_out / groups)`` where that input exists (a delta at the
+    kernel's centre, zero elsewhere); the other filters are kept. A conv with that kernel, at
+    stride 1 with SAME padding, passes those inputs through unchanged (airbench's partial
+    dirac init; ``torch.nn.init.dirac_``)."""
+    *spatial, in_per_group, features = kernel.shape
+    if any(size % 2 == 0 for size in spatial):
+        raise ValueError(f"dirac_init: a kernel of even size {tuple(spatial)} has no centre")
+    out_per_group = features // groups
+    out = np.array(kernel)
+    centre = tuple(size // 2 for size in spatial)
+    for o in range(features):
+        j = o % out_per_group
+        if j < in_per_group:
+            out[..., o] = 0
+            out[(*centre, j, o)] = 1
+    return out
+
+
+def dirac_blocks(model: nnx.Module) -> int:
+    """Sets identity filters (`dirac_kernel`) in every conv and depthwise conv with a spatial
+    kernel of odd sizes larger than 1 in ``model.blocks``, in place; 1x1s, transposed convs and
+    the stem keep their init. Returns how many layers it set."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None:
+        raise ValueError(f"dirac_init: needs a model with `blocks` (as ConvNet has); "
+                         f"{type(model).__name__} has none")
+    count = 0
+    for _, layer in nnx.iter_modules(blocks):
+        if not isinstance(layer, jnn.Conv | jnn.DepthwiseConv):
+            continue
+        kernel = np.asarray(layer.kernel[...])
+        spatial = kernel.shape[:-2]
+        if all(size == 1 for size in spatial) or any(size % 2 == 0 for size in spatial):
+            continue
+        groups = layer.in_features // kernel.shape[-2]
+        layer.kernel[...] = jnp.asarray(dirac_kernel(kernel, groups), layer.kernel[...].dtype)
+        count += 1
+    return count

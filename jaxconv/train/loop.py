@@ -124,16 +124,20 @@ WHITEN_IMAGES = 5000
 
 
 def prepare(model: nnx.Module, train: Dataset, recipe: Recipe, seed: int) -> nnx.Module:
-    """The model a run with training seed ``seed`` starts from: ``model`` itself, or with
-    ``recipe.stem_init == "whiten"`` a copy whose stem is whitened on the first
-    `WHITEN_IMAGES` images of its training split, normalised as the steps normalise them."""
-    if recipe.stem_init == "model":
+    """The model a run with training seed ``seed`` starts from: ``model`` itself, or a copy
+    with ``recipe.dirac_init``'s identity filters in its blocks and, with ``recipe.stem_init ==
+    "whiten"``, its stem whitened on the first `WHITEN_IMAGES` images of its training split,
+    normalised as the steps normalise them."""
+    if recipe.stem_init == "model" and not recipe.dirac_init:
         return model
-    mean, std = channel_stats(train)
-    kept, _ = split(train, recipe, seed)
-    images = (kept.images[:WHITEN_IMAGES].astype(np.float32) / 255 - mean) / std
     model = nnx.clone(model)
-    block_init.whiten_stem(model, images)
+    if recipe.dirac_init:
+        block_init.dirac_blocks(model)
+    if recipe.stem_init == "whiten":
+        mean, std = channel_stats(train)
+        kept, _ = split(train, recipe, seed)
+        images = (kept.images[:WHITEN_IMAGES].astype(np.float32) / 255 - mean) / std
+        block_init.whiten_stem(model, images)
     return model
 
 

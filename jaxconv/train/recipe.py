@@ -65,6 +65,11 @@ class Recipe:
         `jaxconv.train.loop.WHITEN_IMAGES` training images, whitened, each with its negative
         (`jaxconv.blocks.init.whiten_stem`; airbench's patch-PCA init); filters beyond twice
         the patch size keep the model's init. They are trained from there.
+      dirac_init: before training, every conv and depthwise conv of the model's blocks with a
+        spatial kernel (3x3, 5x5, ...) starts with identity filters: output ``o`` of each
+        group passes its group's input ``o mod (outputs per group)`` through where that input
+        exists, the other filters keep the model's init (`jaxconv.blocks.init.dirac_blocks`;
+        airbench's partial dirac init). 1x1s and the stem keep theirs.
       bn_momentum: the momentum of every BatchNorm's running statistics
         (``stat = m * stat + (1 - m) * batch_stat``); ``None``: each layer's own (0.9 in
         jaxconv's blocks, PyTorch's 0.1).
@@ -112,6 +117,7 @@ class Recipe:
     ema_decay: float = 0.0
     tta: str = "none"
     stem_init: str = "model"
+    dirac_init: bool = False
     bn_momentum: float | None = None
     bn_lr_scale: float = 1.0
     checkpoint_every: int = 0
@@ -163,7 +169,7 @@ class Recipe:
                 self.split_seed, int) or self.split_seed < 0):
             raise ValueError(f"train.split_seed: {self.split_seed!r} must be an int >= 0 or "
                              "null (the training seed)")
-        for name in ("nesterov", "flip"):
+        for name in ("nesterov", "flip", "dirac_init"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"train.{name}: {getattr(self, name)!r} must be true or false")
 

@@ -246,6 +246,7 @@ def test_bn_lr_scale_moves_batchnorm_parameters_by_the_multiplied_rate():
     ("lr_scaling", "sqrt", r"train.lr_scaling: 'sqrt' is not one of none, linear"),
     ("split_seed", "a", r"train.split_seed: 'a' must be an int >= 0 or null"),
     ("stem_init", "pca", r"train.stem_init: 'pca' is not one of model, whiten"),
+    ("dirac_init", "yes", r"train.dirac_init: 'yes' must be true or false"),
     ("policy_version", "1", r"train.policy_version: '1' must be an int or null"),
     ("ema", 0.9, r"train: unknown key 'ema'; valid keys: .*ema_decay"),
 ])
@@ -317,3 +318,41 @@ def test_stem_init_whiten_starts_training_from_the_whitened_stem(tmp_path):
     with pytest.raises(ValueError, match=r"stem_init: whitening needs a model with a `stem` "
                                          r"holding a conv layer; Tiny has none"):
         loop.prepare(Tiny(nnx.Rngs(0)), tr, recipe, 0)
+
+
+@pytest.mark.parametrize(("make", "passed"), [
+    (lambda rngs: jnn.Conv(8, 16, (3, 3), rngs=rngs), list(range(8))),
+    (lambda rngs: jnn.Conv(8, 4, (5, 5), rngs=rngs), list(range(4))),
+    (lambda rngs: jnn.Conv(8, 8, (3, 3), feature_group_count=2, rngs=rngs), list(range(8))),
+    (lambda rngs: jnn.DepthwiseConv(4, (3, 3), depth_multiplier=2, rngs=rngs), [0, 2, 4, 6]),
+])
+def test_dirac_filters_pass_their_inputs_through_and_the_rest_keep_their_init(make, passed):
+    layer = make(nnx.Rngs(0))
+    kernel = np.asarray(layer.kernel[...])
+    groups = layer.in_features // kernel.shape[-2]
+    layer.kernel[...] = jnp.asarray(block_init.dirac_kernel(kernel, groups))
+    x = jax.random.normal(jax.random.key(1), (2, 7, 7, layer.in_features))
+    y = np.asarray(layer(x))
+    sources = [o // (layer.out_features // groups) * kernel.shape[-2]
+               + o % (layer.out_features // groups) for o in passed]
+    np.testing.assert_allclose(y[..., passed], np.asarray(x)[..., sources], atol=1e-6)
+    others = [o for o in range(layer.out_features) if o not in passed]
+    np.testing.assert_array_equal(np.asarray(layer.kernel[...])[..., others],
+                                  kernel[..., others])
+
+
+def test_dirac_init_sets_every_spatial_conv_of_the_blocks_and_nothing_else():
+    model = small_model()
+    before = _params(model)
+    started = loop.prepare(model, data.load("synthetic", "train"),
+                           train.Recipe(dirac_init=True), 0)
+    spatial = [layer for _, layer in nnx.iter_modules(started.blocks)
+               if isinstance(layer, jnn.Conv) and layer.kernel[...].shape[:2] != (1, 1)]
+    assert len(spatial) >= 2
+    for layer in spatial:
+        kernel = np.asarray(layer.kernel[...])
+        assert kernel[1, 1, 0, 0] == 1 and np.count_nonzero(kernel[..., 0]) == 1
+    np.testing.assert_array_equal(started.stem.conv.kernel[...], before["stem"]["conv"]["kernel"]
+                                  [...])
+    np.testing.assert_array_equal(model.blocks[0].conv1.conv.kernel[...],
+                                  before["blocks"][0]["conv1"]["conv"]["kernel"][...])
