@@ -71,7 +71,8 @@ def _from_process_0(names: list[str], pick: str) -> str:
 
 def measure(compute: Callable, spec: ConvSpec, dtype: Any, kernel_shape: tuple[int, ...],
             repeats: int = REPEATS) -> float:
-    """Median milliseconds of one formulation's forward + backward on random inputs."""
+    """Median milliseconds of one formulation's forward + backward on random inputs, compiled
+    with the compiler options of the call's compilation (`ConvSpec.compilation`)."""
     # Concrete arrays and an eager call even while the caller's function is being traced.
     with jax.ensure_compile_time_eval():
         r = np.random.default_rng(0)
@@ -81,7 +82,9 @@ def measure(compute: Callable, spec: ConvSpec, dtype: Any, kernel_shape: tuple[i
         def loss(x, k):
             return jnp.sum(compute(x, k, spec).astype(jnp.float32) ** 2)
 
-        return median_ms(jax.jit(jax.grad(loss, argnums=(0, 1))), (x, k), repeats)
+        options = dict(spec.compilation.compiler_options) or None
+        step = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=options)
+        return median_ms(step, (x, k), repeats)
 
 
 def fastest(op: str, table: Mapping[str, Formulation], spec: ConvSpec,

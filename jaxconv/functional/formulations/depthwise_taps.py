@@ -67,9 +67,9 @@ def chunk_size(batch: int, image_bytes: int) -> int:
 
 def _batch_shards(batch: int, spec: ConvSpec) -> int:
     """How many equal shards the compilation splits the batch into (1 when they do not divide
-    ``batch``)."""
+    ``batch``, or when the batch is symbolic)."""
     shards = spec.compilation.batch_shards
-    return shards if batch and batch % shards == 0 else 1
+    return shards if isinstance(batch, int) and batch and batch % shards == 0 else 1
 
 
 def _input_grad_taps(dy: Array, kernel: Array, spec: ConvSpec) -> Array | None:
@@ -152,8 +152,9 @@ def _grads(x: Array | None, kernel: Array | None, dy: Array, spec: ConvSpec
         acc_dtype)
     # per-chunk work grows with the taps: 3x3 measured best at 1 MiB of input, 7x7 at 1/4 of it
     image_bytes = math.prod(spec.input_shape[1:]) * dy.dtype.itemsize * multiplier * count // 9
-    chunk = chunk_size(batch // shards, image_bytes)
-    steps = batch // shards // chunk if chunk else 1
+    # a symbolic batch (an export for any batch) is one pass: its chunks cannot be sized
+    chunk = chunk_size(batch // shards, image_bytes) if isinstance(batch, int) else batch
+    steps = batch // shards // chunk if isinstance(batch, int) and chunk else 1
     if steps <= 1:
         dk, dx = step(dk0, x, dy)
     else:

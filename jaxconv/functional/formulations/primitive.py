@@ -58,8 +58,28 @@ class Backward:
 
 
 def _out_aval(x, spec: ConvSpec):
+    """The conv's output type: the input's, batch, sharding and manual axes included, with the
+    output's spatial shape, channels and dtype (``bind`` gave both operands the same manual
+    axes)."""
     dtype = spec.preferred_element_type or x.dtype
-    return jax.core.ShapedArray((x.shape[0], *spec.output_shape[1:]), dtype)
+    return x.update(shape=(x.shape[0], *spec.output_shape[1:]), dtype=jax.numpy.dtype(dtype),
+                    weak_type=False)
+
+
+def _varying(a) -> frozenset:
+    """The manual mesh axes ``a`` varies over inside `jax.shard_map` (none outside)."""
+    kind = getattr(jax.typeof(a), "manual_axis_type", None)
+    return frozenset(kind.varying) if kind is not None else frozenset()
+
+
+def _vary_alike(*operands):
+    """The operands, each made to vary over every manual axis any of them varies over (as
+    JAX's own binary primitives require inside `jax.shard_map`); the transpose of that cast
+    sums a kernel's gradient over the devices."""
+    axes = frozenset().union(*map(_varying, operands))
+    return tuple(a if _varying(a) == axes else
+                 lax.pcast(a, tuple(sorted(axes - _varying(a))), to="varying")
+                 for a in operands)
 
 
 def _is_zero(t) -> bool:
@@ -82,6 +102,7 @@ def bilinear_primitive(name: str, forward: Callable[[Array, Array, ConvSpec], Ar
     pair = Primitive(f"jaxconv_{name}_pair")
 
     def bind(x, kernel, spec):
+        x, kernel = _vary_alike(x, kernel)
         return conv.bind(x, kernel, spec=spec.with_batch(x.shape[0]))
 
     def pair_forward(dx, dk, x, kernel, spec):
@@ -90,10 +111,10 @@ def bilinear_primitive(name: str, forward: Callable[[Array, Array, ConvSpec], Ar
     # evaluation, shapes and lowering
     conv.def_abstract_eval(lambda x, kernel, *, spec: _out_aval(x, spec))
     pair.def_abstract_eval(lambda dx, dk, x, kernel, *, spec: _out_aval(x, spec))
-    jitted = jax.jit(lambda x, kernel, spec: conv.bind(x, kernel, spec=spec), static_argnums=2)
+    # outside any trace: one compiled call (the forward itself under ``jax.disable_jit``)
+    jitted = jax.jit(forward, static_argnums=2)
     conv.def_impl(lambda x, kernel, *, spec: jitted(x, kernel, spec))
-    jitted_pair = jax.jit(lambda dx, dk, x, kernel, spec: pair.bind(dx, dk, x, kernel, spec=spec),
-                          static_argnums=4)
+    jitted_pair = jax.jit(pair_forward, static_argnums=4)
     pair.def_impl(lambda dx, dk, x, kernel, *, spec: jitted_pair(dx, dk, x, kernel, spec))
     mlir.register_lowering(conv, mlir.lower_fun(
         lambda x, kernel, *, spec: forward(x, kernel, spec), multiple_results=False))
@@ -155,7 +176,8 @@ def bilinear_primitive(name: str, forward: Callable[[Array, Array, ConvSpec], Ar
         size = x.shape[bx] if bx is not None else kernel.shape[bk]
         if bk is None:
             xm = _merge(x, bx)
-            return _split(conv.bind(xm, kernel, spec=spec.with_batch(xm.shape[0])), size), 0
+            y = conv.bind(xm, kernel, spec=spec.with_batch(xm.shape[0]))
+            return _split(y, size, x.shape[1 if bx == 0 else 0]), 0
         x, kernel = _at_front(x, bx, size), _at_front(kernel, bk, size)
         return lax.map(lambda a: bind(a[0], a[1], spec), (x, kernel)), 0
 
@@ -163,9 +185,10 @@ def bilinear_primitive(name: str, forward: Callable[[Array, Array, ConvSpec], Ar
         (dx, dk, x, kernel), (bdx, bdk, bx, bk) = args, dims
         size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
         if bdk is None and bk is None:
-            dxm, xm = _merge(_at_front(dx, bdx, size), 0), _merge(_at_front(x, bx, size), 0)
-            y = pair.bind(dxm, dk, xm, kernel, spec=spec.with_batch(xm.shape[0]))
-            return _split(y, size), 0
+            dx, x = _at_front(dx, bdx, size), _at_front(x, bx, size)
+            y = pair.bind(_merge(dx, 0), dk, _merge(x, 0), kernel,
+                          spec=spec.with_batch(size * x.shape[1]))
+            return _split(y, size, x.shape[1]), 0
         front = tuple(_at_front(a, d, size) for a, d in zip(args, dims))
         return lax.map(lambda a: pair.bind(*a, spec=spec.with_batch(a[2].shape[0])), front), 0
 
@@ -181,6 +204,6 @@ def _merge(x: Array, dim: int) -> Array:
     return x.reshape((x.shape[0] * x.shape[1], *x.shape[2:]))
 
 
-def _split(y: Array, size: int) -> Array:
+def _split(y: Array, size: int, batch: int) -> Array:
     """The inverse of `_merge` on the conv's output: the mapped axis first."""
-    return y.reshape((size, y.shape[0] // size, *y.shape[1:]))
+    return y.reshape((size, batch, *y.shape[1:]))

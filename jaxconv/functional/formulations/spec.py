@@ -50,7 +50,8 @@ class Compilation:
             options = options.items()
         object.__setattr__(self, "compiler_options",
                            tuple(sorted((str(k), str(v)) for k, v in options)))
-        if not isinstance(self.batch_shards, int) or self.batch_shards < 1:
+        shards = self.batch_shards
+        if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
             raise ValueError(f"Compilation: batch_shards={self.batch_shards!r}; expected a "
                              "positive int (the number of devices the batch is split over)")
 
