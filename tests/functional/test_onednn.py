@@ -141,8 +141,9 @@ def test_configurations_it_cannot_express_are_refused_with_the_reason():
     x, k = _operands("2d_same")
     with pytest.raises(ValueError, match=r"onednn.*input_dilation"):
         F.conv(x, k, input_dilation=2, impl="onednn")
-    cropping = ConvSpec((2, 9, 10, 8), (3, 3, 8, 12), (1, 1), ((-1, 0), (1, 1)), (1, 1),
-                        (1, 1), 1)
+    cropping = ConvSpec(input_shape=(2, 9, 10, 8), kernel_shape=(3, 3, 8, 12), strides=(1, 1),
+                        padding=((-1, 0), (1, 1)), input_dilation=(1, 1),
+                        kernel_dilation=(1, 1), feature_group_count=1)
     assert "negative padding" in unsupported_onednn(cropping)
 
 
