@@ -21,6 +21,7 @@ import yaml
 
 from jaxconv.analysis.tables import markdown_table
 from jaxconv.experiment import provenance
+from jaxconv.train import Recipe
 from jaxconv.tuning.files import atomic_write_bytes, atomic_write_text
 
 COLUMNS = ("variant", "params", "macs", "xla_flops", "train_time_s", "images_per_second",
@@ -61,6 +62,9 @@ def settings(config: Mapping[str, Any] | None) -> list[str]:
     lines = [f"- precision: {dtype} forward and backward passes" + (
         "; float32 parameters, optimizer state, BatchNorm statistics and loss"
         if dtype != "float32" else "")]
+    levers = lever_settings(config.get("train", {}))
+    if levers:
+        lines.append(f"- recipe levers: {levers}")
     for variant in config.get("variants", []):
         model = variant.get("model", {})
         parts = [f"init {model.get('init', 'reference')}"]
@@ -72,6 +76,22 @@ def settings(config: Mapping[str, Any] | None) -> list[str]:
             parts.append(f"dropout {model['dropout']} before the head")
         lines.append(f"- {variant.get('name', '?')}: {', '.join(parts)}")
     return lines
+
+
+#: Recipe fields that change how a run trains or is evaluated beyond the basic recipe; the
+#: report names those a study sets away from their defaults.
+LEVERS = ("lr_scaling", "reference_batch_size", "bn_lr_scale", "bn_momentum", "cutout_rate",
+          "cutout_size", "ema_decay", "tta", "stem_init", "dirac_init", "split_seed",
+          "policy_version")
+
+
+def lever_settings(train_config: Mapping[str, Any]) -> str:
+    """The `LEVERS` a resolved ``train`` section sets away from the `jaxconv.train.Recipe`
+    defaults, as ``key value`` pairs (empty when none is)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}
+    changed = [f"{key} {train_config[key]}" for key in LEVERS
+               if key in train_config and train_config[key] != defaults[key]]
+    return ", ".join(changed)
 
 
 def results(run_dir: pathlib.Path) -> list[dict[str, Any]]:

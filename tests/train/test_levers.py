@@ -356,3 +356,11 @@ def test_dirac_init_sets_every_spatial_conv_of_the_blocks_and_nothing_else():
                                   [...])
     np.testing.assert_array_equal(model.blocks[0].conv1.conv.kernel[...],
                                   before["blocks"][0]["conv1"]["conv"]["kernel"][...])
+
+
+def test_the_report_names_the_levers_a_study_sets():
+    plain = experiment.report.settings({"train": {"ema_decay": 0.0, "tta": "none"}})
+    assert not any("levers" in line for line in plain)
+    lines = experiment.report.settings({"train": {"ema_decay": 0.99, "tta": "flip",
+                                                  "split_seed": 0, "epochs": 30}})
+    assert "- recipe levers: ema_decay 0.99, tta flip" in lines
