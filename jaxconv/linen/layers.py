@@ -3,7 +3,9 @@
 `Conv` has ``flax.linen.Conv``'s fields (names, defaults, parameter names and shapes), plus
 ``padding_mode``, ``impl`` and Keras's ``data_format``. Input channels are inferred from the
 input, as in Linen. Every layer calls the same `jaxconv.functional` op as its NNX twin: no conv
-arithmetic lives here.
+arithmetic lives here. Every layer also has a ``compilation`` field, the op's argument of that
+name (`jaxconv.functional.Compilation`: the compiler options and batch shards of the program the
+layer is traced into), which `jaxconv.nnx.set_compilation` sets on NNX layers.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class Conv(nn.Module):
     padding_mode: str = "zeros"
     impl: ImplLike = "auto"
     data_format: str = "channels_last"
+    compilation: functional.Compilation | None = None
 
     @nn.compact
     @layer_args.channels_first_aware
@@ -94,7 +97,8 @@ class Conv(nn.Module):
                                padding_mode=self.padding_mode, input_dilation=self.input_dilation,
                                kernel_dilation=self.kernel_dilation,
                                feature_group_count=self.feature_group_count,
-                               precision=self.precision, impl=impl)
+                               precision=self.precision, impl=impl,
+                               compilation=self.compilation)
 
 
 class Pointwise(nn.Module):
@@ -112,6 +116,7 @@ class Pointwise(nn.Module):
     promote_dtype: Callable = dtypes.promote_dtype
     impl: ImplLike = "auto"
     data_format: str = "channels_last"
+    compilation: functional.Compilation | None = None
 
     @nn.compact
     @layer_args.channels_first_aware
@@ -125,7 +130,8 @@ class Pointwise(nn.Module):
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         return functional.pointwise(inputs, kernel, bias, strides=strides,
                                     feature_group_count=self.feature_group_count,
-                                    precision=self.precision, impl=self.impl)
+                                    precision=self.precision, impl=self.impl,
+                                    compilation=self.compilation)
 
 
 class DepthwiseConv(nn.Module):
@@ -147,6 +153,7 @@ class DepthwiseConv(nn.Module):
     promote_dtype: Callable = dtypes.promote_dtype
     impl: ImplLike = "auto"
     data_format: str = "channels_last"
+    compilation: functional.Compilation | None = None
 
     @nn.compact
     @layer_args.channels_first_aware
@@ -161,7 +168,8 @@ class DepthwiseConv(nn.Module):
                                          padding=self.padding, padding_mode=self.padding_mode,
                                          kernel_dilation=self.kernel_dilation,
                                          depth_multiplier=self.depth_multiplier,
-                                         precision=self.precision, impl=self.impl)
+                                         precision=self.precision, impl=self.impl,
+                                         compilation=self.compilation)
 
 
 class SeparableConv(nn.Module):
@@ -184,6 +192,7 @@ class SeparableConv(nn.Module):
     promote_dtype: Callable = dtypes.promote_dtype
     impl: ImplLike = "auto"
     data_format: str = "channels_last"
+    compilation: functional.Compilation | None = None
 
     @nn.compact
     @layer_args.channels_first_aware
@@ -199,7 +208,8 @@ class SeparableConv(nn.Module):
         return functional.separable_conv(inputs, dk, pk, bias, strides=self.strides,
                                          padding=self.padding, padding_mode=self.padding_mode,
                                          kernel_dilation=self.kernel_dilation,
-                                         precision=self.precision, impl=self.impl)
+                                         precision=self.precision, impl=self.impl,
+                                         compilation=self.compilation)
 
 
 class ConvTranspose(nn.Module):
@@ -223,6 +233,7 @@ class ConvTranspose(nn.Module):
     promote_dtype: Callable = dtypes.promote_dtype
     impl: str = "auto"
     data_format: str = "channels_last"
+    compilation: functional.Compilation | None = None
 
     @nn.compact
     @layer_args.channels_first_aware
@@ -237,4 +248,5 @@ class ConvTranspose(nn.Module):
                                          padding=self.padding, output_padding=self.output_padding,
                                          kernel_dilation=self.kernel_dilation,
                                          feature_group_count=self.feature_group_count,
-                                         precision=self.precision, impl=self.impl)
+                                         precision=self.precision, impl=self.impl,
+                                         compilation=self.compilation)

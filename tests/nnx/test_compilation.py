@@ -79,3 +79,18 @@ def test_the_old_context_managers_warn_and_change_nothing():
         assert jnp.array_equal(F.depthwise_conv(x, k), expected)
     with pytest.warns(DeprecationWarning, match="in_forward_mode_ad"):
         assert F.in_forward_mode_ad() is False
+
+
+def test_linen_layers_take_a_compilation_field(avx2):
+    from jaxconv import linen as jl
+
+    x = jnp.ones((2, 8, 8, 16))
+
+    def kernel_ranks(layer):
+        params = layer.init(jax.random.key(0), x)
+        jaxpr = jax.make_jaxpr(layer.apply)(params, x)
+        return {len(eqn.params["spec"].kernel_shape) for eqn in jaxpr.jaxpr.eqns
+                if eqn.primitive.name == "jaxconv_canonical"}
+
+    assert kernel_ranks(jl.Conv(16, (3, 3))) == {3}
+    assert kernel_ranks(jl.Conv(16, (3, 3), compilation=YNN_OFF)) == {4}
