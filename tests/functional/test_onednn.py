@@ -73,6 +73,50 @@ def test_values_and_both_gradients_equal_xla(name):
            jax.grad(_loss(ref), argnums=(0, 1))(x, k), 5e-4)
 
 
+def _random_config(seed):
+    """A random conv: rank 1-3, groups or depthwise with a multiplier, kernels up to 4, strides
+    up to 3, dilation up to 2 and padding up to 4 on each side (often wider than the window)."""
+    r = np.random.default_rng(seed)
+    rank, groups = int(r.integers(1, 4)), int(r.choice([1, 2, 3]))
+    c_in, c_out = groups * int(r.integers(1, 4)), groups * int(r.integers(1, 4))
+    if r.random() < 0.3:
+        groups, c_in, c_out = c_in, c_in, c_in * int(r.integers(1, 3))
+    kernel = (*(int(v) for v in r.integers(1, 5, rank)), c_in // groups, c_out)
+    x_shape = (int(r.integers(1, 3)), *(int(v) for v in r.integers(1, 9, rank)), c_in)
+    args = dict(strides=tuple(int(v) for v in r.integers(1, 4, rank)),
+                kernel_dilation=tuple(int(v) for v in r.integers(1, 3, rank)),
+                padding=tuple((int(a), int(b)) for a, b in r.integers(0, 5, (rank, 2))),
+                feature_group_count=groups)
+    return r.standard_normal(x_shape), r.standard_normal(kernel), args
+
+
+def _has_output(seed):
+    x, k, args = _random_config(seed)
+    try:
+        F.plan(x.shape, k.shape, impl="xla", **args)
+    except ValueError:
+        return False
+    return True
+
+
+#: The first ten seeds whose conv has an output.
+SEEDS = [seed for seed in range(30) if _has_output(seed)][:10]
+
+
+@needs_native
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_configurations_equal_xla(seed):
+    x, k, args = _random_config(seed)
+    x, k = jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32)
+
+    def ours_and_grads(impl):
+        def op(x, k):
+            return F.conv(x, k, impl=impl, **args)
+        return op(x, k), jax.grad(_loss(op), argnums=(0, 1))(x, k)
+
+    _close(jax.jit(ours_and_grads, static_argnums=0)("onednn"), ours_and_grads("xla"), 5e-4)
+
+
 @needs_native
 @pytest.mark.parametrize("name", ["1d", "2d_stride2_asym", "2d_depthwise_stride2", "3d"])
 def test_transforms_compose(name):
