@@ -134,6 +134,9 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     train_def, _, _ = nnx.split(model, nnx.Param, ...)
     model.eval()
     eval_def, _, _ = nnx.split(model, nnx.Param, ...)
+    # the trained model `merge` hands out runs in its users' programs, not in these steps
+    jnn.set_compilation(model, None)
+    plain_def, _, _ = nnx.split(model, nnx.Param, ...)
     tx = recipe.optimizer_fn(steps_per_epoch, norm_mask=norm_mask(model))
     mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
     augmenting = recipe.crop_padding > 0 or recipe.flip or recipe.cutout_rate > 0
@@ -190,7 +193,7 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
 
     def merge(state: TrainState) -> nnx.Module:
         # the parameters evaluated: their moving average where the recipe keeps one
-        return nnx.merge(eval_def, ema_params(recipe, state.params, state.opt_state),
+        return nnx.merge(plain_def, ema_params(recipe, state.params, state.opt_state),
                          state.rest)
 
     def train_many(state: TrainState, images, labels, index, active):

@@ -94,3 +94,17 @@ def test_linen_layers_take_a_compilation_field(avx2):
 
     assert kernel_ranks(jl.Conv(16, (3, 3))) == {3}
     assert kernel_ranks(jl.Conv(16, (3, 3), compilation=YNN_OFF)) == {4}
+
+
+def test_the_trained_model_is_handed_out_without_the_engines_compilation():
+    import numpy as np
+
+    from jaxconv import train
+    from jaxconv.train import step as step_lib
+
+    model = nnx.Sequential(jnn.Conv(1, 4, (3, 3), rngs=nnx.Rngs(0)))
+    steps = step_lib.build(model, train.Recipe(batch_size=8, compile_options="tuned"),
+                           steps_per_epoch=1, num_classes=4, mean=np.zeros(1), std=np.ones(1))
+    trained = steps.merge(steps.init(model, 0))
+    assert trained.layers[0].compilation is None
+    assert getattr(model.layers[0], "compilation", None) is None     # the caller's, untouched
