@@ -44,7 +44,7 @@ _TARGET = {FORWARD: "jaxconv_onednn_conv_forward",
 #: Each map as ``lax`` code: the lowering off the CPU and under `jax.export`.
 _LAX = {FORWARD: xla,
         BACKWARD_DATA: _input_grad,
-        BACKWARD_WEIGHTS: lambda x, dy, spec: _kernel_grad(x, dy, spec)}
+        BACKWARD_WEIGHTS: _kernel_grad}
 
 _conv = Primitive("jaxconv_onednn")
 
