@@ -17,9 +17,14 @@ def atomic_write_bytes(path: pathlib.Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False,
                                      prefix=f".{path.name}.", suffix=".tmp") as tmp:
-        tmp.write(content)
-        tmp.flush()
-        os.fsync(tmp.fileno())
+        try:
+            tmp.write(content)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
     os.replace(tmp.name, path)
 
 
