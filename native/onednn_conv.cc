@@ -119,7 +119,8 @@ struct Entry {
   size_t scratchpad_bytes = 0;
 };
 
-dnnl::convolution_forward::primitive_desc ForwardDesc(const Config& c, const dnnl::memory::desc& src,
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Config& c,
+                                                      const dnnl::memory::desc& src,
                                                       const dnnl::memory::desc& dst,
                                                       const dnnl::primitive_attr& attr) {
   const auto any = dnnl::memory::desc(KernelDesc(c.kernel, c.args.groups).get_dims(), dt::f32,
@@ -223,7 +224,9 @@ using Bytes = std::unique_ptr<void, Freed>;
 
 Bytes Allocate(size_t bytes) {
   if (bytes == 0) return Bytes(nullptr);
-  return Bytes(std::aligned_alloc(64, (bytes + 63) / 64 * 64));
+  void* memory = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (memory == nullptr) throw std::bad_alloc();
+  return Bytes(memory);
 }
 
 // Runs one configuration on buffers: `input` and `output` are the activations of the forward
@@ -264,7 +267,11 @@ ffi::Error Run(const Config& config, void* input, void* kernel, void* output) {
     return ffi::Error(ffi::ErrorCode::kInternal,
                       std::string("jaxconv oneDNN convolution: ") + e.what());
   } catch (const std::bad_alloc&) {
-    return ffi::Error(ffi::ErrorCode::kResourceExhausted, "jaxconv oneDNN convolution: out of memory");
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted,
+                      "jaxconv oneDNN convolution: out of memory");
+  } catch (const std::exception& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal,
+                      std::string("jaxconv oneDNN convolution: ") + e.what());
   }
 }
 
