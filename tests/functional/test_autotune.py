@@ -14,14 +14,6 @@ from jaxconv.functional import autotune
 from jaxconv.tuning import cache as cache_lib
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    path = tmp_path / "autotune.json"
-    monkeypatch.setenv(autotune.CACHE_ENV, str(path))
-    monkeypatch.setattr(autotune, "REPEATS", 1)
-    return path
-
-
 def _inputs():
     r = np.random.default_rng(0)
     return (jnp.asarray(r.standard_normal((2, 6, 6, 4)), jnp.float32),

@@ -6,19 +6,10 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxconv import functional as F
 from jaxconv.functional import autotune
 from jaxconv.tuning import cache as cache_lib
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    path = tmp_path / "autotune.json"
-    monkeypatch.setenv(autotune.CACHE_ENV, str(path))
-    monkeypatch.setattr(autotune, "REPEATS", 1)
-    return path
 
 
 def _inputs(dtype=jnp.float32):

@@ -16,6 +16,7 @@ from jaxconv.functional.formulations.spec import (
     accumulator,
     padded_view,
     taps,
+    unsupported_lax_extras,
     zero_pad,
 )
 from jaxconv.typing import Array
@@ -32,11 +33,7 @@ def unsupported_shift(spec: ConvSpec) -> str | None:
     if not spec.is_depthwise:
         return (f"not depthwise (feature_group_count={spec.feature_group_count}, "
                 f"{spec.in_channels} input channels)")
-    if any(d != 1 for d in spec.input_dilation):
-        return f"input_dilation={spec.input_dilation}"
-    if spec.preferred_element_type is not None:
-        return f"preferred_element_type={spec.preferred_element_type}"
-    return None
+    return unsupported_lax_extras(spec)
 
 
 def _forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:

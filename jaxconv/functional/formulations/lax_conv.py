@@ -9,7 +9,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxconv.functional.formulations.primitive import Backward, bilinear_primitive
-from jaxconv.functional.formulations.spec import ConvSpec, dimension_numbers, is_empty
+from jaxconv.functional.formulations.spec import (
+    ConvSpec,
+    dimension_numbers,
+    is_empty,
+    unsupported_lax_extras,
+)
 from jaxconv.typing import Array
 
 
@@ -89,11 +94,7 @@ _canonical = bilinear_primitive("canonical", xla, Backward(_input_grad, _kernel_
 
 
 def unsupported_canonical(spec: ConvSpec) -> str | None:
-    if any(d != 1 for d in spec.input_dilation):
-        return f"input_dilation={spec.input_dilation}"
-    if spec.preferred_element_type is not None:
-        return f"preferred_element_type={spec.preferred_element_type}"
-    return None
+    return unsupported_lax_extras(spec)
 
 
 def canonical(x: Array, kernel: Array, spec: ConvSpec) -> Array:

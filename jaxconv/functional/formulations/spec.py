@@ -216,6 +216,16 @@ def unsupported_input_dilation(spec: ConvSpec) -> str | None:
     return None
 
 
+def unsupported_lax_extras(spec: ConvSpec) -> str | None:
+    """Why a formulation of plain, same-dtype convolutions cannot take ``spec``: input
+    dilation or a ``preferred_element_type``."""
+    if any(d != 1 for d in spec.input_dilation):
+        return f"input_dilation={spec.input_dilation}"
+    if spec.preferred_element_type is not None:
+        return f"preferred_element_type={spec.preferred_element_type}"
+    return None
+
+
 def unsupported_dense(spec: ConvSpec, what: str) -> str | None:
     """Why a formulation for dense convs without input dilation (``what``) cannot take
     ``spec``."""
