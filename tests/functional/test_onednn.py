@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec
 
 from jaxconv import functional as F
 from jaxconv.functional.formulations import ConvSpec
@@ -255,3 +256,45 @@ def test_threads_calling_jitted_functions_at_once_get_their_own_results():
     for name in names:
         for got in results[name]:
             _close(got, wanted[name], 5e-4)
+
+
+@needs_native
+def test_runs_with_jit_disabled():
+    x, k = _operands("2d_stride2_asym")
+    ours, ref = _op("2d_stride2_asym", "onednn"), _op("2d_stride2_asym", "xla")
+    with jax.disable_jit():
+        got = ours(x, k), jax.grad(_loss(ours), argnums=(0, 1))(x, k)
+    _close(got, (ref(x, k), jax.grad(_loss(ref), argnums=(0, 1))(x, k)), 5e-4)
+
+
+@needs_native
+def test_shard_map_tracks_the_varying_batch_and_calls_onednn():
+    """Inside `jax.shard_map` each device runs its part of the batch through oneDNN; the output
+    varies over the mesh axis (a replicated out_spec is refused) and the kernel gradient is
+    summed over the devices."""
+    x, k = _operands("2d_grouped")
+    ours, ref = _op("2d_grouped", "onednn"), _op("2d_grouped", "xla")
+    mesh = jax.make_mesh((1,), ("d",), axis_types=(jax.sharding.AxisType.Auto,))
+    data, whole = PartitionSpec("d"), PartitionSpec()
+
+    def sharded(fn, out_specs):
+        return jax.shard_map(fn, mesh=mesh, in_specs=(data, whole), out_specs=out_specs)
+
+    _close(sharded(ours, data)(x, k), ref(x, k))
+    with pytest.raises(ValueError, match="out_specs"):
+        sharded(ours, whole)(x, k)
+
+    def loss(fn):
+        return sharded(lambda x, k: jax.lax.psum(_loss(fn)(x, k), "d"), whole)
+
+    step = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))
+    _close(step(x, k), jax.grad(loss(ref), argnums=(0, 1))(x, k), 5e-4)
+    assert "@jaxconv_onednn_conv_backward_weights(" in step.lower(x, k).as_text()
+
+
+@needs_native
+def test_vmap_over_an_empty_axis():
+    x, k = _operands("2d_same")
+    empty = jnp.zeros((0, *x.shape))
+    assert jax.vmap(lambda x: F.conv(x, k, impl="onednn"))(empty).shape == \
+        jax.vmap(lambda x: F.conv(x, k, impl="xla"))(empty).shape

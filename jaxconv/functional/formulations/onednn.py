@@ -30,6 +30,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from jaxconv.functional.formulations.lax_conv import _input_grad, _kernel_grad, xla
+from jaxconv.functional.formulations.primitive import _vary_alike
 from jaxconv.functional.formulations.spec import ConvSpec, is_empty
 from jaxconv.tuning import native
 from jaxconv.typing import Array
@@ -51,19 +52,22 @@ _conv = Primitive("jaxconv_onednn")
 
 def _bind(op: str, a: Array, b: Array, spec: ConvSpec) -> Array:
     """One of the three maps; its first operand carries the batch in every one."""
+    a, b = _vary_alike(a, b)
     return _conv.bind(a, b, op=op, spec=spec.with_batch(a.shape[0]))
 
 
 def _out_aval(a, b, *, op: str, spec: ConvSpec):
+    """The map's output type: the first operand's (sharding and `jax.shard_map`'s manual axes
+    included, which `_bind` gave both operands) with the output's shape."""
     shape = {FORWARD: (a.shape[0], *spec.output_shape[1:]),
              BACKWARD_DATA: (a.shape[0], *spec.input_shape[1:]),
              BACKWARD_WEIGHTS: spec.kernel_shape}[op]
-    return jax.core.ShapedArray(tuple(shape), a.dtype)
+    return a.update(shape=tuple(shape), weak_type=False)
 
 
 def _native(op: str, a: Array, b: Array, spec: ConvSpec) -> Array:
     """The FFI call of one map."""
-    out = _out_aval(a, b, op=op, spec=spec)
+    out = _out_aval(jax.typeof(a), b, op=op, spec=spec)
     return jax.ffi.ffi_call(_TARGET[op], jax.ShapeDtypeStruct(out.shape, out.dtype))(
         a, b, strides=np.asarray(spec.strides, np.int64),
         dilation=np.asarray(spec.kernel_dilation, np.int64),
@@ -72,10 +76,24 @@ def _native(op: str, a: Array, b: Array, spec: ConvSpec) -> Array:
         groups=np.int64(spec.feature_group_count))
 
 
+def _evaluate(a: Array, b: Array, op: str, spec: ConvSpec, on_cpu: bool) -> Array:
+    """One map outside any trace, without binding the primitive again (so it also runs under
+    ``jax.disable_jit``): the FFI call on the CPU, ``lax`` elsewhere."""
+    if on_cpu and native.available():
+        return _native(op, a, b, spec)
+    return _LAX[op](a, b, spec)
+
+
+_jitted = jax.jit(_evaluate, static_argnums=(2, 3, 4))
+
+
+def _impl(a, b, *, op: str, spec: ConvSpec):
+    devices = a.devices() if hasattr(a, "devices") else {jax.devices()[0]}
+    return _jitted(a, b, op, spec, all(d.platform == "cpu" for d in devices))
+
+
 _conv.def_abstract_eval(_out_aval)
-_jitted = jax.jit(lambda a, b, op, spec: _conv.bind(a, b, op=op, spec=spec),
-                  static_argnums=(2, 3))
-_conv.def_impl(lambda a, b, *, op, spec: _jitted(a, b, op, spec))
+_conv.def_impl(_impl)
 
 _lax_lowering = mlir.lower_fun(lambda a, b, *, op, spec: _LAX[op](a, b, spec),
                                multiple_results=False)
@@ -106,7 +124,7 @@ def _jvp(primals, tangents, *, op, spec):
     terms = ([] if _is_zero(da) else [_bind(op, da, b, spec)]) + \
             ([] if _is_zero(db) else [_bind(op, a, db, spec)])
     if not terms:
-        return y, ad.Zero(jax.core.get_aval(y).to_tangent_aval())
+        return y, ad.Zero(jax.typeof(y).to_tangent_aval())
     return y, terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
 
@@ -140,9 +158,9 @@ def _batch(args, dims, *, op, spec):
     size = a.shape[da] if da is not None else b.shape[db]
     if db is None and op != BACKWARD_WEIGHTS:
         moved = jnp.moveaxis(a, da, 0)
-        merged = moved.reshape((size * moved.shape[1], *moved.shape[2:]))
-        y = _bind(op, merged, b, spec)
-        return y.reshape((size, y.shape[0] // size, *y.shape[1:])), 0
+        batch = moved.shape[1]
+        y = _bind(op, moved.reshape((size * batch, *moved.shape[2:])), b, spec)
+        return y.reshape((size, batch, *y.shape[1:])), 0
     a, b = batching.bdim_at_front(a, da, size), batching.bdim_at_front(b, db, size)
     return lax.map(lambda pair: _bind(op, pair[0], pair[1], spec), (a, b)), 0
 
