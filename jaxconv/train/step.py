@@ -181,8 +181,12 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
         return TrainState(params, rest, opt_state, state.step + 1, state.key), \
             _metrics(loss, accuracy, finite)
 
+    def evaluated(state: TrainState):
+        # the parameters evaluated: their moving average where the recipe keeps one
+        return ema_params(recipe, state.params, state.opt_state)
+
     def evaluate(state: TrainState, images, labels, weight):
-        module = merge(state)
+        module = nnx.merge(eval_def, evaluated(state), state.rest)
         views = [module(normalize(view, mean, std).astype(compute)).astype(jnp.float32)
                  for view in tta_views(images, recipe.tta)]
         logits = views[0] if len(views) == 1 else sum(views[1:], views[0]) / len(views)
@@ -192,9 +196,7 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
                 "count": jnp.sum(weight)}
 
     def merge(state: TrainState) -> nnx.Module:
-        # the parameters evaluated: their moving average where the recipe keeps one
-        return nnx.merge(plain_def, ema_params(recipe, state.params, state.opt_state),
-                         state.rest)
+        return nnx.merge(plain_def, evaluated(state), state.rest)
 
     def train_many(state: TrainState, images, labels, index, active):
         def run(state, rows):
