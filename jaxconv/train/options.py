@@ -36,7 +36,7 @@ REPEATS = 3
 #: The recorded choices that change a run's numbers; a resume must match them all. Of
 #: ``XLA_FLAGS`` (recorded whole) only the flag known to change the numbers is compared, the one
 #: that says what YNNPACK takes: others, such as a forced device count, may differ.
-COMPARED = ("option_set", "compiler_options", "ynnpack_flag", "autotune")
+COMPARED = ("option_set", "compiler_options", "ynnpack_flag", "autotune", "policy_version")
 
 
 def option_sets(backend: str | None = None) -> dict[str, dict[str, str]]:
@@ -107,6 +107,8 @@ def describe(recorded: Mapping[str, Any]) -> str:
         parts.append(f"XLA_FLAGS {recorded['xla_flags'] or '(none)'!r}")
     if "autotune" in recorded:
         parts.append(f"autotune {'on' if recorded['autotune'] else 'off'}")
+    if "policy_version" in recorded:
+        parts.append(f"formulation policy version {recorded['policy_version']}")
     return ", ".join(parts)
 
 
@@ -129,7 +131,8 @@ def check_resume(recorded: Mapping[str, Any] | None, current: Mapping[str, Any],
             f"under {describe(current)} (differs in {', '.join(differ)}); a resume under "
             "other choices would not give the numbers of an uninterrupted run. Resume it where "
             "they resolve as before (the same train.compile_options, YNNPACK flag in XLA_FLAGS, "
-            "JAXCONV_AUTOTUNE and machine class), or train it afresh in another folder")
+            "JAXCONV_AUTOTUNE, machine class and formulation policy version), or train it "
+            "afresh in another folder")
 
 
 def time_step(step: Callable, state: Any, batch: tuple, repeats: int = REPEATS) -> float:

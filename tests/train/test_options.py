@@ -81,6 +81,10 @@ def test_a_resume_under_other_choices_names_both(monkeypatch):
         options.check_resume(tuned, dict(tuned, autotune=True), "run")
     with pytest.raises(ValueError, match=r"differs in ynnpack_flag"):
         options.check_resume(tuned, dict(tuned, ynnpack_flag="-individual_dot"), "run")
+    with pytest.raises(ValueError, match=r"formulation policy version 1 and .* version 2 "
+                                         r"\(differs in policy_version\)"):
+        options.check_resume(dict(tuned, policy_version=1), dict(tuned, policy_version=2),
+                             "run")
     # a flag that does not change the numbers, such as a forced device count, may differ
     options.check_resume(tuned, dict(tuned, xla_flags="--xla_force_host_platform_device_count=1"),
                          "run")
