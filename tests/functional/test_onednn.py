@@ -6,6 +6,9 @@ jaxconv works and the formulation refuses with the reason.
 Tests that run oneDNN are skipped, with the reason, where the extension is not built
 (``make native``)."""
 
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import chex
@@ -298,3 +301,57 @@ def test_vmap_over_an_empty_axis():
     empty = jnp.zeros((0, *x.shape))
     assert jax.vmap(lambda x: F.conv(x, k, impl="onednn"))(empty).shape == \
         jax.vmap(lambda x: F.conv(x, k, impl="xla"))(empty).shape
+
+
+SHARDED_PROBE = """
+import re
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+from jaxconv import functional as F
+
+mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+r = np.random.default_rng(0)
+x = r.standard_normal((16, 12, 12, 8)).astype(np.float32)
+dense = (r.standard_normal((3, 3, 8, 16)) * 0.2).astype(np.float32)
+depthwise = (r.standard_normal((3, 3, 1, 16)) * 0.2).astype(np.float32)
+
+def loss(impl):
+    def net(x, dense, depthwise):
+        y = jnp.tanh(F.conv(x, dense, strides=2, impl=impl))
+        y = F.conv(y, depthwise, feature_group_count=16, impl=impl)
+        return jnp.mean(y ** 2)
+    return net
+
+step = jax.jit(jax.value_and_grad(loss("onednn"), argnums=(0, 1, 2)))
+args = (jax.device_put(x, NamedSharding(mesh, PartitionSpec("data"))),
+        jax.device_put(dense, NamedSharding(mesh, PartitionSpec())),
+        jax.device_put(depthwise, NamedSharding(mesh, PartitionSpec())))
+got = step(*args)
+want = jax.value_and_grad(loss("xla"), argnums=(0, 1, 2))(x, dense, depthwise)
+for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+hlo = step.lower(*args).compile().as_text()
+print("gathers", len(re.findall(r" all-gather(-start)?\\(", hlo)))
+print("reduces", len(re.findall(r" all-reduce(-start)?\\(", hlo)))
+print("native", len(re.findall(r"jaxconv_onednn_conv_", hlo)))
+print("sharded", tuple(got[1][0].sharding.spec))
+"""
+
+
+@needs_native
+def test_a_four_device_step_runs_each_batch_part_where_it_is():
+    """Batch split over four devices: each runs oneDNN on its own part (no all-gather), the
+    kernel gradients are summed across devices (one all-reduce each, with the loss's), the
+    input gradient stays split, and the numbers are the one-device ones."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", SHARDED_PROBE], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    facts = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    assert facts["gathers"] == "0"
+    assert int(facts["reduces"]) <= 3
+    assert int(facts["native"]) >= 5
+    assert facts["sharded"] == "('data',)"

@@ -16,18 +16,26 @@ transpose of the others with respect to one operand:
 One primitive, ``jaxconv_onednn``, carries all three (``op=``), so derivatives of any order,
 ``vmap`` and forward mode compose as they do for `lax.conv_general_dilated`: its JVP is the
 same map of the tangents, and its transposes are the other two maps. On the CPU each lowers to
-its FFI handler; on every other platform, and in `jax.export` artefacts (which must not
-depend on the extension), to the ``lax`` code of `jaxconv.functional.formulations.lax_conv`.
+its FFI handler, partitioned so that a program whose batch is split over devices runs each
+device's part where it is (`_partitioned`); on every other platform, and in `jax.export`
+artefacts (which must not depend on the extension), to the ``lax`` code of
+`jaxconv.functional.formulations.lax_conv`.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax._src import dispatch
+from jax.experimental.custom_partitioning import custom_partitioning
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
+from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxconv.functional.formulations.lax_conv import _input_grad, _kernel_grad, xla
 from jaxconv.functional.formulations.primitive import _vary_alike
@@ -76,6 +84,57 @@ def _native(op: str, a: Array, b: Array, spec: ConvSpec) -> Array:
         groups=np.int64(spec.feature_group_count))
 
 
+def _batch_axes(sharding) -> str | tuple[str, ...] | None:
+    """The mesh axes the batch (the first dim) is split over by ``sharding``, if any."""
+    spec = getattr(sharding, "spec", None)
+    return spec[0] if spec else None
+
+
+def _sharding_rule(op: str, rank: int) -> str:
+    """The map's Shardy rule: the batch ``b`` is the one factor it may be split along (a
+    reduction in ``backward_weights``)."""
+    inp, out, ker = (" ".join(f"{n}{i}" for i in range(rank)) for n in "sok")
+    return {FORWARD: f"b {inp} c, {ker} ci co -> b {out} co",
+            BACKWARD_DATA: f"b {out} co, {ker} ci co -> b {inp} c",
+            BACKWARD_WEIGHTS: f"b {inp} c, b {out} co -> {ker} ci co"}[op]
+
+
+@functools.cache
+def _partitioned(op: str, spec: ConvSpec) -> Callable[[Array, Array], Array]:
+    """The FFI call of one map for a program whose batch may be split over devices: each
+    device runs oneDNN on its own part of the batch, nothing gathered; the kernel gradient's
+    parts are summed across the devices once. Anything else split is gathered first."""
+    reduces = op == BACKWARD_WEIGHTS
+
+    @custom_partitioning
+    def call(a, b):
+        return _native(op, a, b, spec)
+
+    def out_sharding(mesh, axes):
+        return NamedSharding(mesh, PartitionSpec() if reduces else PartitionSpec(axes))
+
+    def partition(mesh, arg_shapes, result_shape):
+        axes = _batch_axes(arg_shapes[0].sharding)
+
+        def lower(a, b):
+            y = _native(op, a, b, spec.with_batch(a.shape[0]))
+            return lax.psum(y, axes) if reduces and axes is not None else y
+
+        operands = (NamedSharding(mesh, PartitionSpec(axes)),
+                    NamedSharding(mesh, PartitionSpec(axes) if reduces else PartitionSpec()))
+        return mesh, lower, out_sharding(mesh, axes), operands
+
+    rule = _sharding_rule(op, spec.rank)
+    factors = dict.fromkeys(f for f in rule.replace(",", " ").replace("->", " ").split())
+    call.def_partition(
+        partition=partition, sharding_rule=rule,
+        infer_sharding_from_operands=lambda mesh, arg_shapes, result_shape: out_sharding(
+            mesh, _batch_axes(arg_shapes[0].sharding)),
+        reduction_factors=("b",) if reduces else (),
+        need_replication_factors=tuple(f for f in factors if f != "b"))
+    return call
+
+
 def _evaluate(a: Array, b: Array, op: str, spec: ConvSpec, on_cpu: bool) -> Array:
     """One map outside any trace, without binding the primitive again (so it also runs under
     ``jax.disable_jit``): the FFI call on the CPU, ``lax`` elsewhere."""
@@ -94,11 +153,24 @@ def _impl(a, b, *, op: str, spec: ConvSpec):
 
 _conv.def_abstract_eval(_out_aval)
 _conv.def_impl(_impl)
+# the partitioned lowering needs the program's devices; JAX gives them to lowerings of the
+# primitives it knows need them (callbacks, custom_partitioning), and keeps the list here
+dispatch.prim_requires_devices_during_lowering.add(_conv)
 
 _lax_lowering = mlir.lower_fun(lambda a, b, *, op, spec: _LAX[op](a, b, spec),
                                multiple_results=False)
 _native_lowering = mlir.lower_fun(lambda a, b, *, op, spec: _native(op, a, b, spec),
                                   multiple_results=False)
+_partitioned_lowering = mlir.lower_fun(
+    lambda a, b, *, op, spec: _partitioned(op, spec)(a, b), multiple_results=False)
+
+
+def _partitioned_program(ctx) -> bool:
+    """Whether the program being lowered runs on several known devices that XLA partitions
+    (inside `jax.shard_map`, or on one device, each call already sees its own part)."""
+    context = ctx.module_context.axis_context
+    return (getattr(context, "num_devices", 1) > 1
+            and getattr(context, "device_assignment", None) is not None)
 
 
 def _cpu_lowering(ctx, a, b, *, op, spec):
@@ -106,6 +178,8 @@ def _cpu_lowering(ctx, a, b, *, op, spec):
     extension, so they hold the ``lax`` code."""
     if ctx.module_context.lowering_parameters.for_export or not native.available():
         return _lax_lowering(ctx, a, b, op=op, spec=spec)
+    if _partitioned_program(ctx):
+        return _partitioned_lowering(ctx, a, b, op=op, spec=spec)
     return _native_lowering(ctx, a, b, op=op, spec=spec)
 
 
