@@ -99,7 +99,7 @@ def _sharding_rule(op: str, rank: int) -> str:
             BACKWARD_WEIGHTS: f"b {inp} c, b {out} co -> {ker} ci co"}[op]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=256)
 def _partitioned(op: str, spec: ConvSpec) -> Callable[[Array, Array], Array]:
     """The FFI call of one map for a program whose batch may be split over devices: each
     device runs oneDNN on its own part of the batch, nothing gathered; the kernel gradient's
