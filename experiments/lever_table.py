@@ -1,0 +1,216 @@
+"""The lever screen's trials as one Markdown table, each paired with the baseline by seed.
+
+    python experiments/lever_table.py [RESULTS_DIR]
+
+Reads ``<RESULTS_DIR>/levers-*/`` (default ``experiments/results/fashion_mnist/levers``, written
+by ``experiments/lever_screen.sh``): each trial's ``config.yaml`` (what it changed against
+``levers-baseline``), its finished ``result.json`` files and their ``metrics.jsonl``. Every seed
+of every trial validates on the same split, so a trial's seed ``k`` and the baseline's seed
+``k`` differ only by the lever: the table reports the paired difference of their final
+validation accuracies with its standard error, a paired t-test, the Holm-adjusted p over every
+trial in the table, and whether the gain is kept (larger than two standard errors), in
+airbench's form with the epochs and training seconds to 94% validation accuracy. Only
+validation accuracy is read: the test accuracy the runner records is never shown, so it
+cannot choose a lever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import yaml
+
+from jaxconv.analysis.tables import markdown_table
+from jaxconv.experiment import report
+
+BASELINE = "baseline"
+PREFIX = "levers-"
+TARGET = 0.94
+
+
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """A trial against the baseline over the seeds both finished (accuracies as fractions)."""
+
+    seeds: tuple[int, ...]
+    mean_difference: float
+    standard_error: float
+    p_value: float
+
+
+def paired(trial: Mapping[int, float], baseline: Mapping[int, float]) -> Paired:
+    """The per-seed differences ``trial[k] - baseline[k]`` over the seeds in both: their mean,
+    its standard error (std with ``ddof=1`` over ``sqrt(n)``) and the two-sided paired t-test's
+    p (`scipy.stats.ttest_rel`). NaN where fewer than two seeds pair, or p where every
+    difference is the same."""
+    from scipy import stats
+
+    seeds = tuple(sorted(set(trial) & set(baseline)))
+    a = np.array([trial[k] for k in seeds], dtype=float)
+    b = np.array([baseline[k] for k in seeds], dtype=float)
+    if len(seeds) < 2:
+        mean = float((a - b).mean()) if seeds else math.nan
+        return Paired(seeds, mean, math.nan, math.nan)
+    differences = a - b
+    se = float(differences.std(ddof=1)) / math.sqrt(len(seeds))
+    p = float(stats.ttest_rel(a, b).pvalue) if se > 0 else math.nan
+    return Paired(seeds, float(differences.mean()), se, p)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of ``p_values`` (Holm 1979), in their order: the ``i``-th
+    smallest of the ``m`` finite values becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``.
+    NaNs (no test) stay NaN and do not count in ``m``."""
+    finite = [i for i, p in enumerate(p_values) if not math.isnan(p)]
+    for i in finite:
+        if not 0 <= p_values[i] <= 1:
+            raise ValueError(f"p_values[{i}]: {p_values[i]!r} is not a probability in [0, 1]")
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(sorted(finite, key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (len(finite) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def kept(result: Paired) -> bool:
+    """Whether the paired gain exceeds two standard errors of the paired difference (needs two
+    or more paired seeds)."""
+    return not math.isnan(result.standard_error) and \
+        result.mean_difference > 2 * result.standard_error
+
+
+def first_reaching(epochs: Sequence[Mapping], target: float = TARGET) -> tuple[int, float] | None:
+    """The first epoch record (``kind: epoch`` lines of ``metrics.jsonl``) whose validation
+    accuracy reaches ``target``: its epoch and training seconds so far; None if none does."""
+    for record in sorted(epochs, key=lambda r: r["epoch"]):
+        if record["val_accuracy"] >= target:
+            return int(record["epoch"]), float(record["train_time_s"])
+    return None
+
+
+def epoch_records(path: pathlib.Path) -> list[dict]:
+    """The epoch records of a ``metrics.jsonl`` (none when the file is missing)."""
+    if not path.is_file():
+        return []
+    lines = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+    return [r for r in lines if r.get("kind") == "epoch" and "val_accuracy" in r]
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """A trial's finished seeds: final validation accuracy and the first reach of `TARGET`."""
+
+    name: str
+    change: str
+    accuracy: dict[int, float]
+    reached: dict[int, tuple[int, float] | None]
+
+
+def _settings(folder: pathlib.Path) -> dict:
+    """The trial's resolved config flattened to dotted keys (``train.ema_decay``, ...)."""
+    path = folder / "config.yaml"
+    if not path.is_file():
+        return {}
+
+    def flat(node, prefix):
+        if isinstance(node, dict):
+            return {k: v for key, value in node.items()
+                    for k, v in flat(value, f"{prefix}{key}.").items()}
+        if isinstance(node, list):
+            return {k: v for i, value in enumerate(node)
+                    for k, v in flat(value, f"{prefix[:-1]}[{i}].").items()}
+        return {prefix[:-1]: node}
+
+    config = yaml.safe_load(path.read_text())
+    return {k: v for k, v in flat(config, "").items() if k != "name"}
+
+
+def change(settings: Mapping, baseline: Mapping) -> str:
+    """The keys whose values differ from the baseline's, ``key=value`` (YAML spelling)."""
+    def text(value):
+        return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+    keys = sorted(k for k in set(settings) | set(baseline) if settings.get(k) != baseline.get(k))
+    return ", ".join(f"{k}={text(settings.get(k))}" for k in keys)
+
+
+def trial(folder: pathlib.Path, baseline: Mapping) -> Trial:
+    """One trial folder's finished runs (the config's variant, one per seed)."""
+    accuracy, reached = {}, {}
+    for result in report.results(folder):
+        if not report.finished(result):
+            continue
+        seed = int(result["seed"])
+        accuracy[seed] = float(result["history"][-1]["val_accuracy"])
+        metrics = folder / result["variant"] / f"seed-{seed}" / "metrics.jsonl"
+        reached[seed] = first_reaching(epoch_records(metrics))
+    name = folder.name.removeprefix(PREFIX)
+    return Trial(name, "(baseline)" if name == BASELINE else
+                 change(_settings(folder), baseline) or "(none)", accuracy, reached)
+
+
+def _reach_cells(t: Trial) -> list[str]:
+    hits = [t.reached[k] for k in sorted(t.reached) if t.reached[k] is not None]
+    if not hits:
+        return ["not reached", "not reached"]
+    share = f" ({len(hits)}/{len(t.reached)} seeds)"
+    return [f"{np.mean([h[0] for h in hits]):.1f}{share}",
+            f"{np.mean([h[1] for h in hits]):.0f}{share}"]
+
+
+def table(trials: Sequence[Trial]) -> str:
+    """The Markdown table: the baseline first, then every other trial with its paired
+    comparison; Holm's adjustment runs over every trial with a test."""
+    base = next((t for t in trials if t.name == BASELINE), None)
+    if base is None:
+        raise ValueError(f"trials: {[t.name for t in trials]!r} has no {BASELINE!r} trial to "
+                         "pair with")
+    others = [t for t in trials if t.name != BASELINE]
+    pairs = [paired(t.accuracy, base.accuracy) for t in others]
+    adjusted = holm([p.p_value for p in pairs])
+    header = ["trial", "change", "val accuracy (mean ± std)", "paired difference ± SE",
+              "p (paired t)", "Holm p", "kept", "seeds", "epochs to 94% val",
+              "train s to 94% val"]
+
+    def accuracy_cell(t):
+        a = 100 * np.array(list(t.accuracy.values()))
+        spread = f" ± {a.std(ddof=1):.2f}" if len(a) > 1 else ""
+        return f"{a.mean():.2f}{spread} %"
+
+    def number(value, spec):
+        return "-" if math.isnan(value) else format(value, spec)
+
+    rows = [[base.name, base.change, accuracy_cell(base), "-", "-", "-", "-",
+             f"{len(base.accuracy)}", *_reach_cells(base)]]
+    for t, p, holm_p in zip(others, pairs, adjusted):
+        difference = "-" if not p.seeds else \
+            f"{100 * p.mean_difference:+.2f} ± {number(100 * p.standard_error, '.2f')} points"
+        rows.append([t.name, t.change, accuracy_cell(t), difference,
+                     number(p.p_value, ".3f"), number(holm_p, ".3f"),
+                     "yes" if kept(p) else "no", f"{len(p.seeds)}", *_reach_cells(t)])
+    return markdown_table(header, "llrrrrlrrr", rows)
+
+
+def trials(results: pathlib.Path) -> list[Trial]:
+    """Every ``levers-*`` trial under ``results`` that has a finished seed."""
+    base_dir = results / f"{PREFIX}{BASELINE}"
+    if not base_dir.is_dir():
+        raise ValueError(f"results: {str(results)!r} has no {base_dir.name}/ folder; expected "
+                         "the lever screen's output (experiments/lever_screen.sh)")
+    baseline = _settings(base_dir)
+    found = [trial(folder, baseline) for folder in sorted(results.glob(f"{PREFIX}*"))
+             if folder.is_dir()]
+    return sorted((t for t in found if t.accuracy), key=lambda t: t.name != BASELINE)
+
+
+if __name__ == "__main__":
+    where = pathlib.Path(sys.argv[1] if len(sys.argv) > 1
+                         else "experiments/results/fashion_mnist/levers")
+    print(table(trials(where)))

@@ -1,0 +1,200 @@
+"""`experiments/lever_table.py`: trials paired with the baseline by seed, Holm's adjustment, the
+two-standard-error rule, epochs to 94% from ``metrics.jsonl``, and no test accuracy shown."""
+
+import importlib.util
+import json
+import math
+import pathlib
+import sys
+
+import pytest
+import yaml
+from scipy import stats
+
+#: A one-off study script's test: in `make test` and CI, skipped by ``-m "not experiments"``.
+pytestmark = pytest.mark.experiments
+
+SCRIPT = pathlib.Path(__file__).parents[2] / "experiments" / "lever_table.py"
+TEST_ACCURACY = 0.8765  # written into every epoch record; must never reach the table
+
+
+@pytest.fixture(scope="module")
+def lever_table():
+    spec = importlib.util.spec_from_file_location("lever_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses resolve the script's annotations through sys.modules
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _write_trial(root, name, train, curves, diverged=()):
+    """A finished trial folder: ``curves`` maps seed -> validation accuracy per epoch (the
+    training clock advances 10 s per epoch); seeds in ``diverged`` are recorded as diverged."""
+    folder = root / f"levers-{name}"
+    folder.mkdir()
+    seeds = sorted(set(curves) | set(diverged))
+    config = {"name": f"levers-{name}", "output_dir": str(root),
+              "data": {"name": "fashion_mnist"},
+              "train": {"epochs": 3, "ema_decay": 0.0, "label_smoothing": 0.1, **train},
+              "variants": [{"name": "net", "model": {"preset": "bottleneck-0.3m"}}],
+              "seeds": seeds}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for seed in seeds:
+        run = folder / "net" / f"seed-{seed}"
+        run.mkdir(parents=True)
+        history = [{"kind": "epoch", "step": 100 * (e + 1), "epoch": e + 1,
+                    "val_accuracy": acc, "test_accuracy": TEST_ACCURACY,
+                    "train_time_s": 10.0 * (e + 1)}
+                   for e, acc in enumerate(curves.get(seed, [0.5]))]
+        train_lines = [{"kind": "train", "step": 10, "epoch": 1, "loss": 2.0, "accuracy": 0.3}]
+        (run / "metrics.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in [*train_lines, *history]))
+        (run / "result.json").write_text(json.dumps({
+            "variant": "net", "seed": seed, "history": history,
+            "status": "diverged" if seed in diverged else "finished",
+            "train_time_s": history[-1]["train_time_s"]}))
+
+
+def _rows(text):
+    """The table's body as {trial: {column: cell}}."""
+    lines = text.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    return {row[0]: dict(zip(header, row)) for row in rows}
+
+
+@pytest.fixture
+def results(tmp_path):
+    _write_trial(tmp_path, "baseline", {}, {0: [0.90, 0.930], 1: [0.91, 0.935],
+                                            2: [0.92, 0.945]})
+    # +1.0, +1.5, +2.0 points on seeds 0-2: a steady gain
+    _write_trial(tmp_path, "ema", {"ema_decay": 0.995},
+                 {0: [0.93, 0.940], 1: [0.94, 0.950], 2: [0.95, 0.965]})
+    # seed 2 diverged: paired over seeds 0 and 1 only
+    _write_trial(tmp_path, "smoothing-0", {"label_smoothing": 0.0},
+                 {0: [0.90, 0.920], 1: [0.91, 0.940]}, diverged=[2])
+    return tmp_path
+
+
+def test_pairs_by_seed_and_leaves_out_unpaired_seeds(lever_table):
+    result = lever_table.paired({0: 0.92, 1: 0.935, 3: 0.99}, {0: 0.91, 1: 0.915, 2: 0.93})
+    assert result.seeds == (0, 1)
+    assert result.mean_difference == pytest.approx(0.015)
+    # differences 0.01 and 0.02: std 0.00707, over sqrt(2)
+    assert result.standard_error == pytest.approx(0.005)
+    t = 0.015 / 0.005
+    assert result.p_value == pytest.approx(2 * stats.t.sf(t, 1))
+
+
+def test_pairing_is_by_seed_not_by_position(lever_table):
+    # the same accuracies, the baseline's seeds listed in another order
+    forward = lever_table.paired({0: 0.90, 1: 0.95, 2: 0.93}, {0: 0.89, 1: 0.94, 2: 0.925})
+    shuffled = lever_table.paired({2: 0.93, 0: 0.90, 1: 0.95}, {1: 0.94, 2: 0.925, 0: 0.89})
+    assert shuffled == forward
+    assert forward.mean_difference == pytest.approx((0.01 + 0.01 + 0.005) / 3)
+
+
+def test_one_paired_seed_has_no_error_or_test(lever_table):
+    result = lever_table.paired({0: 0.95}, {0: 0.90, 1: 0.91})
+    assert result.mean_difference == pytest.approx(0.05)
+    assert math.isnan(result.standard_error) and math.isnan(result.p_value)
+    assert not lever_table.kept(result)
+
+
+def test_holm_against_a_hand_computed_example(lever_table):
+    # sorted: 0.005 x4 = 0.02; 0.01 x3 = 0.03; 0.03 x2 = 0.06; 0.04 x1 = 0.04 -> max(0.06, 0.04)
+    adjusted = lever_table.holm([0.01, 0.04, 0.03, 0.005])
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_caps_at_one_and_skips_missing_tests(lever_table):
+    adjusted = lever_table.holm([0.5, math.nan, 0.6])
+    assert adjusted[0] == pytest.approx(1.0) and adjusted[2] == pytest.approx(1.0)
+    assert math.isnan(adjusted[1])
+    # one finite p among NaNs is its own family of one
+    lone = lever_table.holm([math.nan, 0.2])
+    assert math.isnan(lone[0]) and lone[1] == pytest.approx(0.2)
+
+
+def test_holm_refuses_a_value_that_is_not_a_probability(lever_table):
+    with pytest.raises(ValueError, match=r"p_values\[1\]: 1.5 is not a probability"):
+        lever_table.holm([0.1, 1.5])
+
+
+def test_kept_needs_a_gain_beyond_two_standard_errors(lever_table):
+    paired = lever_table.Paired
+    assert lever_table.kept(paired((0, 1, 2), 0.010, 0.004, 0.05))
+    assert not lever_table.kept(paired((0, 1, 2), 0.008, 0.004, 0.05))  # exactly 2 SE
+    assert not lever_table.kept(paired((0, 1, 2), 0.006, 0.004, 0.20))
+    assert not lever_table.kept(paired((0, 1, 2), -0.010, 0.004, 0.05))  # a loss
+
+
+def test_first_epoch_at_94_percent(lever_table):
+    epochs = [{"epoch": 3, "val_accuracy": 0.95, "train_time_s": 30.0},
+              {"epoch": 1, "val_accuracy": 0.90, "train_time_s": 10.0},
+              {"epoch": 2, "val_accuracy": 0.94, "train_time_s": 20.5}]
+    assert lever_table.first_reaching(epochs) == (2, 20.5)
+    assert lever_table.first_reaching(epochs[1:2]) is None
+
+
+def test_epoch_records_come_from_metrics_jsonl(lever_table, results):
+    path = results / "levers-ema" / "net" / "seed-0" / "metrics.jsonl"
+    records = lever_table.epoch_records(path)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert lever_table.epoch_records(path.with_name("missing.jsonl")) == []
+
+
+def test_table_pairs_trials_with_the_baseline(lever_table, results):
+    rows = _rows(lever_table.table(lever_table.trials(results)))
+    assert list(rows) == ["baseline", "ema", "smoothing-0"]
+    ema, smoothing = rows["ema"], rows["smoothing-0"]
+    assert ema["change"] == "train.ema_decay=0.995"
+    assert ema["seeds"] == "3"
+    assert ema["paired difference ± SE"] == "+1.50 ± 0.29 points"
+    assert ema["kept"] == "yes"
+    assert smoothing["change"] == "train.label_smoothing=0.0"
+    assert smoothing["seeds"] == "2"
+    # seeds 0 and 1: -1.0 and +0.5 points
+    assert smoothing["paired difference ± SE"] == "-0.25 ± 0.75 points"
+    assert smoothing["kept"] == "no"
+    p = [stats.ttest_rel([0.940, 0.950, 0.965], [0.930, 0.935, 0.945]).pvalue,
+         stats.ttest_rel([0.920, 0.940], [0.930, 0.935]).pvalue]
+    assert ema["p (paired t)"] == f"{p[0]:.3f}"
+    assert ema["Holm p"] == f"{min(1.0, 2 * min(p)):.3f}"
+    assert smoothing["Holm p"] == f"{max(min(1.0, 2 * min(p)), max(p)):.3f}"
+    assert rows["baseline"]["val accuracy (mean ± std)"] == "93.67 ± 0.76 %"
+
+
+def test_table_reads_epochs_and_time_to_94_percent(lever_table, results):
+    rows = _rows(lever_table.table(lever_table.trials(results)))
+    # the baseline reaches 94% on seed 2 only, at epoch 2 (20 s); ema on every seed, at epochs
+    # 2, 1 and 1 (20, 10 and 10 s); smoothing-0 on seed 1 at epoch 2, its seed 2 diverged
+    assert rows["baseline"]["epochs to 94% val"] == "2.0 (1/3 seeds)"
+    assert rows["baseline"]["train s to 94% val"] == "20 (1/3 seeds)"
+    assert rows["ema"]["epochs to 94% val"] == "1.3 (3/3 seeds)"
+    assert rows["ema"]["train s to 94% val"] == "13 (3/3 seeds)"
+    assert rows["smoothing-0"]["epochs to 94% val"] == "2.0 (1/2 seeds)"
+
+
+def test_a_trial_that_never_reaches_94_percent(lever_table, results):
+    _write_trial(results, "cutout", {"cutout_rate": 0.5, "cutout_size": 8},
+                 {0: [0.90, 0.91], 1: [0.90, 0.92], 2: [0.91, 0.93]})
+    row = _rows(lever_table.table(lever_table.trials(results)))["cutout"]
+    assert row["change"] == "train.cutout_rate=0.5, train.cutout_size=8"
+    assert row["epochs to 94% val"] == "not reached"
+    assert row["train s to 94% val"] == "not reached"
+
+
+def test_test_accuracy_never_appears(lever_table, results):
+    text = lever_table.table(lever_table.trials(results))
+    assert "test" not in text.lower()
+    assert f"{100 * TEST_ACCURACY:.2f}" not in text
+    assert f"{TEST_ACCURACY}" not in text
+
+
+def test_results_without_a_baseline_are_refused(lever_table, tmp_path):
+    _write_trial(tmp_path, "ema", {"ema_decay": 0.995}, {0: [0.93, 0.94]})
+    with pytest.raises(ValueError, match="has no levers-baseline/ folder"):
+        lever_table.trials(tmp_path)
