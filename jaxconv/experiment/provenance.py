@@ -28,17 +28,23 @@ def _git(*args: str, cwd: pathlib.Path) -> str:
                           timeout=10, cwd=cwd).stdout.strip()
 
 
+#: Where committed studies keep their runs, relative to the checkout's top.
+RESULTS = "experiments/results"
+
+
 def git_commit(checkout: pathlib.Path | None = None) -> str:
     """The git commit of ``checkout`` (by default the checkout the package is imported from),
-    with ``+dirty`` when tracked files have uncommitted changes; for a package that does not
-    come from its own checkout, the installed version."""
+    with ``+dirty`` when tracked files outside `RESULTS` have uncommitted changes (the results
+    of committed studies are what runs write, not code: resuming or extending a study changes
+    them); for a package that does not come from its own checkout, the installed version."""
     package = pathlib.Path(__file__).resolve().parents[1]
     where = package if checkout is None else pathlib.Path(checkout)
     try:
         if checkout is None and pathlib.Path(
                 _git("rev-parse", "--show-toplevel", cwd=package)).resolve() != package.parent:
             raise OSError("not the package's own checkout")
-        dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=where)
+        dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                     f":(top,exclude){RESULTS}", cwd=where)
         return _git("rev-parse", "--short", "HEAD", cwd=where) + (DIRTY if dirty else "")
     except (OSError, subprocess.SubprocessError):
         from importlib import metadata

@@ -96,6 +96,23 @@ def test_the_commit_of_a_checkout_says_when_tracked_files_changed(repo):
     assert provenance.git_commit(repo) == clean + "+dirty"
 
 
+def test_a_committed_studys_own_files_changing_is_not_a_dirty_tree(repo):
+    """Resuming or extending a committed study rewrites its report and command log, and
+    rerunning a row removes its result.json: none of that is code."""
+    study = repo / "experiments" / "results" / "study"
+    (study / "v" / "seed-0").mkdir(parents=True)
+    for name in ("report.md", "command.txt", "v/seed-0/result.json"):
+        (study / name).write_text("committed\n")
+    git(repo, "add", "experiments")
+    git(repo, "commit", "-q", "-m", "a study")
+    clean = provenance.git_commit(repo)
+    (study / "report.md").write_text("rebuilt\n")
+    (study / "v" / "seed-0" / "result.json").unlink()
+    assert provenance.git_commit(repo) == clean
+    (repo / "code.py").write_text("x = 3\n")
+    assert provenance.git_commit(repo) == clean + "+dirty"
+
+
 def test_only_folders_whose_files_git_would_keep_are_studies(repo, tmp_path):
     assert provenance.committed_folder(repo / "experiments" / "study")
     assert not provenance.committed_folder(repo / "runs" / "quickstart")
