@@ -27,6 +27,7 @@ from flax import nnx
 from jaxconv import data, models, train
 from jaxconv._hints import did_you_mean
 from jaxconv.experiment import report
+from jaxconv.train import loop as train_loop
 from jaxconv.train import step as train_step
 from jaxconv.tuning.files import atomic_write_text
 
@@ -254,7 +255,9 @@ def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
       run_dir: a `jaxconv run` folder, e.g. ``runs/quickstart``.
       variant: a variant name of its config.
       seed: which seed's run.
-      initial: the model as that run started (its initialisation), not as it ended.
+      initial: the model as that run started, not as it ended: `build_model`'s, with the
+        recipe's ``dirac_init`` and ``stem_init: whiten`` applied as the run applied them
+        (`jaxconv.train.loop.prepare`, the stem whitened on the run's training split).
 
     Like `build_model`, call it outside ``jax.jit`` and other transforms.
 
@@ -280,7 +283,9 @@ def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
     dataset = data.load(config["data"]["name"], "train", config["data"].get("data_dir"))
     mean, std = read_normalization(folder, dataset)
     model = build_model(spec, dataset, seed)
-    if not initial:
+    if initial:
+        model = train_loop.prepare(model, dataset, recipe, seed)
+    else:
         kept = len(dataset) - data.validation_size(len(dataset), recipe.validation_fraction)
         steps = train_step.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
                                  num_classes=dataset.num_classes, mean=mean, std=std)

@@ -13,6 +13,7 @@ import yaml
 from flax import nnx
 
 from jaxconv import data, experiment, models, train
+from jaxconv.blocks import init as block_init
 from jaxconv.cli import main
 
 CONFIG = {
@@ -74,6 +75,22 @@ def test_the_loaded_model_gives_the_runs_test_accuracy(run_dir):
     initial = experiment.load_run(run_dir, "bottleneck", initial=True).model
     assert not np.allclose(np.asarray(initial.head.kernel[...]),
                            np.asarray(model.head.kernel[...]))
+
+
+def test_the_initial_model_of_a_dirac_run_is_the_dirac_initialised_one(run_dir, tmp_path):
+    # the same folder, its config saying the run started from identity filters in its blocks
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["train"]["dirac_init"] = True
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    initial = experiment.load_run(copy, "bottleneck", initial=True)
+    plain = experiment.trained.build_model(initial.spec, initial.dataset(), 0)
+    dirac = nnx.clone(plain)
+    assert block_init.dirac_blocks(dirac) > 0
+    ours, theirs, before = _leaves(initial.model), _leaves(dirac), _leaves(plain)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(ours, before, strict=True))
 
 
 def test_bad_run_folders_variants_and_seeds_are_clear_errors(run_dir, tmp_path):
