@@ -20,10 +20,15 @@ from jaxconv.functional.formulations import ConvSpec, Formulation, xla
 from jaxconv.functional.formulations.dense import slow_ynnpack_takes
 
 ANY = "*"
-#: The version of `CONV_POLICY`: raise it with any change to the rows or to what they pick,
-#: since a changed pick changes a run's numbers. Every run records it (``result.json``'s
-#: ``choices.policy_version``), and a study that pins ``train.policy_version`` refuses to run
-#: under another (studies started under version 1 ran the rows as of this constant's arrival).
+#: The version of the auto policy's rows: `CONV_POLICY`'s and
+#: `jaxconv.functional.transpose.TRANSPOSE_POLICY`'s backend, shape class, impl, ``when`` and
+#: order, and what a ``when`` decides. Raise it with any change to them, since a changed pick
+#: changes a run's numbers, and record the new rows' fingerprint (which sees a ``when`` by its
+#: name only) in tests/functional/test_policy_version.py. It does not cover the formulations'
+#: own code, nor the reason texts. Every run records it
+#: (``result.json``'s ``choices.policy_version``), and a study that pins
+#: ``train.policy_version`` refuses to run under another (studies started under version 1 ran
+#: the rows as of this constant's arrival).
 POLICY_VERSION = 1
 
 
