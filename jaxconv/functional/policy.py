@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxconv.functional import autotune
-from jaxconv.functional.formulations import ConvSpec, Formulation, xla
+from jaxconv.functional.formulations import UNFUZZED, ConvSpec, Formulation, xla
 from jaxconv.functional.formulations.dense import slow_ynnpack_takes
 
 ANY = "*"
@@ -220,7 +220,8 @@ def choose(
                     spec.shape_class, able, spec)
         return table["xla"].compute, plan
     if impl == "autotune" or (impl == "auto" and autotune.enabled()):
-        name, reason = autotune.fastest(op, table, spec, able, backend, dtype,
+        fuzzed = {name: why for name, why in able.items() if name not in UNFUZZED}
+        name, reason = autotune.fastest(op, table, spec, fuzzed, backend, dtype,
                                         kernel_shape or spec.kernel_shape)
         return table[name].compute, Plan(op, name, reason, backend, spec.shape_class, able, spec)
     if impl == "auto":

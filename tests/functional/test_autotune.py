@@ -11,6 +11,7 @@ import pytest
 
 from jaxconv import functional as F
 from jaxconv.functional import autotune
+from jaxconv.functional.formulations import UNFUZZED
 from jaxconv.tuning import cache as cache_lib
 
 
@@ -28,7 +29,8 @@ def test_autotune_measures_once_and_reuses_the_cached_winner(cache, monkeypatch)
     entries = json.loads(cache.read_text())
     (entry,) = entries.values()
     assert entry["impl"] == plan.impl and set(entry["ms"]) == {
-        name for name, why in plan.candidates.items() if why is None}
+        name for name, why in plan.candidates.items()
+        if why is None and name not in UNFUZZED}
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured again instead of reading the cache")
@@ -95,13 +97,26 @@ def test_the_file_is_the_only_state_a_cleared_or_edited_cache_takes_effect(cache
     x, k = _inputs()
     plan = F.plan(x, k, impl="autotune")
     (key,) = json.loads(cache.read_text())
-    other = next(n for n, why in plan.candidates.items() if why is None and n != plan.impl)
+    other = next(n for n, why in plan.candidates.items()
+                 if why is None and n != plan.impl and n not in UNFUZZED)
     cache.write_text(json.dumps({key: {"impl": other, "ms": {other: 0.001}}}))
     assert F.plan(x, k, impl="autotune").impl == other        # an edited entry is read
     cache.unlink()
     F.plan(x, k, impl="autotune")                              # a deleted one: measured again
     assert set(json.loads(cache.read_text())[key]["ms"]) == {
-        n for n, why in plan.candidates.items() if why is None}
+        n for n, why in plan.candidates.items() if why is None and n not in UNFUZZED}
     monkeypatch.setenv(autotune.CACHE_ENV, str(cache.with_name("elsewhere.json")))
     F.plan(x, k, impl="autotune")                              # another cache: measured again
     assert cache.with_name("elsewhere.json").exists()
+
+
+def test_autotune_never_picks_a_formulation_the_fuzz_has_not_checked(cache, monkeypatch):
+    from jaxconv.functional import formulations
+
+    monkeypatch.setattr(formulations, "UNFUZZED", frozenset({"canonical"}))
+    monkeypatch.setattr("jaxconv.functional.policy.UNFUZZED", frozenset({"canonical"}))
+    x, k = _inputs()
+    plan = F.plan(x, k, impl="autotune")
+    entry = next(iter(json.loads(cache.read_text()).values()))
+    assert plan.impl != "canonical" and "canonical" not in entry["ms"]
+    assert plan.candidates["canonical"] is None      # it could express the call

@@ -99,17 +99,13 @@ def random_case(rng: np.random.Generator, index: int, wide: bool = False) -> Cas
                 int(rng.integers(2 ** 31)))
 
 
-#: Formulations the fuzz leaves out: ``onednn`` exists only where its native extension was
-#: built, so counting it would make the committed reports depend on the machine; it joins the
-#: fuzz with a report of its own before ``auto`` may pick it.
-NOT_FUZZED = frozenset({"onednn"})
-
-
 def _registry(op: str) -> list[str]:
-    from jaxconv.functional.formulations import CONV
+    from jaxconv.functional.formulations import CONV, UNFUZZED
     from jaxconv.functional.transpose import TRANSPOSE
 
-    return [name for name in (CONV if op == "conv" else TRANSPOSE) if name not in NOT_FUZZED]
+    # counting a formulation that exists only where it was built would make the committed
+    # reports depend on the machine
+    return [name for name in (CONV if op == "conv" else TRANSPOSE) if name not in UNFUZZED]
 
 
 def claimants(case: Case) -> list[str] | None:

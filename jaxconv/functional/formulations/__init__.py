@@ -61,5 +61,10 @@ CONV: dict[str, Formulation] = {
     )
 }
 
-__all__ = ["CONV", "NARROW_PATCH", "Compilation", "ConvSpec", "Formulation", "accumulator",
-           "canonical", "matmul", "shift", "xla", "ynnpack_takes"]
+#: Formulations the formulation fuzz has not checked (`jaxconv.bench.fuzz`): neither ``auto``
+#: nor ``autotune`` picks them, only a caller who names them. ``onednn`` exists only where its
+#: native extension was built; it joins the fuzz with a report of its own first.
+UNFUZZED = frozenset({"onednn"})
+
+__all__ = ["CONV", "NARROW_PATCH", "UNFUZZED", "Compilation", "ConvSpec", "Formulation",
+           "accumulator", "canonical", "matmul", "shift", "xla", "ynnpack_takes"]

@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax._src import dispatch
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
@@ -39,7 +38,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxconv.functional.formulations.lax_conv import _input_grad, _kernel_grad, xla
 from jaxconv.functional.formulations.primitive import _vary_alike
-from jaxconv.functional.formulations.spec import ConvSpec, is_empty
+from jaxconv.functional.formulations.spec import ConvSpec, is_empty, unsupported_lax_extras
 from jaxconv.tuning import native
 from jaxconv.typing import Array
 
@@ -154,8 +153,15 @@ def _impl(a, b, *, op: str, spec: ConvSpec):
 _conv.def_abstract_eval(_out_aval)
 _conv.def_impl(_impl)
 # the partitioned lowering needs the program's devices; JAX gives them to lowerings of the
-# primitives it knows need them (callbacks, custom_partitioning), and keeps the list here
-dispatch.prim_requires_devices_during_lowering.add(_conv)
+# primitives it knows need them (callbacks, custom_partitioning), and keeps the list in its
+# internals: a JAX without that list leaves the formulation unsupported, jaxconv importable
+try:
+    from jax._src import dispatch
+
+    dispatch.prim_requires_devices_during_lowering.add(_conv)
+    _JAX_INTERNALS = True
+except (ImportError, AttributeError):
+    _JAX_INTERNALS = False
 
 _lax_lowering = mlir.lower_fun(lambda a, b, *, op, spec: _LAX[op](a, b, spec),
                                multiple_results=False)
@@ -248,12 +254,14 @@ def unsupported_onednn(spec: ConvSpec) -> str | None:
     """Why ``onednn`` cannot express ``spec`` (or run here), or ``None``."""
     if not native.available():
         return native.reason()
+    if not _JAX_INTERNALS:
+        return (f"jax {jax.__version__} lacks the lowering internals the onednn formulation "
+                "uses (jax._src.dispatch.prim_requires_devices_during_lowering)")
     if not 1 <= spec.rank <= 3:
         return f"a {spec.rank}-D conv (oneDNN convolves 1 to 3 spatial dims)"
-    if any(d != 1 for d in spec.input_dilation):
-        return f"input_dilation={spec.input_dilation}"
-    if spec.preferred_element_type is not None:
-        return f"preferred_element_type={spec.preferred_element_type}"
+    extras = unsupported_lax_extras(spec)
+    if extras:
+        return extras
     if any(lo < 0 or hi < 0 for lo, hi in spec.padding):
         return f"padding={spec.padding} (negative padding crops; oneDNN pads only)"
     return None
