@@ -19,14 +19,18 @@ NATIVE_LIB := jaxconv/tuning/libjaxconv_onednn.so
 ONEDNN_WHEELS := onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0
 
 native:
-	@if ! command -v cmake >/dev/null || ! command -v $${CXX:-c++} >/dev/null; then \
+	@if [ ! -x $(PY) ]; then \
+	  echo "jaxconv: native extension not built (no $(VENV) yet: make test or make quickstart creates it)"; \
+	  exit 1; \
+	elif ! command -v cmake >/dev/null || ! command -v $${CXX:-c++} >/dev/null; then \
 	  echo "jaxconv: native extension not built (needs cmake and a C++ compiler); impl='onednn' unavailable"; \
 	elif ! mkdir -p build || ! $(PY) -m pip install --quiet $(ONEDNN_WHEELS) >build/native.log 2>&1 \
 	  || ! cmake -S native -B build/native -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import sys; print(sys.prefix)')" \
 	     -DJAX_FFI_INCLUDE_DIR="$$($(PY) -c 'import jax; print(jax.ffi.include_dir())')" \
 	     -DOUTPUT_DIR="$(CURDIR)/jaxconv/tuning" >>build/native.log 2>&1 \
 	  || ! cmake --build build/native -j2 >>build/native.log 2>&1; then \
-	  echo "jaxconv: native extension build failed (see build/native.log); impl='onednn' unavailable"; \
+	  echo "jaxconv: native extension build failed; impl='onednn' unavailable. build/native.log ends:"; \
+	  tail -n 20 build/native.log; \
 	  exit 1; \
 	else \
 	  echo "jaxconv: native extension built ($(NATIVE_LIB)); impl='onednn' available"; \
