@@ -12,6 +12,12 @@ trial in the table, and whether the gain is kept (larger than two standard error
 airbench's form with the epochs and training seconds to 94% validation accuracy. Only
 validation accuracy is read: the test accuracy the runner records is never shown, so it
 cannot choose a lever.
+
+Seeds that diverged are counted in the table, and a trial with one is never kept. A pairing
+only isolates the lever when both runs ran the same program: where a trial's paired runs and
+the baseline's differ in commit, jaxlib version, CPU class or recorded choices (``result.json``'s
+``provenance`` and ``choices``), the trial's note says so, a line under the table names the
+values, and it is not kept.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import re
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -30,6 +37,11 @@ from jaxconv.analysis.tables import markdown_table
 from jaxconv.experiment import report
 
 BASELINE = "baseline"
+#: What must agree between a trial's paired runs and the baseline's for the pairing to hold.
+COMPARED = ("commit", "jaxlib", "cpu", "choices")
+NOT_RECORDED = "not recorded"
+#: Paired differences this close (in accuracy, a fraction) are equal: float rounding apart.
+EQUAL = 1e-12
 PREFIX = "levers-"
 TARGET = 0.94
 
@@ -48,7 +60,7 @@ def paired(trial: Mapping[int, float], baseline: Mapping[int, float]) -> Paired:
     """The per-seed differences ``trial[k] - baseline[k]`` over the seeds in both: their mean,
     its standard error (std with ``ddof=1`` over ``sqrt(n)``) and the two-sided paired t-test's
     p (`scipy.stats.ttest_rel`). NaN where fewer than two seeds pair, or p where every
-    difference is the same."""
+    difference is the same (to within `EQUAL`, the standard error then 0)."""
     from scipy import stats
 
     seeds = tuple(sorted(set(trial) & set(baseline)))
@@ -58,6 +70,10 @@ def paired(trial: Mapping[int, float], baseline: Mapping[int, float]) -> Paired:
         mean = float((a - b).mean()) if seeds else math.nan
         return Paired(seeds, mean, math.nan, math.nan)
     differences = a - b
+    # accuracies are fractions of one validation set read back from JSON: differences equal
+    # but for rounding (1e-17 apart) are equal, not a t of 1e15
+    if np.ptp(differences) <= EQUAL:
+        return Paired(seeds, float(differences.mean()), 0.0, math.nan)
     se = float(differences.std(ddof=1)) / math.sqrt(len(seeds))
     p = float(stats.ttest_rel(a, b).pvalue) if se > 0 else math.nan
     return Paired(seeds, float(differences.mean()), se, p)
@@ -79,10 +95,18 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def family_p(result: Paired) -> float:
+    """The p that counts in Holm's family: the t-test's, or 1 where two or more seeds pair and
+    every difference is the same (no spread, so no test: it must not vanish from the family)."""
+    if math.isnan(result.p_value) and len(result.seeds) >= 2:
+        return 1.0
+    return result.p_value
+
+
 def kept(result: Paired) -> bool:
     """Whether the paired gain exceeds two standard errors of the paired difference (needs two
-    or more paired seeds)."""
-    return not math.isnan(result.standard_error) and \
+    or more paired seeds and a p: equal differences have none and are never kept)."""
+    return not math.isnan(result.standard_error) and not math.isnan(result.p_value) and \
         result.mean_difference > 2 * result.standard_error
 
 
@@ -103,14 +127,41 @@ def epoch_records(path: pathlib.Path) -> list[dict]:
     return [r for r in lines if r.get("kind") == "epoch" and "val_accuracy" in r]
 
 
+def origin(result: Mapping) -> dict[str, str]:
+    """What a run ran on, for `COMPARED`: its commit, jaxlib version, CPU and choices (each
+    `NOT_RECORDED` where the ``result.json`` lacks it)."""
+    prov = result.get("provenance") or {}
+    jaxlib = re.search(r"jaxlib ([^,\s]+)", prov.get("versions", ""))
+    recorded = result.get("choices")
+    return {"commit": prov.get("commit", NOT_RECORDED),
+            "jaxlib": jaxlib.group(1) if jaxlib else NOT_RECORDED,
+            "cpu": prov.get("cpu", NOT_RECORDED),
+            "choices": json.dumps(recorded, sort_keys=True) if recorded else NOT_RECORDED}
+
+
 @dataclasses.dataclass(frozen=True)
 class Trial:
-    """A trial's finished seeds: final validation accuracy and the first reach of `TARGET`."""
+    """A trial's finished seeds (final validation accuracy, the first reach of `TARGET`, what
+    each ran on) and the seeds that diverged."""
 
     name: str
     change: str
     accuracy: dict[int, float]
     reached: dict[int, tuple[int, float] | None]
+    origins: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
+    diverged: tuple[int, ...] = ()
+
+
+def differences(t: Trial, base: Trial, seeds: Sequence[int]) -> dict[str, tuple[list, list]]:
+    """The `COMPARED` keys on which the paired runs (``seeds``) do not all agree, trial and
+    baseline together: key -> (the baseline's values, the trial's values), each sorted."""
+    found = {}
+    for key in COMPARED:
+        ours = sorted({t.origins.get(k, {}).get(key, NOT_RECORDED) for k in seeds})
+        theirs = sorted({base.origins.get(k, {}).get(key, NOT_RECORDED) for k in seeds})
+        if len(set(ours) | set(theirs)) > 1:
+            found[key] = (theirs, ours)
+    return found
 
 
 def _settings(folder: pathlib.Path) -> dict:
@@ -143,17 +194,20 @@ def change(settings: Mapping, baseline: Mapping) -> str:
 
 def trial(folder: pathlib.Path, baseline: Mapping) -> Trial:
     """One trial folder's finished runs (the config's variant, one per seed)."""
-    accuracy, reached = {}, {}
+    accuracy, reached, origins, diverged = {}, {}, {}, []
     for result in report.results(folder):
-        if not report.finished(result):
-            continue
         seed = int(result["seed"])
+        if not report.finished(result):
+            diverged.append(seed)
+            continue
         accuracy[seed] = float(result["history"][-1]["val_accuracy"])
+        origins[seed] = origin(result)
         metrics = folder / result["variant"] / f"seed-{seed}" / "metrics.jsonl"
         reached[seed] = first_reaching(epoch_records(metrics))
     name = folder.name.removeprefix(PREFIX)
     return Trial(name, "(baseline)" if name == BASELINE else
-                 change(_settings(folder), baseline) or "(none)", accuracy, reached)
+                 change(_settings(folder), baseline) or "(none)", accuracy, reached, origins,
+                 tuple(sorted(diverged)))
 
 
 def _reach_cells(t: Trial) -> list[str]:
@@ -167,17 +221,18 @@ def _reach_cells(t: Trial) -> list[str]:
 
 def table(trials: Sequence[Trial]) -> str:
     """The Markdown table: the baseline first, then every other trial with its paired
-    comparison; Holm's adjustment runs over every trial with a test."""
+    comparison; Holm's adjustment runs over every trial with two or more paired seeds. Under
+    it, a line per trial whose paired runs differ from the baseline's (`differences`)."""
     base = next((t for t in trials if t.name == BASELINE), None)
     if base is None:
         raise ValueError(f"trials: {[t.name for t in trials]!r} has no {BASELINE!r} trial to "
                          "pair with")
     others = [t for t in trials if t.name != BASELINE]
     pairs = [paired(t.accuracy, base.accuracy) for t in others]
-    adjusted = holm([p.p_value for p in pairs])
+    adjusted = holm([family_p(p) for p in pairs])
     header = ["trial", "change", "val accuracy (mean ± std)", "paired difference ± SE",
               "p (paired t)", "Holm p", "kept", "seeds", "epochs to 94% val",
-              "train s to 94% val"]
+              "train s to 94% val", "note"]
 
     def accuracy_cell(t):
         a = 100 * np.array(list(t.accuracy.values()))
@@ -187,15 +242,28 @@ def table(trials: Sequence[Trial]) -> str:
     def number(value, spec):
         return "-" if math.isnan(value) else format(value, spec)
 
+    def seeds_cell(count, diverged):
+        return f"{count}" + (f" ({len(diverged)} diverged)" if diverged else "")
+
     rows = [[base.name, base.change, accuracy_cell(base), "-", "-", "-", "-",
-             f"{len(base.accuracy)}", *_reach_cells(base)]]
+             seeds_cell(len(base.accuracy), base.diverged), *_reach_cells(base), ""]]
+    lines = []
     for t, p, holm_p in zip(others, pairs, adjusted):
         difference = "-" if not p.seeds else \
             f"{100 * p.mean_difference:+.2f} ± {number(100 * p.standard_error, '.2f')} points"
+        differ = differences(t, base, p.seeds)
+        if differ:
+            lines.append(f"- **{t.name}**: its paired runs and the baseline's differ in " +
+                         "; ".join(f"{key} (baseline {', '.join(theirs)}; {t.name} "
+                                   f"{', '.join(ours)})"
+                                   for key, (theirs, ours) in differ.items()))
+        note = f"differs in {', '.join(differ)}" if differ else ""
         rows.append([t.name, t.change, accuracy_cell(t), difference,
                      number(p.p_value, ".3f"), number(holm_p, ".3f"),
-                     "yes" if kept(p) else "no", f"{len(p.seeds)}", *_reach_cells(t)])
-    return markdown_table(header, "llrrrrlrrr", rows)
+                     "yes" if kept(p) and not t.diverged and not differ else "no",
+                     seeds_cell(len(p.seeds), t.diverged), *_reach_cells(t), note])
+    text = markdown_table(header, "llrrrrlrrrl", rows)
+    return "\n".join([text, "", *lines]) if lines else text
 
 
 def trials(results: pathlib.Path) -> list[Trial]:

@@ -16,6 +16,10 @@ pytestmark = pytest.mark.experiments
 
 SCRIPT = pathlib.Path(__file__).parents[2] / "experiments" / "lever_table.py"
 TEST_ACCURACY = 0.8765  # written into every epoch record; must never reach the table
+PROVENANCE = {"commit": "a714a08", "cpu": "AMD EPYC 7B13 (avx2, 2 cores)",
+              "versions": "Python 3.11.9, jax 0.10.0, jaxlib 0.10.0, flax 0.12.0, optax 0.2.5",
+              "backend": "1 cpu device(s)", "date": "2026-12-01 10:00 UTC"}
+CHOICES = {"option_set": "default", "requested": "default", "policy_version": 1}
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +33,11 @@ def lever_table():
     del sys.modules[spec.name]
 
 
-def _write_trial(root, name, train, curves, diverged=()):
+def _write_trial(root, name, train, curves, diverged=(), origin=None):
     """A finished trial folder: ``curves`` maps seed -> validation accuracy per epoch (the
-    training clock advances 10 s per epoch); seeds in ``diverged`` are recorded as diverged."""
+    training clock advances 10 s per epoch); seeds in ``diverged`` are recorded as diverged;
+    ``origin`` maps seed -> provenance keys (and ``choices``) that differ from the defaults."""
+    origin = origin or {}
     folder = root / f"levers-{name}"
     folder.mkdir()
     seeds = sorted(set(curves) | set(diverged))
@@ -51,15 +57,18 @@ def _write_trial(root, name, train, curves, diverged=()):
         train_lines = [{"kind": "train", "step": 10, "epoch": 1, "loss": 2.0, "accuracy": 0.3}]
         (run / "metrics.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in [*train_lines, *history]))
+        changed = dict(origin.get(seed, {}))
+        choices = changed.pop("choices", CHOICES)
         (run / "result.json").write_text(json.dumps({
             "variant": "net", "seed": seed, "history": history,
             "status": "diverged" if seed in diverged else "finished",
-            "train_time_s": history[-1]["train_time_s"]}))
+            "train_time_s": history[-1]["train_time_s"],
+            "provenance": {**PROVENANCE, **changed}, "choices": choices}))
 
 
 def _rows(text):
     """The table's body as {trial: {column: cell}}."""
-    lines = text.splitlines()
+    lines = text.split("\n\n")[0].splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     return {row[0]: dict(zip(header, row)) for row in rows}
@@ -155,7 +164,7 @@ def test_table_pairs_trials_with_the_baseline(lever_table, results):
     assert ema["paired difference ± SE"] == "+1.50 ± 0.29 points"
     assert ema["kept"] == "yes"
     assert smoothing["change"] == "train.label_smoothing=0.0"
-    assert smoothing["seeds"] == "2"
+    assert smoothing["seeds"] == "2 (1 diverged)"
     # seeds 0 and 1: -1.0 and +0.5 points
     assert smoothing["paired difference ± SE"] == "-0.25 ± 0.75 points"
     assert smoothing["kept"] == "no"
@@ -198,3 +207,52 @@ def test_results_without_a_baseline_are_refused(lever_table, tmp_path):
     _write_trial(tmp_path, "ema", {"ema_decay": 0.995}, {0: [0.93, 0.94]})
     with pytest.raises(ValueError, match="has no levers-baseline/ folder"):
         lever_table.trials(tmp_path)
+
+
+def test_a_trial_with_a_diverged_seed_is_counted_and_never_kept(lever_table, results):
+    # +2.0 and +2.5 points on seeds 0 and 1 would be kept; seed 2 diverged
+    _write_trial(results, "whiten", {"stem_init": "whiten"},
+                 {0: [0.95, 0.950], 1: [0.95, 0.960]}, diverged=[2])
+    rows = _rows(lever_table.table(lever_table.trials(results)))
+    assert rows["whiten"]["seeds"] == "2 (1 diverged)"
+    assert rows["whiten"]["paired difference ± SE"] == "+2.25 ± 0.25 points"
+    assert rows["whiten"]["kept"] == "no"
+    assert rows["ema"]["seeds"] == "3" and rows["ema"]["kept"] == "yes"
+
+
+def test_equal_differences_count_as_p_one_and_are_never_kept(lever_table, results):
+    # +1.0 point on every seed: no spread, so no t-test
+    _write_trial(results, "flip", {"flip": True},
+                 {0: [0.94, 0.940], 1: [0.94, 0.945], 2: [0.95, 0.955]})
+    equal = lever_table.paired({0: 0.94, 1: 0.945, 2: 0.955}, {0: 0.93, 1: 0.935, 2: 0.945})
+    assert math.isnan(equal.p_value) and lever_table.family_p(equal) == 1.0
+    assert not lever_table.kept(equal)
+    rows = _rows(lever_table.table(lever_table.trials(results)))
+    assert rows["flip"]["kept"] == "no"
+    assert rows["flip"]["p (paired t)"] == "-" and rows["flip"]["Holm p"] == "1.000"
+    # a family of three: ema's p is multiplied by 3, not 2
+    p = [stats.ttest_rel([0.940, 0.950, 0.965], [0.930, 0.935, 0.945]).pvalue,
+         stats.ttest_rel([0.920, 0.940], [0.930, 0.935]).pvalue]
+    assert rows["ema"]["Holm p"] == f"{min(1.0, 3 * min(p)):.3f}"
+
+
+@pytest.mark.parametrize(("key", "value", "shown"), [
+    ("commit", "bbe6163", "bbe6163"),
+    ("versions", "Python 3.11.9, jax 0.10.1, jaxlib 0.10.1, flax 0.12.0, optax 0.2.5", "0.10.1"),
+    ("cpu", "Intel Xeon 8481C (avx512, 2 cores)", "Intel Xeon 8481C"),
+    ("choices", {**CHOICES, "policy_version": 2}, '"policy_version": 2'),
+])
+def test_a_trial_run_on_other_code_or_machine_is_flagged_not_paired_silently(
+        lever_table, results, key, value, shown):
+    name = {"versions": "jaxlib"}.get(key, key)
+    # the steady gain of ema, its seed 1 run elsewhere
+    _write_trial(results, "ema-elsewhere", {"ema_decay": 0.99},
+                 {0: [0.93, 0.940], 1: [0.94, 0.950], 2: [0.95, 0.965]},
+                 origin={1: {key: value}})
+    text = lever_table.table(lever_table.trials(results))
+    rows = _rows(text)
+    assert rows["ema-elsewhere"]["note"] == f"differs in {name}"
+    assert rows["ema-elsewhere"]["kept"] == "no"
+    assert rows["ema"]["note"] == "" and rows["ema"]["kept"] == "yes"
+    (line,) = [line for line in text.splitlines() if line.startswith("- **ema-elsewhere**")]
+    assert f"differ in {name} (baseline " in line and shown in line
