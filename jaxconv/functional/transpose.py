@@ -44,6 +44,8 @@ from jaxconv.functional import _checks, policy
 from jaxconv.functional import padding as padlib
 from jaxconv.functional.conv import checked_compilation
 from jaxconv.functional.formulations import CONV, Compilation, ConvSpec, Formulation, xla
+from jaxconv.functional.formulations.onednn import onednn as onednn_forward
+from jaxconv.functional.formulations.onednn import unsupported_onednn
 from jaxconv.typing import Array, IntOrSeq, PaddingLike
 
 
@@ -130,6 +132,62 @@ def subpixel(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     return merged[(slice(None), *(slice(0, size) for size in out[1:-1]), slice(None))]
 
 
+def adjoint_spec(spec: ConvSpec, kernel_shape: Sequence[int]) -> ConvSpec | str:
+    """The forward conv whose input gradient is the transposed conv ``spec`` describes, or why
+    there is none without cropping.
+
+    ``spec`` is the input-dilated forward conv `prepare_transpose` returns; its adjoint runs
+    from the transposed conv's output (``C_out`` channels) to its input (``C_in``) with the
+    transposed conv's kernel as is (``(*k, C_out // g, C_in)`` is that conv's HWIO kernel), its
+    strides (``spec.input_dilation``) and the forward padding ``(lo, hi)``. ``output_padding``
+    widens the output on the high side past what the adjoint's windows reach; padding the
+    adjoint's high side by ``hi - output_padding`` places its windows exactly, and any pad up
+    to ``stride - 1`` larger places them the same (the last window starts where it did), which
+    keeps the pad non-negative.
+    """
+    strides = spec.input_dilation
+    out = spec.output_shape
+    pads = []
+    for w, (fp_lo, fp_hi), s in zip(spec.window, spec.padding, strides):
+        lo, hi = w - 1 - fp_lo, w - 1 - fp_hi
+        if lo < 0:
+            return f"padding crops {-lo} more positions than the window covers (low side)"
+        if hi < 0:
+            if hi + s - 1 < 0:
+                return f"output_padding reaches {-hi} positions past the last window"
+            hi = 0
+        pads.append((lo, hi))
+    adjoint = dataclasses.replace(
+        spec, input_shape=out, kernel_shape=tuple(kernel_shape), strides=strides,
+        padding=tuple(pads), input_dilation=(1,) * spec.rank)
+    if adjoint.output_shape[1:-1] != spec.input_shape[1:-1]:
+        return (f"no padding of the adjoint conv gives back the input size "
+                f"{spec.input_shape[1:-1]}")
+    return adjoint
+
+
+def _onednn_unsupported(spec: ConvSpec) -> str | None:
+    *k, c_in_g, c_out = spec.kernel_shape
+    groups = spec.feature_group_count
+    adjoint = adjoint_spec(spec, (*k, c_out // groups, c_in_g * groups))
+    return adjoint if isinstance(adjoint, str) else unsupported_onednn(adjoint)
+
+
+def onednn(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """oneDNN's backward-data convolution of the adjoint conv (`adjoint_spec`): the transposed
+    conv's definition computed directly, with no inserted zeros and no flipped kernel copy.
+
+    It is the transpose of the ``onednn`` forward conv in its input, so its dtypes and its
+    derivatives (the transposes of backward-data: the forward conv and backward-weights) are
+    that formulation's."""
+    adjoint = adjoint_spec(spec, kernel.shape)
+    dtype = jnp.result_type(x.dtype, kernel.dtype)
+    output = jax.ShapeDtypeStruct((x.shape[0], *adjoint.input_shape[1:]), dtype)
+    (y,) = jax.linear_transpose(lambda a: onednn_forward(a, kernel, adjoint),
+                                output)(x.astype(dtype))
+    return y
+
+
 #: Transposed-conv formulations. Each gets the kernel in ``conv_transpose``'s layout and the spec
 #: of the equivalent forward conv (input dilation = the transposed conv's strides).
 TRANSPOSE: dict[str, Formulation] = {
@@ -137,6 +195,8 @@ TRANSPOSE: dict[str, Formulation] = {
                        "lax.conv_general_dilated on the stride-dilated input (lhs_dilation)"),
     "subpixel": Formulation("subpixel", subpixel, _subpixel_unsupported,
                             "one stride-1 conv per output phase, interleaved"),
+    "onednn": Formulation("onednn", onednn, _onednn_unsupported,
+                          "oneDNN's backward-data convolution (native extension, CPU)"),
 }
 TRANSPOSE_POLICY: tuple[policy.PolicyRow, ...] = (
     policy.PolicyRow("cpu", policy.ANY, "subpixel",
@@ -220,7 +280,9 @@ def conv_transpose(
       output_padding: extra positions on the high side, each smaller than the stride (or the
         dilation); ``None`` is 0, except under ``"SAME"`` where it makes the output ``in * s``.
       kernel_dilation, feature_group_count, precision, preferred_element_type: as in `conv`.
-      impl: ``"auto"`` or ``"xla"``.
+      impl: ``"auto"``, ``"autotune"`` or a formulation of `TRANSPOSE`: ``"xla"`` (the
+        input-dilated forward conv), ``"subpixel"``, or ``"onednn"`` (where the native
+        extension is built).
       compilation: as in `conv`.
 
     Returns:

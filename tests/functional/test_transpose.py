@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxconv import functional as F
+from jaxconv.tuning import native
 from tests import reference as ref
 
 
@@ -150,3 +151,63 @@ def test_subpixel_sub_convs_take_the_forward_policy():
     assert (grouped in text) == (grouped in direct)
     chex.assert_trees_all_close(f(x, k), F.conv_transpose(x, k, strides=2, feature_group_count=2,
                                                           impl="xla"), atol=1e-4)
+
+
+needs_native = pytest.mark.skipif(not native.available(), reason=str(native.reason()))
+
+
+@needs_native
+@pytest.mark.parametrize("seed", range(30))
+def test_onednn_values_and_both_gradients_equal_xla(seed):
+    """``impl="onednn"`` computes the transposed conv as oneDNN's backward-data convolution of
+    its adjoint: values and both gradients equal the lax formulation's on random configs
+    (where it claims them; the test asserts it claims most)."""
+    cfg = transpose_config(seed)
+    r = np.random.default_rng(seed + 11)
+    g = cfg["groups"]
+    x = jnp.asarray(r.standard_normal((2, *cfg["spatial"], 2 * g)), jnp.float32)
+    k = jnp.asarray(r.standard_normal((*cfg["kernel"], 3, 2 * g)), jnp.float32)
+    kwargs = dict(strides=cfg["strides"], padding=cfg["padding"],
+                  output_padding=cfg["output_padding"], kernel_dilation=cfg["dilation"],
+                  feature_group_count=g)
+    try:
+        plan = F.plan(x.shape, k.shape, op="conv_transpose", impl="xla", **kwargs)
+    except ValueError:
+        return
+    if plan.candidates["onednn"] is not None:
+        assert "output_padding" in plan.candidates["onednn"] or \
+            "crops" in plan.candidates["onednn"], plan.candidates["onednn"]
+        pytest.skip(plan.candidates["onednn"])
+
+    def grads(impl):
+        fn = lambda a, b: jnp.sum(jnp.sin(F.conv_transpose(a, b, impl=impl, **kwargs)))  # noqa: E731
+        return jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))(x, k)
+
+    chex.assert_trees_all_close(grads("onednn"), grads("xla"), atol=1e-4, rtol=1e-4)
+
+
+@needs_native
+def test_onednn_calls_backward_data_without_inserted_zeros():
+    """The forward pass is one native backward-data call on the undilated input (no
+    ``lhs_dilation``, no flipped kernel); its gradients are the forward conv and
+    backward-weights."""
+    x, k = jnp.ones((2, 6, 6, 8)), jnp.ones((3, 3, 4, 8))
+    fn = lambda a, b: F.conv_transpose(a, b, strides=2, impl="onednn")  # noqa: E731
+    text = jax.jit(fn).lower(x, k).as_text()
+    assert text.count("@jaxconv_onednn_conv_backward_data(") == 1
+    assert "lhs_dilat" not in text and "reverse" not in text
+    grad_text = jax.jit(jax.grad(lambda a, b: jnp.sum(fn(a, b)), argnums=(0, 1))).lower(
+        x, k).as_text()
+    assert "@jaxconv_onednn_conv_forward(" in grad_text
+    assert "@jaxconv_onednn_conv_backward_weights(" in grad_text
+
+
+def test_onednn_refuses_output_padding_past_the_last_window():
+    """A stride-1, dilated transposed conv whose output_padding reaches past every window has
+    no non-negative adjoint padding: refused, with why, and the other formulations still run."""
+    plan = F.plan((1, 5, 4), (3, 2, 4), op="conv_transpose", impl="xla", padding="VALID",
+                  output_padding=1, kernel_dilation=2)
+    if native.available():
+        assert "output_padding" in plan.candidates["onednn"]
+    else:
+        assert plan.candidates["onednn"] == native.reason()
