@@ -1,5 +1,13 @@
 // oneDNN convolutions as XLA FFI handlers for the CPU: forward, backward-data and
-// backward-weights, fp32, channels-last activations and HWIO kernels, 1-3 spatial dims.
+// backward-weights, channels-last activations and HWIO kernels, 1-3 spatial dims; fp32, and
+// bf16 (on CPUs with native bf16: the Python side refuses it elsewhere) through the same code
+// with handlers of their own (the `_bf16` targets).
+//
+// bf16 matches XLA's CPU numerics for a bf16 conv: XLA converts the operands to f32, convolves
+// in f32 and rounds the result to bf16 once. oneDNN's bf16 primitives read bf16, accumulate in
+// f32 and round the output once as well; the kernel gradient is asked for in f32 and rounded
+// once by the reorder into the HWIO buffer (not accumulated in bf16 by oneDNN, whose bf16
+// diff_weights may round partial sums over the batch).
 //
 // Shapes come from the buffers and the conv's arguments from the call's attributes; the
 // Python side (jaxconv/functional/formulations/onednn.py) owns validation, batching and
@@ -35,6 +43,13 @@ struct Args {
   int64_t groups;
 };
 
+// oneDNN's data type of an FFI element type.
+template <ffi::DataType T>
+constexpr dt OnednnType() {
+  static_assert(T == ffi::F32 || T == ffi::BF16, "jaxconv's oneDNN handlers take f32 or bf16");
+  return T == ffi::F32 ? dt::f32 : dt::bf16;
+}
+
 dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
@@ -43,7 +58,7 @@ dnnl::engine& Engine() {
 dims_t ToDims(ffi::Span<const int64_t> span) { return dims_t(span.begin(), span.end()); }
 
 // (N, *spatial, C) channels-last, as oneDNN's logical (N, C, *spatial) with strides.
-dnnl::memory::desc ActivationDesc(const dims_t& shape) {
+dnnl::memory::desc ActivationDesc(const dims_t& shape, dt type) {
   const size_t rank = shape.size() - 2;
   dims_t dims{shape[0], shape.back()}, strides(shape.size());
   int64_t step = shape.back();
@@ -54,11 +69,11 @@ dnnl::memory::desc ActivationDesc(const dims_t& shape) {
   strides[0] = step;
   strides[1] = 1;
   for (size_t i = 0; i < rank; ++i) dims.push_back(shape[1 + i]);
-  return dnnl::memory::desc(dims, dt::f32, strides);
+  return dnnl::memory::desc(dims, type, strides);
 }
 
 // (*kernel, C_in / groups, C_out) HWIO, as oneDNN's logical ([G,] O, I, *kernel) with strides.
-dnnl::memory::desc KernelDesc(const dims_t& shape, int64_t groups) {
+dnnl::memory::desc KernelDesc(const dims_t& shape, int64_t groups, dt type) {
   const size_t rank = shape.size() - 2;
   const int64_t in_g = shape[rank], out = shape[rank + 1];
   dims_t dims, strides;
@@ -79,7 +94,7 @@ dnnl::memory::desc KernelDesc(const dims_t& shape, int64_t groups) {
     dims.push_back(shape[i]);
     strides.push_back(spatial_strides[i]);
   }
-  return dnnl::memory::desc(dims, dt::f32, strides);
+  return dnnl::memory::desc(dims, type, strides);
 }
 
 // oneDNN counts dilation from 0 (no dilation), lax from 1.
@@ -91,12 +106,24 @@ dims_t OnednnDilation(ffi::Span<const int64_t> dilation) {
 
 struct Config {
   Kind kind;
+  dt type;  // of every operand and result
   dims_t input, kernel, output;
   Args args;
 
+  dnnl::memory::desc Input() const { return ActivationDesc(input, type); }
+  dnnl::memory::desc Output() const { return ActivationDesc(output, type); }
+  dnnl::memory::desc Kernel() const { return KernelDesc(kernel, args.groups, type); }
+
+  // The layout-free kernel oneDNN is asked to choose a layout for: the kernel gradient in f32
+  // whatever the type (rounded once into the HWIO buffer: see the top of the file).
+  dnnl::memory::desc AnyKernel(bool gradient) const {
+    return dnnl::memory::desc(Kernel().get_dims(), gradient ? dt::f32 : type,
+                              dnnl::memory::format_tag::any);
+  }
+
   std::string Key() const {
     std::ostringstream key;
-    key << static_cast<int>(kind);
+    key << static_cast<int>(kind) << '|' << static_cast<int>(type);
     for (const dims_t* d : {&input, &kernel, &output}) {
       key << '|';
       for (int64_t v : *d) key << v << ',';
@@ -123,11 +150,9 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Config& c,
                                                       const dnnl::memory::desc& src,
                                                       const dnnl::memory::desc& dst,
                                                       const dnnl::primitive_attr& attr) {
-  const auto any = dnnl::memory::desc(KernelDesc(c.kernel, c.args.groups).get_dims(), dt::f32,
-                                      dnnl::memory::format_tag::any);
   return dnnl::convolution_forward::primitive_desc(
-      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src, any,
-      dst, ToDims(c.args.strides), OnednnDilation(c.args.dilation), ToDims(c.args.pad_lo),
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, src,
+      c.AnyKernel(false), dst, ToDims(c.args.strides), OnednnDilation(c.args.dilation), ToDims(c.args.pad_lo),
       ToDims(c.args.pad_hi), attr);
 }
 
@@ -135,11 +160,11 @@ std::shared_ptr<Entry> Build(const Config& c) {
   auto entry = std::make_shared<Entry>();
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  const auto src = ActivationDesc(c.input), dst = ActivationDesc(c.output);
-  entry->user_kernel = KernelDesc(c.kernel, c.args.groups);
+  const auto src = c.Input(), dst = c.Output();
+  entry->user_kernel = c.Kernel();
   const auto forward = ForwardDesc(c, src, dst, attr);
-  const auto any = dnnl::memory::desc(entry->user_kernel.get_dims(), dt::f32,
-                                      dnnl::memory::format_tag::any);
+  const bool gradient = c.kind == Kind::kBackwardWeights;
+  const auto any = c.AnyKernel(gradient);
   const auto strides = ToDims(c.args.strides), dilation = OnednnDilation(c.args.dilation),
              lo = ToDims(c.args.pad_lo), hi = ToDims(c.args.pad_hi);
   if (c.kind == Kind::kForward) {
@@ -162,9 +187,8 @@ std::shared_ptr<Entry> Build(const Config& c) {
     entry->conv = dnnl::convolution_backward_weights(backward);
   }
   if (entry->kernel != entry->user_kernel) {
-    const bool to_user = c.kind == Kind::kBackwardWeights;
-    const auto& from = to_user ? entry->kernel : entry->user_kernel;
-    const auto& to = to_user ? entry->user_kernel : entry->kernel;
+    const auto& from = gradient ? entry->kernel : entry->user_kernel;
+    const auto& to = gradient ? entry->user_kernel : entry->kernel;
     entry->kernel_reorder = std::make_unique<dnnl::reorder>(
         dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
   }
@@ -235,7 +259,7 @@ ffi::Error Run(const Config& config, void* input, void* kernel, void* output) {
   try {
     const auto entry = Primitives().Get(config);
     dnnl::stream stream(Engine());
-    const auto src = ActivationDesc(config.input), dst = ActivationDesc(config.output);
+    const auto src = config.Input(), dst = config.Output();
     dnnl::memory x(src, Engine(), input), y(dst, Engine(), output),
         k_user(entry->user_kernel, Engine(), kernel);
     Bytes staged, scratch = Allocate(entry->scratchpad_bytes);
@@ -280,50 +304,66 @@ Args MakeArgs(ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilatio
   return Args{strides, dilation, pad_lo, pad_hi, groups};
 }
 
-ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> kernel,
-                   ffi::ResultBuffer<ffi::F32> y, ffi::Span<const int64_t> strides,
-                   ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
-                   ffi::Span<const int64_t> pad_hi, int64_t groups) {
-  const Config config{Kind::kForward, ToDims(x.dimensions()), ToDims(kernel.dimensions()),
-                      ToDims(y->dimensions()), MakeArgs(strides, dilation, pad_lo, pad_hi, groups)};
+template <ffi::DataType T>
+ffi::Error Forward(ffi::Buffer<T> x, ffi::Buffer<T> kernel, ffi::ResultBuffer<T> y,
+                   ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
+                   ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                   int64_t groups) {
+  const Config config{Kind::kForward, OnednnType<T>(), ToDims(x.dimensions()),
+                      ToDims(kernel.dimensions()), ToDims(y->dimensions()),
+                      MakeArgs(strides, dilation, pad_lo, pad_hi, groups)};
   return Run(config, x.untyped_data(), kernel.untyped_data(), y->untyped_data());
 }
 
-ffi::Error BackwardData(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> kernel,
-                        ffi::ResultBuffer<ffi::F32> dx, ffi::Span<const int64_t> strides,
-                        ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
-                        ffi::Span<const int64_t> pad_hi, int64_t groups) {
-  const Config config{Kind::kBackwardData, ToDims(dx->dimensions()), ToDims(kernel.dimensions()),
-                      ToDims(dy.dimensions()), MakeArgs(strides, dilation, pad_lo, pad_hi, groups)};
+template <ffi::DataType T>
+ffi::Error BackwardData(ffi::Buffer<T> dy, ffi::Buffer<T> kernel, ffi::ResultBuffer<T> dx,
+                        ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
+                        ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                        int64_t groups) {
+  const Config config{Kind::kBackwardData, OnednnType<T>(), ToDims(dx->dimensions()),
+                      ToDims(kernel.dimensions()), ToDims(dy.dimensions()),
+                      MakeArgs(strides, dilation, pad_lo, pad_hi, groups)};
   return Run(config, dx->untyped_data(), kernel.untyped_data(), dy.untyped_data());
 }
 
-ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
-                           ffi::ResultBuffer<ffi::F32> dk, ffi::Span<const int64_t> strides,
-                           ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> pad_lo,
-                           ffi::Span<const int64_t> pad_hi, int64_t groups) {
-  const Config config{Kind::kBackwardWeights, ToDims(x.dimensions()), ToDims(dk->dimensions()),
-                      ToDims(dy.dimensions()), MakeArgs(strides, dilation, pad_lo, pad_hi, groups)};
+template <ffi::DataType T>
+ffi::Error BackwardWeights(ffi::Buffer<T> x, ffi::Buffer<T> dy, ffi::ResultBuffer<T> dk,
+                           ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
+                           ffi::Span<const int64_t> pad_lo, ffi::Span<const int64_t> pad_hi,
+                           int64_t groups) {
+  const Config config{Kind::kBackwardWeights, OnednnType<T>(), ToDims(x.dimensions()),
+                      ToDims(dk->dimensions()), ToDims(dy.dimensions()),
+                      MakeArgs(strides, dilation, pad_lo, pad_hi, groups)};
   return Run(config, x.untyped_data(), dk->untyped_data(), dy.untyped_data());
 }
 
+// The handlers' signature: a dependent chain, hence `.template`.
+template <ffi::DataType T>
 auto Bind() {
   return ffi::Ffi::Bind()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .Arg<ffi::Buffer<ffi::F32>>()
-      .Ret<ffi::Buffer<ffi::F32>>()
-      .Attr<ffi::Span<const int64_t>>("strides")
-      .Attr<ffi::Span<const int64_t>>("dilation")
-      .Attr<ffi::Span<const int64_t>>("pad_lo")
-      .Attr<ffi::Span<const int64_t>>("pad_hi")
-      .Attr<int64_t>("groups");
+      .template Arg<ffi::Buffer<T>>()
+      .template Arg<ffi::Buffer<T>>()
+      .template Ret<ffi::Buffer<T>>()
+      .template Attr<ffi::Span<const int64_t>>("strides")
+      .template Attr<ffi::Span<const int64_t>>("dilation")
+      .template Attr<ffi::Span<const int64_t>>("pad_lo")
+      .template Attr<ffi::Span<const int64_t>>("pad_hi")
+      .template Attr<int64_t>("groups");
 }
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvForward, Forward, Bind());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvBackwardData, BackwardData, Bind());
-XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvBackwardWeights, BackwardWeights, Bind());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvForward, Forward<ffi::F32>, Bind<ffi::F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvBackwardData, BackwardData<ffi::F32>,
+                              Bind<ffi::F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvBackwardWeights, BackwardWeights<ffi::F32>,
+                              Bind<ffi::F32>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvForwardBf16, Forward<ffi::BF16>,
+                              Bind<ffi::BF16>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvBackwardDataBf16, BackwardData<ffi::BF16>,
+                              Bind<ffi::BF16>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxconvOnednnConvBackwardWeightsBf16, BackwardWeights<ffi::BF16>,
+                              Bind<ffi::BF16>());
 
 // The oneDNN version the library runs with, "major.minor.patch".
 extern "C" const char* JaxconvOnednnVersion() {

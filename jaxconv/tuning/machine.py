@@ -48,6 +48,16 @@ def features() -> frozenset[str]:
     return frozenset(_cpuinfo().get("flags", "").split())
 
 
+#: The flags of CPUs that compute bfloat16 products in hardware: AVX512-BF16's dot products
+#: or AMX's bf16 tiles (Linux's names in ``/proc/cpuinfo``).
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def native_bf16() -> bool:
+    """Whether the CPU has native bfloat16 arithmetic (one of `NATIVE_BF16_FLAGS`)."""
+    return bool(features() & NATIVE_BF16_FLAGS)
+
+
 def model() -> str:
     """The CPU's model name (``/proc/cpuinfo``), or what `platform` says elsewhere."""
     return _cpuinfo().get("model name") or platform.processor() or "unknown"

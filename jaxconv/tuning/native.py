@@ -26,6 +26,9 @@ TARGETS = {
     "jaxconv_onednn_conv_forward": "JaxconvOnednnConvForward",
     "jaxconv_onednn_conv_backward_data": "JaxconvOnednnConvBackwardData",
     "jaxconv_onednn_conv_backward_weights": "JaxconvOnednnConvBackwardWeights",
+    "jaxconv_onednn_conv_forward_bf16": "JaxconvOnednnConvForwardBf16",
+    "jaxconv_onednn_conv_backward_data_bf16": "JaxconvOnednnConvBackwardDataBf16",
+    "jaxconv_onednn_conv_backward_weights_bf16": "JaxconvOnednnConvBackwardWeightsBf16",
 }
 
 

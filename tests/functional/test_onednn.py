@@ -21,7 +21,7 @@ from jax.sharding import PartitionSpec
 from jaxconv import functional as F
 from jaxconv.functional.formulations import ConvSpec
 from jaxconv.functional.formulations.onednn import unsupported_onednn
-from jaxconv.tuning import native
+from jaxconv.tuning import machine, native
 
 needs_native = pytest.mark.skipif(not native.available(), reason=str(native.reason()))
 
@@ -158,7 +158,7 @@ def test_jitted_program_calls_onednn_for_forward_and_both_gradients():
     step = jax.jit(jax.value_and_grad(_loss(_op("2d_grouped", "onednn")), argnums=(0, 1)))
     text = step.lower(x, k).as_text()
     for target in native.TARGETS:
-        assert f"@{target}(" in text, target
+        assert (f"@{target}(" in text) is not target.endswith("_bf16"), target
     assert "convolution" not in text
 
 
@@ -172,16 +172,107 @@ def test_an_export_holds_no_native_call_and_runs_without_it():
     _close(exported.call(x, k), step(x, k), 5e-4)
 
 
+needs_native_bf16 = pytest.mark.skipif(
+    not machine.native_bf16(), reason=f"the CPU ({machine.model()}) has no native bf16")
+
+BF16_CASES = ["1d", "2d_same", "2d_stride2_asym", "2d_grouped", "2d_depthwise_stride2", "3d"]
+
+
+def _bf16_operands(name):
+    """The case's operands in bfloat16, and a bfloat16 cotangent of its output."""
+    x, k = (a.astype(jnp.bfloat16) for a in _operands(name))
+    y = jax.eval_shape(_op(name, "xla"), x, k)
+    ct = np.random.default_rng(2).standard_normal(y.shape)
+    return x, k, jnp.asarray(ct, jnp.bfloat16)
+
+
+def _value_and_vjp(fn):
+    """``fn``'s output and both gradients for the cotangent ``ct``."""
+    def run(x, k, ct):
+        y, vjp = jax.vjp(fn, x, k)
+        return (y, *vjp(ct))
+    return run
+
+
+def _as_f32(tree):
+    return jax.tree.map(lambda a: np.asarray(a, np.float32), tree)
+
+
 @needs_native
-def test_narrow_floats_are_computed_in_float32_and_other_dtypes_refused():
-    x, k = _operands("2d_same")
-    y = F.conv(x.astype(jnp.bfloat16), k.astype(jnp.bfloat16), impl="onednn")
-    want = F.conv(x.astype(jnp.bfloat16).astype(jnp.float32),
-                  k.astype(jnp.bfloat16).astype(jnp.float32), impl="xla")
+@needs_native_bf16
+@pytest.mark.parametrize("name", BF16_CASES)
+def test_bfloat16_values_and_both_gradients_equal_xla_in_bfloat16(name):
+    """bf16 in, bf16 out, as XLA computes a bf16 conv: products summed in f32 and rounded to
+    bf16 once, so the two differ by at most a rounding of a differently ordered sum (one bf16
+    ulp); against float32 at HIGHEST on the same (bf16-exact) operands, by one rounding."""
+    x, k, ct = _bf16_operands(name)
+    got = jax.jit(_value_and_vjp(_op(name, "onednn")))(x, k, ct)
+    assert [a.dtype for a in got] == [jnp.bfloat16] * 3
+    want = jax.jit(_value_and_vjp(_op(name, "xla")))(x, k, ct)
+    chex.assert_trees_all_close(_as_f32(got), _as_f32(want), rtol=2 ** -7, atol=1e-3)
+
+    def exact(x, k):
+        return F.conv(x, k, impl="xla", precision=jax.lax.Precision.HIGHEST, **GRID[name][2])
+
+    f32 = _value_and_vjp(exact)(*_as_f32((x, k, ct)))
+    chex.assert_trees_all_close(_as_f32(got), f32, rtol=2 ** -6, atol=1e-2)
+
+
+@needs_native
+@needs_native_bf16
+def test_a_bfloat16_transposed_conv_equals_xla():
+    x, k, _ = _bf16_operands("2d_same")
+    k = jnp.swapaxes(k, 2, 3)     # the kernel of the conv it transposes: 12 -> 8 channels
+    y = jax.jit(lambda x, k: F.conv_transpose(x, k, strides=2, impl="onednn"))(x, k)
+    want = F.conv_transpose(x, k, strides=2, impl="xla")
     assert y.dtype == jnp.bfloat16
-    _close(y.astype(jnp.float32), want.astype(jnp.bfloat16).astype(jnp.float32), 1e-2)
-    with pytest.raises(ValueError, match=r"impl='onednn' takes float32.*input has dtype int32"):
-        F.conv(x.astype(jnp.int32), k.astype(jnp.int32), impl="onednn")
+    chex.assert_trees_all_close(_as_f32(y), _as_f32(want), rtol=2 ** -7, atol=1e-3)
+
+
+@needs_native
+@needs_native_bf16
+def test_a_jitted_bfloat16_gradient_runs_the_bf16_kernels_with_nothing_in_float32():
+    x, k, ct = _bf16_operands("2d_grouped")
+    text = jax.jit(_value_and_vjp(_op("2d_grouped", "onednn"))).lower(x, k, ct).as_text()
+    for target in native.TARGETS:
+        assert (f"@{target}(" in text) is target.endswith("_bf16"), target
+    assert "f32" not in text and "convert" not in text
+
+
+@needs_native
+def test_bfloat16_is_refused_on_a_cpu_without_native_bf16(monkeypatch):
+    monkeypatch.setattr(machine, "features", lambda: frozenset({"avx512f", "avx2"}))
+    x, k, _ = _bf16_operands("2d_same")
+    with pytest.raises(ValueError, match=r"impl='onednn' cannot compute this conv: dtype "
+                       r"bfloat16 needs a CPU with native bf16 arithmetic \(amx_bf16 or "
+                       r"avx512_bf16\), which this one \(.*\) lacks"):
+        F.conv(x, k, impl="onednn")
+    with pytest.raises(ValueError, match="bfloat16 needs a CPU with native bf16"):
+        F.conv_transpose(x, jnp.swapaxes(k, 2, 3), strides=2, impl="onednn")
+    assert F.conv(x, k, impl="auto").dtype == jnp.bfloat16
+    F.conv(x.astype(jnp.float32), k.astype(jnp.float32), impl="onednn")
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.int32])
+def test_dtypes_onednn_does_not_compute_natively_are_refused(dtype):
+    x, k = _operands("2d_same")
+    name = jnp.dtype(dtype).name
+    with pytest.raises(ValueError, match=rf"impl='onednn' cannot compute this conv: dtype "
+                       rf"{name} \(oneDNN's kernels here take float32"):
+        F.conv(x.astype(dtype), k.astype(dtype), impl="onednn")
+
+
+@needs_native
+def test_mixed_dtypes_are_refused_as_for_every_formulation():
+    x, k = _operands("2d_same")
+    for impl in ("xla", "onednn"):
+        with pytest.raises(TypeError, match="dtypes differ"):
+            F.conv(x.astype(jnp.bfloat16), k, impl=impl)
+    spec = F.plan(x.shape, k.shape, impl="onednn").spec
+    with pytest.raises(TypeError, match=r"impl='onednn': dtypes differ \(input bfloat16, "
+                       r"kernel float32\)"):
+        F.CONV["onednn"].compute(x.astype(jnp.bfloat16), k, spec)
 
 
 @needs_native

@@ -1,7 +1,9 @@
 """``onednn``: the native CPU formulation, oneDNN's convolution kernels through XLA's FFI.
 
 Present only where the extension was built (`jaxconv.tuning.native`); elsewhere
-``impl="onednn"`` refuses with the reason. fp32, 1-3 spatial dims, strides, kernel dilation,
+``impl="onednn"`` refuses with the reason. float32, and bfloat16 where the CPU has native bf16
+arithmetic (`jaxconv.tuning.machine.native_bf16`; refused elsewhere, and float16 everywhere:
+oneDNN would emulate them, or not run them at all), 1-3 spatial dims, strides, kernel dilation,
 groups (depthwise included) and explicit, asymmetric zero padding, in jaxconv's layout
 (channels-last input, HWIO kernel), which oneDNN reads in place (the kernel is reordered to
 oneDNN's blocked layout where its primitive runs on one).
@@ -39,15 +41,15 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jaxconv.functional.formulations.lax_conv import _input_grad, _kernel_grad, xla
 from jaxconv.functional.formulations.primitive import _vary_alike
 from jaxconv.functional.formulations.spec import ConvSpec, is_empty, unsupported_lax_extras
-from jaxconv.tuning import native
+from jaxconv.tuning import machine, native
 from jaxconv.typing import Array
 
 FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS = "forward", "backward_data", "backward_weights"
 
-#: The FFI target of each map, registered by `jaxconv.tuning.native`.
-_TARGET = {FORWARD: "jaxconv_onednn_conv_forward",
-           BACKWARD_DATA: "jaxconv_onednn_conv_backward_data",
-           BACKWARD_WEIGHTS: "jaxconv_onednn_conv_backward_weights"}
+#: The FFI target of each map and dtype, registered by `jaxconv.tuning.native`.
+_TARGET = {(op, jnp.dtype(dtype)): f"jaxconv_onednn_conv_{op}{suffix}"
+           for op in (FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS)
+           for dtype, suffix in ((jnp.float32, ""), (jnp.bfloat16, "_bf16"))}
 
 #: Each map as ``lax`` code: the lowering off the CPU and under `jax.export`.
 _LAX = {FORWARD: xla,
@@ -75,7 +77,8 @@ def _out_aval(a, b, *, op: str, spec: ConvSpec):
 def _native(op: str, a: Array, b: Array, spec: ConvSpec) -> Array:
     """The FFI call of one map."""
     out = _out_aval(jax.typeof(a), b, op=op, spec=spec)
-    return jax.ffi.ffi_call(_TARGET[op], jax.ShapeDtypeStruct(out.shape, out.dtype))(
+    return jax.ffi.ffi_call(_TARGET[op, jnp.dtype(out.dtype)],
+                            jax.ShapeDtypeStruct(out.shape, out.dtype))(
         a, b, strides=np.asarray(spec.strides, np.int64),
         dilation=np.asarray(spec.kernel_dilation, np.int64),
         pad_lo=np.asarray([lo for lo, _ in spec.padding], np.int64),
@@ -267,21 +270,41 @@ def unsupported_onednn(spec: ConvSpec) -> str | None:
     return None
 
 
+def unsupported_dtype(dtype) -> str | None:
+    """Why ``onednn`` cannot compute arrays of ``dtype`` on this CPU, or ``None``."""
+    dtype = jnp.dtype(dtype)
+    if dtype == jnp.float32:
+        return None
+    if dtype == jnp.bfloat16:
+        if machine.native_bf16():
+            return None
+        return (f"dtype bfloat16 needs a CPU with native bf16 arithmetic "
+                f"({' or '.join(sorted(machine.NATIVE_BF16_FLAGS))}), which this one "
+                f"({machine.model()}) lacks; oneDNN would emulate it")
+    return (f"dtype {dtype.name} (oneDNN's kernels here take float32, and bfloat16 on a CPU "
+            "with native bf16 arithmetic)")
+
+
 def onednn(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     """oneDNN's convolution on the CPU, both gradients oneDNN's backward primitives.
 
-    The kernels are float32. Narrower floats (bfloat16, float16) are computed in float32 and
-    rounded back to the input's dtype, as XLA's CPU backend computes them too.
+    float32 or bfloat16 operands, both of one dtype. bfloat16 runs oneDNN's bf16 kernels (on
+    CPUs with native bf16 only): products summed in float32 and each result rounded to
+    bfloat16 once, as XLA's CPU backend computes a bfloat16 conv.
 
     Raises:
-      ValueError: ``x`` or ``kernel`` is not a float of at most 32 bits.
+      TypeError: ``x`` and ``kernel`` differ in dtype (`jaxconv.functional.conv` refuses that
+        for every formulation).
+      ValueError: the dtype is not one oneDNN computes natively here (float16, float64,
+        integers; bfloat16 on a CPU without native bf16).
     """
-    for name, a in (("input", x), ("kernel", kernel)):
-        if not jnp.issubdtype(a.dtype, jnp.floating) or jnp.finfo(a.dtype).bits > 32:
-            raise ValueError(f"impl='onednn' takes float32 (or narrower float) arrays; the "
-                             f"{name} has dtype {a.dtype}")
+    if x.dtype != kernel.dtype:
+        raise TypeError(f"impl='onednn': dtypes differ (input {jnp.dtype(x.dtype).name}, "
+                        f"kernel {jnp.dtype(kernel.dtype).name}); cast them to one dtype first")
+    why = unsupported_dtype(x.dtype)
+    if why is not None:
+        raise ValueError(f"impl='onednn' cannot compute this conv: {why}; impl='xla' (or "
+                         "'auto') computes it")
     if is_empty(spec):
         return xla(x, kernel, spec)
-    dtype = jnp.result_type(x.dtype, kernel.dtype)
-    y = _bind(FORWARD, x.astype(jnp.float32), kernel.astype(jnp.float32), spec)
-    return y.astype(dtype)
+    return _bind(FORWARD, x, kernel, spec)
