@@ -281,3 +281,21 @@ def test_ctrl_c_in_a_terminal_records_no_failure(tmp_path):
     assert len(entries) == 4 and not any(e["problem"] for e in entries), entries
     alive = subprocess.run(["pgrep", "-f", f"hang {tmp_path}"], capture_output=True)
     assert not alive.stdout.strip(), "a hung child outlived the interrupted run"
+
+
+def test_impls_restricts_the_checks_to_the_named_formulations_on_the_same_cases():
+    """``--impls`` checks only the named formulations, on the same cases as a full run of the
+    seed (so a formulation fuzzed alone sees the configurations the others saw), names them in
+    the run's settings (a progress file of a full run cannot resume a restricted one) and in
+    the report, and refuses a name that is no formulation."""
+    every = list(fuzz.cases(8, seed=5))
+    only = list(fuzz.cases(8, seed=5, impls=["xla", "subpixel"]))
+    assert [c for c, _ in only] == [c for c, _ in every]
+    for (_, claimed), (_, full) in zip(only, every):
+        assert claimed == ["xla", *(["subpixel"] if "subpixel" in full else [])]
+    assert fuzz.settings(8, 5, False, ["float32"], ["xla"])["impls"] == ["xla"]
+    assert "impls" not in fuzz.settings(8, 5, False, ["float32"])
+    text = fuzz.report([], 0, 8, 5, 1.0, only, ["float32"], impls=["xla", "subpixel"])
+    assert "Formulations checked: xla, subpixel" in text and "What `auto` chose" not in text
+    with pytest.raises(SystemExit):
+        fuzz.main(["1", "--impls", "nonesuch"])

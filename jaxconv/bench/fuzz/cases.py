@@ -4,7 +4,7 @@ that claim each one. Nothing here runs a convolution (`jaxconv.bench.fuzz.check`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,9 +108,11 @@ def _registry(op: str) -> list[str]:
     return [name for name in (CONV if op == "conv" else TRANSPOSE) if name not in UNFUZZED]
 
 
-def claimants(case: Case) -> list[str] | None:
+def claimants(case: Case, impls: Sequence[str] | None = None) -> list[str] | None:
     """The formulations that accept ``case`` (with ``"auto"`` first), or None when no
-    formulation, lax included, accepts it (an invalid configuration)."""
+    formulation, lax included, accepts it (an invalid configuration). With ``impls``, only
+    those of them that accept it, in their order (``"auto"`` only if named); naming a
+    formulation is how one that ``auto`` does not pick yet (`UNFUZZED`) gets fuzzed."""
     from jaxconv import functional
 
     def accepts(impl: str) -> bool:
@@ -122,17 +124,20 @@ def claimants(case: Case) -> list[str] | None:
 
     if not accepts("xla"):
         return None
+    if impls is not None:
+        return [name for name in impls if accepts(name)]
     return ["auto", *[name for name in _registry(case.op) if name != "xla" and accepts(name)]]
 
 
-def cases(n: int, seed: int, wide: bool = False) -> Iterator[tuple[Case, list[str]]]:
-    """``n`` valid cases and their claimants, the same for the same seed (see `random_case`
-    for ``wide``)."""
+def cases(n: int, seed: int, wide: bool = False,
+          impls: Sequence[str] | None = None) -> Iterator[tuple[Case, list[str]]]:
+    """``n`` valid cases and their claimants (among ``impls``, when given: see `claimants`),
+    the same cases for the same seed whatever ``impls`` (see `random_case` for ``wide``)."""
     rng = np.random.default_rng(seed)
     index = 0
     while index < n:
         case = random_case(rng, index, wide)
-        impls = claimants(case)
-        if impls is not None:
-            yield case, impls
+        claimed = claimants(case, impls)
+        if claimed is not None:
+            yield case, claimed
             index += 1

@@ -23,6 +23,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _known_impls(parser: argparse.ArgumentParser, impls: Sequence[str]) -> None:
+    from jaxconv.functional.formulations import CONV
+    from jaxconv.functional.transpose import TRANSPOSE
+
+    known = ["auto", *dict.fromkeys([*CONV, *TRANSPOSE])]
+    unknown = [name for name in impls if name not in known]
+    if unknown:
+        parser.error(f"--impls {' '.join(unknown)}: not a formulation; expected some of "
+                     f"{', '.join(known)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxconv.bench.fuzz", description=DESCRIPTION)
     parser.add_argument("n", nargs="?", type=int, default=200, help="cases (default 200)")
@@ -40,22 +51,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="record each finished check in FILE and, when it exists, skip the "
                              "checks it records: a run stopped anywhere resumes where it was; "
                              "FILE is removed once the report is written")
+    parser.add_argument("--impls", nargs="+", default=None, metavar="IMPL",
+                        help="check only these formulations ('auto' included only if named); "
+                             "the way to fuzz one that auto does not pick yet, such as onednn "
+                             "(default: every formulation auto may pick, and auto)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.impls is not None:
+        _known_impls(parser, args.impls)
     if args.worker:
         serve()
         return 0
     start = time.monotonic()
     progress = None if args.progress is None else Progress(
-        args.progress, settings(args.n, args.seed, args.wide, args.dtypes))
+        args.progress, settings(args.n, args.seed, args.wide, args.dtypes, args.impls))
     # Each failure is printed (flushed) as it is found: a run stopped early keeps them.
     failures, checks = run(args.n, seed=args.seed, dtypes=args.dtypes,
                            case_timeout=args.case_timeout, wide=args.wide, jobs=args.jobs,
-                           log=lambda line: print(line, flush=True), progress=progress)
+                           log=lambda line: print(line, flush=True), progress=progress,
+                           impls=args.impls)
     seconds = time.monotonic() - start if progress is None else progress.elapsed()
     text = report(failures, checks, args.n, args.seed, seconds,
-                  list(cases(args.n, args.seed, args.wide)), args.dtypes, args.wide,
-                  jobs=args.jobs)
+                  list(cases(args.n, args.seed, args.wide, args.impls)), args.dtypes, args.wide,
+                  jobs=args.jobs, impls=args.impls)
     from jaxconv.tuning.files import atomic_write_text
 
     atomic_write_text(pathlib.Path(args.output), text)

@@ -103,9 +103,11 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: float,
            checked: Sequence[tuple[Case, Sequence[str]]] = (),
-           dtypes: Sequence[str] = DTYPES, wide: bool = False, jobs: int = 1) -> str:
+           dtypes: Sequence[str] = DTYPES, wide: bool = False, jobs: int = 1,
+           impls: Sequence[str] | None = None) -> str:
     """The run as markdown: counts, the failures with reproducers, and with ``checked`` (the
-    cases and their claimants) what each formulation and each ``auto`` choice was fuzzed on."""
+    cases and their claimants) what each formulation and each ``auto`` choice was fuzzed on;
+    ``impls`` names the formulations a run was restricted to."""
     from jaxconv.bench import torch_oracle
     from jaxconv.tuning import machine
 
@@ -119,6 +121,9 @@ def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: flo
              f"jax {package_version('jax')}, jaxlib {package_version('jaxlib')}; "
              f"dtypes: {', '.join(dtypes)}; "
              f"references: {oracles}.", ""]
+    if impls is not None:
+        lines += [f"Formulations checked: {', '.join(impls)} (`--impls`); the cases are those "
+                  f"of seed {seed} whatever the formulations.", ""]
     if checked:
         pairs = sum(len(impls) for _, impls in checked)
         lines += [f"{len(checked)} configurations, {pairs} formulation x configuration pairs "
@@ -127,8 +132,9 @@ def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: flo
                             "failed checks": sum(f.impl == impl and f.case.op == op
                                                  for f in failures)}
                            for (op, impl), count in claims(checked).items()]),
-                  "## What `auto` chose, by shape class, and the shapes it was fuzzed on", "",
-                  *_table(coverage(checked))]
+                  *(["## What `auto` chose, by shape class, and the shapes it was fuzzed on",
+                     "", *_table(coverage(checked))] if impls is None or "auto" in impls
+                    else [])]
     if failures:
         lines += ["## Failures", ""]
     return "\n".join(lines + [f.markdown() for f in failures])

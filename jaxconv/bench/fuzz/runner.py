@@ -103,12 +103,15 @@ def _key(impl: str, dtype: str, case: Case) -> str:
     return f"{case.index}/{impl}/{dtype}"
 
 
-def settings(n: int, seed: int, wide: bool, dtypes: Sequence[str]) -> dict[str, Any]:
-    """What identifies a run in its progress file: its cases, dtypes, and the versions and CPU
-    that checked them (a resumed run must not mix results of other versions)."""
+def settings(n: int, seed: int, wide: bool, dtypes: Sequence[str],
+             impls: Sequence[str] | None = None) -> dict[str, Any]:
+    """What identifies a run in its progress file: its cases, formulations, dtypes, and the
+    versions and CPU that checked them (a resumed run must not mix results of other
+    versions)."""
     from jaxconv.tuning import machine
 
-    return {"n": n, "seed": seed, "wide": wide, "dtypes": list(dtypes),
+    named = {} if impls is None else {"impls": list(impls)}
+    return {"n": n, "seed": seed, "wide": wide, "dtypes": list(dtypes), **named,
             "jax": package_version("jax"), "jaxlib": package_version("jaxlib"),
             "cpu": machine.model()}
 
@@ -166,23 +169,25 @@ class Progress:
 
 def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: float | None = None,
         case_timeout: float = CASE_TIMEOUT, log=print, worker: Sequence[str] = WORKER,
-        wide: bool = False, jobs: int = 1,
-        progress: Progress | None = None) -> tuple[list[Failure], int]:
+        wide: bool = False, jobs: int = 1, progress: Progress | None = None,
+        impls: Sequence[str] | None = None) -> tuple[list[Failure], int]:
     """Fuzzes ``n`` cases in child processes (``worker``), ``jobs`` of them at a time (case
     ``i`` goes to child ``i % jobs``); returns the failures and the number of (case,
     formulation, dtype) checks that ran. With ``time_limit`` (seconds), stops early; a check
     that aborts its child or runs past ``case_timeout`` seconds fails, and the run goes on in a
     fresh child from the next check. With ``progress``, checks it records as done are not run
-    again (their failures are returned and counted) and each new one is recorded."""
+    again (their failures are returned and counted) and each new one is recorded. With
+    ``impls``, only those formulations are checked (`jaxconv.bench.fuzz.cases.claimants`)."""
     if jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be at least 1")
     tasks = [({**dataclasses.asdict(case), "x_shape": list(case.x_shape),
                "kernel_shape": list(case.kernel_shape)}, impl, dtype, case)
-             for case, impls in cases(n, seed, wide) for impl in impls for dtype in dtypes]
+             for case, claimed in cases(n, seed, wide, impls) for impl in claimed
+             for dtype in dtypes]
     earlier: list[Failure] = []
     record, resumed = None, 0
     if progress is not None:
-        expected = settings(n, seed, wide, dtypes)
+        expected = settings(n, seed, wide, dtypes, impls)
         if progress.settings != expected:
             raise ValueError(f"progress: a Progress of the run {progress.settings}, but this "
                              f"run is {expected}")
