@@ -27,12 +27,28 @@ LEAF_TYPES: tuple[type, ...] = (jnn.Conv, jnn.Pointwise, jnn.DepthwiseConv, jnn.
 
 @dataclasses.dataclass(frozen=True)
 class LayerCost:
+    """What one leaf layer costs on one input.
+
+    Attributes:
+      impl: the formulation its call runs (``F.plan``'s pick; ``"-"`` for layers without one).
+      kernel_shape: the kernel's shape, or ``None`` for layers without a kernel.
+      macs: textbook multiply-accumulates of the call (every tap of every window).
+    """
+
     impl: str
     kernel_shape: tuple[int, ...] | None
     macs: int
 
 
 def n_params(module: nnx.Module) -> int:
+    """Number of parameters (``nnx.Param`` entries) of a module.
+
+    Args:
+      module: any NNX module; abstract parameters (`flax.nnx.eval_shape`) count too.
+
+    Returns:
+      The count.
+    """
     return sum(p.size for p in jax.tree.leaves(nnx.state(module, nnx.Param)))
 
 
@@ -42,7 +58,16 @@ def _impl(module) -> str:
 
 def layer_cost(module: nnx.Module, in_shape: Sequence[int],
                out_shape: Sequence[int]) -> LayerCost:
-    """The formulation, kernel shape and textbook MACs of one leaf layer on one input."""
+    """The formulation, kernel shape and textbook MACs of one leaf layer on one input.
+
+    Args:
+      module: a jaxconv or Flax NNX leaf layer (a conv, pool, norm or ``Linear``).
+      in_shape: the shape of its input, batch included.
+      out_shape: the shape of its output.
+
+    Returns:
+      The layer's `LayerCost`.
+    """
     out_elems = math.prod(out_shape)
     if isinstance(module, jnn.Conv):
         k = tuple(module.kernel.shape)

@@ -16,11 +16,25 @@ from collections.abc import Sequence
 from jaxconv import functional
 
 KINDS = ("conv1d", "conv2d", "conv3d", "pointwise", "depthwise", "separable", "transpose")
+"""The convolutions `explain` knows, as ``jaxconv explain`` takes them."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Explanation:
-    """Numbers and text of `explain`. ``params = weights + biases``; ``macs`` per example."""
+    """Numbers and text of `explain`. ``params = weights + biases``; ``macs`` per example.
+
+    Attributes:
+      kind: the `KINDS` name explained.
+      input_shape: one example's shape, ``(*spatial, channels)``.
+      output_shape: the output's shape for that example.
+      kernels: the kernel shapes by name (``"kernel"``; ``"depthwise"`` and ``"pointwise"`` for
+        a separable conv).
+      weights: kernel entries.
+      biases: bias entries.
+      macs: multiply-accumulates per example, every tap of every window.
+      sums_over: products summed into one output value.
+      lines: the explanation, one sentence per line (``text`` joins them).
+    """
 
     kind: str
     input_shape: tuple[int, ...]
@@ -81,6 +95,22 @@ def explain(kind: str, input_shape: Sequence[int], *, filters: int | None = None
     >>> e = explain("conv2d", (64, 64, 3), filters=32, kernel=3)
     >>> e.output_shape, e.params, e.macs
     ((64, 64, 32), 896, 3538944)
+
+    Args:
+      kind: one of `KINDS`.
+      input_shape: one example's shape, ``(*spatial, channels)``, with as many spatial dims as
+        the kind has (``conv3d``: three).
+      filters: output channels (every kind but ``depthwise``, which has ``depth_multiplier``).
+      kernel: kernel side, or one per spatial dim (a pointwise conv's is 1).
+      strides: stride, or one per spatial dim.
+      padding: ``"SAME"``, ``"VALID"``, ``"CAUSAL"`` or an int, as the convs take it.
+      groups: ``feature_group_count`` of a grouped conv.
+      dilation: kernel dilation, or one per spatial dim.
+      depth_multiplier: outputs per input channel of a depthwise conv.
+      use_bias: whether the conv has a bias.
+
+    Returns:
+      The numbers and the text (``.text``, as ``jaxconv explain`` prints it).
     """
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is not one of {', '.join(KINDS)}")

@@ -32,7 +32,19 @@ from jaxconv.typing import Array
 class RetentionRow:
     """One squeezing 1x1: its path in the model, channels, and the shares of input variance
     that it (``retained``), the best ``C_out``-dim projection (``optimum``) and random
-    projections (``random``) keep; ``effective_rank`` of the input's covariance."""
+    projections (``random``) keep; ``effective_rank`` of the input's covariance.
+
+    Attributes:
+      path: the layer's path in the model, e.g. ``blocks.0.reduce.conv``.
+      in_channels: ``C_in``.
+      out_channels: ``C_out``.
+      retained: share of the input's variance that the best linear read-out of the layer's
+        outputs recovers.
+      optimum: share the top ``C_out`` principal components keep (the most any linear map to
+        ``C_out`` channels can keep).
+      random: mean share random ``C_in -> C_out`` maps keep.
+      effective_rank: participation ratio of the input covariance's eigenvalues.
+    """
 
     path: str
     in_channels: int
@@ -136,6 +148,16 @@ def retention(model: nnx.Module, images: Array, *, batch_size: int = 256,
     >>> rows = retention(net, np.zeros((4, 28, 28, 1), np.float32) + 0.5)
     >>> rows[0].path, rows[0].in_channels, rows[0].out_channels
     ('blocks.0.reduce.conv', 44, 11)
+
+    Args:
+      model: an NNX model with `jaxconv.nnx.Pointwise` layers.
+      images: a batch ``(N, *spatial, C)`` as the model takes it.
+      batch_size: images per forward pass.
+      random_draws: random projections averaged for ``random``.
+      seed: seed of those projections.
+
+    Returns:
+      The rows, in the order the layers appear in the model.
     """
     images = np.asarray(images)
     if images.ndim < 3 or not len(images):
@@ -164,7 +186,14 @@ def retention(model: nnx.Module, images: Array, *, batch_size: int = 256,
 
 
 def retention_table(rows: list[RetentionRow]) -> str:
-    """Markdown table of `retention` rows."""
+    """Markdown table of `retention` rows.
+
+    Args:
+      rows: `retention`'s rows.
+
+    Returns:
+      The table, one line per row, with ``retained / optimum`` added.
+    """
     header = ["layer", "C_in -> C_out", "retained", "optimum (top C_out PCs)", "random",
               "retained / optimum", "effective rank of input"]
     return markdown_table(header, "llrrrrr", (

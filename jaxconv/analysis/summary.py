@@ -50,6 +50,14 @@ class Summary:
 
     ``params`` counts every parameter of the model (also those outside leaf layers, such as
     ConvNeXt's layer scale); ``xla_flops`` is the whole forward pass lowered at once.
+
+    Attributes:
+      rows: one `LayerRow` per leaf layer, in call order.
+      input_shape: one example's shape.
+      params: every parameter of the model.
+      macs: textbook multiply-accumulates of the forward pass.
+      xla_flops: XLA's FLOPs of the whole forward pass.
+      activation_bytes: bytes of every leaf layer's output, summed.
     """
 
     rows: tuple[LayerRow, ...]

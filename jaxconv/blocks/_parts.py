@@ -91,6 +91,11 @@ class SqueezeExcite(nnx.Module):
 
     Global average pool, 1x1 reduce to ``hidden``, ReLU, 1x1 expand, sigmoid gate per channel.
     Parameters: ``2 * C * hidden + hidden + C``.
+
+    Args:
+      features: channels ``C`` in and out.
+      ratio: hidden width as a share of ``C``.
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, features: int, ratio: float = 0.25, *, rngs: nnx.Rngs):

@@ -25,6 +25,14 @@ class FireModule(nnx.Module):
     downsamples between fire modules). BatchNorm after every conv is a modern addition.
 
     Parameters: ``CN(C_in, s, 1) + CN(s, e1, 1) + CN(s, e3, 3)``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      squeeze_ratio: width of the squeeze 1x1 as a share of ``C_out``.
+      bypass: add the input to the output when ``C_in == C_out`` (SqueezeNet's simple bypass).
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
@@ -71,6 +79,12 @@ class InceptionBlock(nnx.Module):
 
     Parameters: ``CN(C_in, b1, 1) + CN(C_in, r3, 1) + CN(r3, b3, 3) + CN(C_in, r5, 1)
     + CN(r5, b5, 5) + CN(C_in, bp, 1)``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
@@ -117,6 +131,13 @@ class MlpConv(nnx.Module):
     channels slid over every position.
 
     Parameters: ``CN(C_in, C_out, k) + 2 CN(C_out, C_out, 1)``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      kernel_size: side of the first (spatial) conv.
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
@@ -147,6 +168,17 @@ class ConvNeXtBlock(nnx.Module):
 
     Parameters: ``[2 C_in + s^2 C_in C_out + C_out] + 49 C + C + 2 C + 4 C^2 + 4 C + 4 C^2 + C
     + C`` with ``C = C_out``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      kernel_size: side of the depthwise conv.
+      expansion: width of the inner 1x1 as a multiple of ``C_out``.
+      layer_scale: initial value of the per-channel scale of the branch (ConvNeXt's gamma).
+      drop_path: stochastic-depth rate of the residual branch in training (0: off).
+      gelu_approximate: the tanh form of GELU instead of the exact one.
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,

@@ -23,6 +23,12 @@ class SeparableBlock(nnx.Module):
     Depthwise 3x3 (stride) → BN → ReLU → 1x1 → BN → ReLU; no shortcut, as in the paper.
 
     Parameters: ``9 C_in + BN(C_in) + C_in C_out + BN(C_out)``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
@@ -50,6 +56,15 @@ class InvertedResidual(nnx.Module):
     expand.
 
     Parameters: ``[C_in h + BN(h)] + 9 h + BN(h) + SE(h) + h C_out + BN(C_out)``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      expansion: inner width as a multiple of ``C_in``.
+      se_ratio: hidden width of the optional squeeze-excitation, a share of ``C_out`` (0: none).
+      drop_path: stochastic-depth rate of the residual branch in training (0: off).
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
@@ -98,6 +113,14 @@ class ShuffleUnit(nnx.Module):
     ``groups`` (``g``); ``g1`` is the first 1x1's groups.
 
     Parameters: ``C_in m / g1 + BN(m) + 9 m + BN(m) + m b / g + BN(b) + P``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      groups: groups of the two grouped 1x1 convs (and of the channel shuffle).
+      drop_path: stochastic-depth rate of the residual branch in training (0: off).
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,

@@ -25,6 +25,7 @@ BLOCKS: dict[str, type[nnx.Module]] = {
     "inception": InceptionBlock,
     "nin": MlpConv,
 }
+"""Registry name -> block class, in the order of the design doc."""
 
 
 #: Block options that change no parameter (the parameter formulas do not take them).
@@ -32,7 +33,11 @@ PARAMETER_FREE = ("drop_path", "gelu_approximate")
 
 
 def names() -> list[str]:
-    """The registered block names."""
+    """The registered block names.
+
+    Returns:
+      The names, in registry order.
+    """
     return list(BLOCKS)
 
 
@@ -42,13 +47,28 @@ def _unknown(kind: str, value: str, valid: list[str], where: str = "") -> ValueE
 
 
 def get(name: str) -> type[nnx.Module]:
+    """The block class registered as ``name``.
+
+    Args:
+      name: a registered block name; an unknown one is a ``ValueError`` naming the closest.
+
+    Returns:
+      The class.
+    """
     if name not in BLOCKS:
         raise _unknown("block", name, names())
     return BLOCKS[name]
 
 
 def options(name: str) -> dict[str, Any]:
-    """A block's design options and their defaults."""
+    """A block's design options and their defaults.
+
+    Args:
+      name: a registered block name.
+
+    Returns:
+      Option name -> default, for the keyword-only options of the block's constructor.
+    """
     params = inspect.signature(get(name).__init__).parameters
     return {p.name: p.default for p in params.values()
             if p.kind is p.KEYWORD_ONLY and p.name not in ("strides", "rngs")}
@@ -72,6 +92,19 @@ def create(name: str, in_features: int, out_features: int, *, strides: int = 1,
     >>> block = create("bottleneck", 64, 128, strides=2, rngs=nnx.Rngs(0), ratio=0.5)
     >>> type(block).__name__
     'Bottleneck'
+
+    Args:
+      name: a registered block name (`names`).
+      in_features: input channels.
+      out_features: output channels.
+      strides: stride of the block's spatial conv.
+      rngs: the random keys the parameters are drawn from.
+      dtype: the compute dtype of every layer.
+      param_dtype: the parameter dtype of every layer.
+      **block_options: the block's design options (`options`); an unknown one is an error.
+
+    Returns:
+      The block, an ``nnx.Module``.
     """
     check_options(name, block_options)
     block = get(name)(in_features, out_features, strides=strides, rngs=rngs, **block_options)
@@ -80,7 +113,18 @@ def create(name: str, in_features: int, out_features: int, *, strides: int = 1,
 
 def param_count(name: str, in_features: int, out_features: int, *, strides: int = 1,
                 **block_options: Any) -> int:
-    """The parameter count the block's documented formula gives."""
+    """The parameter count the block's documented formula gives.
+
+    Args:
+      name: a registered block name.
+      in_features: input channels.
+      out_features: output channels.
+      strides: stride of the block's spatial conv.
+      **block_options: the block's design options.
+
+    Returns:
+      The number of parameters the block has.
+    """
     check_options(name, block_options)
     counted = {k: v for k, v in block_options.items() if k not in PARAMETER_FREE}
     return get(name).param_count(in_features, out_features, strides=strides, **counted)

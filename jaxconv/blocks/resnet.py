@@ -42,6 +42,14 @@ class BasicBlock(_Residual):
     3x3 conv (stride) → BN → ReLU → 3x3 conv → BN → [SE] → + shortcut → ReLU.
 
     Parameters: ``9 C_in C_out + 9 C_out^2 + 2 BN(C_out) + P + SE``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      se_ratio: hidden width of the optional squeeze-excitation, a share of ``C_out`` (0: none).
+      drop_path: stochastic-depth rate of the residual branch in training (0: off).
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
@@ -100,6 +108,15 @@ class Bottleneck(_ReduceExpand):
     ``m = round(C_out * ratio)`` (the paper's expansion 4 is ``ratio=0.25``).
 
     Parameters: ``C_in m + 9 m^2 + m C_out + 2 BN(m) + BN(C_out) + P + SE``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      ratio: inner width ``m`` as a share of ``C_out`` (ResNet's expansion 4 is 0.25).
+      se_ratio: hidden width of the optional squeeze-excitation, a share of ``C_out`` (0: none).
+      drop_path: stochastic-depth rate of the residual branch in training (0: off).
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,
@@ -125,6 +142,16 @@ class ResNeXtBlock(_ReduceExpand):
     Inner width ``m = round(C_out * ratio)`` to a multiple of ``cardinality`` (``g``).
 
     Parameters: ``C_in m + 9 m^2 / g + m C_out + 2 BN(m) + BN(C_out) + P + SE``.
+
+    Args:
+      in_features: input channels ``C_in``.
+      out_features: output channels ``C_out``.
+      strides: stride of the block's spatial conv (2 halves the height and width).
+      cardinality: groups of the 3x3 conv.
+      ratio: inner width ``m`` as a share of ``C_out``.
+      se_ratio: hidden width of the optional squeeze-excitation, a share of ``C_out`` (0: none).
+      drop_path: stochastic-depth rate of the residual branch in training (0: off).
+      rngs: the random keys the parameters are drawn from.
     """
 
     def __init__(self, in_features: int, out_features: int, *, strides: int = 1,

@@ -11,7 +11,16 @@ from jaxconv.typing import Array
 
 
 def normalize(images: Array, mean: Array, std: Array) -> Array:
-    """uint8 ``(N, H, W, C)`` to float32, per-channel standardised."""
+    """uint8 ``(N, H, W, C)`` to float32, per-channel standardised.
+
+    Args:
+      images: uint8 images, channels last.
+      mean: per-channel mean of the training images, in [0, 1] units, shape ``(C,)``.
+      std: per-channel standard deviation, same units and shape.
+
+    Returns:
+      float32 images of the same shape, ``(images / 255 - mean) / std``.
+    """
     shape = (1,) * (images.ndim - 1) + (-1,)
     return (images.astype(jnp.float32) / 255.0 - mean.reshape(shape)) / std.reshape(shape)
 
@@ -55,7 +64,19 @@ def cutout(key: Array, images: Array, size: int, rate: float) -> Array:
 
 def augment(key: Array, images: Array, *, crop_padding: int, flip: bool,
             cutout_size: int = 0, cutout_rate: float = 0.0) -> Array:
-    """Random crop, then flip, then cutout, as asked; each from its own part of ``key``."""
+    """Random crop, then flip, then cutout, as asked; each from its own part of ``key``.
+
+    Args:
+      key: the random key of this batch.
+      images: a batch ``(N, H, W, C)``.
+      crop_padding: pad by this many zero pixels and crop back at a random offset (0: off).
+      flip: mirror each image left-right with probability 1/2.
+      cutout_size: side of the square `cutout` erases.
+      cutout_rate: share of the images cutout erases a square from (0: off).
+
+    Returns:
+      The augmented batch, same shape and dtype.
+    """
     crop_key, flip_key = jax.random.split(key)
     images = random_crop(crop_key, images, crop_padding)
     images = random_flip(flip_key, images) if flip else images

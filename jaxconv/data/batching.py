@@ -15,12 +15,30 @@ from jaxconv.data.datasets import Dataset
 
 
 def validation_size(n: int, fraction: float) -> int:
-    """How many of ``n`` training examples `split_validation` holds out."""
+    """How many of ``n`` training examples `split_validation` holds out.
+
+    Args:
+      n: training examples.
+      fraction: the share to hold out (0: none; otherwise at least one).
+
+    Returns:
+      The number held out.
+    """
     return max(1, round(fraction * n)) if fraction else 0
 
 
 def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
-    """Holds out ``fraction`` of ``ds`` (seeded) as a validation set."""
+    """Holds out ``fraction`` of ``ds`` (seeded) as a validation set.
+
+    Args:
+      ds: the training set.
+      fraction: the share to hold out, in [0, 1).
+      seed: the seed of the hold-out.
+
+    Returns:
+      ``(train, validation)``, each in the original order; ``validation`` is ``None`` when
+      ``fraction`` is 0.
+    """
     if not 0 <= fraction < 1:
         raise ValueError(f"validation fraction {fraction!r} must be in [0, 1)")
     if fraction == 0:
@@ -37,7 +55,13 @@ def split_validation(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, 
 
 @dataclasses.dataclass(frozen=True)
 class Batches:
-    """Training batches: shuffled per epoch, the last incomplete batch dropped."""
+    """Training batches: shuffled per epoch, the last incomplete batch dropped.
+
+    Attributes:
+      ds: the training set.
+      batch_size: examples per batch; at most ``len(ds)``.
+      seed: the seed of every epoch's order (epoch ``e`` uses ``(seed, e)``).
+    """
 
     ds: Dataset
     batch_size: int
@@ -65,7 +89,16 @@ class Batches:
 
 def eval_batches(ds: Dataset, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray,
                                                                  np.ndarray]]:
-    """Every example once, in order; the last batch padded, with a 0/1 weight per example."""
+    """Every example once, in order; the last batch padded, with a 0/1 weight per example.
+
+    Args:
+      ds: the dataset.
+      batch_size: examples per batch.
+
+    Yields:
+      ``(images, labels, weight)``: the last batch padded with zeros up to ``batch_size`` and
+      its padding weighted 0.
+    """
     for start in range(0, len(ds), batch_size):
         images, labels = ds.images[start:start + batch_size], ds.labels[start:start + batch_size]
         weight = np.ones(len(labels), np.float32)

@@ -63,13 +63,23 @@ SOURCES = {
         {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
         "jaxconv data download cifar10"),
 }
+"""The file-based datasets: where each downloads from, and the MD5 of every file."""
 NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "synthetic")
+"""The datasets `load` knows."""
 NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10, "synthetic": 4}
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Images ``(N, H, W, C)`` uint8 and labels ``(N,)`` int32."""
+    """Images ``(N, H, W, C)`` uint8 and labels ``(N,)`` int32.
+
+    Attributes:
+      name: one of `NAMES`.
+      split: ``"train"``, ``"test"`` or ``"validation"`` (`split_validation`'s hold-out).
+      images: uint8 ``(N, H, W, C)``.
+      labels: int32 ``(N,)``.
+      num_classes: the number of classes.
+    """
 
     name: str
     split: str
@@ -93,7 +103,16 @@ def _check(name: str, split: str) -> None:
 
 
 def search_paths(name: str, data_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
-    """The folders looked in for ``name``'s files, in order."""
+    """The folders looked in for ``name``'s files, in order.
+
+    Args:
+      name: one of `NAMES`.
+      data_dir: a folder looked in first.
+
+    Returns:
+      ``data_dir``, ``$JAXCONV_DATA_DIR/<name>``, ``~/.cache/jaxconv/<name>``,
+      ``/usr/share/datasets/<name with hyphens>``, those that apply.
+    """
     paths = []
     if data_dir is not None:
         paths.append(pathlib.Path(data_dir))
@@ -162,6 +181,15 @@ def load(name: str, split: str = "train", data_dir=None) -> Dataset:
     >>> ds = load("digits", "train")
     >>> ds.images.shape, ds.images.dtype, ds.num_classes
     ((1437, 8, 8, 1), dtype('uint8'), 10)
+
+    Args:
+      name: one of `NAMES`.
+      split: ``"train"`` or ``"test"``.
+      data_dir: a folder looked in first (`search_paths`).
+
+    Returns:
+      The `Dataset`. Missing or corrupt files raise `DataError`, saying where it looked and how to
+      get the data.
     """
     _check(name, split)
     if name == "digits":
@@ -199,7 +227,15 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
 
 
 def info(name: str, data_dir=None) -> str:
-    """Where ``name`` is looked for and what was found there."""
+    """Where ``name`` is looked for and what was found there.
+
+    Args:
+      name: one of `NAMES`.
+      data_dir: a folder looked in first.
+
+    Returns:
+      A few lines, as ``jaxconv data info NAME`` prints them.
+    """
     _check(name, "train")
     if name in ("digits", "synthetic"):
         return f"{name}: built in, nothing to find or download"
@@ -222,7 +258,17 @@ def info(name: str, data_dir=None) -> str:
 def download(name: str, dest: str | os.PathLike | None = None, *,
              base_url: str | None = None) -> pathlib.Path:
     """Fetches ``name``'s files from its source into ``dest`` (default
-    ``~/.cache/jaxconv/<name>``), verifying each file's MD5 before it is put in place."""
+    ``~/.cache/jaxconv/<name>``), verifying each file's MD5 before it is put in place.
+
+    Args:
+      name: a dataset with a source (`SOURCES`).
+      dest: the folder to put the files in.
+      base_url: a mirror to fetch from instead of the source's URL.
+
+    Returns:
+      The folder the files are in. A failed download or a wrong checksum raises `DataError` and
+      keeps nothing.
+    """
     _check(name, "train")
     if name not in SOURCES:
         raise ValueError(f"{name} is built in; nothing to download")

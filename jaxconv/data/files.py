@@ -36,7 +36,14 @@ def _open(path: pathlib.Path) -> bytes:
 
 
 def read_idx(path: pathlib.Path) -> np.ndarray:
-    """An IDX file (``.gz`` or raw) as a uint8 array: labels ``(n,)`` or images ``(n, h, w)``."""
+    """An IDX file (``.gz`` or raw) as a uint8 array: labels ``(n,)`` or images ``(n, h, w)``.
+
+    Args:
+      path: the file.
+
+    Returns:
+      The array. A short, truncated or malformed file raises `DataError` naming it.
+    """
     data = _open(path)
     if len(data) < 8:
         raise DataError(f"{path}: {len(data)} bytes is too short for an IDX header")

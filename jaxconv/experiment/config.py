@@ -31,6 +31,7 @@ import yaml
 
 from jaxconv import data as data_lib
 from jaxconv._hints import did_you_mean
+from jaxconv.experiment import examples
 from jaxconv.models import ModelSpec, layout, presets, spec
 from jaxconv.train import Recipe
 
@@ -42,6 +43,53 @@ MODEL_KEYS = ("preset", "layout", "stages", "stem_width", "stem_strides", "dropo
 EXTRA_KEYS = ("stem_width", "stem_strides", "dropout", "init", "zero_init_residual",
               "drop_path")
 LAYOUT_KEYS = ("block", "width", "depth", "stem_strides", "options")
+
+#: What each key of a config means, by section; the documentation's config reference is built
+#: from it (``train`` from `jaxconv.train.Recipe`), and its build fails when a key has no entry.
+KEY_HELP = {
+    "(top)": {
+        "name": "the run folder's name (no `/`).",
+        "data": "the dataset: `name` and optional `data_dir` (below).",
+        "train": "the training recipe: the fields of `jaxconv.train.Recipe` (below).",
+        "model": "model defaults shared by the variants; each variant's `model` is merged into "
+                 "them key by key.",
+        "variants": "a non-empty list of `{name, model}`; after merging, each model names "
+                    "exactly one of `preset`, `layout` or `stages`.",
+        "seeds": "a non-empty list of distinct ints >= 0 (default `[0]`).",
+        "output_dir": "where run folders go (default `runs`).",
+    },
+    "data": {
+        "name": "`digits` (built in), `mnist`, `fashion_mnist`, `cifar10` or `synthetic`.",
+        "data_dir": "a folder looked in first for the dataset's files.",
+    },
+    "model": {
+        "preset": "a `jaxconv.models.presets()` name, e.g. `bottleneck-0.3m`.",
+        "layout": "the presets' three-stage layout for any block and width: "
+                  "`{block, width, depth, stem_strides, options}` (below).",
+        "stages": "a full spec: a list of `{block, width, depth, strides, options}`, with "
+                  "`stem_width` and `stem_strides` beside it.",
+        "stem_width": "channels of the 3x3 stem conv.",
+        "stem_strides": "strides of the stem conv.",
+        "dropout": "dropout rate before the classifier.",
+        "init": "`reference` (each block family's reference initialisation, the default) or "
+                "`flax` (Flax's LeCun-normal default of every layer).",
+        "zero_init_residual": "start each residual branch's last BatchNorm scale at zero: "
+                              "`true`, `false` or `null` (the family's default: on for "
+                              "`basic`, `bottleneck`, `resnext`).",
+        "drop_path": "stochastic depth, rising linearly from 0 at the first block to this "
+                     "rate at the last (residual blocks only).",
+    },
+    "model.layout": {
+        "block": "a `jaxconv.blocks.names()` name (required).",
+        "width": "channels of the first stage; the others have 2x and 4x (required).",
+        "depth": "blocks per stage (default 2).",
+        "stem_strides": "strides of the stem conv (default 2).",
+        "options": "the block's own options, e.g. `{expansion: 6}` (`jaxconv.blocks.options`).",
+    },
+}
+#: The keys of each section of a config, as `from_mapping` accepts them.
+KEY_SECTIONS = {"(top)": TOP_KEYS, "data": DATA_KEYS, "model": MODEL_KEYS,
+                "model.layout": LAYOUT_KEYS}
 
 
 class ConfigError(ValueError):
@@ -76,13 +124,30 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
+    """One row of a study: a named model.
+
+    Attributes:
+      name: the variant's name, its folder under the run folder.
+      model: the model it trains.
+    """
+
     name: str
     model: ModelSpec
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """A resolved, validated experiment."""
+    """A resolved, validated experiment.
+
+    Attributes:
+      name: the run folder's name.
+      data: the ``data`` mapping (``name``, optional ``data_dir``).
+      train: the training recipe.
+      variants: the models, in config order.
+      seeds: the seeds each variant trains with.
+      output_dir: where run folders go.
+      raw: the config mapping as read, overrides applied.
+    """
 
     name: str
     data: Mapping[str, Any]
@@ -141,7 +206,14 @@ def _seeds(value: Any) -> tuple[int, ...]:
 
 
 def from_mapping(raw: Mapping[str, Any]) -> ExperimentConfig:
-    """Validates a config mapping (YAML already parsed)."""
+    """Validates a config mapping (YAML already parsed).
+
+    Args:
+      raw: the config as a mapping (see the module docstring for its keys).
+
+    Returns:
+      The resolved `ExperimentConfig`. A bad key or value raises `ConfigError` naming its path.
+    """
     raw = _keys(raw, TOP_KEYS, "")
     for key in ("name", "data", "variants"):
         if key not in raw:
@@ -182,7 +254,15 @@ def from_mapping(raw: Mapping[str, Any]) -> ExperimentConfig:
 
 def apply_override(raw: dict[str, Any], assignment: str) -> dict[str, Any]:
     """``a.b=value`` (value parsed as YAML) set into a copy of ``raw``; ``variants[1].name=x``
-    indexes lists."""
+    indexes lists.
+
+    Args:
+      raw: a config mapping (not changed).
+      assignment: ``KEY=VALUE``, the key a dotted path, list items by index.
+
+    Returns:
+      The changed copy.
+    """
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=1")
     key, text = assignment.split("=", 1)
@@ -217,8 +297,20 @@ def apply_override(raw: dict[str, Any], assignment: str) -> dict[str, Any]:
 
 
 def load(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Reads a YAML config, applies ``--set`` overrides, validates."""
-    path = pathlib.Path(path)
+    """Reads a YAML config (a file, or the name of a shipped example config such as
+    ``quickstart``: `jaxconv.experiment.examples`), applies ``--set`` overrides, validates.
+
+    Args:
+      path: a YAML config file.
+      overrides: ``KEY=VALUE`` assignments applied in order (`apply_override`).
+
+    Returns:
+      The resolved `ExperimentConfig`.
+    """
+    try:
+        path = examples.resolve(path)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as error:

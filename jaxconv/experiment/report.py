@@ -260,7 +260,14 @@ def _curves(rows: list[VariantRow], path: pathlib.Path) -> None:
 
 
 def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
-    """Writes ``report.md``, ``results.csv`` and the plots into ``run_dir``."""
+    """Writes ``report.md``, ``results.csv`` and the plots into ``run_dir``.
+
+    Args:
+      run_dir: a run folder with ``config.yaml`` and at least one finished run.
+
+    Returns:
+      ``(rows, path)``: one row per variant and the path of ``report.md``.
+    """
     run_dir = pathlib.Path(run_dir)
     found = results(run_dir)
     if not found:

@@ -142,6 +142,10 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
     records the settings in effect.
 
     Args:
+      config: the experiment (`jaxconv.experiment.load`).
+      command: the command line recorded in ``command.txt`` and the report.
+      progress: show a progress bar per run.
+      log: where the plan and progress lines go.
       plan_only: print the plan (with a measured step per design) and stop; nothing is written.
       variants, seeds: train only these of the config's variants and seeds (all where empty),
         e.g. to rerun one row; ``config.yaml`` and the report still cover the whole config.

@@ -261,6 +261,9 @@ def load_run(run_dir: str | pathlib.Path, variant: str, seed: int = 0, *,
 
     Like `build_model`, call it outside ``jax.jit`` and other transforms.
 
+    Returns:
+      The `TrainedRun`: the model, its input normalisation and what it trained on.
+
     Raises:
       ValueError: not a run folder, an unknown variant, or a run that has not finished.
     """
@@ -312,5 +315,13 @@ def load_model(run_dir: str | pathlib.Path, variant: str, seed: int = 0) -> mode
     `TrainedRun.normalize` does (`load_run` gives both).
 
     >>> model = load_model("runs/quickstart", "basic")          # doctest: +SKIP
+
+    Args:
+      run_dir: a `jaxconv run` folder.
+      variant: a variant name of its config.
+      seed: which seed's run.
+
+    Returns:
+      The `jaxconv.models.ConvNet`.
     """
     return load_run(run_dir, variant, seed).model

@@ -304,6 +304,9 @@ def load(target: nnx.Module, source: Any) -> nnx.Module:
       target: a jaxconv or Flax NNX layer, or a model holding them.
       source: a ``torch.nn.Module``: one layer for a layer, the matching network for a model.
 
+    Returns:
+      ``target``, its parameters (and BatchNorm statistics) replaced in place.
+
     Raises:
       ValueError: a pair of modules differs in kind or in a parameter's shape, or one side has
         modules or parameters left over; the message names both paths. Nothing is copied then.

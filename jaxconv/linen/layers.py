@@ -57,6 +57,25 @@ class Conv(nn.Module):
     >>> params = layer.init(jax.random.key(0), jnp.ones((1, 64, 64, 3)))
     >>> params["params"]["kernel"].shape
     (3, 3, 3, 32)
+
+    Attributes:
+      features: output channels (input channels come from the input, as in Flax).
+      kernel_size: one int per spatial dim (an int means 1-D, as in Flax).
+      strides, padding, input_dilation, kernel_dilation, feature_group_count: as in
+        `jaxconv.functional.conv`.
+      padding_mode: ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"``.
+      mask: a 0/1 array of the kernel's shape multiplied into the kernel.
+      kernel_init, bias_init: initialisers, as in Flax.
+      conv_general_dilated, conv_general_dilated_cls: Flax's hooks: a replacement for
+        ``lax.conv_general_dilated`` (used as the formulation).
+      use_bias: whether the layer has a bias.
+      dtype: compute dtype (``None``: the promoted dtype of inputs and parameters).
+      param_dtype: dtype of the parameters.
+      precision: ``lax.Precision`` of the conv.
+      promote_dtype: how inputs and parameters are brought to one dtype, as in Flax.
+      impl: formulation (`jaxconv.functional.plan`).
+      data_format: ``"channels_last"`` or ``"channels_first"`` (two transposes).
+      compilation: the `jaxconv.functional.Compilation` the op is compiled with.
     """
 
     features: int
@@ -102,7 +121,22 @@ class Conv(nn.Module):
 
 
 class Pointwise(nn.Module):
-    """1x1 convolution with a ``(C_in, C_out)`` kernel (see `jaxconv.nnx.Pointwise`)."""
+    """1x1 convolution with a ``(C_in, C_out)`` kernel (see `jaxconv.nnx.Pointwise`).
+
+    Attributes:
+      features: output channels.
+      strides: 1, or one stride per spatial dim.
+      feature_group_count: groups (ShuffleNet's grouped 1x1).
+      kernel_init, bias_init: initialisers, as in Flax.
+      use_bias: whether the layer has a bias.
+      dtype: compute dtype (``None``: the promoted dtype of inputs and parameters).
+      param_dtype: dtype of the parameters.
+      precision: ``lax.Precision`` of the conv.
+      promote_dtype: how inputs and parameters are brought to one dtype, as in Flax.
+      impl: formulation (`jaxconv.functional.plan`).
+      data_format: ``"channels_last"`` or ``"channels_first"`` (two transposes).
+      compilation: the `jaxconv.functional.Compilation` the op is compiled with.
+    """
 
     features: int
     strides: IntOrSeq | None = 1
@@ -135,7 +169,24 @@ class Pointwise(nn.Module):
 
 
 class DepthwiseConv(nn.Module):
-    """Depthwise convolution (see `jaxconv.nnx.DepthwiseConv`)."""
+    """Depthwise convolution (see `jaxconv.nnx.DepthwiseConv`).
+
+    Attributes:
+      kernel_size: one int per spatial dim.
+      strides: stride, or one per spatial dim.
+      depth_multiplier: filters per input channel.
+      padding, padding_mode, kernel_dilation: as in `jaxconv.functional.conv`.
+      mask: a 0/1 array of the kernel's shape multiplied into the kernel.
+      kernel_init, bias_init: initialisers, as in Flax.
+      use_bias: whether the layer has a bias.
+      dtype: compute dtype (``None``: the promoted dtype of inputs and parameters).
+      param_dtype: dtype of the parameters.
+      precision: ``lax.Precision`` of the conv.
+      promote_dtype: how inputs and parameters are brought to one dtype, as in Flax.
+      impl: formulation (`jaxconv.functional.plan`).
+      data_format: ``"channels_last"`` or ``"channels_first"`` (two transposes).
+      compilation: the `jaxconv.functional.Compilation` the op is compiled with.
+    """
 
     kernel_size: int | Sequence[int]
     strides: IntOrSeq | None = 1
@@ -173,7 +224,24 @@ class DepthwiseConv(nn.Module):
 
 
 class SeparableConv(nn.Module):
-    """Depthwise then 1x1 convolution (see `jaxconv.nnx.SeparableConv`)."""
+    """Depthwise then 1x1 convolution (see `jaxconv.nnx.SeparableConv`).
+
+    Attributes:
+      features: output channels.
+      kernel_size: one int per spatial dim, of the depthwise conv.
+      strides: stride of the depthwise conv.
+      depth_multiplier: depthwise filters per input channel.
+      padding, padding_mode, kernel_dilation: as in `jaxconv.functional.conv`.
+      depthwise_init, pointwise_init, bias_init: initialisers of the two kernels and the bias.
+      use_bias: whether the layer has a bias.
+      dtype: compute dtype (``None``: the promoted dtype of inputs and parameters).
+      param_dtype: dtype of the parameters.
+      precision: ``lax.Precision`` of the conv.
+      promote_dtype: how inputs and parameters are brought to one dtype, as in Flax.
+      impl: formulation (`jaxconv.functional.plan`).
+      data_format: ``"channels_last"`` or ``"channels_first"`` (two transposes).
+      compilation: the `jaxconv.functional.Compilation` the op is compiled with.
+    """
 
     features: int
     kernel_size: int | Sequence[int]
@@ -214,7 +282,25 @@ class SeparableConv(nn.Module):
 
 class ConvTranspose(nn.Module):
     """Transposed convolution with the forward conv's kernel layout and PyTorch's padding
-    (see `jaxconv.functional.transpose`; **differs from ``flax.linen.ConvTranspose``**)."""
+    (see `jaxconv.functional.transpose`; **differs from ``flax.linen.ConvTranspose``**).
+
+    Attributes:
+      features: output channels.
+      kernel_size: one int per spatial dim.
+      strides: stride (the upsampling factor), or one per spatial dim.
+      padding, output_padding, kernel_dilation, feature_group_count: as in
+        `jaxconv.functional.conv_transpose` (integer padding means what it means in PyTorch).
+      mask: a 0/1 array of the kernel's shape multiplied into the kernel.
+      kernel_init, bias_init: initialisers, as in Flax.
+      use_bias: whether the layer has a bias.
+      dtype: compute dtype (``None``: the promoted dtype of inputs and parameters).
+      param_dtype: dtype of the parameters.
+      precision: ``lax.Precision`` of the conv.
+      promote_dtype: how inputs and parameters are brought to one dtype, as in Flax.
+      impl: formulation (`jaxconv.functional.plan`).
+      data_format: ``"channels_last"`` or ``"channels_first"`` (two transposes).
+      compilation: the `jaxconv.functional.Compilation` the op is compiled with.
+    """
 
     features: int
     kernel_size: int | Sequence[int]

@@ -29,14 +29,33 @@ class _Pool(nn.Module):
 
 
 class MaxPool(_Pool):
-    """Max pooling (`jaxconv.functional.max_pool`), the twin of `jaxconv.nnx.MaxPool`."""
+    """Max pooling (`jaxconv.functional.max_pool`), the twin of `jaxconv.nnx.MaxPool`.
+
+    Attributes:
+      window_shape: the window, one int per spatial dim (its length is the spatial rank).
+      strides: stride, or one per spatial dim (``None``: 1).
+      padding: any padding form the convs take (default ``"VALID"``).
+      padding_mode: the fill, ``"zeros"`` (padded positions are empty) or as the convs take it.
+      window_dilation: PyTorch's ``dilation``.
+      data_format: ``"channels_last"`` or ``"channels_first"``.
+    """
 
     def __call__(self, inputs: Array) -> Array:
         return self._apply(functional.max_pool, inputs)
 
 
 class AvgPool(_Pool):
-    """Average pooling (`jaxconv.functional.avg_pool`), the twin of `jaxconv.nnx.AvgPool`."""
+    """Average pooling (`jaxconv.functional.avg_pool`), the twin of `jaxconv.nnx.AvgPool`.
+
+    Attributes:
+      window_shape: the window, one int per spatial dim (its length is the spatial rank).
+      strides: stride, or one per spatial dim (``None``: 1).
+      padding: any padding form the convs take (default ``"VALID"``).
+      padding_mode: the fill, ``"zeros"`` (padded positions are empty) or as the convs take it.
+      window_dilation: PyTorch's ``dilation``.
+      data_format: ``"channels_last"`` or ``"channels_first"``.
+      count_include_pad: count zero-padded positions in the divisor (``True``) or not.
+    """
 
     count_include_pad: bool = True
 
@@ -58,14 +77,26 @@ class _GlobalPool(nn.Module):
 
 
 class GlobalAvgPool(_GlobalPool):
-    """The mean over all spatial positions (`jaxconv.functional.global_avg_pool`)."""
+    """The mean over all spatial positions (`jaxconv.functional.global_avg_pool`).
+
+    Attributes:
+      rank: the number of spatial dims (``None``: all but the first and last axes).
+      keepdims: keep the spatial dims, as size 1.
+      data_format: ``"channels_last"`` or ``"channels_first"``.
+    """
 
     def __call__(self, inputs: Array) -> Array:
         return self._apply(functional.global_avg_pool, inputs)
 
 
 class GlobalMaxPool(_GlobalPool):
-    """The largest value over all spatial positions (`jaxconv.functional.global_max_pool`)."""
+    """The largest value over all spatial positions (`jaxconv.functional.global_max_pool`).
+
+    Attributes:
+      rank: the number of spatial dims (``None``: all but the first and last axes).
+      keepdims: keep the spatial dims, as size 1.
+      data_format: ``"channels_last"`` or ``"channels_first"``.
+    """
 
     def __call__(self, inputs: Array) -> Array:
         return self._apply(functional.global_max_pool, inputs)

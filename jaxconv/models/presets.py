@@ -20,6 +20,7 @@ from jaxconv.models.convnet import ConvNet
 from jaxconv.models.spec import ModelSpec, StageSpec
 
 BUDGETS = {"0.1m": 100_000, "0.3m": 300_000, "1m": 1_000_000}
+"""Preset budget suffix -> the parameter count its widths aim at."""
 
 #: Stage-one width per family and budget (0.1M, 0.3M, 1M).
 WIDTHS: dict[str, tuple[int, int, int]] = {
@@ -38,19 +39,41 @@ DEPTH = 2
 
 
 def layout(block: str, width: int, *, depth: int = DEPTH, **options) -> ModelSpec:
-    """The presets' three-stage layout for any block and width."""
+    """The presets' three-stage layout for any block and width.
+
+    Args:
+      block: a `jaxconv.blocks.names` name.
+      width: channels of the stem and the first stage; the later stages have ``2 * width`` and
+        ``4 * width``.
+      depth: blocks per stage.
+      **options: the block's design options, the same for every block.
+
+    Returns:
+      The spec, with a stride-2 stem.
+    """
     stages = tuple(StageSpec(block, width * 2 ** i, depth, 1 if i == 0 else 2, dict(options))
                    for i in range(3))
     return ModelSpec(stages=stages, stem_width=width, stem_strides=2)
 
 
 def presets() -> list[str]:
-    """Every preset name, ``<block>-<budget>``, e.g. ``bottleneck-0.3m``."""
+    """Every preset name, ``<block>-<budget>``, e.g. ``bottleneck-0.3m``.
+
+    Returns:
+      The names, family by family, budgets in increasing order.
+    """
     return [f"{block}-{budget}" for block in WIDTHS for budget in BUDGETS]
 
 
 def spec(preset: str) -> ModelSpec:
-    """The `ModelSpec` of a preset."""
+    """The `ModelSpec` of a preset.
+
+    Args:
+      preset: a `presets` name; an unknown one is a ``ValueError`` naming the closest.
+
+    Returns:
+      The preset's architecture.
+    """
     block, _, budget = preset.rpartition("-")
     if block not in WIDTHS or budget not in BUDGETS:
         raise registry._unknown("preset", preset, presets())
@@ -65,6 +88,17 @@ def create(preset: str, *, num_classes: int, in_features: int, rngs: nnx.Rngs,
     ...                                       rngs=nnx.Rngs(0)))
     >>> len(model.blocks)
     6
+
+    Args:
+      preset: a `presets` name.
+      num_classes: classifier outputs.
+      in_features: input image channels.
+      rngs: the random keys the parameters are drawn from.
+      dtype: the compute dtype of every layer (``None``: float32).
+      param_dtype: the parameter dtype of every layer (``None``: float32).
+
+    Returns:
+      The classifier.
     """
     return ConvNet(spec(preset), num_classes=num_classes, in_features=in_features, rngs=rngs,
                    dtype=dtype, param_dtype=param_dtype)

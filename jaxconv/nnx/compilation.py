@@ -25,6 +25,13 @@ def set_compilation(module: nnx.Module, compilation: Compilation | None) -> nnx.
     ...                         F.Compilation(batch_shards=2))
     >>> layer.compilation.batch_shards
     2
+
+    Args:
+      module: any NNX module.
+      compilation: what the ops are compiled with; ``None``: the default.
+
+    Returns:
+      ``module``, changed in place.
     """
     if compilation is not None and not isinstance(compilation, Compilation):
         raise TypeError(f"set_compilation: compilation={compilation!r} must be a "

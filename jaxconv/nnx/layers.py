@@ -104,8 +104,9 @@ class Conv(nnx.Module):
       in_features, out_features: channels in and out.
       kernel_size: one int per spatial dim (an int means 1-D, as in Flax; such a layer refuses
         inputs with more than one batch axis instead of silently treating image rows as batch).
-      strides, padding, input_dilation, kernel_dilation, feature_group_count, precision,
-      preferred_element_type: as in `jaxconv.functional.conv`.
+      strides, padding, input_dilation, kernel_dilation, feature_group_count: as in
+        `jaxconv.functional.conv`.
+      precision, preferred_element_type: as in `jaxconv.functional.conv`.
       padding_mode: ``"zeros"``, ``"circular"``, ``"reflect"`` or ``"replicate"``.
       impl: formulation (`jaxconv.functional.plan`); a custom ``conv_general_dilated`` replaces
         ``lax.conv_general_dilated`` in the ``"xla"`` formulation.
@@ -232,6 +233,25 @@ class DepthwiseConv(nnx.Module):
 
     >>> DepthwiseConv(8, (3, 3), rngs=nnx.Rngs(0))(jnp.ones((2, 16, 16, 8))).shape
     (2, 16, 16, 8)
+
+    Args:
+      in_features: channels in.
+      kernel_size: one int per spatial dim.
+      strides: stride, or one per spatial dim.
+      depth_multiplier: filters per input channel; the output has
+        ``in_features * depth_multiplier`` channels.
+      padding, padding_mode, kernel_dilation: as in `jaxconv.functional.conv`.
+      use_bias: whether the layer has a bias.
+      mask: a 0/1 array of the kernel's shape multiplied into the kernel (Flax's ``mask``).
+      dtype: compute dtype (``None``: the inputs' and parameters' promoted dtype).
+      param_dtype: dtype of the parameters.
+      precision: ``lax.Precision`` of the conv.
+      kernel_init, bias_init: initialisers, as in Flax.
+      promote_dtype: how inputs and parameters are brought to one dtype, as in Flax.
+      impl: formulation (`jaxconv.functional.plan`).
+      data_format: ``"channels_last"`` or ``"channels_first"`` (two transposes).
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+      kernel_metadata, bias_metadata: metadata of the ``nnx.Param``s, as in Flax.
     """
 
     op_args = ("strides", "padding", "padding_mode", "kernel_dilation", "precision")
@@ -280,6 +300,22 @@ class SeparableConv(nnx.Module):
 
     >>> SeparableConv(8, 32, (3, 3), rngs=nnx.Rngs(0))(jnp.ones((2, 16, 16, 8))).shape
     (2, 16, 16, 32)
+
+    Args:
+      in_features, out_features: channels in and out.
+      kernel_size: one int per spatial dim, of the depthwise conv.
+      strides: stride of the depthwise conv, or one per spatial dim.
+      depth_multiplier: depthwise filters per input channel.
+      padding, padding_mode, kernel_dilation: as in `jaxconv.functional.conv`.
+      use_bias: whether the layer has a bias (after the 1x1).
+      dtype: compute dtype.
+      param_dtype: dtype of the parameters.
+      precision: ``lax.Precision`` of both convs.
+      depthwise_init, pointwise_init, bias_init: initialisers of the two kernels and the bias.
+      promote_dtype: how inputs and parameters are brought to one dtype, as in Flax.
+      impl: formulation of the depthwise conv (`jaxconv.functional.plan`).
+      data_format: ``"channels_last"`` or ``"channels_first"``.
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
     """
 
     op_args = ("strides", "padding", "padding_mode", "kernel_dilation", "precision")
@@ -336,6 +372,25 @@ class ConvTranspose(nnx.Module):
 
     >>> ConvTranspose(16, 8, (3, 3), strides=2, rngs=nnx.Rngs(0))(jnp.ones((1, 7, 7, 16))).shape
     (1, 14, 14, 8)
+
+    Args:
+      in_features, out_features: channels in and out.
+      kernel_size: one int per spatial dim.
+      strides: stride (the upsampling factor), or one per spatial dim.
+      padding, output_padding, kernel_dilation, feature_group_count: as in
+        `jaxconv.functional.conv_transpose` (integer padding means what it means in PyTorch).
+      preferred_element_type: as in `jaxconv.functional.conv_transpose`.
+      use_bias: whether the layer has a bias.
+      mask: a 0/1 array of the kernel's shape multiplied into the kernel (Flax's ``mask``).
+      dtype: compute dtype (``None``: the inputs' and parameters' promoted dtype).
+      param_dtype: dtype of the parameters.
+      precision: ``lax.Precision`` of the conv.
+      kernel_init, bias_init: initialisers, as in Flax.
+      promote_dtype: how inputs and parameters are brought to one dtype, as in Flax.
+      impl: formulation (`jaxconv.functional.plan`).
+      data_format: ``"channels_last"`` or ``"channels_first"`` (two transposes).
+      rngs: ``nnx.Rngs`` with a ``params`` stream.
+      kernel_metadata, bias_metadata: metadata of the ``nnx.Param``s, as in Flax.
     """
 
     op_args = ("strides", "padding", "output_padding", "kernel_dilation",

@@ -20,6 +20,14 @@ class BatchNorm(nnx.BatchNorm):
     derivatives of every order and mode equal to autodiff's up to float rounding. Everything
     else is Flax's own code. Under strict dtype promotion it also works for bfloat16 inputs, whose
     statistics Flax computes in float32 on purpose.
+
+    Args:
+      num_features: channels.
+      use_running_average: normalise with the running statistics (eval mode).
+      momentum: of the running statistics, ``stat = momentum * stat + (1 - momentum) * batch``.
+      epsilon: added to the variance.
+      rngs: ``nnx.Rngs``.
+      **kwargs: the rest of ``flax.nnx.BatchNorm``'s arguments, with their meaning there.
     """
 
     def _fast(self, x: Array, mask: Array | None) -> bool:

@@ -47,6 +47,14 @@ class MaxPool(_Pool):
     >>> import jax.numpy as jnp
     >>> MaxPool((2, 2), strides=(2, 2))(jnp.ones((1, 8, 8, 3))).shape
     (1, 4, 4, 3)
+
+    Args:
+      window_shape: the window, one int per spatial dim (its length is the spatial rank).
+      strides: stride, or one per spatial dim (``None``: 1).
+      padding: any padding form the convs take (default ``"VALID"``).
+      padding_mode: the fill, ``"zeros"`` (padded positions are empty) or as the convs take it.
+      window_dilation: PyTorch's ``dilation``.
+      data_format: ``"channels_last"`` or ``"channels_first"``.
     """
 
     op = staticmethod(functional.max_pool)
@@ -58,6 +66,15 @@ class AvgPool(_Pool):
     >>> import jax.numpy as jnp
     >>> AvgPool((3, 3), padding="SAME", count_include_pad=False)(jnp.ones((1, 8, 8, 3))).shape
     (1, 8, 8, 3)
+
+    Args:
+      window_shape: the window, one int per spatial dim (its length is the spatial rank).
+      strides: stride, or one per spatial dim (``None``: 1).
+      padding: any padding form the convs take (default ``"VALID"``).
+      padding_mode: the fill, ``"zeros"`` (padded positions are empty) or as the convs take it.
+      window_dilation: PyTorch's ``dilation``.
+      data_format: ``"channels_last"`` or ``"channels_first"``.
+      count_include_pad: count zero-padded positions in the divisor (``True``) or not.
     """
 
     op = staticmethod(functional.avg_pool)
@@ -90,12 +107,24 @@ class _GlobalPool(nnx.Module):
 
 class GlobalAvgPool(_GlobalPool):
     """The mean over all spatial positions, ``(N, *spatial, C) -> (N, C)``
-    (`jaxconv.functional.global_avg_pool`)."""
+    (`jaxconv.functional.global_avg_pool`).
+
+    Args:
+      rank: the number of spatial dims (``None``: all but the first and last axes).
+      keepdims: keep the spatial dims, as size 1.
+      data_format: ``"channels_last"`` or ``"channels_first"``.
+    """
 
     op = staticmethod(functional.global_avg_pool)
 
 
 class GlobalMaxPool(_GlobalPool):
-    """The largest value over all spatial positions (`jaxconv.functional.global_max_pool`)."""
+    """The largest value over all spatial positions (`jaxconv.functional.global_max_pool`).
+
+    Args:
+      rank: the number of spatial dims (``None``: all but the first and last axes).
+      keepdims: keep the spatial dims, as size 1.
+      data_format: ``"channels_last"`` or ``"channels_first"``.
+    """
 
     op = staticmethod(functional.global_max_pool)

@@ -43,6 +43,14 @@ def set_dtypes(module: nnx.Module, dtype: Any = None, param_dtype: Any = None) -
     >>> layer = set_dtypes(jn.Conv(3, 8, (3, 3), rngs=nnx.Rngs(0)), jnp.bfloat16)
     >>> layer(jnp.ones((1, 8, 8, 3))).dtype, layer.kernel.dtype
     (dtype(bfloat16), dtype('float32'))
+
+    Args:
+      module: any NNX module.
+      dtype: the compute dtype (``None``: unchanged).
+      param_dtype: the dtype floating parameters are cast to (``None``: unchanged).
+
+    Returns:
+      ``module``, changed in place.
     """
     dtype = float_dtype("dtype", dtype)
     param_dtype = float_dtype("param_dtype", param_dtype)
