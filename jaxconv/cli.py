@@ -5,7 +5,8 @@ packages.
     jaxconv explain conv2d --input 64x64x3 --filters 32 --kernel 3x3
     jaxconv summary --model bottleneck-0.3m --input 28x28x1
     jaxconv data info fashion_mnist | jaxconv data download mnist
-    jaxconv run configs/quickstart.yaml [--set train.epochs=1 ...] | jaxconv report RUN_DIR
+    jaxconv run quickstart [--set train.epochs=1 ...] | jaxconv run --list | jaxconv report RUN_DIR
+    jaxconv run configs/my_study.yaml                  (a config file instead of a shipped name)
     jaxconv bench [--settings none|recommended|both] [--cases 3x3 ...] [--no-steps]
 
 The command runs with `jaxconv.environment.recommended` settings (XLA flags, malloc tunables;
@@ -77,7 +78,19 @@ def _run(args: argparse.Namespace) -> None:
     import shlex
 
     from jaxconv import experiment
+    from jaxconv.experiment import examples
 
+    if args.list:
+        width = max(map(len, examples.names()))
+        print("example configs shipped with jaxconv (jaxconv run NAME; copy one from "
+              f"{examples.ROOT} to change it):")
+        for name in examples.names():
+            print(f"  {name:<{width}}  {examples.summary(name)}")
+        return
+    if args.config is None:
+        raise ValueError("config: missing; expected a YAML file or the name of a shipped config "
+                         f"({', '.join(examples.names())}; jaxconv run --list says what each "
+                         "trains)")
     config = experiment.load(args.config, args.set)
     primary = _join_processes(args)
     command = "jaxconv " + " ".join(shlex.quote(a) for a in args.argv)
@@ -211,6 +224,7 @@ def _trained_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from jaxconv import __version__
     from jaxconv.analysis.explain import KINDS
 
     p = argparse.ArgumentParser(
@@ -218,10 +232,16 @@ def parser() -> argparse.ArgumentParser:
         description="Train and compare convolutional network designs from YAML configs, see "
                     "what a convolution does to its channels, and use the trained models.",
         epilog="start here:\n"
-               "  jaxconv run configs/quickstart.yaml      five designs x 2 seeds, about 2 min\n"
+               "  jaxconv run quickstart                   five designs x 2 seeds, about 2 min, "
+               "into ./runs/\n"
+               "  jaxconv run configs/quickstart.yaml      the same from the file, in a clone of "
+               "the repository\n"
+               "  jaxconv run --list                       the example configs shipped with "
+               "jaxconv\n"
                "  jaxconv explain conv2d --input 32x32x64 --filters 16 --kernel 1\n"
                "  jaxconv <command> --help                 what a command does, with an "
                "example")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="<command>")
 
     def verb(name: str, summary: str, example: str, run: Callable[[argparse.Namespace], None],
@@ -264,8 +284,14 @@ def parser() -> argparse.ArgumentParser:
 
     r = verb("run", "Train every variant x seed of a config (resuming what was "
                     "interrupted), then write the report with tables and plots",
-             "jaxconv run configs/quickstart.yaml --set train.epochs=3", _run)
-    r.add_argument("config", help="a YAML experiment config, e.g. configs/quickstart.yaml")
+             "jaxconv run quickstart --set train.epochs=3", _run)
+    r.add_argument("config", nargs="?",
+                   help="a YAML experiment config file (e.g. configs/quickstart.yaml), or the "
+                        "name of a config shipped with jaxconv (e.g. quickstart; see --list); "
+                        "runs are written under the config's output_dir, relative to the "
+                        "current directory (./runs/ by default)")
+    r.add_argument("--list", action="store_true",
+                   help="name the example configs shipped with jaxconv, and what each trains")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (YAML value), e.g. train.epochs=1 or "
                         "'seeds=[0,1]'; repeatable")
