@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: quickstart demo test test-fast lint clean native
+.PHONY: quickstart demo test test-fast lint clean native dist
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,8 +48,16 @@ test: $(VENV)/.installed
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
+# The release: an sdist and a wheel in dist/ (python -m build), checked with twine. The wheel holds
+# the package, py.typed and the example configs; never tests, results or the machine-specific
+# native library (each install builds that itself with make native).
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check jaxconv tests experiments
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache build/native $(NATIVE_LIB)
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache build/native $(NATIVE_LIB) dist
