@@ -6,6 +6,10 @@ never loads it. Without it everything works as before and `available` says why i
 ``impl="onednn"`` then refuses with that reason. A run's numbers differ with the extension and
 its oneDNN version, so `record` is part of what a run records.
 
+``JAXCONV_NATIVE=0`` in the environment (read when the library would first load) runs a process
+without it even where it is built, as on a machine without a compiler; ``1`` or unset loads it
+where it is built.
+
 What lives here: the library's location, loading, FFI registration and its facts. The
 formulation that calls the handlers is `jaxconv.functional.formulations.onednn`.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 from pathlib import Path
 
 import jax
@@ -32,9 +37,32 @@ TARGETS = {
 }
 
 
+#: The environment variable that turns the extension off (``0``) for a process.
+SWITCH = "JAXCONV_NATIVE"
+
+
+def enabled() -> bool:
+    """Whether `SWITCH` lets the extension load: unset or ``1``, not ``0``.
+
+    Raises:
+      ValueError: `SWITCH` has another value.
+    """
+    value = os.environ.get(SWITCH)
+    if value not in (None, "0", "1"):
+        raise ValueError(f"{SWITCH}={value!r}: expected 0 (run without the native extension), "
+                         "1 or unset (load it where it is built)")
+    return value != "0"
+
+
 @functools.cache
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
-    """The loaded library with its targets registered, or ``None`` and why not."""
+    """The loaded library with its targets registered, or ``None`` and why not.
+
+    Raises:
+      ValueError: `SWITCH` has a value other than 0 or 1 (not cached: every call says so).
+    """
+    if not enabled():
+        return None, f"disabled by {SWITCH}=0"
     if not LIBRARY.exists():
         return None, (f"the native extension is not built ({LIBRARY.name} is not in "
                       f"{LIBRARY.parent}; `make native` builds it where CMake, a C++ compiler "
@@ -52,7 +80,12 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
 
 
 def available() -> bool:
-    """Whether the extension is built, loads, and its FFI targets are registered."""
+    """Whether the extension is built, loads, and its FFI targets are registered (and
+    ``JAXCONV_NATIVE`` is not 0).
+
+    Raises:
+      ValueError: ``JAXCONV_NATIVE`` has a value other than 0 or 1.
+    """
     return _load()[0] is not None
 
 

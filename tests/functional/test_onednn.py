@@ -4,8 +4,12 @@ transform composes; `jax.export` artefacts hold no native call; and without the 
 jaxconv works and the formulation refuses with the reason.
 
 Tests that run oneDNN are skipped, with the reason, where the extension is not built
-(``make native``)."""
+(``make native``) or is turned off (``JAXCONV_NATIVE=0``). Every test here is marked ``native``:
+CI runs the whole suite with the extension and these again without it,
+``JAXCONV_NATIVE=0 pytest -m native``, where those that need it skip and the rest check the
+native-free path for real."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -22,6 +26,8 @@ from jaxconv import functional as F
 from jaxconv.functional.formulations import ConvSpec
 from jaxconv.functional.formulations.onednn import unsupported_onednn
 from jaxconv.tuning import machine, native
+
+pytestmark = pytest.mark.native
 
 needs_native = pytest.mark.skipif(not native.available(), reason=str(native.reason()))
 
@@ -307,6 +313,68 @@ def test_without_the_extension_jaxconv_works_and_onednn_is_refused(monkeypatch):
     with pytest.raises(ValueError, match=r"impl='onednn'.*not built \(for this test\)"):
         F.conv(x, k, impl="onednn")
     assert "onednn" in str(F.plan(x.shape, k.shape, impl="xla"))
+
+
+@pytest.fixture
+def first_load(monkeypatch):
+    """`native._load` as a new process's first use runs it; this process's own load (and its
+    registered targets) is back after the test."""
+    monkeypatch.setattr(native, "_load", functools.cache(native._load.__wrapped__))
+    return monkeypatch
+
+
+def test_jaxconv_native_0_turns_the_extension_off(first_load):
+    first_load.setenv("JAXCONV_NATIVE", "0")
+    assert not native.available()
+    assert native.reason() == "disabled by JAXCONV_NATIVE=0"
+    assert native.record() == {"available": False, "onednn": None}
+    x, k = _operands("2d_same")
+    with pytest.raises(ValueError, match=r"impl='onednn'.*disabled by JAXCONV_NATIVE=0"):
+        F.conv(x, k, impl="onednn")
+    assert F.plan(x.shape, k.shape, impl="xla").candidates["onednn"] == \
+        "disabled by JAXCONV_NATIVE=0"
+    _close(F.conv(x, k, impl="auto"), F.conv(x, k, impl="xla"))
+
+
+@pytest.mark.parametrize("value", ["", "2", "no", "false", " 0"])
+def test_jaxconv_native_other_than_0_or_1_is_an_error_naming_it(first_load, value):
+    first_load.setenv("JAXCONV_NATIVE", value)
+    with pytest.raises(ValueError, match=rf"JAXCONV_NATIVE='{value}': expected 0 \(run without "
+                       r"the native extension\), 1 or unset"):
+        native.available()
+
+
+@pytest.mark.parametrize("value", [None, "1"])
+def test_jaxconv_native_1_or_unset_loads_it_where_built(first_load, value):
+    if value is None:
+        first_load.delenv("JAXCONV_NATIVE", raising=False)
+    else:
+        first_load.setenv("JAXCONV_NATIVE", value)
+    assert native.enabled()
+
+
+NATIVE_FREE_PROBE = """
+import jax.numpy as jnp
+from jaxconv import functional as F
+from jaxconv.tuning import native
+
+x, k = jnp.ones((1, 6, 6, 4)), jnp.ones((3, 3, 4, 8))
+F.conv(x, k, impl="auto").block_until_ready()
+try:
+    F.conv(x, k, impl="onednn")
+except ValueError as error:
+    print("refused", "disabled by JAXCONV_NATIVE=0" in str(error))
+with open("/proc/self/maps") as maps:
+    print("mapped", native.LIBRARY.name in maps.read())
+"""
+
+
+def test_a_process_with_jaxconv_native_0_never_loads_the_library():
+    env = dict(os.environ, JAXCONV_NATIVE="0", JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", NATIVE_FREE_PROBE], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["refused", "True", "mapped", "False"]
 
 
 def test_a_run_records_whether_the_extension_is_present_and_its_version():
