@@ -88,7 +88,7 @@ def run(prepared: Prepared, x: Array, kernel: Array, bias: Array | None, *, op: 
     spec = prepared.spec
     _checks.same_dtype(op, x=x, kernel=kernel, bias=bias)
     _checks.bias_shape(op, bias, spec.out_channels)
-    compute, _ = policy.choose(op, CONV, policy.CONV_POLICY, spec, impl, dtype=x.dtype)
+    compute, _ = policy.choose(op, CONV, policy.CONV_POLICIES, spec, impl, dtype=x.dtype)
     xb, restore = _checks.batch_input(x, spec.rank)
     xb = padlib.apply_fill(xb, prepared.fill_pads, prepared.fill)
     return restore(_checks.add_bias(compute(xb, kernel, spec), bias))

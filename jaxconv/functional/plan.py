@@ -11,7 +11,7 @@ from jaxconv.functional import _checks, policy
 from jaxconv.functional.conv import pointwise_kernel_shape, prepare
 from jaxconv.functional.depthwise import _depth_multiplier
 from jaxconv.functional.formulations import CONV
-from jaxconv.functional.transpose import TRANSPOSE, TRANSPOSE_POLICY, prepare_transpose
+from jaxconv.functional.transpose import TRANSPOSE, TRANSPOSE_POLICIES, prepare_transpose
 
 OPS = ("conv", "pointwise", "depthwise_conv", "conv_transpose")
 
@@ -47,7 +47,7 @@ def plan(x: Any, kernel: Any, *, op: str = "conv", impl: str = "auto",
     dtype = getattr(x, "dtype", jnp.float32)
     if op == "conv_transpose":
         spec = prepare_transpose(x_shape, kernel_shape, **kwargs)
-        return policy.choose(op, TRANSPOSE, TRANSPOSE_POLICY, spec, impl, backend, dtype,
+        return policy.choose(op, TRANSPOSE, TRANSPOSE_POLICIES, spec, impl, backend, dtype,
                              kernel_shape)[1]
     if op == "pointwise":
         kernel_shape = pointwise_kernel_shape(x_shape, kernel_shape, kwargs.get("strides", 1))
@@ -58,4 +58,4 @@ def plan(x: Any, kernel: Any, *, op: str = "conv", impl: str = "auto",
     elif op != "conv":
         raise ValueError(f"plan: op={op!r} is not one of {', '.join(map(repr, OPS))}")
     spec = prepare(x_shape, kernel_shape, op=op, **kwargs).spec
-    return policy.choose(op, CONV, policy.CONV_POLICY, spec, impl, backend, dtype)[1]
+    return policy.choose(op, CONV, policy.CONV_POLICIES, spec, impl, backend, dtype)[1]

@@ -20,15 +20,16 @@ from jaxconv.functional.formulations import UNFUZZED, ConvSpec, Formulation, xla
 from jaxconv.functional.formulations.dense import slow_ynnpack_takes
 
 ANY = "*"
-#: The version of the auto policy's rows: `CONV_POLICY`'s and
+#: The current version of the auto policy's rows: `CONV_POLICY`'s and
 #: `jaxconv.functional.transpose.TRANSPOSE_POLICY`'s backend, shape class, impl, ``when`` and
-#: order, and what a ``when`` decides. Raise it with any change to them, since a changed pick
-#: changes a run's numbers, and record the new rows' fingerprint (which sees a ``when`` by its
-#: name only) in tests/functional/test_policy_version.py. It does not cover the formulations'
-#: own code, nor the reason texts. Every run records it
-#: (``result.json``'s ``choices.policy_version``), and a study that pins
-#: ``train.policy_version`` refuses to run under another (studies started under version 1 ran
-#: the rows as of this constant's arrival).
+#: order, and what a ``when`` decides. A change to them is a new version, added to
+#: `CONV_POLICIES` and `jaxconv.functional.transpose.TRANSPOSE_POLICIES` beside the old ones
+#: (a changed pick changes a run's numbers), with the new rows' fingerprint (which sees a
+#: ``when`` by its name only) recorded in tests/functional/test_policy_version.py. It does not
+#: cover the formulations' own code, nor the reason texts. Every run records the version it
+#: ran (``result.json``'s ``choices.policy_version``); a study that pins
+#: ``train.policy_version`` runs that version's rows under any later code
+#: (`Compilation.policy_version`).
 POLICY_VERSION = 1
 
 
@@ -80,8 +81,8 @@ def fuzzed_line(shapes: str) -> str:
     return f"{shapes}; on an AVX2 CPU ({', '.join(FUZZ_REPORTS)})"
 
 
-#: Rows for forward convolutions (conv, pointwise, depthwise and the separable parts).
-CONV_POLICY: tuple[PolicyRow, ...] = (
+#: Rows for forward convolutions (conv, pointwise, depthwise and the separable parts), version 1.
+CONV_POLICY_V1: tuple[PolicyRow, ...] = (
     PolicyRow("cpu", "pointwise", "matmul",
               "a 1x..x1 kernel without groups or input dilation is a matmul over channels; "
               "dot_general skips the convolution machinery (CPU, experiments/bench_ops.py, "
@@ -150,6 +151,27 @@ CONV_POLICY: tuple[PolicyRow, ...] = (
                                  "1-3")),
 )
 
+#: Every version's forward-conv rows: a version's rows never change once a run recorded it.
+CONV_POLICIES: dict[int, tuple[PolicyRow, ...]] = {1: CONV_POLICY_V1}
+#: The current version's rows.
+CONV_POLICY = CONV_POLICIES[POLICY_VERSION]
+
+
+def version_rows(policies: Mapping[int, tuple[PolicyRow, ...]], spec: ConvSpec,
+                 op: str) -> tuple[PolicyRow, ...]:
+    """The rows of the policy version ``spec``'s compilation names (the current one for
+    ``None``).
+
+    Raises:
+      ValueError: no such version.
+    """
+    version = spec.compilation.policy_version
+    version = POLICY_VERSION if version is None else version
+    if version not in policies:
+        raise ValueError(f"{op}: Compilation(policy_version={version}) is not a policy version "
+                         f"of this jaxconv; expected one of {', '.join(map(str, policies))}")
+    return policies[version]
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -193,20 +215,24 @@ def candidates(table: Mapping[str, Formulation], spec: ConvSpec) -> dict[str, st
 
 
 def choose(
-    op: str, table: Mapping[str, Formulation], rows: tuple[PolicyRow, ...], spec: ConvSpec,
+    op: str, table: Mapping[str, Formulation],
+    policies: Mapping[int, tuple[PolicyRow, ...]], spec: ConvSpec,
     impl: str | Callable, backend: str | None = None, dtype: Any = jnp.float32,
     kernel_shape: tuple[int, ...] | None = None,
 ) -> tuple[Callable, Plan]:
     """The compute function for ``impl`` and the `Plan` that explains it.
 
-    ``dtype`` and ``kernel_shape`` (in the op's layout; ``spec.kernel_shape`` when ``None``)
-    describe the arrays ``impl="autotune"`` measures with.
+    ``policies`` holds the op's rows per policy version; ``auto`` reads those of the version
+    ``spec.compilation`` names (`version_rows`). ``dtype`` and ``kernel_shape`` (in the op's
+    layout; ``spec.kernel_shape`` when ``None``) describe the arrays ``impl="autotune"``
+    measures with.
 
     Raises:
       ValueError: ``impl`` is unknown, or cannot express the call (the message lists those that
-        can).
+        can), or the policy version is unknown.
     """
     backend = backend or jax.default_backend()
+    rows = version_rows(policies, spec, op)
     able = candidates(table, spec)
     if callable(impl):
         plan = Plan(op, "xla", f"custom conv_general_dilated {getattr(impl, '__name__', impl)}",

@@ -120,7 +120,7 @@ def subpixel(x: Array, kernel: Array, spec: ConvSpec) -> Array:
                 spec, input_shape=tuple(xs.shape), kernel_shape=tuple(sub.shape),
                 strides=(1,) * rank, input_dilation=(1,) * rank,
                 padding=tuple((max(lo, 0), max(hi, 0)) for lo, hi in (c[2] for c in chosen)))
-            compute, _ = policy.choose("conv", CONV, policy.CONV_POLICY, sub_spec, "auto",
+            compute, _ = policy.choose("conv", CONV, policy.CONV_POLICIES, sub_spec, "auto",
                                        dtype=x.dtype)
             y = compute(xs, sub, sub_spec)
         pad = [(0, 0), *((0, q - n) for q, n in zip(q_max, lengths)), (0, 0)]
@@ -198,7 +198,7 @@ TRANSPOSE: dict[str, Formulation] = {
     "onednn": Formulation("onednn", onednn, _onednn_unsupported,
                           "oneDNN's backward-data convolution (native extension, CPU)"),
 }
-TRANSPOSE_POLICY: tuple[policy.PolicyRow, ...] = (
+TRANSPOSE_POLICY_V1: tuple[policy.PolicyRow, ...] = (
     policy.PolicyRow("cpu", policy.ANY, "subpixel",
                      "XLA's CPU backward of an input-dilated conv is slow; one stride-1 conv per "
                      "output phase, each as conv's policy picks, measured (experiments/"
@@ -209,6 +209,10 @@ TRANSPOSE_POLICY: tuple[policy.PolicyRow, ...] = (
                          "98 configurations: rank 1-3, kernel 1-4, strides 1, kernel dilation 1, "
                          "input dilation 1-3, groups 1-3, channels 1-96, batch 1-3")),
 )
+#: Every version's transposed-conv rows (`jaxconv.functional.policy.CONV_POLICIES`).
+TRANSPOSE_POLICIES: dict[int, tuple[policy.PolicyRow, ...]] = {1: TRANSPOSE_POLICY_V1}
+#: The current version's rows.
+TRANSPOSE_POLICY = TRANSPOSE_POLICIES[policy.POLICY_VERSION]
 
 
 def prepare_transpose(
@@ -299,7 +303,7 @@ def conv_transpose(
             preferred_element_type=preferred_element_type, compilation=compilation)
         _checks.same_dtype("conv_transpose", x=x, kernel=kernel, bias=bias)
         _checks.bias_shape("conv_transpose", bias, spec.out_channels)
-        compute, _ = policy.choose("conv_transpose", TRANSPOSE, TRANSPOSE_POLICY, spec, impl,
+        compute, _ = policy.choose("conv_transpose", TRANSPOSE, TRANSPOSE_POLICIES, spec, impl,
                                    dtype=x.dtype, kernel_shape=kernel.shape)
         xb, restore = _checks.batch_input(x, spec.rank)
         return restore(_checks.add_bias(compute(xb, kernel, spec), bias))

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -25,7 +25,7 @@ from flax import nnx
 from jaxconv.blocks import init as block_init
 from jaxconv.data.batching import Batches, eval_batches, split_validation, validation_size
 from jaxconv.data.datasets import Dataset
-from jaxconv.functional.policy import POLICY_VERSION
+from jaxconv.functional.policy import CONV_POLICIES, POLICY_VERSION
 from jaxconv.train import hosts
 from jaxconv.train import options as O
 from jaxconv.train import step as S
@@ -108,15 +108,22 @@ def split(train: Dataset, recipe: Recipe, seed: int) -> tuple[Dataset, Dataset |
     return split_validation(train, recipe.validation_fraction, recipe.validation_seed(seed))
 
 
-def check_policy(recipe: Recipe, current: int = POLICY_VERSION) -> None:
-    """Refuses a recipe that pins another formulation-policy version than the code's."""
-    if recipe.policy_version is not None and recipe.policy_version != current:
+def check_policy(recipe: Recipe, known: Sequence[int] = tuple(CONV_POLICIES)) -> int:
+    """The formulation-policy version a run of ``recipe`` picks by: the one it pins, which
+    must be one this code holds, or the current one.
+
+    Raises:
+      ValueError: the recipe pins a version this code does not hold (a newer jaxconv's).
+    """
+    if recipe.policy_version is None:
+        return POLICY_VERSION
+    if recipe.policy_version not in known:
         raise ValueError(
             f"train.policy_version: the config pins formulation policy version "
-            f"{recipe.policy_version}, but this code's policy is version {current} "
-            "(jaxconv.functional.policy.POLICY_VERSION); its impl='auto' picks, and so the "
-            "study's numbers, could differ. Run the study from a commit whose policy is "
-            f"version {recipe.policy_version}, or start a new study pinned to {current}")
+            f"{recipe.policy_version}, which this jaxconv does not hold (it has "
+            f"{', '.join(map(str, known))}; jaxconv.functional.policy.CONV_POLICIES): run it "
+            "with the jaxconv that wrote the config, or pin one of these")
+    return recipe.policy_version
 
 
 #: How many training images (the first of the training split) `prepare` whitens the stem on.
@@ -150,14 +157,14 @@ def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
     if recipe.batch_size > kept:
         raise ValueError(f"train.batch_size: {recipe.batch_size} is larger than the {kept} "
                          f"training images of {train.name}")
-    check_policy(recipe)
+    version = check_policy(recipe)
     side = min(train.images.shape[1:3])
     if recipe.cutout_rate and recipe.cutout_size > side:
         raise ValueError(f"train.cutout_size: {recipe.cutout_size} is larger than the "
                          f"{train.images.shape[1]}x{train.images.shape[2]} images of "
                          f"{train.name}")
     mean, std = channel_stats(train)
-    chosen = {**O.agreed(O.choices(recipe.compile_options)), "policy_version": POLICY_VERSION}
+    chosen = {**O.agreed(O.choices(recipe.compile_options)), "policy_version": version}
     steps = S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
                     num_classes=train.num_classes, mean=mean, std=std,
                     compiler_options=chosen["compiler_options"], option_set=chosen["option_set"])

@@ -88,9 +88,11 @@ class Recipe:
         run in (mixed precision). Parameters, optimizer state and BatchNorm statistics stay
         float32 and the loss is computed in float32 either way.
       policy_version: pins the version of ``impl="auto"``'s formulation policy
-        (`jaxconv.functional.policy.POLICY_VERSION`) a study runs under: a run refuses to start
-        under another, so a later policy change cannot change a pinned study's numbers unseen.
-        ``None``: any (every run records the version it used either way).
+        (`jaxconv.functional.policy.CONV_POLICIES`) a study runs under: its ops pick by that
+        version's rows under any later jaxconv that holds it (`F.Compilation.policy_version`),
+        so a later policy neither changes a pinned study's numbers nor stops its resumes; a
+        version this jaxconv does not hold is refused. ``None``: the current version (every
+        run records the version it used either way).
       steps_per_call: training steps per compiled call (one ``lax.scan``; 0: the constant
         `jaxconv.train.loop.STEPS_PER_CALL`, 8). Metrics, logs and divergence checks stay per
         step; checkpoints fall between calls.

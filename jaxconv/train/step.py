@@ -129,7 +129,8 @@ def build(model: nnx.Module, recipe: Recipe, *, steps_per_epoch: int, num_classe
     # what the ops are compiled into: these options, and the batch sharded over every device
     # (see `mesh`), so that ``impl="auto"`` picks formulations for the program that will run
     jnn.set_compilation(model, F.Compilation(compiler_options,
-                                             batch_shards=jax.device_count()))
+                                             batch_shards=jax.device_count(),
+                                             policy_version=recipe.policy_version))
     model.train()
     train_def, _, _ = nnx.split(model, nnx.Param, ...)
     model.eval()

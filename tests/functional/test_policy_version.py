@@ -1,12 +1,17 @@
-"""`POLICY_VERSION` is tied to the rows it versions: a fingerprint of `CONV_POLICY` and
-`TRANSPOSE_POLICY` recorded per version, so a changed row without a new version fails here."""
+"""Policy versions are tied to the rows they version: a fingerprint of each version's
+`CONV_POLICIES` and `TRANSPOSE_POLICIES` rows recorded here, so a changed row without a new
+version fails, and an old version's rows stay as they were (a study pinned to it runs them
+under later code)."""
 
 import dataclasses
 import hashlib
 import json
 
+import pytest
+
+from jaxconv import functional as F
 from jaxconv.functional import policy
-from jaxconv.functional.transpose import TRANSPOSE_POLICY
+from jaxconv.functional.transpose import TRANSPOSE_POLICIES, TRANSPOSE_POLICY
 
 #: The fingerprint (`fingerprint`) of both tables' rows under each policy version. Changing a
 #: row's backend, shape class, impl or `when` needs a new `POLICY_VERSION` and its entry here;
@@ -34,6 +39,27 @@ def test_the_rows_are_those_recorded_for_the_policy_version():
     assert fingerprint() == RECORDED[policy.POLICY_VERSION], (
         "CONV_POLICY or TRANSPOSE_POLICY changed without a new POLICY_VERSION: raise it and "
         f"record {fingerprint()!r} for the new version in RECORDED")
+
+
+def test_every_version_keeps_the_rows_recorded_for_it():
+    assert set(policy.CONV_POLICIES) == set(TRANSPOSE_POLICIES) == set(RECORDED)
+    for version, recorded in RECORDED.items():
+        assert fingerprint(policy.CONV_POLICIES[version], TRANSPOSE_POLICIES[version]) == \
+            recorded, f"the rows of policy version {version} changed"
+    assert policy.CONV_POLICY is policy.CONV_POLICIES[policy.POLICY_VERSION]
+    assert TRANSPOSE_POLICY is TRANSPOSE_POLICIES[policy.POLICY_VERSION]
+
+
+def test_a_compilation_names_a_known_version_or_none():
+    for bad in (0, -1, True, 1.0, "1"):
+        with pytest.raises(ValueError, match=r"Compilation: policy_version="):
+            F.Compilation(policy_version=bad)
+    unknown = max(policy.CONV_POLICIES) + 1
+    with pytest.raises(ValueError, match=rf"conv: Compilation\(policy_version={unknown}\) is "
+                                         r"not a policy version of this jaxconv; expected one of"):
+        F.plan((1, 8, 8, 4), (3, 3, 4, 4), compilation=F.Compilation(policy_version=unknown))
+    plan = F.plan((1, 8, 8, 4), (3, 3, 4, 4), compilation=F.Compilation(policy_version=1))
+    assert plan.spec.compilation.policy_version == 1
 
 
 def test_every_deciding_field_of_a_row_changes_the_fingerprint():

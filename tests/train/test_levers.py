@@ -257,16 +257,28 @@ def test_lever_config_errors_name_the_key_and_what_is_allowed(key, value, messag
         experiment.config.from_mapping(raw)
 
 
-def test_a_pinned_policy_version_other_than_the_codes_refuses_to_run():
-    from jaxconv.functional.policy import POLICY_VERSION
+def test_a_pinned_policy_version_runs_its_rows_and_an_unknown_one_is_refused(monkeypatch):
+    """Every version this code holds runs, its layers compiled with that version (so their
+    ``auto`` picks are that version's) and recorded; one it does not hold is refused."""
+    from jaxconv import nnx as jnn
+    from jaxconv.functional.policy import CONV_POLICIES, POLICY_VERSION
+    from jaxconv.train import step
 
-    loop.check_policy(train.Recipe())
-    loop.check_policy(train.Recipe(policy_version=POLICY_VERSION))
+    set_compilation, given = jnn.set_compilation, []
+    monkeypatch.setattr(step.jnn, "set_compilation",
+                        lambda model, c: given.append(c) or set_compilation(model, c))
+    assert loop.check_policy(train.Recipe()) == POLICY_VERSION
+    images = data.load("synthetic", "train")
+    for version in CONV_POLICIES:
+        given.clear()
+        steps = loop.build_steps(small_model(), images, train.Recipe(policy_version=version))
+        assert steps.choices["policy_version"] == version
+        assert given[0].policy_version == version and given[-1] is None
     with pytest.raises(ValueError, match=rf"train.policy_version: the config pins formulation "
-                                         rf"policy version {POLICY_VERSION + 1}, but this "
-                                         rf"code's policy is version {POLICY_VERSION}"):
-        loop.build_steps(small_model(), data.load("synthetic", "train"),
-                         train.Recipe(policy_version=POLICY_VERSION + 1))
+                                         rf"policy version {max(CONV_POLICIES) + 1}, which this "
+                                         rf"jaxconv does not hold"):
+        loop.build_steps(small_model(), images,
+                         train.Recipe(policy_version=max(CONV_POLICIES) + 1))
 
 
 def test_a_cutout_larger_than_the_images_names_the_key():

@@ -36,6 +36,9 @@ class Compilation:
       batch_shards: how many equal contiguous parts the batch is split into, one per device (a
         batch sharded along one mesh axis). Formulations that loop over the batch then take a
         part of every shard per step, so no device gathers another's activations.
+      policy_version: the version of ``impl="auto"``'s policy rows to pick formulations by
+        (`jaxconv.functional.policy.POLICIES`); ``None`` is the current one. A study pins it,
+        so that a later policy neither changes its numbers nor stops it from resuming.
 
     >>> Compilation({"b": "2", "a": "1"}, batch_shards=4).compiler_options
     (('a', '1'), ('b', '2'))
@@ -43,6 +46,7 @@ class Compilation:
 
     compiler_options: tuple[tuple[str, str], ...] | Mapping[str, str] = ()
     batch_shards: int = 1
+    policy_version: int | None = None
 
     def __post_init__(self):
         options = self.compiler_options
@@ -54,6 +58,11 @@ class Compilation:
         if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
             raise ValueError(f"Compilation: batch_shards={self.batch_shards!r}; expected a "
                              "positive int (the number of devices the batch is split over)")
+        version = self.policy_version
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)
+                                    or version < 1):
+            raise ValueError(f"Compilation: policy_version={version!r}; expected None (the "
+                             "current policy) or a policy version, a positive int")
 
     def option(self, name: str) -> str | None:
         """The value of compiler option ``name``, or ``None`` when the program does not set
