@@ -12,6 +12,7 @@ import pytest
 
 from jaxconv import functional as F
 from jaxconv.bench import fuzz
+from jaxconv.tuning import native
 
 HERE = pathlib.Path(__file__).parent
 
@@ -22,6 +23,16 @@ def test_a_seeded_slice_agrees_with_lax():
     report = "\n".join(f.markdown() for f in failures)
     assert not failures, report
     assert checks == 2 * sum(len(impls) for _, impls in fuzz.cases(10, 20261201))
+
+
+@pytest.mark.skipif(not native.available(), reason=str(native.reason()))
+def test_a_seeded_onednn_slice_agrees_with_lax_and_pytorch():
+    """The native formulation's slice of the fuzz (its full run is
+    experiments/results/fuzz_onednn.md): conv and transposed conv, float32 and bfloat16."""
+    failures, checks = fuzz.run(12, seed=20261205, impls=["onednn"], log=lambda s: None)
+    assert not failures, "\n".join(f.markdown() for f in failures)
+    claimed = [impls for _, impls in fuzz.cases(12, 20261205, impls=["onednn"])]
+    assert checks == 2 * sum(map(len, claimed)) >= 2 * 8
 
 
 def test_an_abort_fails_its_case_and_the_run_goes_on():
