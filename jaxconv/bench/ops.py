@@ -148,11 +148,12 @@ def run_case(case: Case, repeats: int):
 def table(repeats: int, cases: Sequence[str] = ()) -> Iterator[str]:
     """Markdown lines, one row per case (as it is measured) of `CASES` whose name contains one
     of ``cases`` (all when empty)."""
-    yield "ms, median; fwd+bwd = grad of sum(out**2) w.r.t. input and kernel."
+    yield "ms, median; fwd+bwd = grad of sum(out**2) w.r.t. input and kernel; onednn: the " \
+          "native formulation where the extension is built and expresses the case."
     yield ""
-    yield ("| case | auto picks | xla fwd | xla fwd+bwd | best other fwd+bwd | auto fwd+bwd | "
-           "PyTorch fwd+bwd | auto / xla | auto / PyTorch |")
-    yield "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    yield ("| case | auto picks | xla fwd | xla fwd+bwd | best other fwd+bwd | onednn fwd+bwd | "
+           "auto fwd+bwd | PyTorch fwd+bwd | auto / xla | auto / PyTorch |")
+    yield "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for case in CASES:
         if cases and not any(c in case.name for c in cases):
             continue
@@ -160,8 +161,9 @@ def table(repeats: int, cases: Sequence[str] = ()) -> Iterator[str]:
         others = {i: t["both"] for i, t in ms.items() if i != "xla"}
         best = min(others.items(), key=lambda kv: kv[1]) if others else None
         auto = ms[plan.impl]["both"]
+        onednn = f"{ms['onednn']['both']:.1f}" if "onednn" in ms else "-"
         torch_both = torch["both"] if torch else float("nan")
         yield (f"| {case.name} | {plan.impl} | {ms['xla']['fwd']:.1f} | {ms['xla']['both']:.1f} "
-               f"| {f'{best[0]} {best[1]:.1f}' if best else '-'} | {auto:.1f} | "
+               f"| {f'{best[0]} {best[1]:.1f}' if best else '-'} | {onednn} | {auto:.1f} | "
                f"{torch_both:.1f} | {auto / ms['xla']['both']:.2f} | "
                f"{auto / torch_both:.2f} |")

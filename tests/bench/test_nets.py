@@ -81,3 +81,17 @@ def test_cli_bench_names_a_bad_net(capfd):
     assert main(["bench", "--settings", "none", "--no-ops", "--nets", "vgg"]) == 2
     err = capfd.readouterr().err
     assert "nets=['vgg']: expected names from resnet_bottleneck, mobilenet_v2" in err
+
+
+@pytest.mark.slow
+def test_the_op_table_has_the_onednn_column():
+    """Where the extension is built, each case onednn expresses shows its time; else a dash."""
+    from jaxconv.bench import ops
+    from jaxconv.tuning import native
+
+    _, _, columns, _, row = ops.table(1, ["stem"])
+    names = [c.strip() for c in columns.split("|")[1:-1]]
+    cell = [c.strip() for c in row.split("|")[1:-1]][names.index("onednn fwd+bwd")]
+    assert (cell != "-") is native.available()
+    if native.available():
+        float(cell)
