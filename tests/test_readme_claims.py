@@ -1,5 +1,6 @@
-"""What the README promises and no other test pins down as it is worded there: swapping
-Flax's conv for jaxconv's, and multi-host runs from a program."""
+"""What the README and the guides promise and no other test pins down as it is worded there:
+swapping Flax's conv for jaxconv's (docs/guides/flax-swap.md), and multi-host runs from a
+program (docs/guides/multi-host.md)."""
 
 import chex
 import jax
@@ -56,5 +57,5 @@ def test_swapping_flax_linen_conv_for_jaxconvs(features, out, kernel, kwargs, im
 
 
 def test_cpu_processes_of_a_program_exchange_through_gloo_by_default():
-    # the README's multi-host section: a program needs only jax.distributed.initialize()
+    # docs/guides/multi-host.md: a program needs only jax.distributed.initialize()
     assert jax.config.jax_cpu_collectives_implementation == "gloo"
