@@ -14,7 +14,7 @@ import pytest
 import jaxconv
 
 ROOT = pathlib.Path(jaxconv.__file__).parent
-RANK = {"typing": 0, "_hints": 0, "tuning": 1, "environment": 2, "functional": 3, "nnx": 4,
+RANK = {"typing": 0, "_hints": 0, "_moved": 0, "tuning": 1, "environment": 2, "functional": 3, "nnx": 4,
         "linen": 5, "interop": 5, "blocks": 6, "models": 7, "analysis": 8, "data": 9, "train": 10,
         "experiment": 11, "bench": 11, "cli": 12, "__main__": 13}
 
@@ -35,8 +35,9 @@ def _imports(path: pathlib.Path) -> set[str]:
             base = node.module or ""
             if node.level:
                 base = ".".join([*package[:len(package) - node.level + 1], *filter(None, [base])])
-            if base == "jaxconv":
-                found |= {f"jaxconv.{a.name}" for a in node.names}
+            if base == "jaxconv":      # a module of the package, or a name of its __init__
+                found |= {f"jaxconv.{a.name}" for a in node.names
+                          if (ROOT / a.name).is_dir() or (ROOT / f"{a.name}.py").exists()}
             elif base.startswith("jaxconv."):
                 found.add(base)
     return found
