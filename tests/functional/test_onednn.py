@@ -514,3 +514,18 @@ def test_a_four_device_step_runs_each_batch_part_where_it_is():
     assert int(facts["reduces"]) <= 3
     assert int(facts["native"]) >= 5
     assert facts["sharded"] == "('data',)"
+
+
+@needs_native
+@pytest.mark.slow
+def test_a_short_memory_soak_evicting_every_call_stays_under_its_limit():
+    """experiments/onednn_soak.py, shrunk: 90 convs (270 primitive configurations, more than
+    the cache's 256, so every call evicts and rebuilds) for 300 calls after warm-up; the full
+    run's numbers are in experiments/results/onednn_soak.md."""
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "onednn_soak.py")
+    done = subprocess.run([sys.executable, script, "--calls", "300", "--shapes", "90",
+                           "--every", "100", "--limit-mb", "20"], capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "270 primitive configurations" in done.stdout
+    assert "the extension's cache holds 256 at the end" in done.stdout
