@@ -124,7 +124,8 @@ def _join_processes(args: argparse.Namespace) -> bool:
 
 
 def _print_report(run_dir, built: bool = False) -> None:
-    """Prints the report's table; builds the report first unless ``built`` (just written)."""
+    """Prints the report's table and its comparisons between variants; builds the report
+    first unless ``built`` (just written)."""
     from jaxconv.experiment import report
 
     run_dir = pathlib.Path(run_dir)
@@ -133,6 +134,8 @@ def _print_report(run_dir, built: bool = False) -> None:
     else:
         rows, path = report.build(run_dir)
     print(report.table(rows))
+    print("\n".join(["", "Which differences exceed seed noise:", "",
+                     *report.seed_noise(report.results(run_dir))]))
     print(f"report: {path}")
     print("plots: " + ", ".join(str(path.parent / p) for p in report.PLOTS))
 

@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import datetime
 import io
+import itertools
 import json
 import pathlib
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ import numpy as np
 import yaml
 
 from jaxconv.analysis.tables import markdown_table
-from jaxconv.experiment import provenance
+from jaxconv.experiment import provenance, stats
 from jaxconv.train import Recipe
 from jaxconv.tuning.files import atomic_write_bytes, atomic_write_text
 
@@ -167,47 +168,65 @@ def table(rows: list[VariantRow]) -> str:
 def seed_noise(found: list[dict[str, Any]], level: float = 0.95) -> list[str]:
     """Markdown lines saying which differences in test accuracy exceed seed noise: the variants
     ranked by mean, each with the ``level`` confidence interval of its mean (Student's t over
-    its finished seeds), and each against the next in the ranking by Welch's t-test (unequal
-    variances). Needs two or more seeds for an interval or a test; says so otherwise. Runs
-    without a finite accuracy are left out and named."""
-    from scipy import stats
+    its finished seeds), and each against the next in the ranking paired by seed (every
+    variant of a study shares each seed's validation split and data order): the mean per-seed
+    difference with its interval, the paired t-test, the effect size d_z and the p-value
+    after Holm's correction over the family of neighbour tests (`stats.paired`, `stats.holm`).
+    A pair whose seeds differ falls back to Welch's test, marked. Needs two or more seeds for
+    an interval or a test; says so otherwise. Runs without a finite accuracy are left out and
+    named."""
+    from scipy import stats as scipy_stats
 
-    accs: dict[str, list[float]] = {}
+    accs: dict[str, dict[int, float]] = {}
     dropped = []
     for r in found:
         if finished(r):
             acc = 100 * float(r["history"][-1]["test_accuracy"])
             if np.isfinite(acc):
-                accs.setdefault(r["variant"], []).append(acc)
+                accs.setdefault(r["variant"], {})[r["seed"]] = acc
             else:
                 dropped.append(f"{r['variant']} seed {r['seed']}")
-    ranked = sorted(accs, key=lambda v: -float(np.mean(accs[v])))
+    ranked = sorted(accs, key=lambda v: -float(np.mean(list(accs[v].values()))))
+    pairs = [stats.paired(accs[a], accs[b], level) for a, b in itertools.pairwise(ranked)]
+    adjusted = stats.holm([c.p for c in pairs])
     lines = [f"| rank | variant | seeds | test accuracy (mean ± std) | {level:.0%} interval "
-             "of the mean | ahead of the next by | Welch p | larger than seed noise |",
-             "|---:|---|---:|---:|---:|---:|---:|---|"]
+             f"of the mean | ahead of the next by ({level:.0%} interval) | effect size | test "
+             "| p | Holm p | larger than seed noise |",
+             "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for rank, variant in enumerate(ranked, 1):
-        a = np.array(accs[variant])
+        a = np.array(list(accs[variant].values()))
         spread, interval = "", "-"
         if len(a) > 1:
             std = float(a.std(ddof=1))
-            half = float(stats.t.ppf(0.5 + level / 2, len(a) - 1)) * std / np.sqrt(len(a))
+            half = float(scipy_stats.t.ppf(0.5 + level / 2, len(a) - 1)) * std / np.sqrt(len(a))
             spread, interval = f" ± {std:.2f}", f"{a.mean() - half:.2f} - {a.mean() + half:.2f} %"
-        gap, p_value, verdict = "-", "-", "-"
+        gap, effect, test, p_value, holm_p, verdict = "-", "-", "-", "-", "-", "-"
         if rank < len(ranked):
-            b = np.array(accs[ranked[rank]])
-            gap = f"{a.mean() - b.mean():.2f} points"
-            if len(a) < 2 or len(b) < 2:
+            c, p_holm = pairs[rank - 1], adjusted[rank - 1]
+            gap = f"{c.difference:.2f} points"
+            if c.test == "none":
                 verdict = "unknown: one seed"
-            elif a.std() == 0 and b.std() == 0:
-                verdict = "yes (no spread over seeds)" if a.mean() != b.mean() else "no"
             else:
-                p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-                p_value, verdict = f"{p:.3f}", "yes" if p < 1 - level else "no"
+                gap += f" ({c.low:.2f} to {c.high:.2f})"
+                effect = f"{'d_z' if c.test == 'paired' else 'd'} {c.effect:.2f}"
+                test = (f"paired, {len(c.seeds)} seeds" if c.test == "paired" else
+                        "**Welch (unpaired: the seeds differ)**")
+                p_value, holm_p = f"{c.p:.3f}", f"{p_holm:.3f}"
+                verdict = "yes" if p_holm < 1 - level else "no"
         lines.append(f"| {rank} | {variant} | {len(a)} | {a.mean():.2f}{spread} % | "
-                     f"{interval} | {gap} | {p_value} | {verdict} |")
-    note = (f"Each variant against the next one down: two-sided Welch's t-test at the "
-            f"{1 - level:.0%} level. With few seeds per variant only large gaps can show, and "
-            f"each test calls a {1 - level:.0%} share of equal pairs different.")
+                     f"{interval} | {gap} | {effect} | {test} | {p_value} | {holm_p} | "
+                     f"{verdict} |")
+    tests = sum(1 for c in pairs if c.test != "none")
+    note = (f"Each variant against the next one down, paired by seed (same validation split "
+            f"and data order per seed): the mean of the per-seed differences with its "
+            f"{level:.0%} interval (Student's t, n - 1 degrees of freedom), the two-sided "
+            f"paired t-test, and the effect size d_z (the mean difference over the standard "
+            f"deviation of the differences). Holm p: adjusted over the {tests} neighbour "
+            f"test{'s' if tests != 1 else ''} of this ranking; \"larger than seed noise\" "
+            f"when it is under {1 - level:.0%}. A pair without the same seeds loses the "
+            f"pairing and is compared by Welch's unequal-variance test (effect size d: the "
+            f"difference over the pooled standard deviation), marked. With few seeds only "
+            f"large gaps can show.")
     return [*lines, "", note, *([f"Left out, no finite accuracy: {', '.join(dropped)}."]
                                 if dropped else []), ""]
 

@@ -263,13 +263,15 @@ def test_the_report_keeps_to_the_config_and_flags_mixed_provenance(tmp_path):
 
 def test_the_report_says_which_differences_exceed_seed_noise():
     """Ranked by mean; a Student-t interval per variant (t at 97.5% with 2 degrees of freedom
-    is 4.3027, from the published table); Welch's test against the next variant down."""
+    is 4.3027, from the published table); each against the next variant down paired by seed,
+    with Holm's correction over the neighbour tests; Welch's test, marked, where the seeds
+    differ."""
     def record(variant, seed, acc, status="finished"):
         return {"variant": variant, "seed": seed, "status": status,
                 "history": [{"test_accuracy": acc}]}
 
     found = [record("b", s, a) for s, a in enumerate((0.80, 0.81, 0.82))] + \
-        [record("a", s, a) for s, a in enumerate((0.90, 0.91, 0.92))] + \
+        [record("a", s, a) for s, a in enumerate((0.90, 0.915, 0.92))] + \
         [record("c", s, a) for s, a in enumerate((0.82, 0.80, 0.81))] + \
         [record("d", 0, 0.5), record("d", 1, float("nan"), status="diverged"),
          record("d", 2, float("nan"))]
@@ -277,14 +279,25 @@ def test_the_report_says_which_differences_exceed_seed_noise():
     rows = [line.split(" | ") for line in lines[2:6]]
     half = 4.302652729911275 / 3 ** 0.5
     assert [r[1] for r in rows] == ["a", "b", "c", "d"]
-    assert rows[0][3:5] == ["91.00 ± 1.00 %", f"{91 - half:.2f} - {91 + half:.2f} %"]
-    assert rows[0][5:8] == ["10.00 points", "0.000", "yes |"]
-    assert rows[1][2:3] == ["3"] and rows[1][6:8] == ["1.000", "no |"]
-    assert rows[2][7] == "unknown: one seed |"
+    assert rows[1][3:5] == ["81.00 ± 1.00 %", f"{81 - half:.2f} - {81 + half:.2f} %"]
+    # a - b per seed: 10, 10.5, 10 points: mean 61/6, sd sqrt(1/12), paired t on 2 dof
+    d_half = 4.302652729911275 * (1 / 12) ** 0.5 / 3 ** 0.5
+    assert rows[0][5:8] == [f"10.17 points ({61 / 6 - d_half:.2f} to {61 / 6 + d_half:.2f})",
+                            f"d_z {61 / 6 / (1 / 12) ** 0.5:.2f}", "paired, 3 seeds"]
+    # b - c per seed: -2, 1, 1: mean 0, p 1; two tests in the family (d has one seed)
+    assert rows[1][5:11] == ["0.00 points (-4.30 to 4.30)", "d_z 0.00", "paired, 3 seeds",
+                             "1.000", "1.000", "no |"]
+    assert float(rows[0][9]) == pytest.approx(min(1.0, 2 * float(rows[0][8])), abs=1e-3)
+    assert rows[2][5:] == ["31.00 points", "-", "-", "-", "-", "unknown: one seed |"]
     assert rows[3][2:5] == ["1", "50.00 %", "-"]
     assert "Left out, no finite accuracy: d seed 2." in lines
+    assert "over the 2 neighbour tests" in lines[7]
     same = [record(v, s, acc) for v, acc in (("e", 0.7), ("f", 0.6)) for s in (0, 1)]
-    assert experiment.report.seed_noise(same)[2].endswith("| yes (no spread over seeds) |")
+    assert experiment.report.seed_noise(same)[2].endswith("| 0.000 | 0.000 | yes |")
+    unpaired = [record("e", s, 0.7 + s / 100) for s in (0, 1, 2)] + \
+        [record("f", s, 0.6 + s / 100) for s in (0, 1, 3)]
+    assert "| **Welch (unpaired: the seeds differ)** |" in experiment.report.seed_noise(
+        unpaired)[2]
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

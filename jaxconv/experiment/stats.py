@@ -1,0 +1,128 @@
+"""Comparisons between a study's variants over seeds: paired-by-seed tests and Holm's correction.
+
+Within one study every variant shares each seed's validation split and data order (the
+split follows ``train.split_seed``, or the training seed when that is ``None``, and every
+variant of a study trains under the same seeds), so two variants are compared seed by seed:
+the mean of the per-seed differences, its interval (Student's t on n - 1 degrees of freedom),
+the paired t-test and an effect size (the mean difference over the standard deviation of the
+differences, Cohen's d_z). Where two variants do not have the same seeds the pairing is lost
+and the comparison falls back to Welch's unequal-variance test, marked as such. A family of
+such tests (the neighbours of one ranking) is corrected by Holm's step-down method.
+
+Only arithmetic lives here: reading ``result.json`` files and writing Markdown is `report`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Variant ``a`` against variant ``b`` over seeds (differences are ``a - b``).
+
+    Attributes:
+      test: ``"paired"`` (same seeds, t-test on the per-seed differences), ``"welch"`` (the
+        seeds differ: Welch's unequal-variance t-test) or ``"none"`` (too few seeds to test).
+      seeds: the seeds the test used (the shared seeds when paired, every seed otherwise).
+      difference: mean of ``a`` minus mean of ``b`` (paired: the mean per-seed difference).
+      low, high: the ``level`` confidence interval of ``difference`` (NaN when untested).
+      dof: degrees of freedom of the t distribution (``n - 1`` paired; Welch-Satterthwaite).
+      p: two-sided p-value (NaN when untested).
+      effect: paired, the mean difference over the sd of the differences (d_z); Welch, the
+        difference over the pooled sd of the two variants (Cohen's d). Infinite when that sd
+        is zero and the difference is not.
+    """
+
+    test: str
+    seeds: tuple[int, ...]
+    difference: float
+    low: float
+    high: float
+    dof: float
+    p: float
+    effect: float
+
+
+def _ratio(num: float, den: float) -> float:
+    if den > 0:
+        return num / den
+    return math.copysign(math.inf, num) if num else math.nan
+
+
+def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = 0.95) -> Comparison:
+    """Compares two variants' per-seed values: paired by seed where both have the same seeds
+    (two or more), Welch's test otherwise.
+
+    Args:
+      a, b: seed -> value (e.g. test accuracy in percent) of each variant.
+      level: the confidence level of the interval.
+
+    Returns:
+      A `Comparison` of ``a - b``.
+
+    >>> c = paired({0: 93.2, 1: 93.4, 2: 93.3}, {0: 92.8, 1: 92.9, 2: 92.9})
+    >>> c.test, round(c.difference, 2), len(c.seeds)
+    ('paired', 0.43, 3)
+    """
+    from scipy import stats
+
+    nan = math.nan
+    quantile = 0.5 + level / 2
+    if set(a) == set(b):
+        seeds = tuple(sorted(a))
+        d = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+        n = len(d)
+        mean = float(d.mean()) if n else nan
+        if n < 2:
+            return Comparison("none", seeds, mean, nan, nan, nan, nan, nan)
+        sd = float(d.std(ddof=1))
+        half = float(stats.t.ppf(quantile, n - 1)) * sd / math.sqrt(n)
+        t = _ratio(mean, sd / math.sqrt(n))
+        p = 2 * float(stats.t.sf(abs(t), n - 1)) if math.isfinite(t) else (
+            0.0 if math.isinf(t) else 1.0)
+        return Comparison("paired", seeds, mean, mean - half, mean + half, n - 1, p,
+                          _ratio(mean, sd))
+    x = np.array(list(a.values()), dtype=np.float64)
+    y = np.array(list(b.values()), dtype=np.float64)
+    seeds = tuple(sorted(set(a) | set(b)))
+    mean = float(x.mean() - y.mean()) if len(x) and len(y) else nan
+    if len(x) < 2 or len(y) < 2:
+        return Comparison("none", seeds, mean, nan, nan, nan, nan, nan)
+    vx, vy = float(x.var(ddof=1)) / len(x), float(y.var(ddof=1)) / len(y)
+    se = math.sqrt(vx + vy)
+    dof = (vx + vy) ** 2 / (vx ** 2 / (len(x) - 1) + vy ** 2 / (len(y) - 1)) if se else nan
+    pooled = math.sqrt(((len(x) - 1) * x.var(ddof=1) + (len(y) - 1) * y.var(ddof=1))
+                       / (len(x) + len(y) - 2))
+    if not se:
+        p = 0.0 if mean else 1.0
+        return Comparison("welch", seeds, mean, mean, mean, nan, p, _ratio(mean, pooled))
+    half = float(stats.t.ppf(quantile, dof)) * se
+    p = 2 * float(stats.t.sf(abs(mean) / se, dof))
+    return Comparison("welch", seeds, mean, mean - half, mean + half, dof, p,
+                      _ratio(mean, pooled))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (NaN entries are not tests: they
+    stay NaN and do not count toward the family's size).
+
+    The k-th smallest of m p-values is multiplied by ``m - k + 1``, capped at 1, and made no
+    smaller than the adjusted value before it; rejecting where the adjusted p is under alpha
+    keeps the family-wise error rate at alpha (Holm 1979).
+
+    >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03])]
+    [0.03, 0.06, 0.06]
+    """
+    tested = [(p, i) for i, p in enumerate(p_values) if not math.isnan(p)]
+    m = len(tested)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for k, (p, i) in enumerate(sorted(tested)):
+        running = max(running, min(1.0, (m - k) * p))
+        adjusted[i] = running
+    return adjusted

@@ -1,0 +1,68 @@
+"""Paired-by-seed comparisons and Holm's correction, against hand computations."""
+
+import math
+
+import pytest
+from scipy import stats as scipy_stats
+
+from jaxconv.experiment import stats
+
+#: Student's t at 97.5% with 2 degrees of freedom, from the published table.
+T_975_2 = 4.302652729911275
+
+
+def test_a_paired_comparison_by_hand():
+    """Differences 0.4, 0.6, 0.2: mean 0.4, sd 0.2, standard error 0.2 / sqrt(3), t = 2 sqrt(3)
+    on 2 degrees of freedom, whose two-sided p is 1 - t / sqrt(2 + t^2) = 1 - sqrt(6 / 7)
+    (the t distribution with 2 degrees of freedom has a closed-form CDF); d_z = 0.4 / 0.2."""
+    c = stats.paired({0: 93.2, 1: 93.5, 2: 93.3}, {0: 92.8, 1: 92.9, 2: 93.1})
+    assert c.test == "paired" and c.seeds == (0, 1, 2) and c.dof == 2
+    assert c.difference == pytest.approx(0.4)
+    half = T_975_2 * 0.2 / math.sqrt(3)
+    assert (c.low, c.high) == pytest.approx((0.4 - half, 0.4 + half))
+    assert c.p == pytest.approx(1 - math.sqrt(6 / 7))
+    assert c.effect == pytest.approx(2.0)
+
+
+def test_pairing_goes_by_seed_not_by_position():
+    """The same values in another dict order pair the same way."""
+    a = {2: 93.3, 0: 93.2, 1: 93.5}
+    b = {0: 92.8, 1: 92.9, 2: 93.1}
+    assert stats.paired(a, b).p == pytest.approx(1 - math.sqrt(6 / 7))
+
+
+def test_seeds_that_differ_fall_back_to_welch_by_hand():
+    """x = 1, 2, 3 (variance 1) against y = 0, 2, 0, 2 (variance 4/3): difference 1, standard
+    error sqrt(1/3 + 1/3), Welch-Satterthwaite (2/3)^2 / ((1/3)^2/2 + (1/3)^2/3) = 4.8 degrees
+    of freedom, pooled sd sqrt((2 + 4) / 5); the p-value is scipy's Welch test."""
+    x = {0: 1.0, 1: 2.0, 2: 3.0}
+    y = {0: 0.0, 1: 2.0, 3: 0.0, 4: 2.0}
+    c = stats.paired(x, y)
+    assert c.test == "welch" and c.seeds == (0, 1, 2, 3, 4)
+    assert c.difference == pytest.approx(1.0) and c.dof == pytest.approx(4.8)
+    half = float(scipy_stats.t.ppf(0.975, 4.8)) * math.sqrt(2 / 3)
+    assert (c.low, c.high) == pytest.approx((1 - half, 1 + half))
+    welch = scipy_stats.ttest_ind(list(x.values()), list(y.values()), equal_var=False)
+    assert c.p == pytest.approx(float(welch.pvalue))
+    assert c.effect == pytest.approx(1 / math.sqrt(6 / 5))
+
+
+def test_one_seed_is_not_a_test():
+    c = stats.paired({0: 1.0}, {0: 0.5})
+    assert c.test == "none" and c.difference == 0.5 and math.isnan(c.p)
+
+
+def test_constant_differences():
+    c = stats.paired({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0})
+    assert c.p == 0.0 and c.effect == math.inf and c.low == c.high == 1.0
+    same = stats.paired({0: 2.0, 1: 3.0}, {0: 2.0, 1: 3.0})
+    assert same.p == 1.0 and math.isnan(same.effect)
+
+
+def test_holm_by_hand():
+    """Sorted 0.01, 0.03, 0.04 of a family of three: 3 x 0.01, 2 x 0.03, then max(0.06, 0.04);
+    a NaN is no test and does not count toward the family."""
+    adjusted = stats.holm([0.01, 0.04, 0.03, math.nan])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
+    assert stats.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert stats.holm([]) == []
