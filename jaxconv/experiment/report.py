@@ -217,12 +217,14 @@ def seed_noise(found: list[dict[str, Any]], level: float = 0.95) -> list[str]:
                      f"{interval} | {gap} | {effect} | {test} | {p_value} | {holm_p} | "
                      f"{verdict} |")
     tests = sum(1 for c in pairs if c.test != "none")
-    note = (f"Each variant against the next one down, paired by seed (same validation split "
+    note = ("One variant: nothing to compare." if not pairs else
+            "No neighbours both have two seeds or more: nothing can be tested." if not tests else
+            f"Each variant against the next one down, paired by seed (same validation split "
             f"and data order per seed): the mean of the per-seed differences with its "
             f"{level:.0%} interval (Student's t, n - 1 degrees of freedom), the two-sided "
             f"paired t-test, and the effect size d_z (the mean difference over the standard "
             f"deviation of the differences). Holm p: adjusted over the {tests} neighbour "
-            f"test{'s' if tests != 1 else ''} of this ranking; \"larger than seed noise\" "
+            f"test{'s' if tests > 1 else ''} of this ranking; \"larger than seed noise\" "
             f"when it is under {1 - level:.0%}. A pair without the same seeds loses the "
             f"pairing and is compared by Welch's unequal-variance test (effect size d: the "
             f"difference over the pooled standard deviation), marked. With few seeds only "
