@@ -69,7 +69,20 @@ OPT_OUT = "JAXCONV_TUNE"
 
 
 def recommended_xla_flags(jaxlib_version: str | None = None) -> tuple[str, ...]:
-    """The XLA flags measured to help on this jaxlib (none for versions not measured)."""
+    """The XLA flags measured to help on this jaxlib (none for versions not measured).
+
+    Args:
+      jaxlib_version: a jaxlib version such as ``"0.10.2"``, looked up by ``major.minor`` in
+        `MEASURED`; ``None`` for this process's jaxlib.
+
+    Returns:
+      The flags, ready for ``XLA_FLAGS``; ``()`` for a version not measured.
+
+    >>> recommended_xla_flags("0.10.2")
+    ('--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot',)
+    >>> recommended_xla_flags("0.4.38")
+    ()
+    """
     return MEASURED.get(jaxlib_minor(jaxlib_version), ())
 
 
@@ -79,6 +92,19 @@ def compiler_options(backend: str | None = None,
     that one function, set from inside a running program: nothing global changes.
 
     Empty off CPU and on jaxlib versions not measured (XLA rejects an option it does not know).
+
+    Args:
+      backend: the backend the function compiles for (``"cpu"``, ``"gpu"``, ...); ``None``
+        for ``jax.default_backend()``, which starts JAX's backends.
+      jaxlib_version: as in `recommended_xla_flags`.
+
+    Returns:
+      A new dict of option name -> value, from `MEASURED_COMPILER_OPTIONS`.
+
+    >>> compiler_options("cpu", "0.10.2")
+    {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_REDUCE'}
+    >>> compiler_options("gpu", "0.10.2")
+    {}
     """
     if backend is None:
         import jax
@@ -90,7 +116,13 @@ def compiler_options(backend: str | None = None,
 
 
 def backends_started() -> bool:
-    """Whether JAX has created its backends (after which ``XLA_FLAGS`` has no effect)."""
+    """Whether JAX has created its backends (after which ``XLA_FLAGS`` has no effect).
+
+    Never imports JAX itself: ``False`` while ``jax`` has not been imported.
+
+    Returns:
+      ``True`` once the backends exist (after the first JAX operation or device query).
+    """
     if "jax" not in sys.modules:
         return False
     from jax._src import xla_bridge
@@ -106,13 +138,37 @@ def _merge(current: str, additions: tuple[str, ...], sep: str) -> tuple[str, tup
 
 
 def glibc() -> bool:
+    """Whether this process runs on Linux with the GNU C library, which reads
+    ``GLIBC_TUNABLES`` and offers ``mallopt``.
+
+    Returns:
+      ``True`` on Linux with glibc; ``False`` elsewhere (macOS, Windows, musl).
+    """
     return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
 def recommended(environ: Mapping[str, str], jaxlib_version: str | None = None
                 ) -> dict[str, str]:
     """``environ`` with the recommended XLA flags and malloc tunables added (the user's own
-    values for the same names win; nothing added with ``JAXCONV_TUNE=0``)."""
+    values for the same names win; nothing added with ``JAXCONV_TUNE=0``).
+
+    A flag or tunable counts as set when ``environ`` already names it (the text before its
+    ``=``), whatever its value. The malloc tunables are added only where `glibc` is true.
+
+    Args:
+      environ: the environment to start from, e.g. ``os.environ``; it is not modified.
+      jaxlib_version: as in `recommended_xla_flags`.
+
+    Returns:
+      A new dict: ``environ``'s variables, with ``XLA_FLAGS`` extended by
+      `recommended_xla_flags` and ``GLIBC_TUNABLES`` by `MALLOC_TUNABLES`.
+
+    >>> env = recommended({"XLA_FLAGS": "--xla_dump_to=/tmp/x"}, jaxlib_version="0.10.2")
+    >>> env["XLA_FLAGS"].split() == ["--xla_dump_to=/tmp/x", *recommended_xla_flags("0.10.2")]
+    True
+    >>> recommended({"JAXCONV_TUNE": "0"})
+    {'JAXCONV_TUNE': '0'}
+    """
     env = dict(environ)
     if env.get(OPT_OUT, "1") == "0":
         return env
@@ -126,13 +182,33 @@ def recommended(environ: Mapping[str, str], jaxlib_version: str | None = None
 
 
 def needs_restart(environ: Mapping[str, str]) -> bool:
-    """Whether `recommended` adds malloc tunables, which glibc reads only at start-up."""
+    """Whether `recommended` adds malloc tunables, which glibc reads only at start-up.
+
+    Args:
+      environ: the environment this process started with, e.g. ``os.environ``.
+
+    Returns:
+      ``True`` when `recommended` would change ``GLIBC_TUNABLES``, so the process must be
+      started again for the tunables to count; always ``False`` off glibc and with
+      ``JAXCONV_TUNE=0``.
+
+    >>> needs_restart({"JAXCONV_TUNE": "0"})
+    False
+    """
     return recommended(environ).get("GLIBC_TUNABLES") != environ.get("GLIBC_TUNABLES")
 
 
 def synchronous_dispatch() -> bool:
     """Turns JAX's asynchronous CPU dispatch off, if JAX has not started its backends yet
-    (the setting is read when the CPU client is made); returns whether it is off now."""
+    (the setting is read when the CPU client is made); returns whether it is off now.
+
+    A process-wide change (``jax_cpu_enable_async_dispatch``); imports JAX.
+
+    Returns:
+      Whether the setting reads off now. Once the backends have started the setting is left
+      alone, and a ``True`` then only says it was off already, which does not show that the
+      running CPU client was made with it.
+    """
     import jax
 
     if not backends_started():
@@ -167,7 +243,19 @@ def compilation_cache(directory: str | os.PathLike | None = None) -> str | None:
     """Turns on JAX's persistent compilation cache in ``directory`` (by default
     ``~/.cache/jaxconv/xla``) unless ``JAX_COMPILATION_CACHE_DIR`` names one already; returns
     the directory in use. A second run of the same designs then loads its compiled steps
-    instead of compiling them again."""
+    instead of compiling them again.
+
+    A process-wide change: sets ``jax_compilation_cache_dir`` and caches only programs that
+    took at least 0.5 s to compile (``jax_persistent_cache_min_compile_time_secs``). Nothing is
+    changed when the variable is set (JAX reads it itself); ``directory`` is then ignored.
+
+    Args:
+      directory: the cache folder; ``None`` for ``~/.cache/jaxconv/xla``.
+
+    Returns:
+      The cache folder in use: ``JAX_COMPILATION_CACHE_DIR``'s value, or ``directory``'s.
+      Never ``None``, despite the annotation.
+    """
     import jax
 
     if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
@@ -182,7 +270,18 @@ def start_command(command: list[str]) -> None:
     """Puts the recommended settings in place for a command-line process: replaces the process
     with ``command`` when glibc must see new tunables at start-up, otherwise adds the XLA
     flags to this process's environment and turns asynchronous dispatch off (while JAX has not
-    started), and keeps compiled programs in `compilation_cache`."""
+    started), and keeps compiled programs in `compilation_cache`.
+
+    The replacement (``os.execve``) starts ``command`` with `recommended`'s environment; a
+    command that calls this again at start-up (as ``jaxconv`` does) then finds the tunables in
+    place and goes on. Once JAX's backends have started, nothing but that restart can happen.
+    With ``JAXCONV_TUNE=0`` it changes nothing.
+
+    Args:
+      command: the full command line of this process, its first item a path to the
+        executable (``os.execve`` does not search ``PATH``), e.g.
+        ``[sys.executable, "-m", "jaxconv", *sys.argv[1:]]``.
+    """
     if needs_restart(os.environ):
         os.execve(command[0], command, recommended(os.environ))
     if not backends_started():

@@ -20,13 +20,25 @@ def _warn(name: str, instead: str) -> None:
 @contextlib.contextmanager
 def forward_mode_ad() -> Iterator[None]:
     """Deprecated, and does nothing: ``jax.jvp``, ``jax.jacfwd``, ``jax.linearize`` and
-    ``jax.hessian`` work through every op without it."""
+    ``jax.hessian`` work through every op without it.
+
+    Entering the context emits a ``DeprecationWarning``; it will be removed in the next release.
+
+    Yields:
+      ``None``; the body runs exactly as it would outside the context.
+    """
     _warn("forward_mode_ad", "forward-mode autodiff works without it")
     yield
 
 
 def in_forward_mode_ad() -> bool:
-    """Deprecated: always ``False`` (no formulation stands down for forward mode)."""
+    """Deprecated: always ``False`` (no formulation stands down for forward mode).
+
+    Each call emits a ``DeprecationWarning``; it will be removed in the next release.
+
+    Returns:
+      ``False``, inside `forward_mode_ad` or not.
+    """
     _warn("in_forward_mode_ad", "no formulation depends on it")
     return False
 
@@ -34,6 +46,15 @@ def in_forward_mode_ad() -> bool:
 @contextlib.contextmanager
 def data_parallel(shards: int) -> Iterator[None]:
     """Deprecated, and does nothing: pass ``compilation=Compilation(batch_shards=shards)`` to
-    the ops (or set it on layers with `jaxconv.nnx.set_compilation`)."""
+    the ops (or set it on layers with `jaxconv.nnx.set_compilation`).
+
+    Entering the context emits a ``DeprecationWarning``; it will be removed in the next release.
+
+    Args:
+      shards: ignored (neither checked nor stored); what ``batch_shards`` would now take.
+
+    Yields:
+      ``None``; ops traced inside the context are compiled exactly as outside it.
+    """
     _warn("data_parallel", "pass compilation=jaxconv.functional.Compilation(batch_shards=...)")
     yield

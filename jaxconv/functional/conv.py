@@ -183,12 +183,27 @@ def pointwise(x: Array, kernel: Array, bias: Array | None = None, *, strides: In
       strides: subsampling per spatial dim (one int per dim for a ``(C_in, C_out)`` kernel).
       feature_group_count: groups (ShuffleNet's grouped 1x1); each group of ``C_in / groups``
         channels gets its own ``(C_in / groups, C_out / groups)`` matrix.
+      precision: passed to XLA.
       impl: ``"matmul"`` (default: ``dot_general``), ``"xla"`` or ``"auto"``.
       compilation: as in `conv`.
+
+    Returns:
+      ``(*batch, *out_spatial, C_out)`` with ``out_spatial = ceil(spatial / strides)`` (no
+      padding: a 1x1 window needs none).
+
+    Raises:
+      ValueError: the kernel is not 1x..x1; an int stride other than 1 comes with a
+        ``(C_in, C_out)`` kernel; the channels do not match the kernel and
+        ``feature_group_count``; ``bias`` is not ``(C_out,)``; or ``impl`` names a
+        formulation that is unknown or cannot express the call.
+      TypeError: ``x``, ``kernel`` and ``bias`` differ in dtype, or ``impl`` is neither a
+        string nor a callable.
 
     >>> import jax.numpy as jnp
     >>> pointwise(jnp.ones((4, 8, 8, 32)), jnp.ones((32, 8)), strides=(2, 2)).shape
     (4, 4, 4, 8)
+    >>> pointwise(jnp.ones((4, 8, 8, 32)), jnp.ones((1, 1, 32, 8))).shape
+    (4, 8, 8, 8)
     """
     with jax.named_scope("jaxconv.pointwise"):
         shape = pointwise_kernel_shape(x.shape, kernel.shape, strides)

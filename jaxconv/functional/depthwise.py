@@ -83,9 +83,20 @@ def separable_conv(
       x: ``(*batch, *spatial, C)``.
       depthwise_kernel: ``(*kernel_spatial, 1, C * depth_multiplier)``.
       pointwise_kernel: ``(C * depth_multiplier, C_out)`` or ``(1, ..., 1, C * M, C_out)``.
-      bias: ``(C_out,)`` or ``None``.
+      bias: ``(C_out,)`` or ``None``; the depthwise part has none.
+      strides, padding, padding_mode, kernel_dilation: of the depthwise part, as in `conv`;
+        the 1x1 runs at stride 1 on its output.
+      precision: passed to XLA, for both parts.
       impl: formulation of the depthwise part (the 1x1 is always a matmul).
-      compilation: as in `conv`.
+      compilation: as in `conv`, for both parts.
+
+    Returns:
+      ``(*batch, *out_spatial, C_out)``, ``out_spatial`` as the depthwise conv gives it.
+
+    Raises:
+      ValueError: ``depthwise_kernel`` is not ``(*kernel_spatial, 1, C * M)``,
+        ``pointwise_kernel`` is not a 1x1 kernel from ``C * M`` channels, or as in
+        `depthwise_conv` and `pointwise`.
 
     >>> import jax.numpy as jnp
     >>> separable_conv(jnp.ones((2, 16, 16, 8)), jnp.ones((3, 3, 1, 8)), jnp.ones((8, 32)),

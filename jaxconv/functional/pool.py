@@ -109,10 +109,26 @@ def max_pool(x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None = None,
       padding: any padding form the convs take; padded positions never win under the default
         ``padding_mode="zeros"``.
       padding_mode: ``"zeros"`` (empty padding), ``"circular"``, ``"reflect"`` or ``"replicate"``.
-      window_dilation: gaps between window taps (PyTorch's ``dilation``).
+      window_dilation: gaps between window taps (PyTorch's ``dilation``); ``None`` means 1.
+
+    Returns:
+      ``(*batch, *out_spatial, C)``, in ``x``'s dtype (integer inputs included).
+
+    Raises:
+      TypeError: ``window_shape`` is an int or not a sequence (the spatial rank would be
+        ambiguous), or ``strides`` or ``window_dilation`` is neither an int nor a sequence
+        (a bool included).
+      ValueError: ``window_shape`` is empty or holds a non-int or an int below 1; ``x`` has
+        fewer than ``len(window_shape) + 1`` dims; ``strides`` or ``window_dilation`` is not
+        one positive int per spatial dim; ``padding`` or ``padding_mode`` is not a form
+        `jaxconv.functional.padding` knows, or the two name different fills; a padded spatial
+        dim is shorter than the dilated window; or zero padding leaves some window with
+        only padding under it.
 
     >>> max_pool(jnp.arange(4.0).reshape(1, 4, 1), (2,), strides=2)[..., 0]
     Array([[1., 3.]], dtype=float32)
+    >>> max_pool(jnp.ones((2, 8, 8, 3)), (3, 3), strides=2, padding="SAME").shape
+    (2, 4, 4, 3)
     """
     flat, restore, geometry, _ = _prepare("max_pool", x, window_shape, strides, padding,
                                           padding_mode, window_dilation)
@@ -136,6 +152,14 @@ def avg_pool(x: Array, window_shape: IntOrSeq, strides: IntOrSeq | None = None,
       count_include_pad: whether zero padding counts in the divisor (Flax's and PyTorch's
         default) or only the input positions a window covers do. Filled padding (any
         ``padding_mode`` but ``"zeros"``) always counts, since it holds values.
+
+    Returns:
+      ``(*batch, *out_spatial, C)``, in ``x``'s dtype; the sums run in float32 at least.
+
+    Raises:
+      TypeError: ``count_include_pad`` is not a bool, ``x`` is not floating point, or
+        ``window_shape`` is not a sequence (as `max_pool`).
+      ValueError: as `max_pool`.
 
     >>> avg_pool(jnp.arange(4.0).reshape(1, 4, 1), (2,), strides=2)[..., 0]
     Array([[0.5, 2.5]], dtype=float32)
@@ -175,8 +199,25 @@ def _spatial_axes(op: str, x: Array, rank: int | None) -> tuple[int, ...]:
 def global_avg_pool(x: Array, *, rank: int | None = None, keepdims: bool = False) -> Array:
     """The mean over all spatial positions: ``(*batch, *spatial, C) -> (*batch, C)``.
 
-    ``rank`` (the number of spatial dims) defaults to ``x.ndim - 2``, i.e. one batch axis;
-    ``keepdims=True`` keeps the spatial dims as size 1. Sums in float32 at least.
+    Args:
+      x: ``(*batch, *spatial, C)``, floating point.
+      rank: the number of spatial dims (the ones just before ``C``); ``None`` means
+        ``x.ndim - 2``, i.e. exactly one batch axis.
+      keepdims: keep the spatial dims as size 1, giving ``(*batch, 1, ..., 1, C)``.
+
+    Returns:
+      ``(*batch, C)`` (``(*batch, 1, ..., 1, C)`` with ``keepdims``), in ``x``'s dtype; the
+      sum runs in float32 at least.
+
+    Raises:
+      ValueError: ``rank`` is not an int of at least 1, or ``x`` has fewer than ``rank + 1``
+        dims (with ``rank=None``: ``x`` has fewer than 3 dims).
+      TypeError: ``x`` is not floating point.
+
+    >>> global_avg_pool(jnp.ones((2, 8, 8, 3))).shape
+    (2, 3)
+    >>> global_avg_pool(jnp.ones((8, 8, 3)), rank=2, keepdims=True).shape
+    (1, 1, 3)
     """
     axes = _spatial_axes("global_avg_pool", x, rank)
     _floating("global_avg_pool", x)
@@ -185,6 +226,23 @@ def global_avg_pool(x: Array, *, rank: int | None = None, keepdims: bool = False
 
 
 def global_max_pool(x: Array, *, rank: int | None = None, keepdims: bool = False) -> Array:
-    """The largest value over all spatial positions: ``(*batch, *spatial, C) -> (*batch, C)``."""
+    """The largest value over all spatial positions: ``(*batch, *spatial, C) -> (*batch, C)``.
+
+    Args:
+      x: ``(*batch, *spatial, C)``, any dtype ``jnp.max`` takes.
+      rank: the number of spatial dims (the ones just before ``C``); ``None`` means
+        ``x.ndim - 2``, i.e. exactly one batch axis.
+      keepdims: keep the spatial dims as size 1, giving ``(*batch, 1, ..., 1, C)``.
+
+    Returns:
+      ``(*batch, C)`` (``(*batch, 1, ..., 1, C)`` with ``keepdims``), in ``x``'s dtype.
+
+    Raises:
+      ValueError: ``rank`` is not an int of at least 1, or ``x`` has fewer than ``rank + 1``
+        dims (with ``rank=None``: ``x`` has fewer than 3 dims).
+
+    >>> global_max_pool(jnp.arange(8.0).reshape(1, 2, 2, 2))
+    Array([[6., 7.]], dtype=float32)
+    """
     axes = _spatial_axes("global_max_pool", x, rank)
     return jnp.max(x, axis=axes, keepdims=keepdims)

@@ -18,6 +18,12 @@ def channel_shuffle(x: Array, groups: int) -> Array:
       x: ``(..., C)`` with ``C`` divisible by ``groups``.
       groups: the number of groups of the preceding grouped conv.
 
+    Returns:
+      An array of ``x``'s shape and dtype with its last axis permuted.
+
+    Raises:
+      ValueError: ``groups`` is not a positive int, or does not divide ``C``.
+
     >>> import jax.numpy as jnp
     >>> channel_shuffle(jnp.arange(6), 2).tolist()
     [0, 3, 1, 4, 2, 5]

@@ -32,7 +32,34 @@ def _from_saveable(tree, like):
 
 
 class Checkpoints:
-    """The checkpoints of one run, under ``<workdir>/checkpoints``."""
+    """The checkpoints of one run, under ``<workdir>/checkpoints``.
+
+    Each checkpoint is named by its step and holds a `TrainState` plus a JSON-serialisable
+    ``meta`` dict. Saves are synchronous (orbax's asynchronous checkpointing is off); the
+    oldest checkpoints beyond ``keep`` are deleted as new ones are saved.
+
+    Args:
+      workdir: the run folder; ``checkpoints`` is created inside it (and the folder itself,
+        if missing) on construction.
+      keep: how many of the latest checkpoints to keep (orbax's ``max_to_keep``).
+
+    Attributes:
+      directory: the absolute path of ``<workdir>/checkpoints``.
+      manager: the ``orbax.checkpoint.CheckpointManager`` over it.
+
+    >>> import tempfile
+    >>> import jax, jax.numpy as jnp
+    >>> state = TrainState(params={"w": jnp.ones(2)}, rest={"n": jnp.zeros(1)},
+    ...                    opt_state={"m": jnp.zeros(2)}, step=jnp.array(3),
+    ...                    key=jax.random.key(0))
+    >>> with tempfile.TemporaryDirectory() as workdir:
+    ...     checkpoints = Checkpoints(workdir)
+    ...     checkpoints.save(state, {"epoch": 1})
+    ...     restored, meta = checkpoints.restore(state)
+    ...     checkpoints.close()
+    >>> int(restored.step), meta
+    (3, {'epoch': 1})
+    """
 
     def __init__(self, workdir: str | pathlib.Path, keep: int = 2):
         self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
@@ -42,9 +69,12 @@ class Checkpoints:
                                                  enable_async_checkpointing=False))
 
     def latest(self) -> int | None:
+        """The step of the newest complete checkpoint, or ``None`` when there is none."""
         return self.manager.latest_step()
 
     def save(self, state: TrainState, meta: dict[str, Any]) -> None:
+        """Saves ``state`` and ``meta`` as the checkpoint of step ``state.step`` and returns
+        once it is on disk; orbax refuses (``StepAlreadyExistsError``) a step already saved."""
         step = int(state.step)
         tree = _to_saveable(state)
         self.manager.save(step, args=ocp.args.Composite(
@@ -54,7 +84,7 @@ class Checkpoints:
     def restore(self, like: TrainState, step: int | None = None) -> tuple[TrainState,
                                                                          dict[str, Any]]:
         """The state (with ``like``'s structure and shardings) and meta of ``step`` or the
-        latest."""
+        latest; ``FileNotFoundError`` when there is no checkpoint to restore."""
         step = self.latest() if step is None else step
         saveable = _to_saveable(like)
         abstract = jax.tree.map(
@@ -65,4 +95,5 @@ class Checkpoints:
         return _from_saveable(restored["state"], like), dict(restored["meta"])
 
     def close(self) -> None:
+        """Closes the orbax manager; call it once the run is done with its checkpoints."""
         self.manager.close()

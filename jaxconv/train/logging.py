@@ -18,7 +18,24 @@ from jaxconv.tuning.files import atomic_write_text
 
 
 def read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a torn last line (a process killed mid-write) is dropped."""
+    """Records of a JSONL file; a torn last line (a process killed mid-write) is dropped.
+
+    Reading stops at the first line that is not valid JSON (an empty line included), so
+    records after such a line are dropped as well.
+
+    Args:
+      path: the file (a `pathlib.Path`).
+
+    Returns:
+      One decoded value per line, in file order; ``[]`` when ``path`` is not a file.
+
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = pathlib.Path(folder) / "metrics.jsonl"
+    ...     _ = path.write_text('{"step": 1}\\n{"step": 2}\\n{"st')
+    ...     read_jsonl(path)
+    [{'step': 1}, {'step': 2}]
+    """
     if not path.is_file():
         return []
     records = []
@@ -32,7 +49,33 @@ def read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
 
 class MetricsLog:
     """Appends records to ``metrics.jsonl`` and, when available, TensorBoard; writes nothing
-    when not ``enabled`` (the processes of a multi-host run other than the first)."""
+    when not ``enabled`` (the processes of a multi-host run other than the first).
+
+    Constructing an enabled log rewrites ``metrics.jsonl`` (atomically) to the records whose
+    ``step`` is at most ``resume_step`` (none for a fresh start), then opens it for appending,
+    and opens a TensorBoard writer (``tensorboardX``) on ``<workdir>/tensorboard`` that hides
+    the events earlier writers logged after ``resume_step`` (all of them for a fresh start).
+    A record given to `write` must hold ``kind`` and ``step``; its other int and float values,
+    except ``epoch``, also go to TensorBoard as ``<kind>/<name>`` scalars at that step.
+
+    Args:
+      workdir: the run folder (a `pathlib.Path`); created if missing.
+      resume_step: the step of the checkpoint a resumed run starts from, or ``None`` for a
+        fresh start.
+      enabled: ``False`` to write nothing (and touch no file) at all.
+
+    Attributes:
+      path: ``<workdir>/metrics.jsonl``.
+      enabled: whether this log writes.
+
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     log = MetricsLog(pathlib.Path(folder), resume_step=None)
+    ...     log.write({"kind": "train", "step": 1, "loss": 2.5})
+    ...     log.close()
+    ...     read_jsonl(log.path)
+    [{'kind': 'train', 'step': 1, 'loss': 2.5}]
+    """
 
     def __init__(self, workdir: pathlib.Path, *, resume_step: int | None, enabled: bool = True):
         self.path = workdir / "metrics.jsonl"
@@ -57,6 +100,8 @@ class MetricsLog:
                              filename_suffix=f".{time.time_ns()}.{os.getpid()}", **options)
 
     def write(self, record: dict[str, Any]) -> None:
+        """Appends ``record`` to ``metrics.jsonl`` (flushed at once) and its numbers to
+        TensorBoard's queue."""
         if not self.enabled:
             return
         self._file.write(json.dumps(record) + "\n")
@@ -77,6 +122,7 @@ class MetricsLog:
             self._tb = self._writer()
 
     def close(self) -> None:
+        """Closes ``metrics.jsonl`` and the TensorBoard writer (which flushes its queue)."""
         if self.enabled:
             self._file.close()
             self._tb.close()

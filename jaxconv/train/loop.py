@@ -78,6 +78,19 @@ def channel_stats(ds: Dataset, chunk: int = 1024) -> tuple[np.ndarray, np.ndarra
     Sums run over ``chunk`` images at a time in float64, so the memory used beyond the dataset
     is a chunk's, not a float64 copy of every image (376 MB for Fashion-MNIST, 1.2 GB for
     CIFAR-10).
+
+    Args:
+      ds: the dataset; its uint8 ``(N, H, W, C)`` images are divided by 255.
+      chunk: how many images each partial sum covers.
+
+    Returns:
+      ``(mean, std)``, each float32 ``(C,)``; the std is the population one (divided by the
+      pixel count), raised to at least ``1e-3`` so that normalising never divides by zero.
+
+    >>> from jaxconv.data.datasets import Dataset
+    >>> images = np.array([0, 255], np.uint8).reshape(2, 1, 1, 1)
+    >>> channel_stats(Dataset("synthetic", "train", images, np.zeros(2, np.int32), 4))
+    (array([0.5], dtype=float32), array([0.5], dtype=float32))
     """
     channels = ds.images.shape[-1]
     total, squares, count = np.zeros(channels), np.zeros(channels), 0
@@ -150,7 +163,30 @@ def prepare(model: nnx.Module, train: Dataset, recipe: Recipe, seed: int) -> nnx
 
 def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
     """The jitted steps `fit` would build; pass them to several `fit` calls of the same design,
-    dataset and recipe (any seed) to compile once."""
+    dataset and recipe (any seed) to compile once.
+
+    Checks the recipe against the data and the devices, computes the training set's channel
+    statistics (`channel_stats`, over all of ``train``, validation hold-out included), resolves
+    the compile options (process 0's choice in a multi-host run) and the formulation-policy
+    version, and builds the steps with `jaxconv.train.step.build`. The steps are ``jax.jit``
+    functions, compiled on their first call.
+
+    Args:
+      model: the NNX classifier; the steps are built from a copy, so it is not modified.
+      train: the training dataset (before the validation hold-out is split off).
+      recipe: the hyper-parameters.
+
+    Returns:
+      The `jaxconv.train.step.Steps`, with ``choices`` holding the option set, its compiler
+      options and the policy version they were built under.
+
+    Raises:
+      ValueError: ``recipe.batch_size`` or ``recipe.eval_batch_size`` does not divide over
+        the devices; ``recipe.batch_size`` exceeds the training images left after the hold-out;
+        ``recipe.cutout_size`` exceeds the images' smaller side while cutout is on;
+        ``recipe.policy_version`` is one this code does not hold; or
+        ``recipe.compile_options`` names no known option set.
+    """
     S.check_divisible(recipe.batch_size)
     S.check_divisible(recipe.eval_batch_size, "eval_batch_size")
     kept = len(train) - validation_size(len(train), recipe.validation_fraction)
@@ -186,7 +222,23 @@ def _timing_call(train: Dataset, recipe: Recipe) -> tuple:
 def step_seconds(steps: S.Steps, model: nnx.Module, train: Dataset, recipe: Recipe) -> float:
     """Seconds per training step of ``steps`` as `fit` runs them: one timed call after a
     warm-up call (which compiles the program `fit` will run). For the plan only: no timing
-    decides anything a run computes."""
+    decides anything a run computes.
+
+    The timed call runs as many steps as `fit` runs per compiled call (`steps_per_call`), on
+    batches of ``recipe.batch_size`` of ``train``'s first images, from the state
+    ``steps.init(model, 0)``. Collective in a multi-host run: every process must call it, and
+    all return process 0's figure.
+
+    Args:
+      steps: the steps from `build_steps` for this model, data and recipe.
+      model: the NNX model the state is initialised from.
+      train: the training dataset (before the validation hold-out is split off).
+      recipe: the hyper-parameters.
+
+    Returns:
+      The wall-clock seconds of the timed call divided by its number of steps (resolved to
+      the microsecond per call).
+    """
     per_call = steps_per_call(recipe)
     # the timed call is collective: every process of a multi-host run times, and all take
     # process 0's figure

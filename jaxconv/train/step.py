@@ -34,7 +34,19 @@ from jaxconv.train.recipe import Recipe, ema_params
 @dataclasses.dataclass
 class TrainState:
     """Everything a step changes or reads: parameters, other model state (BatchNorm
-    statistics, dropout streams), optimizer state, step, and the augmentation key."""
+    statistics, dropout streams), optimizer state, step, and the augmentation key.
+
+    A pytree (`jax.tree_util.register_dataclass`), so it passes through ``jax.jit`` and
+    `Checkpoints` whole; the steps of `build` donate it and return a new one.
+
+    Attributes:
+      params: the model's ``nnx.Param`` state, floating-point leaves in float32.
+      rest: the model's other state (BatchNorm statistics, RNG streams).
+      opt_state: the optax optimizer state of ``params``.
+      step: int32 scalar, the number of training steps taken.
+      key: the PRNG key that step ``s``'s augmentation key is folded from
+        (``jax.random.fold_in(key, s)``).
+    """
 
     params: Any
     rest: Any
@@ -44,10 +56,30 @@ class TrainState:
 
 
 def mesh() -> Mesh:
+    """The device mesh training runs on: every visible device (``jax.devices()``, all
+    processes') along one axis, ``"data"``.
+
+    Returns:
+      A one-axis `jax.sharding.Mesh` of ``jax.device_count()`` devices.
+
+    >>> mesh().axis_names
+    ('data',)
+    """
     return Mesh(np.array(jax.devices()), ("data",))
 
 
 def check_divisible(batch_size: int, name: str = "batch_size") -> None:
+    """Checks that a batch splits evenly over the ``"data"`` axis of `mesh`.
+
+    Args:
+      batch_size: the number of examples in a batch.
+      name: the recipe field it comes from, for the message (``train.<name>``).
+
+    Raises:
+      ValueError: ``batch_size`` is not a multiple of ``jax.device_count()``.
+
+    >>> check_divisible(4 * jax.device_count())
+    """
     devices = jax.device_count()
     if batch_size % devices:
         raise ValueError(f"train.{name}: {batch_size} does not divide evenly over the "
