@@ -1,0 +1,197 @@
+"""Regenerates the headline numbers from the committed ``result.json`` files, so they cannot go
+stale: the README's headline results and the blocks table of the docs' blocks reference.
+
+    python experiments/headline.py           # rewrite the blocks between their markers
+    python experiments/headline.py --check   # exit 1 and print a diff where a file differs
+
+Each block sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in its file; only the
+text between the markers is generated, everything around them is left as it is. The numbers
+come from Study 1 (``bottlenecks``) and Study 2 (``width_sweep``) under
+``experiments/results/fashion_mnist/``: means and standard deviations over seeds, the paired
+neighbour tests of `jaxconv.experiment.stats` with Holm's correction, parameters, MACs and
+XLA FLOPs as each run recorded them. The test suite runs ``--check``
+(``tests/experiment/test_headline.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+import itertools
+import pathlib
+import sys
+import textwrap
+
+import numpy as np
+
+from jaxconv.experiment import report, stats
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = pathlib.PurePosixPath("experiments/results/fashion_mnist")
+
+#: How the README names each design of Study 1.
+DESIGNS = {
+    "inverted_residual": "MobileNetV2 inverted residual",
+    "inception": "Inception (1x1 reductions)",
+    "shuffle": "ShuffleNet",
+    "separable": "MobileNetV1 separable",
+    "fire": "SqueezeNet fire",
+    "basic": "ResNet basic",
+    "nin": "Network in Network",
+    "resnext": "ResNeXt",
+    "bottleneck": "ResNet bottleneck (1x1-3x3-1x1)",
+    "convnext": "ConvNeXt",
+}
+
+
+def _accuracies(runs: list[dict]) -> dict[str, dict[int, float]]:
+    """variant -> seed -> test accuracy (%) after the last epoch, finished runs only, in the
+    runs' order."""
+    out: dict[str, dict[int, float]] = {}
+    for r in runs:
+        if report.finished(r):
+            out.setdefault(r["variant"], {})[r["seed"]] = 100 * r["history"][-1]["test_accuracy"]
+    return out
+
+
+def _mean(values: dict[int, float]) -> float:
+    return float(np.mean(list(values.values())))
+
+
+def _std(values: dict[int, float]) -> float:
+    return float(np.std(list(values.values()), ddof=1))
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, width=96, break_long_words=False, break_on_hyphens=False)
+
+
+def _recipe(run_dir: pathlib.Path, runs: list[dict]) -> str:
+    """'3 seeds, 6 epochs, no augmentation' from a study's runs and its config."""
+    train = (report._config(run_dir) or {}).get("train", {})
+    seeds = {r["seed"] for r in runs}
+    epochs = {len(r["history"]) for r in runs}
+    augmented = train.get("crop_padding", 0) or train.get("flip", False)
+    return (f"{len(seeds)} seeds, {'/'.join(map(str, sorted(epochs)))} epochs, "
+            f"{'with' if augmented else 'no'} augmentation")
+
+
+def headline(root: pathlib.Path) -> str:
+    """The README's headline block: Study 1's ranking with its Holm-corrected neighbour
+    tests, and Study 2's cost per halving of the squeeze."""
+    study1 = root / RESULTS / "bottlenecks"
+    runs1 = report.results(study1)
+    accs = _accuracies(runs1)
+    params = {r["variant"]: r["params"] for r in runs1}
+    ranked = sorted(accs, key=lambda v: -_mean(accs[v]))
+    pairs = [stats.paired(accs[a], accs[b]) for a, b in itertools.pairwise(ranked)]
+    tests = [c for c in pairs if c.test != "none"]
+    adjusted = [p for p in stats.holm([c.p for c in pairs]) if p == p]
+    passed = sum(p < 0.05 for p in adjusted)
+    verdict = (f"no gap between neighbours in this ranking is established: paired by seed, "
+               f"with Holm's correction over its {len(tests)} neighbour tests, the smallest "
+               f"adjusted p is {min(adjusted):.2f}" if not passed else
+               f"{passed} of the {len(tests)} gaps between neighbours survive Holm's "
+               f"correction (paired by seed)")
+    lines = [_fill(f"The ten designs at ~0.3M parameters on Fashion-MNIST "
+                   f"({_recipe(study1, runs1)}); {verdict}. [The results of the "
+                   "studies](docs/guides/results.md) has the rest:"), "",
+             "| design | parameters | test accuracy (mean ± std) |", "|---|---:|---:|"]
+    lines += [f"| {DESIGNS.get(v, v)} | {params[v]:,} | {_mean(accs[v]):.2f} ± "
+              f"{_std(accs[v]):.2f} % |" for v in ranked]
+    study2 = root / RESULTS / "width_sweep"
+    runs2 = report.results(study2)
+    sweep = _accuracies(runs2)
+    ratio = {r["variant"]: r["params"] for r in runs2}
+    order = sorted(sweep, key=lambda v: -ratio[v])        # widest first: ratio 1, 1/2, ...
+    steps = [_mean(sweep[a]) - _mean(sweep[b]) for a, b in itertools.pairwise(order[1:])]
+    seeds = set.intersection(*(set(sweep[v]) for v in order))
+    every = all(sweep[a][s] > sweep[b][s] for a, b in itertools.pairwise(order) for s in seeds)
+    trend = ("accuracy falls at every step in every seed, though no single step is established "
+             "by itself" if every else "the per-seed order is not the same in every seed")
+    lines += ["", _fill(f"A 1x1 squeeze in the ResNet bottleneck costs {min(steps):.2f}-"
+              f"{max(steps):.2f} points on average per halving of its width from ratio 1/2 "
+              f"down ({_recipe(study2, runs2)}; {trend}), and a trained squeeze keeps "
+              "only slightly more of its input's variance than a random projection of the "
+              "same width.")]
+    return "\n".join(lines)
+
+
+def _papers(root: pathlib.Path) -> dict[str, str]:
+    spec = importlib.util.spec_from_file_location("blocks_table",
+                                                  root / "experiments" / "blocks_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PAPERS
+
+
+def blocks(root: pathlib.Path) -> str:
+    """The blocks reference's table: each family's 0.3M preset as Study 1 trained it
+    (parameters, MACs and XLA FLOPs of one 28x28x1 image's forward pass, from its
+    ``result.json``), in the study's order."""
+    runs = report.results(root / RESULTS / "bottlenecks")
+    first = {}
+    for r in runs:
+        first.setdefault(r["variant"], r)
+    papers = _papers(root)
+    lines = ["| block | paper | preset | params | MACs | XLA FLOPs |",
+             "|---|---|---|---:|---:|---:|"]
+    lines += [f"| `{v}` | {papers[v]} | `{v}-0.3m` | {r['params']:,} | {r['macs'] / 1e6:.1f}M | "
+              f"{r['xla_flops'] / 1e6:.1f}M |" for v, r in first.items()]
+    return "\n".join(lines)
+
+
+#: (file, marker name, what fills it)
+BLOCKS = (("README.md", "headline", headline),
+          ("docs/reference/blocks.md", "blocks", blocks))
+
+
+def replace(text: str, name: str, content: str, path: str = "") -> str:
+    """``text`` with what lies between ``<!-- name:start -->`` and ``<!-- name:end -->``
+    replaced by ``content`` (the markers stay on lines of their own)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if text.count(start) != 1 or text.count(end) != 1 or text.index(start) > text.index(end):
+        raise ValueError(f"{path or 'text'}: expected one '{start}' before one '{end}'")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{content}\n{end}{tail}"
+
+
+def regenerate(root: pathlib.Path = ROOT) -> dict[pathlib.Path, tuple[str, str]]:
+    """path -> (text on disk, text with its blocks regenerated)."""
+    out: dict[pathlib.Path, tuple[str, str]] = {}
+    for relative, name, make in BLOCKS:
+        path = root / relative
+        old, new = out.get(path, (path.read_text(), path.read_text()))
+        out[path] = (old, replace(new, name, make(root), relative))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 and print a diff where a file differs")
+    parser.add_argument("--root", type=pathlib.Path, default=ROOT, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    stale = 0
+    for path, (old, new) in regenerate(args.root).items():
+        if old == new:
+            continue
+        if args.check:
+            stale += 1
+            name = str(path.relative_to(args.root))
+            sys.stdout.writelines(difflib.unified_diff(
+                old.splitlines(keepends=True), new.splitlines(keepends=True),
+                f"{name} (committed)", f"{name} (from the result files)"))
+        else:
+            path.write_text(new)
+            print(f"rewrote {path.relative_to(args.root)}")
+    if stale:
+        print(f"\n{stale} file(s) differ from the committed results: run "
+              "python experiments/headline.py", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
