@@ -14,9 +14,9 @@ import pytest
 import jaxconv
 
 ROOT = pathlib.Path(jaxconv.__file__).parent
-RANK = {"typing": 0, "_hints": 0, "_moved": 0, "tuning": 1, "environment": 2, "functional": 3, "nnx": 4,
-        "linen": 5, "interop": 5, "blocks": 6, "models": 7, "analysis": 8, "data": 9, "train": 10,
-        "experiment": 11, "bench": 11, "cli": 12, "__main__": 13}
+RANK = {"typing": 0, "_hints": 0, "_moved": 0, "tuning": 1, "environment": 2, "functional": 3,
+        "nnx": 4, "linen": 5, "interop": 5, "blocks": 6, "models": 7, "analysis": 8, "data": 9,
+        "train": 10, "experiment": 11, "bench": 11, "cli": 12, "__main__": 13}
 
 
 def _layer(module: str) -> str:
