@@ -188,6 +188,8 @@ def seed_noise(found: list[dict[str, Any]], level: float = 0.95) -> list[str]:
                 dropped.append(f"{r['variant']} seed {r['seed']}")
     ranked = sorted(accs, key=lambda v: -float(np.mean(list(accs[v].values()))))
     pairs = [stats.paired(accs[a], accs[b], level) for a, b in itertools.pairwise(ranked)]
+    if not pairs:
+        return ["One variant: nothing to compare.", ""]
     adjusted = stats.holm([c.p for c in pairs])
     lines = [f"| rank | variant | seeds | test accuracy (mean ± std) | {level:.0%} interval "
              f"of the mean | ahead of the next by ({level:.0%} interval) | effect size | test "
@@ -217,8 +219,7 @@ def seed_noise(found: list[dict[str, Any]], level: float = 0.95) -> list[str]:
                      f"{interval} | {gap} | {effect} | {test} | {p_value} | {holm_p} | "
                      f"{verdict} |")
     tests = sum(1 for c in pairs if c.test != "none")
-    note = ("One variant: nothing to compare." if not pairs else
-            "No neighbours both have two seeds or more: nothing can be tested." if not tests else
+    note = ("No neighbours both have two seeds or more: nothing can be tested." if not tests else
             f"Each variant against the next one down, paired by seed (same validation split "
             f"and data order per seed): the mean of the per-seed differences with its "
             f"{level:.0%} interval (Student's t, n - 1 degrees of freedom), the two-sided "

@@ -292,7 +292,7 @@ def test_the_report_says_which_differences_exceed_seed_noise():
     assert rows[3][2:5] == ["1", "50.00 %", "-"]
     assert "Left out, no finite accuracy: d seed 2." in lines
     assert "over the 2 neighbour tests" in lines[7]
-    assert experiment.report.seed_noise(found[:3])[4] == "One variant: nothing to compare."
+    assert experiment.report.seed_noise(found[:3]) == ["One variant: nothing to compare.", ""]
     assert experiment.report.seed_noise([record("a", 0, 0.9), record("b", 0, 0.8)])[5] == \
         "No neighbours both have two seeds or more: nothing can be tested."
     same = [record(v, s, acc) for v, acc in (("e", 0.7), ("f", 0.6)) for s in (0, 1)]
