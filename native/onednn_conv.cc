@@ -157,17 +157,37 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Config& c,
       ToDims(c.args.pad_hi), attr);
 }
 
-// oneDNN 3.2's AMX brgemm kernels miscompute some strided 3-D bfloat16 convolutions (the
-// formulation fuzz, experiments/results/fuzz_onednn_wide.md, case 147: kernel 1x3x4, strides
-// 3x3x2, every output wrong, NaN on larger maps; the AVX512-BF16 kernels compute them right).
-// A 3-D bf16 conv takes the first implementation oneDNN offers that is not an AMX one.
+// Implementations of oneDNN 3.2 the formulation fuzz caught computing wrong, by the substring
+// of their name, for the configurations they fail on; such a configuration takes the first
+// implementation oneDNN offers without that substring.
+// - "amx": the AMX brgemm kernels miscompute some strided 3-D bfloat16 convolutions (wide run
+//   of seed 12, case 147: kernel 1x3x4, strides 3x3x2, every output wrong, NaN on larger maps;
+//   the AVX512-BF16 kernels compute them right).
+// - "jit_1x1": the 1x1 backward-weights kernels write past their reduce-to-unit-stride
+//   workspace for a strided 1x1 conv on channels-last input with fewer input channels than
+//   their channel block (wide large run of seed 13, case 228: 12 channels, stride 1x2, heap
+//   corruption with 2 threads; oneDNN issue 6035), so strided 1x1 kernel gradients avoid them.
+const char* BrokenFor(const Config& c, bool weights_gradient) {
+  if (c.type == dt::bf16 && c.input.size() == 5) return "amx";
+  if (weights_gradient) {
+    const size_t rank = c.kernel.size() - 2;
+    bool pointwise = true, strided = false;
+    for (size_t i = 0; i < rank; ++i) pointwise = pointwise && c.kernel[i] == 1;
+    for (int64_t s : c.args.strides) strided = strided || s > 1;
+    if (pointwise && strided) return "jit_1x1";
+  }
+  return nullptr;
+}
+
 template <typename Desc>
-Desc WithoutBrokenKernels(Desc desc, const Config& c) {
-  if (c.type != dt::bf16 || c.input.size() != 5) return desc;
-  while (std::string(desc.impl_info_str()).find("amx") != std::string::npos) {
+Desc WithoutBrokenKernels(Desc desc, const Config& c, bool weights_gradient = false) {
+  const char* broken = BrokenFor(c, weights_gradient);
+  if (broken == nullptr) return desc;
+  while (std::string(desc.impl_info_str()).find(broken) != std::string::npos) {
     if (!desc.next_impl()) {
-      throw std::runtime_error("no implementation of this 3-D bfloat16 convolution other "
-                               "than oneDNN's AMX kernels, which miscompute some of them");
+      throw std::runtime_error(std::string("no implementation of this convolution other than "
+                                           "oneDNN's ") + broken + " kernels, which miscompute "
+                                           "some of them");
     }
   }
   return desc;
@@ -199,7 +219,7 @@ std::shared_ptr<Entry> Build(const Config& c) {
     const auto backward = WithoutBrokenKernels(
         dnnl::convolution_backward_weights::primitive_desc(
             Engine(), dnnl::algorithm::convolution_direct, src, any, dst, strides, dilation, lo,
-            hi, forward, attr), c);
+            hi, forward, attr), c, /*weights_gradient=*/true);
     entry->kernel = backward.diff_weights_desc();
     entry->scratchpad_bytes = backward.scratchpad_desc().get_size();
     entry->conv = dnnl::convolution_backward_weights(backward);

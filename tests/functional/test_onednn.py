@@ -553,3 +553,27 @@ def test_strided_3d_bfloat16_convs_equal_xla(strides):
         got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
         assert np.isfinite(got).all()
         np.testing.assert_allclose(got, want, atol=0.02 * (1 + np.abs(want).max()), rtol=0.02)
+
+
+STRIDED_1X1_CHILD = r"""
+import json, numpy as np, jax, jax.numpy as jnp
+import jaxconv.functional as F
+r = np.random.default_rng(601795499)
+x = jnp.asarray(r.standard_normal((1, 22, 18, 12)), jnp.float32)
+k = jnp.asarray(r.standard_normal((1, 1, 12, 12)), jnp.float32)
+def kernel_grad(impl):
+    y, pull = jax.vjp(lambda b: F.conv(x, b, strides=(1, 2), padding="VALID", impl=impl), k)
+    return pull(y)[0]
+print(json.dumps(float(jnp.max(jnp.abs(kernel_grad("onednn") - kernel_grad("xla"))))))
+"""
+
+
+@needs_native
+def test_a_strided_1x1_kernel_gradient_with_few_channels_equals_xla():
+    """oneDNN 3.2's 1x1 backward-weights kernel wrote past its workspace on this conv (12
+    channels, stride 1x2: heap corruption with 2 threads; the fuzz's wide large run of seed
+    13, case 228); run in a child process, so a corrupted heap fails this test only."""
+    child = subprocess.run([sys.executable, "-c", STRIDED_1X1_CHILD], capture_output=True,
+                           text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert child.returncode == 0, child.stderr[-500:]
+    assert float(child.stdout.strip().splitlines()[-1]) < 1e-3
