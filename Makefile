@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: quickstart demo test test-fast lint clean native dist
+.PHONY: quickstart demo test test-fast test-native-free lint clean native dist docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,20 @@ test: $(VENV)/.installed
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q -m "not slow"
+
+# The documentation site, built into site/ with warnings as errors: API pages and the config
+# reference generated from the code, the docstring check, every guide's code run with its output
+# checked, then mkdocs (docs/build.py; needs the docs extra).
+docs: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[docs]'
+	$(PY) docs/build.py
+
+# Without the native extension, where it is built: the oneDNN tests' native-free checks and the
+# formulation tests, as a user without a compiler gets them (JAXCONV_NATIVE=0).
+test-native-free: $(VENV)/.installed
+	JAXCONV_NATIVE=0 $(PY) -m pytest -n 2 -q -m "not slow" tests/functional/test_onednn.py \
+	  tests/functional/test_formulations.py tests/functional/test_policy_version.py \
+	  tests/functional/test_transpose.py tests/nnx
 
 # The release: an sdist and a wheel in dist/ (python -m build), checked with twine. The wheel holds
 # the package, py.typed and the example configs; never tests, results or the machine-specific

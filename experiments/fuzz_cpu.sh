@@ -7,7 +7,7 @@
 # reproducer.
 #
 # It took 91 min of 2 otherwise idle AVX2 cores for the 2,000 cases and 12 min for the wide
-# ones. Stopped anywhere, the same command resumes where it was: a run whose report exists,
+# ones. Where the native extension is built, onednn's own runs follow (`--impls onednn`). Stopped anywhere, the same command resumes where it was: a run whose report exists,
 # has no progress file left, found no failure and names this CPU and these jax/jaxlib versions
 # is done and skipped (delete its report to run it again); on another CPU or version it runs.
 #
@@ -31,4 +31,12 @@ fuzz() {   # fuzz REPORT ARGS...: one run, resumable, unless its report is finis
 }
 fuzz experiments/results/fuzz_cpu.md 2000 --seed 1 || status=1
 fuzz experiments/results/fuzz_cpu_wide.md 150 --wide --seed 2 || status=1
+# The native formulation, which auto picks only where the extension runs (policy version 2):
+# every case of seed 11 it claims and 200 wide ones of seed 12, both dtypes.
+if "$PYTHON" -c 'from jaxconv.tuning import native; raise SystemExit(not native.available())'; then
+  fuzz experiments/results/fuzz_onednn.md 1150 --seed 11 --impls onednn || status=1
+  fuzz experiments/results/fuzz_onednn_wide.md 200 --wide --seed 12 --impls onednn || status=1
+else
+  echo "onednn fuzz skipped: the native extension is not built here"
+fi
 exit $status

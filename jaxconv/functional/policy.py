@@ -9,6 +9,7 @@ row says what justified it.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 from jaxconv.functional import autotune
 from jaxconv.functional.formulations import UNFUZZED, ConvSpec, Formulation, xla
 from jaxconv.functional.formulations.dense import slow_ynnpack_takes
+from jaxconv.tuning import machine, native
 
 ANY = "*"
 #: The current version of the auto policy's rows: `CONV_POLICY`'s and
@@ -30,7 +32,7 @@ ANY = "*"
 #: ran (``result.json``'s ``choices.policy_version``); a study that pins
 #: ``train.policy_version`` runs that version's rows under any later code
 #: (`Compilation.policy_version`).
-POLICY_VERSION = 1
+POLICY_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +40,8 @@ class PolicyRow:
     """``impl`` for calls on ``backend`` of ``shape_class`` (and, with ``when``, only where
     ``when(spec)`` holds: facts of the CPU or the compilation that the row was measured on).
     ``fuzzed`` says which shapes the formulation fuzz (`jaxconv.bench.fuzz`) checked this
-    row's choices on, and where its report is."""
+    row's choices on, and where its report is; ``dtypes``, when given, the dtype names the row
+    holds for (those it was measured in)."""
 
     backend: str
     shape_class: str
@@ -46,9 +49,13 @@ class PolicyRow:
     reason: str
     when: Callable[[ConvSpec], bool] | None = None
     fuzzed: str = ""
+    dtypes: tuple[str, ...] = ()
 
-    def applies(self, spec: ConvSpec, backend: str) -> bool:
+    def applies(self, spec: ConvSpec, backend: str, dtype: Any = jnp.float32) -> bool:
+        """Whether the row decides a call of ``spec`` on ``backend`` in ``dtype`` (rows with
+        ``dtypes`` only for those dtypes, the ones they were measured in)."""
         return (self.backend in (ANY, backend) and self.shape_class in (ANY, spec.shape_class)
+                and (not self.dtypes or jnp.dtype(dtype).name in self.dtypes)
                 and (self.when is None or self.when(spec)))
 
 
@@ -151,8 +158,69 @@ CONV_POLICY_V1: tuple[PolicyRow, ...] = (
                                  "1-3")),
 )
 
+#: The measurements behind the ``onednn`` rows (`experiments/onednn_policy.py`: forward and
+#: both gradients, float32, quiet machine, Intel Xeon with AVX-512 and AMX, 2 cores, oneDNN
+#: 3.2), and the fuzz runs of that formulation (1,150 cases of seed 11, 200 wide ones of seed 12
+#: and 300 wide ones on large maps of seed 13, float32 and bfloat16; `experiments/fuzz_cpu.sh`).
+ONEDNN_TIMINGS = "experiments/results/onednn_policy_avx512.md"
+ONEDNN_FUZZ = ("experiments/results/fuzz_onednn.md", "experiments/results/fuzz_onednn_wide.md",
+               "experiments/results/fuzz_onednn_wide_large.md")
+#: The runs of `ONEDNN_FUZZ`: (cases, seed, wide, large).
+ONEDNN_FUZZ_RUNS = ((1150, 11, False, False), (200, 12, True, False), (300, 13, True, True))
+#: The fewest output pixels per example (per channel) at which ``onednn`` took dense convs in
+#: the measurements: it won from 14x14 (196) up, lost at 7x7 (49) with 32 channels.
+ONEDNN_DENSE_MIN_PIXELS = 100
+
+
+def onednn_measured(spec: ConvSpec) -> bool:
+    """Whether the native extension runs here (built, loaded, not switched off) on the CPU
+    class the ``onednn`` rows were measured on (x86 with AVX-512)."""
+    return machine.isa() == "avx512" and native.available()
+
+
+def onednn_dense(spec: ConvSpec) -> bool:
+    """`onednn_measured`, on maps of at least `ONEDNN_DENSE_MIN_PIXELS` output pixels."""
+    return onednn_measured(spec) and math.prod(spec.output_shape[1:-1]) >= \
+        ONEDNN_DENSE_MIN_PIXELS
+
+
+def onednn_fuzzed_line(shapes: str) -> str:
+    """An ``onednn`` row's ``fuzzed`` line (see `fuzzed_line`)."""
+    return f"{shapes}; on an AVX-512 CPU ({', '.join(ONEDNN_FUZZ)})"
+
+
+def _onednn_row(shape_class: str, reason: str, when: Callable[[ConvSpec], bool],
+                fuzzed: str) -> PolicyRow:
+    return PolicyRow("cpu", shape_class, "onednn", f"{reason} ({ONEDNN_TIMINGS})", when=when,
+                     fuzzed=onednn_fuzzed_line(fuzzed), dtypes=("float32",))
+
+
+#: Version 2: oneDNN's kernels where the native extension runs on an AVX-512 CPU, for the
+#: classes and sizes where they measured faster than version 1's pick; version 1's rows after.
+#: 1x1 convs stay matmul's: oneDNN was faster at 64-128 input channels (0.68-0.93x) but slower
+#: at 24 (1.42x), and no fuzz run reached 64 channels.
+CONV_POLICY_V2: tuple[PolicyRow, ...] = (
+    _onednn_row("depthwise", "oneDNN's depthwise kernels, forward and both gradients, measured "
+                "3.2 ms vs shift's 8.7 ms (3x3, C=128, 16x16, batch 64), 17.9 vs 36.6 ms (7x7) "
+                "and 0.33-0.38x on the study nets' 14x14 maps at batch 128", onednn_measured,
+                "286 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
+                "input dilation 1, groups 2-80, channels 2-160, batch 1-3"),
+    _onednn_row("grouped", "oneDNN's grouped kernels measured 12.6 ms vs split's 47.4 ms (3x3 "
+                "128->128 g=4, 16x16, batch 64), 7.9 vs 72.6 ms (g=32), 0.22-0.51x on the study "
+                "nets' 14x14 and 7x7 maps", onednn_measured,
+                "211 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
+                "input dilation 1, groups 2-3, channels 2-144, batch 1-3"),
+    _onednn_row("dense", "oneDNN's direct and brgemm kernels measured 0.19-0.53x the time of "
+                "version 1's pick (canonical, depth_taps) on every dense case from 14x14 maps "
+                "up (3x3 64->64 32x32: 47.5 vs 213.2 ms; 3-D 3x3x3 16^3: 16.5 vs 77.8 ms; 1-D "
+                "k=5: 27.4 vs 51.3 ms), but 1.12x on a 7x7 map", onednn_dense,
+                "35 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
+                "input dilation 1, groups 1, channels 1-48, batch 1-3"),
+    *CONV_POLICY_V1,
+)
+
 #: Every version's forward-conv rows: a version's rows never change once a run recorded it.
-CONV_POLICIES: dict[int, tuple[PolicyRow, ...]] = {1: CONV_POLICY_V1}
+CONV_POLICIES: dict[int, tuple[PolicyRow, ...]] = {1: CONV_POLICY_V1, 2: CONV_POLICY_V2}
 #: The current version's rows.
 CONV_POLICY = CONV_POLICIES[POLICY_VERSION]
 
@@ -210,8 +278,25 @@ class Plan:
         return "\n".join(lines)
 
 
-def candidates(table: Mapping[str, Formulation], spec: ConvSpec) -> dict[str, str | None]:
-    return {name: f.unsupported(spec) for name, f in table.items()}
+def candidates(table: Mapping[str, Formulation], spec: ConvSpec,
+               dtype: Any = jnp.float32) -> dict[str, str | None]:
+    """Each formulation of ``table``, mapped to ``None`` when it can compute ``spec`` on
+    arrays of ``dtype``, else to the reason it cannot.
+
+    Args:
+      table: the op's formulations by name.
+      spec: the resolved conv.
+      dtype: the operands' dtype.
+
+    Returns:
+      ``{name: None or reason}``, in ``table``'s order.
+    """
+    def why(f: Formulation) -> str | None:
+        reason = f.unsupported(spec)
+        if reason is None and f.unsupported_dtype is not None:
+            reason = f.unsupported_dtype(dtype)
+        return reason
+    return {name: why(f) for name, f in table.items()}
 
 
 def choose(
@@ -233,7 +318,7 @@ def choose(
     """
     backend = backend or jax.default_backend()
     rows = version_rows(policies, spec, op)
-    able = candidates(table, spec)
+    able = candidates(table, spec, dtype)
     if callable(impl):
         plan = Plan(op, "xla", f"custom conv_general_dilated {getattr(impl, '__name__', impl)}",
                     backend, spec.shape_class, able, spec)
@@ -252,7 +337,7 @@ def choose(
         return table[name].compute, Plan(op, name, reason, backend, spec.shape_class, able, spec)
     if impl == "auto":
         for row in rows:
-            if row.applies(spec, backend) and able.get(row.impl, "unknown") is None:
+            if row.applies(spec, backend, dtype) and able.get(row.impl, "unknown") is None:
                 plan = Plan(op, row.impl, row.reason, backend, spec.shape_class, able, spec,
                             row.fuzzed)
                 return table[row.impl].compute, plan

@@ -25,7 +25,10 @@ class ThreeLayers(nnx.Module):
         return self.pointwise(y) + z[:, 0, :, :, :8]
 
 
-def test_summary_matches_hand_counts():
+def test_summary_matches_hand_counts(monkeypatch):
+    from jaxconv.tuning import native
+
+    monkeypatch.setattr(native, "available", lambda: False)    # the lax formulations' picks
     s = summary(ThreeLayers(), (64, 64, 3))
     rows = {r.path: r for r in s.rows}
     assert [r.params for r in s.rows] == [896, 2624, 264]

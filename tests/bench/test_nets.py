@@ -72,7 +72,7 @@ def test_cli_bench_prints_the_op_table_with_versions_and_settings(capfd):
     out = capfd.readouterr().out
     assert "# conv benchmark:" in out and "XLA_FLAGS=" in out and "GLIBC_TUNABLES=" in out
     row = next(line for line in out.splitlines() if line.startswith("| 1-D k=5"))
-    assert len(row.split("|")) == 11
+    assert len(row.split("|")) == 12
 
 
 def test_cli_bench_names_a_bad_net(capfd):

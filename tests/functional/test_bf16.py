@@ -20,7 +20,7 @@ CASES = {  # name: (input shape, kernel shape, conv arguments)
 
 def _claims(name, x, k, args):
     try:
-        F.plan(x.shape, k.shape, impl=name, **args)
+        F.plan(x, k, impl=name, **args)
     except ValueError:
         return False
     return True
@@ -69,6 +69,11 @@ def test_preferred_element_type_is_honoured_or_the_call_is_not_claimed(case):
 @pytest.mark.parametrize("impl", sorted(F.TRANSPOSE))
 def test_transposed_conv_honours_preferred_element_type(impl):
     x, k = _operands((2, 5, 5, 8), (2, 2, 4, 8))
+    why = F.plan(x, k, op="conv_transpose", strides=3, padding=0,
+                 preferred_element_type=jnp.float32, impl="xla").candidates[impl]
+    if why is not None:
+        assert impl == "onednn" and ("preferred_element_type" in why or "native" in why), why
+        return
     y = F.conv_transpose(x, k, strides=3, padding=0, preferred_element_type=jnp.float32,
                          impl=impl)
     assert y.dtype == jnp.float32
@@ -81,3 +86,21 @@ def test_integer_depthwise_convs_go_through_auto():
     got = F.conv(x, k, feature_group_count=4)
     assert got.dtype == jnp.int32
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_formulation_that_cannot_take_the_dtype_here_is_not_claimed(monkeypatch):
+    """``onednn`` computes bfloat16 only on a CPU with native bf16 arithmetic: elsewhere
+    `F.plan` says so for bfloat16 operands (so nothing asks it to), and float32 is claimed."""
+    from jaxconv.functional.formulations.onednn import unsupported_onednn
+    from jaxconv.tuning import machine
+
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    x, k = _operands((2, 6, 6, 8), (3, 3, 8, 8))
+    why = F.plan(x, k, impl="xla").candidates["onednn"]
+    assert why is not None and ("bfloat16 needs a CPU with native bf16" in why or
+                                why == unsupported_onednn(F.plan(x, k).spec)), why
+    with pytest.raises(ValueError, match="impl='onednn' cannot express this conv"):
+        F.plan(x, k, impl="onednn")
+    monkeypatch.setattr(machine, "native_bf16", lambda: True)
+    assert F.plan(x, k, impl="xla").candidates["onednn"] == \
+        unsupported_onednn(F.plan(x, k).spec)

@@ -81,7 +81,7 @@ def test_patches_equals_xla(cfg):
     _close_with_grads(op, "patches", x, k)
 
 
-def test_auto_picks_patches_only_for_narrow_dense_convs(monkeypatch):
+def test_auto_picks_patches_only_for_narrow_dense_convs(monkeypatch, without_native):
     from jaxconv.tuning import machine
 
     monkeypatch.setattr(machine, "isa", lambda: "avx512")  # the dense row of other CPUs aside
@@ -123,7 +123,7 @@ def test_depth_taps_equals_xla(cfg):
     _close_with_grads(op, "depth_taps", x, k)
 
 
-def test_depth_taps_is_for_dense_3d_convs():
+def test_depth_taps_is_for_dense_3d_convs(without_native):
     assert F.plan((2, 8, 8, 8, 16), (3, 3, 3, 16, 16)).impl == "depth_taps"
     assert F.plan((2, 8, 8, 16), (3, 3, 16, 16)).candidates["depth_taps"] == (
         "the conv is 2-D; depth taps are for 3-D convs")
@@ -163,7 +163,7 @@ def test_bfloat16_formulations_track_xla():
                                 atol=0.1, rtol=0.05)
 
 
-def test_auto_policy_on_cpu_and_elsewhere():
+def test_auto_policy_on_cpu_and_elsewhere(without_native):
     assert F.plan((8, 16, 16, 32), (3, 3, 1, 32), op="depthwise_conv").impl == "shift"
     assert F.plan((8, 16, 16, 32), (3, 3, 8, 32), feature_group_count=4).impl == "split"
     gpu = F.plan((8, 16, 16, 32), (3, 3, 8, 32), feature_group_count=4, backend="gpu")
@@ -209,7 +209,7 @@ def test_subpixel_equals_xla(cfg):
     _close_with_grads(op, "subpixel", x, k)
 
 
-def test_transposed_policy():
+def test_transposed_policy(without_native):
     strided = F.plan((8, 16, 16, 64), (3, 3, 32, 64), op="conv_transpose", strides=2)
     assert strided.impl == "subpixel" and "experiments/bench_ops.py" in strided.reason
     assert F.plan((8, 16, 16, 64), (3, 3, 32, 64), op="conv_transpose").impl == "xla"
@@ -249,7 +249,7 @@ def test_row_taps_equals_xla(cfg):
     ("avx2", "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution", "canonical"),
 ])
 def test_auto_dodges_ynnpack_convs_only_where_they_are_slow(isa, xla_flags, expected,
-                                                           monkeypatch):
+                                                           monkeypatch, without_native):
     from jaxconv.tuning import machine
 
     monkeypatch.setattr(machine, "isa", lambda: isa)

@@ -85,10 +85,10 @@ def test_the_report_says_what_each_auto_choice_was_fuzzed_on():
     pointwise = fuzz.Case(1, "conv", "pointwise", (2, 5, 5, 8), (1, 1, 8, 4),
                           {"strides": [1, 1], "kernel_dilation": [1, 1],
                            "feature_group_count": 1, "padding": "VALID"}, seed=0)
-    assert CONV_POLICY[0].shape_class == "pointwise"
-    assert fuzz.row_shapes([(dense, ["auto"])], "conv", CONV_POLICY[0]) == "no configuration"
-    assert fuzz.row_shapes([(dense, ["auto"]), (pointwise, ["auto"])], "conv",
-                           CONV_POLICY[0]) == (
+    row = next(r for r in CONV_POLICY if r.impl == "matmul")
+    assert row.shape_class == "pointwise"
+    assert fuzz.row_shapes([(dense, ["auto"])], "conv", row) == "no configuration"
+    assert fuzz.row_shapes([(dense, ["auto"]), (pointwise, ["auto"])], "conv", row) == (
         "1 configurations: rank 2, kernel 1, strides 1, kernel dilation 1, input dilation 1, "
         "groups 1, channels 4-8, batch 2")
     text = fuzz.report([], 0, 40, 2, 1.0, checked, wide=True, jobs=3)
@@ -164,36 +164,71 @@ def test_the_bench_command_fuzzes_wide_cases_in_parallel(tmp_path, monkeypatch):
     assert "0 failures" in text and "2 configurations" in text
 
 
+def _check_report(path, run, impls=None):
+    """The committed report of fuzz run ``run`` (n, seed, wide[, large]) ran every check of
+    both dtypes and found no failure."""
+    n, seed, wide, large = (*run, False)[:4]
+    text = (HERE.parent.parent / path).read_text()
+    assert text.startswith(f"# Formulation fuzz: {n} {'wide ' * wide}{'large ' * large}cases, "
+                           f"seed {seed}\n"), path
+    claimed = fuzz.claims(list(fuzz.cases(n, seed, wide, impls, large)))
+    assert f"\n{2 * sum(claimed.values())} checks (case x formulation x dtype) in " in text
+    assert " s; 0 failures." in text and "dtypes: float32, bfloat16" in text, path
+    for (op, impl), count in claimed.items():    # each formulation ran on what it claims
+        assert f"\n| {op} | {impl} | {count} | 0 |\n" in text, (path, op, impl)
+
+
+def _check_rows(checked, rows_by_op, reports):
+    for op, rows in rows_by_op:
+        for row in rows:
+            shapes = fuzz.row_shapes(checked, op, row)
+            assert shapes != "no configuration", row
+            assert row.fuzzed.startswith(shapes + ";"), (row.impl, row.shape_class, shapes)
+            assert all(path in row.fuzzed for path in reports), row.impl
+
+
 def test_every_cpu_policy_row_says_what_the_fuzz_checked_it_on(monkeypatch):
     """Each row's ``fuzzed`` line gives the configurations ``auto`` sent to it in the fuzz runs
     of ``FUZZ_REPORTS`` (recomputed here: the cases are seeded), on the CPU class they ran on;
-    the committed reports of those runs ran every check of both dtypes and found no failure."""
+    the committed reports of those runs ran every check of both dtypes and found no failure.
+    The ``onednn`` rows have a fuzz run of their own (see the next test)."""
     from jaxconv.functional.policy import CONV_POLICY, FUZZ_REPORTS
     from jaxconv.functional.transpose import TRANSPOSE_POLICY
     from jaxconv.tuning import machine
 
-    # AVX2, as fuzzed
+    # AVX2 and no native extension, as fuzzed
     monkeypatch.setattr(machine, "slow_ynnpack_convolutions", lambda option=None: True)
+    monkeypatch.setattr(native, "available", lambda: False)
     monkeypatch.delenv("JAXCONV_AUTOTUNE", raising=False)
     checked = list(fuzz.cases(2000, seed=1)) + list(fuzz.cases(150, seed=2, wide=True))
-    for op, rows in (("conv", CONV_POLICY), ("conv_transpose", TRANSPOSE_POLICY)):
-        for row in (r for r in rows if r.backend == "cpu"):
-            shapes = fuzz.row_shapes(checked, op, row)
-            assert shapes != "no configuration", row
-            assert row.fuzzed.startswith(shapes + ";"), (row.impl, shapes)
-            assert all(path in row.fuzzed for path in FUZZ_REPORTS), row.impl
-    root = HERE.parent.parent
+    _check_rows(checked, [(op, [r for r in rows if r.backend == "cpu" and r.impl != "onednn"])
+                          for op, rows in (("conv", CONV_POLICY),
+                                           ("conv_transpose", TRANSPOSE_POLICY))], FUZZ_REPORTS)
     for path, run in zip(FUZZ_REPORTS, ((2000, 1, False), (150, 2, True)), strict=True):
-        text = (root / path).read_text()
-        assert text.startswith(f"# Formulation fuzz: {run[0]} {'wide ' * run[2]}cases, seed "
-                               f"{run[1]}\n"), path
-        claimed = fuzz.claims(list(fuzz.cases(*run)))
-        assert f"\n{2 * sum(claimed.values())} checks (case x formulation x dtype) in " in text
-        assert " s; 0 failures." in text and "dtypes: float32, bfloat16" in text, path
-        for (op, impl), count in claimed.items():    # each formulation ran on what it claims
-            assert f"\n| {op} | {impl} | {count} | 0 |\n" in text, (path, op, impl)
+        _check_report(path, run)
     plan = F.plan((2, 9, 9, 4), (1, 1, 4, 8), backend="cpu")
-    assert plan.fuzzed == CONV_POLICY[0].fuzzed and f"fuzzed: {plan.fuzzed}" in str(plan)
+    pointwise = next(r for r in CONV_POLICY if r.impl == "matmul")
+    assert plan.fuzzed == pointwise.fuzzed and f"fuzzed: {plan.fuzzed}" in str(plan)
+
+
+@pytest.mark.skipif(not native.available(), reason=str(native.reason()))
+def test_every_onednn_row_says_what_its_fuzz_checked_it_on(monkeypatch):
+    """The ``onednn`` rows' ``fuzzed`` lines give what ``auto`` sends them among the cases of
+    their own fuzz runs (`ONEDNN_FUZZ`: every case onednn claims, float32 and bfloat16, no
+    failure), on the AVX-512 class they were measured on."""
+    from jaxconv.functional.policy import CONV_POLICY, ONEDNN_FUZZ, ONEDNN_FUZZ_RUNS
+    from jaxconv.functional.transpose import TRANSPOSE_POLICY
+    from jaxconv.tuning import machine
+
+    monkeypatch.setattr(machine, "isa", lambda: "avx512")
+    monkeypatch.delenv("JAXCONV_AUTOTUNE", raising=False)
+    checked = [case for n, seed, wide, large in ONEDNN_FUZZ_RUNS
+               for case in fuzz.cases(n, seed, wide, large=large)]
+    _check_rows(checked, [(op, [r for r in rows if r.impl == "onednn"])
+                          for op, rows in (("conv", CONV_POLICY),
+                                           ("conv_transpose", TRANSPOSE_POLICY))], ONEDNN_FUZZ)
+    for path, run in zip(ONEDNN_FUZZ, ONEDNN_FUZZ_RUNS, strict=True):
+        _check_report(path, run, impls=["onednn"])
 
 
 @pytest.mark.slow
@@ -310,3 +345,19 @@ def test_impls_restricts_the_checks_to_the_named_formulations_on_the_same_cases(
     assert "Formulations checked: xla, subpixel" in text and "What `auto` chose" not in text
     with pytest.raises(SystemExit):
         fuzz.main(["1", "--impls", "nonesuch"])
+
+
+def test_large_cases_have_larger_maps_and_are_a_run_of_their_own():
+    """``large`` cases put 8-24 positions past the kernel's window on each side of a 1-D or
+    2-D map (4-8 in 3-D), where plain cases put 0-6, so dense convs reach the sizes the
+    ``onednn`` policy rows take; a progress file of one kind cannot resume the other."""
+    for case, _ in fuzz.cases(20, seed=3, large=True):
+        rank = len(case.kernel_shape) - 2
+        dilation = case.kwargs.get("kernel_dilation", [1] * rank)
+        reach = [(k - 1) * d + 1 for k, d in zip(case.kernel_shape[:-2], dilation)]
+        low, high = (8, 24) if rank < 3 else (4, 8)
+        assert all(low <= n - r <= high for n, r in zip(case.x_shape[1:-1], reach)), case
+    assert fuzz.settings(5, 3, False, ["float32"], large=True)["large"] is True
+    assert "large" not in fuzz.settings(5, 3, False, ["float32"])
+    assert fuzz.report([], 0, 5, 3, 1.0, wide=True, large=True).startswith(
+        "# Formulation fuzz: 5 wide large cases, seed 3")

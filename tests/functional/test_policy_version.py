@@ -18,13 +18,16 @@ from jaxconv.functional.transpose import TRANSPOSE_POLICIES, TRANSPOSE_POLICY
 #: the reason text and the fuzz note are not part of it.
 RECORDED = {
     1: "b0e967c93c5df4ee12ec4e40d65891d1abbb2b18339e93b3d86048285140d2ba",
+    2: "1de870a09afe776e367bd6260e9a8decb4dfef04cb30c13c5dbcb16288d57930",
 }
 
 
 def rows(table):
-    """What a row decides: backend, shape class, impl and the qualified name of its `when`."""
+    """What a row decides: backend, shape class, impl, the qualified name of its `when`, and
+    its dtypes where it names any."""
     return [[row.backend, row.shape_class, row.impl,
-             None if row.when is None else row.when.__qualname__] for row in table]
+             None if row.when is None else row.when.__qualname__,
+             *([list(row.dtypes)] if row.dtypes else [])] for row in table]
 
 
 def fingerprint(conv=policy.CONV_POLICY, transpose=TRANSPOSE_POLICY) -> str:
@@ -70,8 +73,11 @@ def test_every_deciding_field_of_a_row_changes_the_fingerprint():
                dataclasses.replace(first, when=policy.patch_bytes)]
     for row in changed:
         assert fingerprint(conv=(row, *rest)) != fingerprint()
-    (only,) = TRANSPOSE_POLICY
-    assert fingerprint(transpose=(dataclasses.replace(only, impl="xla"),)) != fingerprint()
+    only, *others = TRANSPOSE_POLICY
+    assert fingerprint(transpose=(dataclasses.replace(only, impl="xla"), *others)) != \
+        fingerprint()
+    assert fingerprint(transpose=(dataclasses.replace(only, dtypes=("bfloat16",)), *others)) \
+        != fingerprint()
     # a reordering changes which row wins, so it changes the fingerprint too
     assert fingerprint(conv=(*rest, first)) != fingerprint()
 
@@ -80,3 +86,35 @@ def test_the_reason_text_is_not_part_of_the_fingerprint():
     first, *rest = policy.CONV_POLICY
     reworded = dataclasses.replace(first, reason="reworded", fuzzed="")
     assert fingerprint(conv=(reworded, *rest)) == fingerprint()
+
+
+@pytest.mark.skipif(not __import__("jaxconv.tuning.native", fromlist=["x"]).available(),
+                    reason="the onednn rows need the native extension")
+def test_version_2_picks_onednn_where_it_measured_faster_and_version_1_never(monkeypatch):
+    """On the CPU class it was measured on, version 2 sends depthwise, grouped, transposed and
+    dense convs on maps of 100+ pixels to oneDNN, in float32; 1x1s, narrow stems, small maps
+    and bfloat16 keep version 1's picks; a compilation pinned to version 1 never picks it."""
+    import jax.numpy as jnp
+
+    from jaxconv.tuning import machine
+
+    monkeypatch.setattr(machine, "isa", lambda: "avx512")
+    v1 = F.Compilation(policy_version=1)
+    onednn = [((128, 14, 14, 96), (3, 3, 1, 96), dict(feature_group_count=96)),
+              ((128, 14, 14, 64), (3, 3, 8, 64), dict(feature_group_count=8)),
+              ((128, 14, 14, 32), (3, 3, 32, 32), {}),
+              ((8, 8, 8, 8, 16), (3, 3, 3, 16, 16), {}),
+              ((64, 16, 16, 64), (3, 3, 32, 64), dict(op="conv_transpose", strides=2))]
+    for x, k, kw in onednn:
+        plan = F.plan(x, k, **kw)
+        assert plan.impl == "onednn" and "onednn_policy_avx512.md" in plan.reason, (x, k)
+        assert F.plan(x, k, **kw, compilation=v1).impl != "onednn", (x, k)
+    kept = [((128, 14, 14, 24), (1, 1, 24, 96), {}),          # 1x1: matmul
+            ((128, 28, 28, 1), (3, 3, 1, 24), {}),            # narrow stem: patches
+            ((128, 7, 7, 32), (3, 3, 32, 32), {})]            # 49 pixels: canonical
+    for x, k, kw in kept:
+        assert F.plan(x, k, **kw).impl == F.plan(x, k, **kw, compilation=v1).impl, (x, k)
+    bf16 = jnp.ones((8, 14, 14, 96), jnp.bfloat16)
+    assert F.plan(bf16, (3, 3, 1, 96), feature_group_count=96).impl == "shift"
+    monkeypatch.setattr(machine, "isa", lambda: "avx2")      # not measured there
+    assert F.plan(*onednn[0][:2], **onednn[0][2]).impl == "shift"

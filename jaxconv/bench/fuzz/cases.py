@@ -58,10 +58,13 @@ def _padding(rng: np.random.Generator, rank: int, op: str) -> dict[str, Any]:
     return {"padding": form}
 
 
-def random_case(rng: np.random.Generator, index: int, wide: bool = False) -> Case:
+def random_case(rng: np.random.Generator, index: int, wide: bool = False,
+                large: bool = False) -> Case:
     """A random convolution (not checked for validity: see `cases`). Channels are few (1-15)
     unless ``wide``, which scales them by 6-16 so that dense convs leave the narrow class and
-    reach YNNPACK's more-than-16 channels."""
+    reach YNNPACK's more-than-16 channels. Maps reach 0-6 positions past the kernel's window
+    per side unless ``large``: 8-24 (1-D and 2-D) or 4-8 (3-D), the map sizes from which the
+    ``onednn`` policy rows take dense convs."""
     op = "conv" if rng.random() < 0.8 else "conv_transpose"
     rank = int(rng.integers(1, 4))
     kind = (("dense", "pointwise", "depthwise", "grouped") if op == "conv"
@@ -85,7 +88,8 @@ def random_case(rng: np.random.Generator, index: int, wide: bool = False) -> Cas
         kwargs["padding"] = "VALID"
         kwargs.pop("padding_mode", None)
     reach = [(k - 1) * d + 1 for k, d in zip(size, dilation)]
-    spatial = [int(r + rng.integers(0, 7)) for r in reach]
+    extra = ((8, 25) if rank < 3 else (4, 9)) if large else (0, 7)
+    spatial = [int(r + rng.integers(*extra)) for r in reach]
     if op == "conv":
         if rng.random() < 0.15 and kind != "pointwise":
             kwargs["input_dilation"] = _dims(rng, rank, 1, 2)
@@ -129,14 +133,15 @@ def claimants(case: Case, impls: Sequence[str] | None = None) -> list[str] | Non
     return ["auto", *[name for name in _registry(case.op) if name != "xla" and accepts(name)]]
 
 
-def cases(n: int, seed: int, wide: bool = False,
-          impls: Sequence[str] | None = None) -> Iterator[tuple[Case, list[str]]]:
+def cases(n: int, seed: int, wide: bool = False, impls: Sequence[str] | None = None,
+          large: bool = False) -> Iterator[tuple[Case, list[str]]]:
     """``n`` valid cases and their claimants (among ``impls``, when given: see `claimants`),
-    the same cases for the same seed whatever ``impls`` (see `random_case` for ``wide``)."""
+    the same cases for the same seed whatever ``impls`` (see `random_case` for ``wide`` and
+    ``large``)."""
     rng = np.random.default_rng(seed)
     index = 0
     while index < n:
-        case = random_case(rng, index, wide)
+        case = random_case(rng, index, wide, large)
         claimed = claimants(case, impls)
         if claimed is not None:
             yield case, claimed

@@ -28,7 +28,7 @@ from jaxconv.functional.formulations.dense import (
 )
 from jaxconv.functional.formulations.depthwise_taps import shift, unsupported_shift
 from jaxconv.functional.formulations.lax_conv import canonical, unsupported_canonical, xla
-from jaxconv.functional.formulations.onednn import onednn, unsupported_onednn
+from jaxconv.functional.formulations.onednn import onednn, unsupported_dtype, unsupported_onednn
 from jaxconv.functional.formulations.spec import (
     NARROW_PATCH,
     Compilation,
@@ -57,9 +57,18 @@ CONV: dict[str, Formulation] = {
         Formulation("row_taps", row_taps, unsupported_row_taps,
                     "2-D conv as one 1-D conv over the row taps laid along the channels"),
         Formulation("onednn", onednn, unsupported_onednn,
-                    "oneDNN's CPU convolution and its backward through XLA's FFI (native)"),
+                    "oneDNN's CPU convolution and its backward through XLA's FFI (native)",
+                    unsupported_dtype),
     )
 }
+"""Forward-convolution formulations by ``impl=`` name: ``xla`` (the reference), ``canonical``,
+``matmul``, ``shift``, ``split``, ``patches``, ``depth_taps``, ``row_taps`` and ``onednn`` (the
+native one, where its extension is built). `jaxconv.functional.plan` lists which can express a
+call; the policy (`jaxconv.functional.policy`) says which ``impl="auto"`` takes.
+
+>>> sorted(CONV)[:3]
+['canonical', 'depth_taps', 'matmul']
+"""
 
 #: Formulations the formulation fuzz has not checked (`jaxconv.bench.fuzz`): neither ``auto``
 #: nor ``autotune`` picks them, only a caller who names them. ``onednn`` exists only where its

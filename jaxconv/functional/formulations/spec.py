@@ -166,12 +166,15 @@ class Formulation:
       compute: ``(x, kernel, spec) -> y`` on a batched input padded with zeros by ``spec``.
       unsupported: ``spec -> reason`` it cannot express the spec, or ``None`` when it can.
       description: one line for `plan` and the docs.
+      unsupported_dtype: ``dtype -> reason`` it cannot compute arrays of that dtype here, or
+        ``None`` when it can; ``None`` for a formulation that takes every dtype lax does.
     """
 
     name: str
     compute: Callable[[Array, Array, ConvSpec], Array]
     unsupported: Callable[[ConvSpec], str | None]
     description: str
+    unsupported_dtype: Callable[[Any], str | None] | None = None
 
 
 def dimension_numbers(rank: int) -> lax.ConvDimensionNumbers:
