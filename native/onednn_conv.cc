@@ -163,10 +163,11 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Config& c,
 // - "amx": the AMX brgemm kernels miscompute some strided 3-D bfloat16 convolutions (wide run
 //   of seed 12, case 147: kernel 1x3x4, strides 3x3x2, every output wrong, NaN on larger maps;
 //   the AVX512-BF16 kernels compute them right).
-// - "jit_1x1": the 1x1 backward-weights kernels write past their reduce-to-unit-stride
+// - "1x1": the jit 1x1 backward-weights kernels write past their reduce-to-unit-stride
 //   workspace for a strided 1x1 conv on channels-last input with fewer input channels than
 //   their channel block (wide large run of seed 13, case 228: 12 channels, stride 1x2, heap
-//   corruption with 2 threads; oneDNN issue 6035), so strided 1x1 kernel gradients avoid them.
+//   corruption with 2 threads; oneDNN issue 6035), so strided 1x1 kernel gradients avoid every
+//   1x1-specific kernel (the bfloat16 ones share that workspace scheme).
 const char* BrokenFor(const Config& c, bool weights_gradient) {
   if (c.type == dt::bf16 && c.input.size() == 5) return "amx";
   if (weights_gradient) {
@@ -174,7 +175,7 @@ const char* BrokenFor(const Config& c, bool weights_gradient) {
     bool pointwise = true, strided = false;
     for (size_t i = 0; i < rank; ++i) pointwise = pointwise && c.kernel[i] == 1;
     for (int64_t s : c.args.strides) strided = strided || s > 1;
-    if (pointwise && strided) return "jit_1x1";
+    if (pointwise && strided) return "1x1";
   }
   return nullptr;
 }

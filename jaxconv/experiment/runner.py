@@ -39,8 +39,9 @@ LOCK = ".lock"
 #: seed of the validation split; in older files the run's own seed chose it).
 RESULT_SCHEMA = 3
 #: What a recipe key that a run folder's ``config.yaml`` lacks meant when it was written: the
-#: value that reproduces those runs (a ``Recipe`` field's default otherwise).
-RECIPE_BEFORE = {"split_seed": None}
+#: value that reproduces those runs (a ``Recipe`` field's default otherwise). Folders written
+#: before policy versions existed ran the lax formulations' picks, version 1's.
+RECIPE_BEFORE = {"split_seed": None, "policy_version": 1}
 
 
 @contextlib.contextmanager

@@ -167,9 +167,13 @@ ONEDNN_FUZZ = ("experiments/results/fuzz_onednn.md", "experiments/results/fuzz_o
                "experiments/results/fuzz_onednn_wide_large.md")
 #: The runs of `ONEDNN_FUZZ`: (cases, seed, wide, large).
 ONEDNN_FUZZ_RUNS = ((1150, 11, False, False), (200, 12, True, False), (300, 13, True, True))
-#: The fewest output pixels per example (per channel) at which ``onednn`` took dense convs in
-#: the measurements: it won from 14x14 (196) up, lost at 7x7 (49) with 32 channels.
-ONEDNN_DENSE_MIN_PIXELS = 100
+#: The measured range of the ``onednn`` rows, which they keep to. Output pixels per example:
+#: oneDNN won every depthwise and grouped case from 7x7 (49) up, and every dense one from 14x14
+#: (196) up but lost at 7x7 with 32 channels, so dense convs start at 196. Channels: the dense
+#: cases reached 128 (in and out).
+ONEDNN_MIN_PIXELS = 49
+ONEDNN_DENSE_MIN_PIXELS = 196
+ONEDNN_DENSE_MAX_CHANNELS = 128
 
 
 def onednn_measured(spec: ConvSpec) -> bool:
@@ -178,10 +182,21 @@ def onednn_measured(spec: ConvSpec) -> bool:
     return machine.isa() == "avx512" and native.available()
 
 
+def _output_pixels(spec: ConvSpec) -> int:
+    return math.prod(spec.output_shape[1:-1])
+
+
+def onednn_grouped(spec: ConvSpec) -> bool:
+    """`onednn_measured`, on maps of at least `ONEDNN_MIN_PIXELS` output pixels (depthwise and
+    grouped convs)."""
+    return onednn_measured(spec) and _output_pixels(spec) >= ONEDNN_MIN_PIXELS
+
+
 def onednn_dense(spec: ConvSpec) -> bool:
-    """`onednn_measured`, on maps of at least `ONEDNN_DENSE_MIN_PIXELS` output pixels."""
-    return onednn_measured(spec) and math.prod(spec.output_shape[1:-1]) >= \
-        ONEDNN_DENSE_MIN_PIXELS
+    """`onednn_measured`, on maps of at least `ONEDNN_DENSE_MIN_PIXELS` output pixels with at
+    most `ONEDNN_DENSE_MAX_CHANNELS` channels in and out."""
+    return (onednn_measured(spec) and _output_pixels(spec) >= ONEDNN_DENSE_MIN_PIXELS
+            and max(spec.in_channels, spec.out_channels) <= ONEDNN_DENSE_MAX_CHANNELS)
 
 
 def onednn_fuzzed_line(shapes: str) -> str:
@@ -202,20 +217,21 @@ def _onednn_row(shape_class: str, reason: str, when: Callable[[ConvSpec], bool],
 CONV_POLICY_V2: tuple[PolicyRow, ...] = (
     _onednn_row("depthwise", "oneDNN's depthwise kernels, forward and both gradients, measured "
                 "3.2 ms vs shift's 8.7 ms (3x3, C=128, 16x16, batch 64), 17.9 vs 36.6 ms (7x7) "
-                "and 0.33-0.38x on the study nets' 14x14 maps at batch 128", onednn_measured,
-                "286 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
-                "input dilation 1, groups 2-80, channels 2-160, batch 1-3"),
+                "and 0.33-0.38x on the study nets' 14x14 maps at batch 128 (7x7 outputs: 0.37x)",
+                onednn_grouped,
+                "60 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
+                "input dilation 1, groups 2-64, channels 2-88, batch 1-3"),
     _onednn_row("grouped", "oneDNN's grouped kernels measured 12.6 ms vs split's 47.4 ms (3x3 "
                 "128->128 g=4, 16x16, batch 64), 7.9 vs 72.6 ms (g=32), 0.22-0.51x on the study "
-                "nets' 14x14 and 7x7 maps", onednn_measured,
-                "211 configurations: rank 1-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
+                "nets' 14x14 and 7x7 maps", onednn_grouped,
+                "56 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
                 "input dilation 1, groups 2-3, channels 2-144, batch 1-3"),
     _onednn_row("dense", "oneDNN's direct and brgemm kernels measured 0.19-0.53x the time of "
                 "version 1's pick (canonical, depth_taps) on every dense case from 14x14 maps "
                 "up (3x3 64->64 32x32: 47.5 vs 213.2 ms; 3-D 3x3x3 16^3: 16.5 vs 77.8 ms; 1-D "
-                "k=5: 27.4 vs 51.3 ms), but 1.12x on a 7x7 map", onednn_dense,
-                "35 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
-                "input dilation 1, groups 1, channels 1-48, batch 1-3"),
+                "k=5: 27.4 vs 51.3 ms; 16-128 channels), but 1.12x on a 7x7 map", onednn_dense,
+                "17 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
+                "input dilation 1, groups 1, channels 1-45, batch 1-3"),
     *CONV_POLICY_V1,
 )
 

@@ -218,17 +218,19 @@ TRANSPOSE_POLICY_V1: tuple[policy.PolicyRow, ...] = (
                          "98 configurations: rank 1-3, kernel 1-4, strides 1, kernel dilation 1, "
                          "input dilation 1-3, groups 1-3, channels 1-96, batch 1-3")),
 )
-#: Version 2: oneDNN's backward-data conv where the native extension runs on an AVX-512 CPU
-#: (`jaxconv.functional.policy.onednn_measured`), then version 1's row.
+#: Version 2: oneDNN's backward-data conv for dense transposed convs where the native extension
+#: runs on an AVX-512 CPU, in the dense forward row's measured range
+#: (`jaxconv.functional.policy.onednn_dense`), then version 1's row.
 TRANSPOSE_POLICY_V2: tuple[policy.PolicyRow, ...] = (
-    policy.PolicyRow("cpu", policy.ANY, "onednn",
+    policy.PolicyRow("cpu", "dense", "onednn",
                      "oneDNN's backward-data conv of the adjoint, no inserted zeros, measured "
                      "7.8 ms vs subpixel's 31.5 ms (3x3 stride 2, 64->32, 16x16, batch 64, "
-                     f"forward+backward) ({policy.ONEDNN_TIMINGS})",
-                     when=policy.onednn_measured, dtypes=("float32",),
+                     "forward+backward); held to the dense forward row's range "
+                     f"({policy.ONEDNN_TIMINGS})",
+                     when=policy.onednn_dense, dtypes=("float32",),
                      fuzzed=policy.onednn_fuzzed_line(
-                         "331 configurations: rank 1-3, kernel 1-4, strides 1, kernel dilation "
-                         "1-2, input dilation 1-3, groups 1-3, channels 1-135, batch 1-3")),
+                         "28 configurations: rank 2-3, kernel 1-4, strides 1, kernel dilation "
+                         "1-2, input dilation 1-3, groups 1, channels 1-48, batch 1-3")),
     *TRANSPOSE_POLICY_V1,
 )
 #: Every version's transposed-conv rows (`jaxconv.functional.policy.CONV_POLICIES`).

@@ -35,8 +35,10 @@ from jaxconv.tuning.machine import YNN_OPTION, MachineClass, machine_class
 REPEATS = 3
 #: The recorded choices that change a run's numbers; a resume must match them all. Of
 #: ``XLA_FLAGS`` (recorded whole) only the flag known to change the numbers is compared, the one
-#: that says what YNNPACK takes: others, such as a forced device count, may differ.
-COMPARED = ("option_set", "compiler_options", "ynnpack_flag", "autotune", "policy_version")
+#: that says what YNNPACK takes: others, such as a forced device count, may differ. The native
+#: extension's presence and oneDNN version count too: policy version 2 picks it where it runs.
+COMPARED = ("option_set", "compiler_options", "ynnpack_flag", "autotune", "policy_version",
+            "native")
 
 
 def option_sets(backend: str | None = None) -> dict[str, dict[str, str]]:
@@ -109,6 +111,10 @@ def describe(recorded: Mapping[str, Any]) -> str:
         parts.append(f"autotune {'on' if recorded['autotune'] else 'off'}")
     if "policy_version" in recorded:
         parts.append(f"formulation policy version {recorded['policy_version']}")
+    if "native" in recorded:
+        found = recorded["native"] or {}
+        state = f"oneDNN {found.get('onednn')}" if found.get("available") else "absent"
+        parts.append(f"native extension {state}")
     return ", ".join(parts)
 
 
@@ -131,8 +137,8 @@ def check_resume(recorded: Mapping[str, Any] | None, current: Mapping[str, Any],
             f"under {describe(current)} (differs in {', '.join(differ)}); a resume under "
             "other choices would not give the numbers of an uninterrupted run. Resume it where "
             "they resolve as before (the same train.compile_options, YNNPACK flag in XLA_FLAGS, "
-            "JAXCONV_AUTOTUNE, machine class and formulation policy version), or train it "
-            "afresh in another folder")
+            "JAXCONV_AUTOTUNE, machine class, formulation policy version and native extension), "
+            "or train it afresh in another folder")
 
 
 def time_step(step: Callable, state: Any, batch: tuple, repeats: int = REPEATS) -> float:

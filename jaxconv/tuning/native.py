@@ -112,6 +112,16 @@ def cached_primitives() -> int:
     return int(library.JaxconvOnednnCacheSize())
 
 
+def library_digest() -> str | None:
+    """The first 16 hex digits of the built library's SHA-256, or ``None`` where it is not
+    built: a rebuild (other code, another oneDNN) gives another digest."""
+    import hashlib
+
+    if not LIBRARY.exists():
+        return None
+    return hashlib.sha256(LIBRARY.read_bytes()).hexdigest()[:16]
+
+
 def record() -> dict[str, str | bool | None]:
     """What a run records about the extension: whether it is present and its oneDNN
     version."""

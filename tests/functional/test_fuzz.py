@@ -341,6 +341,8 @@ def test_impls_restricts_the_checks_to_the_named_formulations_on_the_same_cases(
         assert claimed == ["xla", *(["subpixel"] if "subpixel" in full else [])]
     assert fuzz.settings(8, 5, False, ["float32"], ["xla"])["impls"] == ["xla"]
     assert "impls" not in fuzz.settings(8, 5, False, ["float32"])
+    # a rebuilt native library is another run: its progress file cannot resume this one
+    assert fuzz.settings(8, 5, False, ["float32"])["native"] == native.library_digest()
     text = fuzz.report([], 0, 8, 5, 1.0, only, ["float32"], impls=["xla", "subpixel"])
     assert "Formulations checked: xla, subpixel" in text and "What `auto` chose" not in text
     with pytest.raises(SystemExit):

@@ -18,8 +18,29 @@ from jaxconv.functional.transpose import TRANSPOSE_POLICIES, TRANSPOSE_POLICY
 #: the reason text and the fuzz note are not part of it.
 RECORDED = {
     1: "b0e967c93c5df4ee12ec4e40d65891d1abbb2b18339e93b3d86048285140d2ba",
-    2: "1de870a09afe776e367bd6260e9a8decb4dfef04cb30c13c5dbcb16288d57930",
+    2: "83636300df8ab24ee092ff6ec3abab2a6e27f535243754b22a1966dd64f4a15e",
 }
+
+
+#: The thresholds each version's ``when`` functions and shape classes read, by name (a row's
+#: fingerprint sees its ``when`` by name only): changing one changes picks, so it needs a new
+#: version as a row change does, and an old version's must keep their values.
+THRESHOLDS = {
+    1: {"PATCHES_MAX_BYTES": 512 << 10, "NARROW_PATCH": 32},
+    2: {"PATCHES_MAX_BYTES": 512 << 10, "NARROW_PATCH": 32, "ONEDNN_MIN_PIXELS": 49,
+        "ONEDNN_DENSE_MIN_PIXELS": 196, "ONEDNN_DENSE_MAX_CHANNELS": 128},
+}
+
+
+def test_every_version_keeps_the_thresholds_its_rows_read():
+    from jaxconv.functional import formulations
+
+    assert set(THRESHOLDS) == set(RECORDED)
+    for version, values in THRESHOLDS.items():
+        for name, value in values.items():
+            current = getattr(policy, name, None)
+            current = getattr(formulations, name) if current is None else current
+            assert current == value, f"{name} changed under policy version {version}"
 
 
 def rows(table):
@@ -91,9 +112,11 @@ def test_the_reason_text_is_not_part_of_the_fingerprint():
 @pytest.mark.skipif(not __import__("jaxconv.tuning.native", fromlist=["x"]).available(),
                     reason="the onednn rows need the native extension")
 def test_version_2_picks_onednn_where_it_measured_faster_and_version_1_never(monkeypatch):
-    """On the CPU class it was measured on, version 2 sends depthwise, grouped, transposed and
-    dense convs on maps of 100+ pixels to oneDNN, in float32; 1x1s, narrow stems, small maps
-    and bfloat16 keep version 1's picks; a compilation pinned to version 1 never picks it."""
+    """On the CPU class it was measured on, version 2 sends depthwise and grouped convs on maps
+    of 49+ output pixels, and dense and dense transposed ones on 196+ pixels with at most 128
+    channels, to oneDNN, in float32; 1x1s, narrow stems, maps and widths outside the measured
+    range and bfloat16 keep version 1's picks; a compilation pinned to version 1 never picks
+    it."""
     import jax.numpy as jnp
 
     from jaxconv.tuning import machine
@@ -101,7 +124,7 @@ def test_version_2_picks_onednn_where_it_measured_faster_and_version_1_never(mon
     monkeypatch.setattr(machine, "isa", lambda: "avx512")
     v1 = F.Compilation(policy_version=1)
     onednn = [((128, 14, 14, 96), (3, 3, 1, 96), dict(feature_group_count=96)),
-              ((128, 14, 14, 64), (3, 3, 8, 64), dict(feature_group_count=8)),
+              ((128, 7, 7, 64), (3, 3, 8, 64), dict(feature_group_count=8)),
               ((128, 14, 14, 32), (3, 3, 32, 32), {}),
               ((8, 8, 8, 8, 16), (3, 3, 3, 16, 16), {}),
               ((64, 16, 16, 64), (3, 3, 32, 64), dict(op="conv_transpose", strides=2))]
@@ -111,7 +134,11 @@ def test_version_2_picks_onednn_where_it_measured_faster_and_version_1_never(mon
         assert F.plan(x, k, **kw, compilation=v1).impl != "onednn", (x, k)
     kept = [((128, 14, 14, 24), (1, 1, 24, 96), {}),          # 1x1: matmul
             ((128, 28, 28, 1), (3, 3, 1, 24), {}),            # narrow stem: patches
-            ((128, 7, 7, 32), (3, 3, 32, 32), {})]            # 49 pixels: canonical
+            ((128, 7, 7, 32), (3, 3, 32, 32), {}),            # 49 pixels: canonical
+            ((128, 10, 10, 32), (3, 3, 32, 32), {}),          # 100, not measured: canonical
+            ((128, 14, 14, 256), (3, 3, 256, 256), {}),       # past the measured channels
+            ((128, 6, 6, 96), (3, 3, 1, 96), dict(feature_group_count=96)),   # 36 pixels
+            ((128, 14, 14, 1), (3, 3, 24, 1), dict(op="conv_transpose", strides=2))]  # narrow
     for x, k, kw in kept:
         assert F.plan(x, k, **kw).impl == F.plan(x, k, **kw, compilation=v1).impl, (x, k)
     bf16 = jnp.ones((8, 14, 14, 96), jnp.bfloat16)

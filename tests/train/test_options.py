@@ -81,7 +81,7 @@ def test_a_resume_under_other_choices_names_both(monkeypatch):
         options.check_resume(tuned, dict(tuned, autotune=True), "run")
     with pytest.raises(ValueError, match=r"differs in ynnpack_flag"):
         options.check_resume(tuned, dict(tuned, ynnpack_flag="-individual_dot"), "run")
-    with pytest.raises(ValueError, match=r"formulation policy version 1 and .* version 2 "
+    with pytest.raises(ValueError, match=r"formulation policy version 1.* and .* version 2.* "
                                          r"\(differs in policy_version\)"):
         options.check_resume(dict(tuned, policy_version=1), dict(tuned, policy_version=2),
                              "run")
@@ -100,3 +100,16 @@ def test_every_process_takes_process_0s_option_set(monkeypatch):
     agreed = options.agreed(mine)
     assert agreed["option_set"] == "default" and agreed["compiler_options"] == {}
     assert agreed["reason"].startswith("process 0's choice")
+
+
+def test_a_resume_with_or_without_the_native_extension_than_before_is_refused():
+    """Policy version 2 picks oneDNN where the extension runs, so a run checkpointed with it
+    must not resume without it (or under another oneDNN), and the message says so."""
+    with_it = {"option_set": "default", "policy_version": 2,
+               "native": {"available": True, "onednn": "3.2.0"}}
+    without = {**with_it, "native": {"available": False, "onednn": None}}
+    options.check_resume(with_it, dict(with_it), "run")
+    with pytest.raises(ValueError, match=r"native extension oneDNN 3.2.0 .* native extension "
+                                         r"absent \(differs in native\)"):
+        options.check_resume(with_it, without, "run")
+    options.check_resume({k: v for k, v in with_it.items() if k != "native"}, without, "run")

@@ -106,15 +106,15 @@ def _key(impl: str, dtype: str, case: Case) -> str:
 def settings(n: int, seed: int, wide: bool, dtypes: Sequence[str],
              impls: Sequence[str] | None = None, large: bool = False) -> dict[str, Any]:
     """What identifies a run in its progress file: its cases, formulations, dtypes, and the
-    versions and CPU that checked them (a resumed run must not mix results of other
-    versions)."""
-    from jaxconv.tuning import machine
+    versions, CPU and native library that checked them (a resumed run must not mix results of
+    other versions or builds)."""
+    from jaxconv.tuning import machine, native
 
     named = {**({} if impls is None else {"impls": list(impls)}),
              **({"large": True} if large else {})}
     return {"n": n, "seed": seed, "wide": wide, "dtypes": list(dtypes), **named,
             "jax": package_version("jax"), "jaxlib": package_version("jaxlib"),
-            "cpu": machine.model()}
+            "cpu": machine.model(), "native": native.library_digest()}
 
 
 class Progress:

@@ -70,9 +70,9 @@ call; the policy (`jaxconv.functional.policy`) says which ``impl="auto"`` takes.
 ['canonical', 'depth_taps', 'matmul']
 """
 
-#: Formulations the formulation fuzz has not checked (`jaxconv.bench.fuzz`): neither ``auto``
-#: nor ``autotune`` picks them, only a caller who names them. ``onednn`` exists only where its
-#: native extension was built; it joins the fuzz with a report of its own first.
+#: Formulations ``autotune`` never times (`jaxconv.bench.fuzz` runs them only when named):
+#: ``onednn`` exists only where its native extension was built, and ``auto`` takes it only
+#: through the policy rows of version 2, which its own fuzz runs cover.
 UNFUZZED = frozenset({"onednn"})
 
 __all__ = ["CONV", "NARROW_PATCH", "UNFUZZED", "Compilation", "ConvSpec", "Formulation",

@@ -38,7 +38,20 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxconv.functional.formulations.lax_conv import _input_grad, _kernel_grad, xla
+from jaxconv.functional.formulations.dense import (
+    depth_taps,
+    split,
+    unsupported_depth_taps,
+    unsupported_split,
+)
+from jaxconv.functional.formulations.depthwise_taps import shift, unsupported_shift
+from jaxconv.functional.formulations.lax_conv import (
+    _input_grad,
+    _kernel_grad,
+    canonical,
+    unsupported_canonical,
+    xla,
+)
 from jaxconv.functional.formulations.primitive import _vary_alike
 from jaxconv.functional.formulations.spec import ConvSpec, is_empty, unsupported_lax_extras
 from jaxconv.tuning import machine, native
@@ -166,8 +179,25 @@ try:
 except (ImportError, AttributeError):
     _JAX_INTERNALS = False
 
+def _cpu_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
+    """The forward conv as lax code fit for XLA's CPU backend, for CPU artefacts that must
+    run without the extension: the formulation that the lax-only policy rows take for the
+    class (one shifted multiply-add per tap for depthwise convs, one dense conv per group,
+    the depth taps of a 3-D conv), since XLA's own grouped and 3-D convs are slow there."""
+    for compute, unsupported in ((shift, unsupported_shift) if spec.is_depthwise else
+                                 (split, unsupported_split) if spec.feature_group_count > 1 else
+                                 (depth_taps, unsupported_depth_taps) if spec.rank == 3 else
+                                 (canonical, unsupported_canonical),):
+        if unsupported(spec) is None:
+            return compute(x, kernel, spec)
+    return xla(x, kernel, spec)
+
+
 _lax_lowering = mlir.lower_fun(lambda a, b, *, op, spec: _LAX[op](a, b, spec),
                                multiple_results=False)
+_cpu_lax_lowering = mlir.lower_fun(
+    lambda a, b, *, op, spec: (_cpu_forward if op == FORWARD else _LAX[op])(a, b, spec),
+    multiple_results=False)
 _native_lowering = mlir.lower_fun(lambda a, b, *, op, spec: _native(op, a, b, spec),
                                   multiple_results=False)
 _partitioned_lowering = mlir.lower_fun(
@@ -184,9 +214,9 @@ def _partitioned_program(ctx) -> bool:
 
 def _cpu_lowering(ctx, a, b, *, op, spec):
     """The FFI handler, except in `jax.export` artefacts: those must run without the
-    extension, so they hold the ``lax`` code."""
+    extension, so they hold lax code (`_cpu_forward` for the forward conv)."""
     if ctx.module_context.lowering_parameters.for_export or not native.available():
-        return _lax_lowering(ctx, a, b, op=op, spec=spec)
+        return _cpu_lax_lowering(ctx, a, b, op=op, spec=spec)
     if _partitioned_program(ctx):
         return _partitioned_lowering(ctx, a, b, op=op, spec=spec)
     return _native_lowering(ctx, a, b, op=op, spec=spec)
