@@ -91,6 +91,8 @@ def test_docstring_rule():
 
 
 def test_every_public_name_has_a_page_and_its_sections():
+    pytest.importorskip("griffe", reason="the docs extra is not installed (make docs installs "
+                                         "it; CI runs this test with it)")
     build.write_api_pages()
     assert build.completeness() == []
     assert build.config_reference_problems() == []
