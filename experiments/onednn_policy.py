@@ -2,7 +2,7 @@
 case's forward and both gradients, jitted, by the formulation version 1 of the policy picks and
 by ``onednn``, alternating, several rounds, on this machine. The bench's op cases (batch 64,
 16-32 px maps) and the shapes of the study nets (batch 128 of 28x28 images after a stride-2
-stem: 14x14 and 7x7 maps, 16-96 channels) are both timed, since a native call's fixed cost
+stem: 14x14 and 7x7 maps, 16-96 channels) and of the bench nets (`NETS`) are timed, since a native call's fixed cost
 weighs more on small maps.
 
 Run on a quiet machine (nothing else on the cores):
@@ -38,6 +38,22 @@ STUDY = [
     Case("study 3x3 s2 32->64, 14x14", (128, 14, 14, 32), (3, 3), 64, strides=2),
     Case("study grouped 3x3 64->64 g=8, 14x14", (128, 14, 14, 64), (3, 3), 64, groups=8),
     Case("study grouped 3x3 64->64 g=8, 7x7", (128, 7, 7, 64), (3, 3), 64, groups=8),
+]
+
+#: The bench nets' 1x1 and strided convolutions (`jaxconv.bench.nets` at batch 128 of 28x28
+#: images, no stem stride: 28x28, 14x14 and 7x7 maps, 16-256 channels), behind version 3's rows.
+NETS = [
+    *[Case(f"resnet 1x1 {i}->{o}, {s}x{s}", (128, s, s, i), (1, 1), o)
+      for i, o, s in ((32, 16, 28), (16, 64, 28), (32, 64, 28), (64, 16, 28), (64, 32, 28),
+                      (32, 128, 14), (128, 32, 14), (128, 48, 14), (48, 256, 7), (256, 48, 7))],
+    Case("resnet 1x1 s2 64->128, 28x28", (128, 28, 28, 64), (1, 1), 128, strides=2),
+    Case("resnet 1x1 s2 128->256, 14x14", (128, 14, 14, 128), (1, 1), 256, strides=2),
+    Case("resnet 3x3 s2 32->32, 28x28", (128, 28, 28, 32), (3, 3), 32, strides=2),
+    Case("resnet 3x3 s2 48->48, 14x14", (128, 14, 14, 48), (3, 3), 48, strides=2),
+    Case("resnet 3x3 48->48, 7x7", (128, 7, 7, 48), (3, 3), 48),
+    *[Case(f"mobilenet 1x1 {i}->{o}, {s}x{s}", (128, s, s, i), (1, 1), o)
+      for i, o, s in ((16, 64, 28), (64, 24, 28), (24, 64, 28), (24, 96, 28), (96, 48, 14),
+                      (48, 96, 14), (48, 192, 14), (192, 96, 7), (96, 192, 7))],
 ]
 
 
@@ -86,7 +102,7 @@ def main() -> None:
           f"of {args.rounds} alternating rounds.\n")
     print("| case | shape class | v1 picks | v1 ms | onednn ms | onednn / v1 |")
     print("|---|---|---|---:|---:|---:|")
-    for case in [*CASES, *STUDY]:
+    for case in [*CASES, *STUDY, *NETS]:
         if args.cases and not any(s in case.name for s in args.cases):
             continue
         pick, shape_class, ms = measure(case, args.repeats, args.rounds)

@@ -40,7 +40,7 @@ def plan(x: Any, kernel: Any, *, op: str = "conv", impl: str = "auto",
     Returns:
       A `jaxconv.functional.policy.Plan`; ``print`` it for a readable account.
 
-    >>> print(plan((8, 32, 32, 128), (1, 1, 128, 64)).impl)
+    >>> print(plan((8, 8, 8, 32), (1, 1, 32, 64)).impl)
     matmul
     """
     x_shape, kernel_shape = _shape(x, "x"), _shape(kernel, "kernel")

@@ -32,7 +32,7 @@ ANY = "*"
 #: ran (``result.json``'s ``choices.policy_version``); a study that pins
 #: ``train.policy_version`` runs that version's rows under any later code
 #: (`Compilation.policy_version`).
-POLICY_VERSION = 2
+POLICY_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,13 +160,16 @@ CONV_POLICY_V1: tuple[PolicyRow, ...] = (
 
 #: The measurements behind the ``onednn`` rows (`experiments/onednn_policy.py`: forward and
 #: both gradients, float32, quiet machine, Intel Xeon with AVX-512 and AMX, 2 cores, oneDNN
-#: 3.2), and the fuzz runs of that formulation (1,150 cases of seed 11, 200 wide ones of seed 12
-#: and 300 wide ones on large maps of seed 13, float32 and bfloat16; `experiments/fuzz_cpu.sh`).
+#: 3.2), and the fuzz runs of that formulation (1,150 cases of seed 11, 200 wide ones of seed
+#: 12, 300 wide ones on large maps of seed 13 and 300 wide 1x1s on large maps of seed 14,
+#: float32 and bfloat16; `experiments/fuzz_cpu.sh`).
 ONEDNN_TIMINGS = "experiments/results/onednn_policy_avx512.md"
 ONEDNN_FUZZ = ("experiments/results/fuzz_onednn.md", "experiments/results/fuzz_onednn_wide.md",
-               "experiments/results/fuzz_onednn_wide_large.md")
-#: The runs of `ONEDNN_FUZZ`: (cases, seed, wide, large).
-ONEDNN_FUZZ_RUNS = ((1150, 11, False, False), (200, 12, True, False), (300, 13, True, True))
+               "experiments/results/fuzz_onednn_wide_large.md",
+               "experiments/results/fuzz_onednn_pointwise.md")
+#: The runs of `ONEDNN_FUZZ`: (cases, seed, wide, large, pointwise).
+ONEDNN_FUZZ_RUNS = ((1150, 11, False, False, False), (200, 12, True, False, False),
+                    (300, 13, True, True, False), (300, 14, False, True, True))
 #: The measured range of the ``onednn`` rows, which they keep to. Output pixels per example:
 #: oneDNN won every depthwise and grouped case from 7x7 (49) up, and every dense one from 14x14
 #: (196) up but lost at 7x7 with 32 channels, so dense convs start at 196. Channels: the dense
@@ -210,22 +213,26 @@ def _onednn_row(shape_class: str, reason: str, when: Callable[[ConvSpec], bool],
                      fuzzed=onednn_fuzzed_line(fuzzed), dtypes=("float32",))
 
 
+_ONEDNN_DEPTHWISE = _onednn_row(
+    "depthwise", "oneDNN's depthwise kernels, forward and both gradients, measured 3.2 ms vs "
+    "shift's 8.7 ms (3x3, C=128, 16x16, batch 64), 17.9 vs 36.6 ms (7x7) and 0.33-0.38x on the "
+    "study nets' 14x14 maps at batch 128 (7x7 outputs: 0.37x)", onednn_grouped,
+    "60 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, input dilation "
+    "1, groups 2-64, channels 2-88, batch 1-3")
+_ONEDNN_GROUPED = _onednn_row(
+    "grouped", "oneDNN's grouped kernels measured 12.6 ms vs split's 47.4 ms (3x3 128->128 g=4, "
+    "16x16, batch 64), 7.9 vs 72.6 ms (g=32), 0.22-0.51x on the study nets' 14x14 and 7x7 maps",
+    onednn_grouped,
+    "56 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, input dilation "
+    "1, groups 2-3, channels 2-144, batch 1-3")
+
 #: Version 2: oneDNN's kernels where the native extension runs on an AVX-512 CPU, for the
 #: classes and sizes where they measured faster than version 1's pick; version 1's rows after.
 #: 1x1 convs stay matmul's: oneDNN was faster at 64-128 input channels (0.68-0.93x) but slower
 #: at 24 (1.42x), and no fuzz run reached 64 channels.
 CONV_POLICY_V2: tuple[PolicyRow, ...] = (
-    _onednn_row("depthwise", "oneDNN's depthwise kernels, forward and both gradients, measured "
-                "3.2 ms vs shift's 8.7 ms (3x3, C=128, 16x16, batch 64), 17.9 vs 36.6 ms (7x7) "
-                "and 0.33-0.38x on the study nets' 14x14 maps at batch 128 (7x7 outputs: 0.37x)",
-                onednn_grouped,
-                "60 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
-                "input dilation 1, groups 2-64, channels 2-88, batch 1-3"),
-    _onednn_row("grouped", "oneDNN's grouped kernels measured 12.6 ms vs split's 47.4 ms (3x3 "
-                "128->128 g=4, 16x16, batch 64), 7.9 vs 72.6 ms (g=32), 0.22-0.51x on the study "
-                "nets' 14x14 and 7x7 maps", onednn_grouped,
-                "56 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
-                "input dilation 1, groups 2-3, channels 2-144, batch 1-3"),
+    _ONEDNN_DEPTHWISE,
+    _ONEDNN_GROUPED,
     _onednn_row("dense", "oneDNN's direct and brgemm kernels measured 0.19-0.53x the time of "
                 "version 1's pick (canonical, depth_taps) on every dense case from 14x14 maps "
                 "up (3x3 64->64 32x32: 47.5 vs 213.2 ms; 3-D 3x3x3 16^3: 16.5 vs 77.8 ms; 1-D "
@@ -235,8 +242,61 @@ CONV_POLICY_V2: tuple[PolicyRow, ...] = (
     *CONV_POLICY_V1,
 )
 
+#: Version 3's range for 1x1 convs and strided dense ones (the bench nets' section of
+#: `ONEDNN_TIMINGS`). 1x1s: oneDNN took 0.40-0.70x matmul's time on every 1x1 that keeps or
+#: narrows the width from a 14x14 map up (16-128 channels), and on every widening one from
+#: 28x28 up (0.61-0.86x); it lost widening ones on 14x14 and 7x7 maps (0.89-2.10x) and a small
+#: narrowing one on a 7x7 map (3.9x). Channels: the cases reached 256 (in and out).
+ONEDNN_POINTWISE_MIN_PIXELS = 196
+ONEDNN_POINTWISE_WIDEN_MIN_PIXELS = 784
+ONEDNN_POINTWISE_MAX_CHANNELS = 256
+
+
+def _input_pixels(spec: ConvSpec) -> int:
+    return math.prod(spec.input_shape[1:-1])
+
+
+def onednn_pointwise(spec: ConvSpec) -> bool:
+    """`onednn_measured`, for 1x1 convs with at most `ONEDNN_POINTWISE_MAX_CHANNELS` channels in
+    and out, on input maps of at least `ONEDNN_POINTWISE_MIN_PIXELS` pixels where they keep or
+    narrow the width, and of `ONEDNN_POINTWISE_WIDEN_MIN_PIXELS` where they widen it."""
+    least = (ONEDNN_POINTWISE_MIN_PIXELS if spec.out_channels <= spec.in_channels
+             else ONEDNN_POINTWISE_WIDEN_MIN_PIXELS)
+    return (onednn_measured(spec) and _input_pixels(spec) >= least
+            and max(spec.in_channels, spec.out_channels) <= ONEDNN_POINTWISE_MAX_CHANNELS)
+
+
+def onednn_dense_input(spec: ConvSpec) -> bool:
+    """`onednn_dense` with the map counted at the input: a strided conv from a map of at least
+    `ONEDNN_DENSE_MIN_PIXELS` pixels qualifies whatever its output's size."""
+    return (onednn_measured(spec) and _input_pixels(spec) >= ONEDNN_DENSE_MIN_PIXELS
+            and max(spec.in_channels, spec.out_channels) <= ONEDNN_DENSE_MAX_CHANNELS)
+
+
+#: Version 3: version 2 with 1x1 convs on oneDNN (`onednn_pointwise`), and dense convs counted
+#: by their input map, which adds strided ones into 7x7 maps (0.39-0.42x of canonical's time).
+CONV_POLICY_V3: tuple[PolicyRow, ...] = (
+    _onednn_row("pointwise", "oneDNN's 1x1 kernels measured 0.40-0.70x matmul's time on 1x1s "
+                "that keep or narrow the width from 14x14 maps (1x1 64->16, 28x28, batch 128: "
+                "5.1 vs 12.7 ms; 128->48, 14x14: 4.5 vs 10.3 ms) and 0.61-0.86x on widening "
+                "ones from 28x28 maps, forward and both gradients (matmul's kernel gradient "
+                "transposes the input in memory)", onednn_pointwise,
+                "155 configurations: rank 2-3, kernel 1, strides 1-3, kernel dilation 1, "
+                "input dilation 1, groups 1, channels 1-255, batch 1-3"),
+    _ONEDNN_DEPTHWISE,
+    _ONEDNN_GROUPED,
+    _onednn_row("dense", "oneDNN's direct and brgemm kernels, as in version 2, with strided "
+                "convs counted by their input map: 3x3 stride 2 from 14x14 maps to 7x7 ones "
+                "measured 0.39-0.42x of canonical's time (32->64 and 48->48, batch 128)",
+                onednn_dense_input,
+                "75 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
+                "input dilation 1, groups 1, channels 1-48, batch 1-3"),
+    *CONV_POLICY_V1,
+)
+
 #: Every version's forward-conv rows: a version's rows never change once a run recorded it.
-CONV_POLICIES: dict[int, tuple[PolicyRow, ...]] = {1: CONV_POLICY_V1, 2: CONV_POLICY_V2}
+CONV_POLICIES: dict[int, tuple[PolicyRow, ...]] = {1: CONV_POLICY_V1, 2: CONV_POLICY_V2,
+                                                     3: CONV_POLICY_V3}
 #: The current version's rows.
 CONV_POLICY = CONV_POLICIES[POLICY_VERSION]
 

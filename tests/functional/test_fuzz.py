@@ -165,13 +165,13 @@ def test_the_bench_command_fuzzes_wide_cases_in_parallel(tmp_path, monkeypatch):
 
 
 def _check_report(path, run, impls=None):
-    """The committed report of fuzz run ``run`` (n, seed, wide[, large]) ran every check of
-    both dtypes and found no failure."""
-    n, seed, wide, large = (*run, False)[:4]
+    """The committed report of fuzz run ``run`` (n, seed, wide[, large[, pointwise]]) ran
+    every check of both dtypes and found no failure."""
+    n, seed, wide, large, pointwise = (*run, False, False)[:5]
     text = (HERE.parent.parent / path).read_text()
-    assert text.startswith(f"# Formulation fuzz: {n} {'wide ' * wide}{'large ' * large}cases, "
-                           f"seed {seed}\n"), path
-    claimed = fuzz.claims(list(fuzz.cases(n, seed, wide, impls, large)))
+    assert text.startswith(f"# Formulation fuzz: {n} {'wide ' * wide}{'large ' * large}"
+                           f"{'pointwise ' * pointwise}cases, seed {seed}\n"), path
+    claimed = fuzz.claims(list(fuzz.cases(n, seed, wide, impls, large, pointwise)))
     assert f"\n{2 * sum(claimed.values())} checks (case x formulation x dtype) in " in text
     assert " s; 0 failures." in text and "dtypes: float32, bfloat16" in text, path
     for (op, impl), count in claimed.items():    # each formulation ran on what it claims
@@ -222,8 +222,8 @@ def test_every_onednn_row_says_what_its_fuzz_checked_it_on(monkeypatch):
 
     monkeypatch.setattr(machine, "isa", lambda: "avx512")
     monkeypatch.delenv("JAXCONV_AUTOTUNE", raising=False)
-    checked = [case for n, seed, wide, large in ONEDNN_FUZZ_RUNS
-               for case in fuzz.cases(n, seed, wide, large=large)]
+    checked = [case for n, seed, wide, large, pointwise in ONEDNN_FUZZ_RUNS
+               for case in fuzz.cases(n, seed, wide, large=large, pointwise=pointwise)]
     _check_rows(checked, [(op, [r for r in rows if r.impl == "onednn"])
                           for op, rows in (("conv", CONV_POLICY),
                                            ("conv_transpose", TRANSPOSE_POLICY))], ONEDNN_FUZZ)

@@ -583,13 +583,14 @@ def test_a_strided_1x1_kernel_gradient_with_few_channels_equals_xla():
 def test_an_export_of_onednn_convs_holds_the_lax_formulations_fit_for_the_cpu():
     """An artefact must run without the extension, so onednn's forward convs lower to lax
     code there; on the CPU, the lax formulation the lax-only rows take for the class (a
-    depthwise conv as shifted multiply-adds, a grouped one as one conv per group), not XLA's
-    slow grouped conv; and it computes what lax does."""
+    depthwise conv as shifted multiply-adds, a grouped one as one conv per group, a 1x1 as one
+    dot over the channels), not XLA's slow grouped conv; and it computes what lax does."""
     from jax import export
 
     x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 9, 9, 16)), jnp.float32)
     for k, groups, absent in ((jnp.ones((3, 3, 1, 16)), 16, "feature_group_count = 16"),
-                              (jnp.ones((3, 3, 4, 16)), 4, "feature_group_count = 4")):
+                              (jnp.ones((3, 3, 4, 16)), 4, "feature_group_count = 4"),
+                              (jnp.ones((1, 1, 16, 8)), 1, "stablehlo.convolution")):
         fn = jax.jit(lambda a, b, g=groups: F.conv(a, b, feature_group_count=g, impl="onednn"))
         exported = export.export(fn, platforms=["cpu"])(x, k)
         text = exported.mlir_module()

@@ -19,6 +19,7 @@ from jaxconv.functional.transpose import TRANSPOSE_POLICIES, TRANSPOSE_POLICY
 RECORDED = {
     1: "b0e967c93c5df4ee12ec4e40d65891d1abbb2b18339e93b3d86048285140d2ba",
     2: "83636300df8ab24ee092ff6ec3abab2a6e27f535243754b22a1966dd64f4a15e",
+    3: "d13580b92fb448016bc7f5f9f2abf18ee3bf1a34459692c91fa6f32596944d7a",
 }
 
 
@@ -29,6 +30,10 @@ THRESHOLDS = {
     1: {"PATCHES_MAX_BYTES": 512 << 10, "NARROW_PATCH": 32},
     2: {"PATCHES_MAX_BYTES": 512 << 10, "NARROW_PATCH": 32, "ONEDNN_MIN_PIXELS": 49,
         "ONEDNN_DENSE_MIN_PIXELS": 196, "ONEDNN_DENSE_MAX_CHANNELS": 128},
+    3: {"PATCHES_MAX_BYTES": 512 << 10, "NARROW_PATCH": 32, "ONEDNN_MIN_PIXELS": 49,
+        "ONEDNN_DENSE_MIN_PIXELS": 196, "ONEDNN_DENSE_MAX_CHANNELS": 128,
+        "ONEDNN_POINTWISE_MIN_PIXELS": 196, "ONEDNN_POINTWISE_WIDEN_MIN_PIXELS": 784,
+        "ONEDNN_POINTWISE_MAX_CHANNELS": 256},
 }
 
 
@@ -123,13 +128,14 @@ def test_version_2_picks_onednn_where_it_measured_faster_and_version_1_never(mon
 
     monkeypatch.setattr(machine, "isa", lambda: "avx512")
     v1 = F.Compilation(policy_version=1)
+    v2 = F.Compilation(policy_version=2)
     onednn = [((128, 14, 14, 96), (3, 3, 1, 96), dict(feature_group_count=96)),
               ((128, 7, 7, 64), (3, 3, 8, 64), dict(feature_group_count=8)),
               ((128, 14, 14, 32), (3, 3, 32, 32), {}),
               ((8, 8, 8, 8, 16), (3, 3, 3, 16, 16), {}),
               ((64, 16, 16, 64), (3, 3, 32, 64), dict(op="conv_transpose", strides=2))]
     for x, k, kw in onednn:
-        plan = F.plan(x, k, **kw)
+        plan = F.plan(x, k, **kw, compilation=v2)
         assert plan.impl == "onednn" and "onednn_policy_avx512.md" in plan.reason, (x, k)
         assert F.plan(x, k, **kw, compilation=v1).impl != "onednn", (x, k)
     kept = [((128, 14, 14, 24), (1, 1, 24, 96), {}),          # 1x1: matmul
@@ -140,8 +146,45 @@ def test_version_2_picks_onednn_where_it_measured_faster_and_version_1_never(mon
             ((128, 6, 6, 96), (3, 3, 1, 96), dict(feature_group_count=96)),   # 36 pixels
             ((128, 14, 14, 1), (3, 3, 24, 1), dict(op="conv_transpose", strides=2))]  # narrow
     for x, k, kw in kept:
-        assert F.plan(x, k, **kw).impl == F.plan(x, k, **kw, compilation=v1).impl, (x, k)
+        assert F.plan(x, k, **kw, compilation=v2).impl == \
+            F.plan(x, k, **kw, compilation=v1).impl, (x, k)
     bf16 = jnp.ones((8, 14, 14, 96), jnp.bfloat16)
-    assert F.plan(bf16, (3, 3, 1, 96), feature_group_count=96).impl == "shift"
+    assert F.plan(bf16, (3, 3, 1, 96), feature_group_count=96, compilation=v2).impl == "shift"
     monkeypatch.setattr(machine, "isa", lambda: "avx2")      # not measured there
     assert F.plan(*onednn[0][:2], **onednn[0][2]).impl == "shift"
+
+
+@pytest.mark.skipif(not __import__("jaxconv.tuning.native", fromlist=["x"]).available(),
+                    reason="the onednn rows need the native extension")
+def test_version_3_adds_the_1x1s_and_strided_dense_convs_it_measured_faster(monkeypatch):
+    """Version 3 sends 1x1s of at most 256 channels to oneDNN where they keep or narrow the
+    width from 14x14 maps up and where they widen it from 28x28 maps up, and dense convs from
+    14x14 input maps whatever their stride; other 1x1s, 7x7 inputs and bfloat16 keep version 2's
+    picks, and version 2 keeps matmul for every 1x1."""
+    import jax.numpy as jnp
+
+    from jaxconv.tuning import machine
+
+    monkeypatch.setattr(machine, "isa", lambda: "avx512")
+    v2 = F.Compilation(policy_version=2)
+    onednn = [((128, 28, 28, 64), (1, 1, 64, 16), {}),                # narrows, 784 pixels
+              ((128, 14, 14, 128), (1, 1, 128, 48), {}),              # narrows, 196
+              ((128, 14, 14, 96), (1, 1, 96, 96), {}),                # keeps the width
+              ((128, 28, 28, 16), (1, 1, 16, 64), {}),                # widens, 784
+              ((128, 28, 28, 64), (1, 1, 64, 128), dict(strides=2)),  # 784 input pixels
+              ((128, 14, 14, 48), (3, 3, 48, 48), dict(strides=2))]   # 196 in, 49 out
+    for x, k, kw in onednn:
+        plan = F.plan(x, k, **kw)
+        assert plan.impl == "onednn" and "onednn_policy_avx512.md" in plan.reason, (x, k)
+        assert F.plan(x, k, **kw, compilation=v2).impl != "onednn", (x, k)
+    kept = [((128, 14, 14, 24), (1, 1, 24, 96), {}),                  # widens on 196: matmul
+            ((128, 7, 7, 64), (1, 1, 64, 16), {}),                    # 49 pixels
+            ((128, 28, 28, 512), (1, 1, 512, 64), {}),                # past 256 channels
+            ((128, 7, 7, 48), (3, 3, 48, 48), {})]                    # 49 input pixels
+    for x, k, kw in kept:
+        assert F.plan(x, k, **kw).impl == F.plan(x, k, **kw, compilation=v2).impl != \
+            "onednn", (x, k)
+    bf16 = jnp.ones((128, 28, 28, 64), jnp.bfloat16)
+    assert F.plan(bf16, (1, 1, 64, 16)).impl == "matmul"
+    monkeypatch.setattr(machine, "isa", lambda: "avx2")                # not measured there
+    assert F.plan(*onednn[0][:2]).impl == "matmul"

@@ -59,12 +59,12 @@ def _padding(rng: np.random.Generator, rank: int, op: str) -> dict[str, Any]:
 
 
 def random_case(rng: np.random.Generator, index: int, wide: bool = False,
-                large: bool = False) -> Case:
+                large: bool = False, max_width: int = 16) -> Case:
     """A random convolution (not checked for validity: see `cases`). Channels are few (1-15)
     unless ``wide``, which scales them by 6-16 so that dense convs leave the narrow class and
     reach YNNPACK's more-than-16 channels. Maps reach 0-6 positions past the kernel's window
     per side unless ``large``: 8-24 (1-D and 2-D) or 4-8 (3-D), the map sizes from which the
-    ``onednn`` policy rows take dense convs."""
+    ``onednn`` policy rows take dense convs. ``max_width`` raises the scale's top."""
     op = "conv" if rng.random() < 0.8 else "conv_transpose"
     rank = int(rng.integers(1, 4))
     kind = (("dense", "pointwise", "depthwise", "grouped") if op == "conv"
@@ -76,7 +76,7 @@ def random_case(rng: np.random.Generator, index: int, wide: bool = False,
     else:
         c_in, c_out = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
     if wide:
-        width = int(rng.integers(6, 17))
+        width = int(rng.integers(6, max_width + 1))
         c_in, c_out = c_in * width, c_out * width
         groups = groups * width if kind == "depthwise" else groups
     size = [1] * rank if kind == "pointwise" else _dims(rng, rank, 1, 4)
@@ -133,15 +133,25 @@ def claimants(case: Case, impls: Sequence[str] | None = None) -> list[str] | Non
     return ["auto", *[name for name in _registry(case.op) if name != "xla" and accepts(name)]]
 
 
+#: The scale's top for ``pointwise`` cases: 1x1s of 6-255 channels, past the 256 that the
+#: ``onednn`` 1x1 row was measured to.
+POINTWISE_MAX_WIDTH = 85
+
+
 def cases(n: int, seed: int, wide: bool = False, impls: Sequence[str] | None = None,
-          large: bool = False) -> Iterator[tuple[Case, list[str]]]:
+          large: bool = False, pointwise: bool = False) -> Iterator[tuple[Case, list[str]]]:
     """``n`` valid cases and their claimants (among ``impls``, when given: see `claimants`),
     the same cases for the same seed whatever ``impls`` (see `random_case` for ``wide`` and
-    ``large``)."""
+    ``large``). ``pointwise``: 1x1 convs only, wide ones (`POINTWISE_MAX_WIDTH`)."""
     rng = np.random.default_rng(seed)
     index = 0
     while index < n:
-        case = random_case(rng, index, wide, large)
+        if pointwise:
+            case = random_case(rng, index, True, large, POINTWISE_MAX_WIDTH)
+            if case.kind != "pointwise":
+                continue
+        else:
+            case = random_case(rng, index, wide, large)
         claimed = claimants(case, impls)
         if claimed is not None:
             yield case, claimed

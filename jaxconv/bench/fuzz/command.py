@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "FILE is removed once the report is written")
     parser.add_argument("--large", action="store_true",
                         help="cases on larger maps (8-24 positions past the window per side)")
+    parser.add_argument("--pointwise", action="store_true",
+                        help="1x1 cases only, with 6-255 channels")
     parser.add_argument("--impls", nargs="+", default=None, metavar="IMPL",
                         help="check only these formulations ('auto' included only if named); "
                              "the way to fuzz one that auto does not pick yet, such as onednn "
@@ -66,16 +68,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     start = time.monotonic()
     progress = None if args.progress is None else Progress(
-        args.progress, settings(args.n, args.seed, args.wide, args.dtypes, args.impls, args.large))
+        args.progress, settings(args.n, args.seed, args.wide, args.dtypes, args.impls, args.large,
+                 args.pointwise))
     # Each failure is printed (flushed) as it is found: a run stopped early keeps them.
     failures, checks = run(args.n, seed=args.seed, dtypes=args.dtypes,
                            case_timeout=args.case_timeout, wide=args.wide, jobs=args.jobs,
                            log=lambda line: print(line, flush=True), progress=progress,
-                           impls=args.impls, large=args.large)
+                           impls=args.impls, large=args.large, pointwise=args.pointwise)
     seconds = time.monotonic() - start if progress is None else progress.elapsed()
     text = report(failures, checks, args.n, args.seed, seconds,
-                  list(cases(args.n, args.seed, args.wide, args.impls, args.large)), args.dtypes,
-                  args.wide, jobs=args.jobs, impls=args.impls, large=args.large)
+                  list(cases(args.n, args.seed, args.wide, args.impls, args.large,
+                             args.pointwise)), args.dtypes,
+                  args.wide, jobs=args.jobs, impls=args.impls, large=args.large,
+                  pointwise=args.pointwise)
     from jaxconv.tuning.files import atomic_write_text
 
     atomic_write_text(pathlib.Path(args.output), text)

@@ -104,7 +104,8 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: float,
            checked: Sequence[tuple[Case, Sequence[str]]] = (),
            dtypes: Sequence[str] = DTYPES, wide: bool = False, jobs: int = 1,
-           impls: Sequence[str] | None = None, large: bool = False) -> str:
+           impls: Sequence[str] | None = None, large: bool = False,
+           pointwise: bool = False) -> str:
     """The run as markdown: counts, the failures with reproducers, and with ``checked`` (the
     cases and their claimants) what each formulation and each ``auto`` choice was fuzzed on;
     ``impls`` names the formulations a run was restricted to."""
@@ -114,7 +115,7 @@ def report(failures: list[Failure], checks: int, n: int, seed: int, seconds: flo
     oracles = "lax at HIGHEST precision" + (
         f" and PyTorch {package_version('torch')} autograd in float64" if torch_oracle.available()
         else " (PyTorch not installed)")
-    kind = f"{'wide ' if wide else ''}{'large ' if large else ''}"
+    kind = f"{'wide ' if wide else ''}{'large ' if large else ''}{'pointwise ' * pointwise}"
     lines = [f"# Formulation fuzz: {n} {kind}cases, seed {seed}", "",
              f"{checks} checks (case x formulation x dtype) in {seconds:.0f} s; "
              f"{len(failures)} failures.", "",

@@ -104,14 +104,16 @@ def _key(impl: str, dtype: str, case: Case) -> str:
 
 
 def settings(n: int, seed: int, wide: bool, dtypes: Sequence[str],
-             impls: Sequence[str] | None = None, large: bool = False) -> dict[str, Any]:
+             impls: Sequence[str] | None = None, large: bool = False,
+             pointwise: bool = False) -> dict[str, Any]:
     """What identifies a run in its progress file: its cases, formulations, dtypes, and the
     versions, CPU and native library that checked them (a resumed run must not mix results of
     other versions or builds)."""
     from jaxconv.tuning import machine, native
 
     named = {**({} if impls is None else {"impls": list(impls)}),
-             **({"large": True} if large else {})}
+             **({"large": True} if large else {}),
+             **({"pointwise": True} if pointwise else {})}
     return {"n": n, "seed": seed, "wide": wide, "dtypes": list(dtypes), **named,
             "jax": package_version("jax"), "jaxlib": package_version("jaxlib"),
             "cpu": machine.model(), "native": native.library_digest()}
@@ -171,7 +173,7 @@ class Progress:
 def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: float | None = None,
         case_timeout: float = CASE_TIMEOUT, log=print, worker: Sequence[str] = WORKER,
         wide: bool = False, jobs: int = 1, progress: Progress | None = None,
-        impls: Sequence[str] | None = None, large: bool = False,
+        impls: Sequence[str] | None = None, large: bool = False, pointwise: bool = False,
         ) -> tuple[list[Failure], int]:
     """Fuzzes ``n`` cases in child processes (``worker``), ``jobs`` of them at a time (case
     ``i`` goes to child ``i % jobs``); returns the failures and the number of (case,
@@ -180,17 +182,17 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
     fresh child from the next check. With ``progress``, checks it records as done are not run
     again (their failures are returned and counted) and each new one is recorded. With
     ``impls``, only those formulations are checked (`jaxconv.bench.fuzz.cases.claimants`);
-    ``wide`` and ``large`` choose the cases (`jaxconv.bench.fuzz.cases.random_case`)."""
+    ``wide``, ``large`` and ``pointwise`` choose the cases (`jaxconv.bench.fuzz.cases.random_case`)."""
     if jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be at least 1")
     tasks = [({**dataclasses.asdict(case), "x_shape": list(case.x_shape),
                "kernel_shape": list(case.kernel_shape)}, impl, dtype, case)
-             for case, claimed in cases(n, seed, wide, impls, large) for impl in claimed
+             for case, claimed in cases(n, seed, wide, impls, large, pointwise) for impl in claimed
              for dtype in dtypes]
     earlier: list[Failure] = []
     record, resumed = None, 0
     if progress is not None:
-        expected = settings(n, seed, wide, dtypes, impls, large)
+        expected = settings(n, seed, wide, dtypes, impls, large, pointwise)
         if progress.settings != expected:
             raise ValueError(f"progress: a Progress of the run {progress.settings}, but this "
                              f"run is {expected}")

@@ -72,7 +72,7 @@ call; the policy (`jaxconv.functional.policy`) says which ``impl="auto"`` takes.
 
 #: Formulations ``autotune`` never times (`jaxconv.bench.fuzz` runs them only when named):
 #: ``onednn`` exists only where its native extension was built, and ``auto`` takes it only
-#: through the policy rows of version 2, which its own fuzz runs cover.
+#: through the policy rows of versions 2 and 3, which its own fuzz runs cover.
 UNFUZZED = frozenset({"onednn"})
 
 __all__ = ["CONV", "NARROW_PATCH", "UNFUZZED", "Compilation", "ConvSpec", "Formulation",

@@ -38,6 +38,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxconv.functional.formulations.channel_matmul import matmul, unsupported_matmul
 from jaxconv.functional.formulations.dense import (
     depth_taps,
     split,
@@ -183,9 +184,11 @@ def _cpu_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     """The forward conv as lax code fit for XLA's CPU backend, for CPU artefacts that must
     run without the extension: the formulation that the lax-only policy rows take for the
     class (one shifted multiply-add per tap for depthwise convs, one dense conv per group,
-    the depth taps of a 3-D conv), since XLA's own grouped and 3-D convs are slow there."""
+    one dot over the channels for a 1x1, the depth taps of a 3-D conv), since XLA's own
+    grouped and 3-D convs are slow there."""
     for compute, unsupported in ((shift, unsupported_shift) if spec.is_depthwise else
                                  (split, unsupported_split) if spec.feature_group_count > 1 else
+                                 (matmul, unsupported_matmul) if spec.is_pointwise else
                                  (depth_taps, unsupported_depth_taps) if spec.rank == 3 else
                                  (canonical, unsupported_canonical),):
         if unsupported(spec) is None:
