@@ -243,10 +243,10 @@ CONV_POLICY_V2: tuple[PolicyRow, ...] = (
 )
 
 #: Version 3's range for 1x1 convs and strided dense ones (the bench nets' section of
-#: `ONEDNN_TIMINGS`). 1x1s: oneDNN took 0.40-0.70x matmul's time on every 1x1 that keeps or
-#: narrows the width from a 14x14 map up (16-128 channels), and on every widening one from
-#: 28x28 up (0.61-0.86x); it lost widening ones on 14x14 and 7x7 maps (0.89-2.10x) and a small
-#: narrowing one on a 7x7 map (3.9x). Channels: the cases reached 256 (in and out).
+#: `ONEDNN_TIMINGS`, two runs). 1x1s: oneDNN took 0.36-0.69x matmul's time on every 1x1 that
+#: keeps or narrows the width from a 14x14 map up (16-128 channels), and 0.54-0.93x on every
+#: widening one from 28x28 up; on widening ones on 14x14 maps and on 7x7 maps the runs
+#: disagreed (0.66-2.10x), so those stay matmul's. Channels: the cases reached 256.
 ONEDNN_POINTWISE_MIN_PIXELS = 196
 ONEDNN_POINTWISE_WIDEN_MIN_PIXELS = 784
 ONEDNN_POINTWISE_MAX_CHANNELS = 256
@@ -274,11 +274,11 @@ def onednn_dense_input(spec: ConvSpec) -> bool:
 
 
 #: Version 3: version 2 with 1x1 convs on oneDNN (`onednn_pointwise`), and dense convs counted
-#: by their input map, which adds strided ones into 7x7 maps (0.39-0.42x of canonical's time).
+#: by their input map, which adds strided ones into 7x7 maps (0.35-0.42x of canonical's time).
 CONV_POLICY_V3: tuple[PolicyRow, ...] = (
-    _onednn_row("pointwise", "oneDNN's 1x1 kernels measured 0.40-0.70x matmul's time on 1x1s "
+    _onednn_row("pointwise", "oneDNN's 1x1 kernels measured 0.36-0.69x matmul's time on 1x1s "
                 "that keep or narrow the width from 14x14 maps (1x1 64->16, 28x28, batch 128: "
-                "5.1 vs 12.7 ms; 128->48, 14x14: 4.5 vs 10.3 ms) and 0.61-0.86x on widening "
+                "5.1 vs 12.7 ms; 128->48, 14x14: 4.5 vs 10.3 ms) and 0.54-0.93x on widening "
                 "ones from 28x28 maps, forward and both gradients (matmul's kernel gradient "
                 "transposes the input in memory)", onednn_pointwise,
                 "155 configurations: rank 2-3, kernel 1, strides 1-3, kernel dilation 1, "
@@ -287,7 +287,7 @@ CONV_POLICY_V3: tuple[PolicyRow, ...] = (
     _ONEDNN_GROUPED,
     _onednn_row("dense", "oneDNN's direct and brgemm kernels, as in version 2, with strided "
                 "convs counted by their input map: 3x3 stride 2 from 14x14 maps to 7x7 ones "
-                "measured 0.39-0.42x of canonical's time (32->64 and 48->48, batch 128)",
+                "measured 0.35-0.42x of canonical's time (32->64 and 48->48, batch 128)",
                 onednn_dense_input,
                 "75 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
                 "input dilation 1, groups 1, channels 1-48, batch 1-3"),
