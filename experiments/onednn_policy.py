@@ -1,9 +1,10 @@
-"""The measurements behind the ``onednn`` rows of the formulation policy (version 2): each
-case's forward and both gradients, jitted, by the formulation version 1 of the policy picks and
-by ``onednn``, alternating, several rounds, on this machine. The bench's op cases (batch 64,
-16-32 px maps) and the shapes of the study nets (batch 128 of 28x28 images after a stride-2
-stem: 14x14 and 7x7 maps, 16-96 channels) and of the bench nets (`NETS`) are timed, since a native call's fixed cost
-weighs more on small maps.
+"""The measurements behind the ``onednn`` rows of the formulation policy (versions 2 and 3):
+each case's forward and both gradients, jitted, by the formulation version 1 of the policy picks
+and by ``onednn``, alternating, several rounds, on this machine. The bench's op cases (batch
+64, 16-32 px maps), the shapes of the study nets (batch 128 of 28x28 images after a stride-2
+stem: 14x14 and 7x7 maps, 16-96 channels) and those of the bench nets (`NETS`: no stem stride,
+28x28 to 7x7 maps, 16-256 channels) are timed, since a native call's fixed cost weighs more
+on small maps.
 
 Run on a quiet machine (nothing else on the cores):
 ``.venv/bin/python experiments/onednn_policy.py [--repeats N] [--rounds R] > FILE.md``

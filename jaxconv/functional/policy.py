@@ -161,7 +161,7 @@ CONV_POLICY_V1: tuple[PolicyRow, ...] = (
 #: The measurements behind the ``onednn`` rows (`experiments/onednn_policy.py`: forward and
 #: both gradients, float32, quiet machine, Intel Xeon with AVX-512 and AMX, 2 cores, oneDNN
 #: 3.2), and the fuzz runs of that formulation (1,150 cases of seed 11, 200 wide ones of seed
-#: 12, 300 wide ones on large maps of seed 13 and 300 wide 1x1s on large maps of seed 14,
+#: 12, 300 wide ones on large maps of seed 13 and 300 wide 1x1s on larger maps of seed 14,
 #: float32 and bfloat16; `experiments/fuzz_cpu.sh`).
 ONEDNN_TIMINGS = "experiments/results/onednn_policy_avx512.md"
 ONEDNN_FUZZ = ("experiments/results/fuzz_onednn.md", "experiments/results/fuzz_onednn_wide.md",
@@ -169,7 +169,7 @@ ONEDNN_FUZZ = ("experiments/results/fuzz_onednn.md", "experiments/results/fuzz_o
                "experiments/results/fuzz_onednn_pointwise.md")
 #: The runs of `ONEDNN_FUZZ`: (cases, seed, wide, large, pointwise).
 ONEDNN_FUZZ_RUNS = ((1150, 11, False, False, False), (200, 12, True, False, False),
-                    (300, 13, True, True, False), (300, 14, False, True, True))
+                    (300, 13, True, True, False), (300, 14, False, False, True))
 #: The measured range of the ``onednn`` rows, which they keep to. Output pixels per example:
 #: oneDNN won every depthwise and grouped case from 7x7 (49) up, and every dense one from 14x14
 #: (196) up but lost at 7x7 with 32 channels, so dense convs start at 196. Channels: the dense
@@ -242,14 +242,15 @@ CONV_POLICY_V2: tuple[PolicyRow, ...] = (
     *CONV_POLICY_V1,
 )
 
-#: Version 3's range for 1x1 convs and strided dense ones (the bench nets' section of
-#: `ONEDNN_TIMINGS`, two runs). 1x1s: oneDNN took 0.36-0.69x matmul's time on every 1x1 that
-#: keeps or narrows the width from a 14x14 map up (16-128 channels), and 0.54-0.93x on every
-#: widening one from 28x28 up; on widening ones on 14x14 maps and on 7x7 maps the runs
-#: disagreed (0.66-2.10x), so those stay matmul's. Channels: the cases reached 256.
+#: Version 3's range for 1x1 convs (the bench nets' section of `ONEDNN_TIMINGS`, two runs,
+#: 2-D): oneDNN took 0.36-0.69x matmul's time on every 1x1 that keeps or narrows the width onto
+#: a map of 14x14 or more, and 0.54-0.93x on every widening one from a 28x28 map onto 14x14 or
+#: more. Widening 1x1s from 14x14 maps (0.66-1.52x) and 1x1s onto 7x7 maps (0.53-3.92x) varied
+#: between the runs and stay matmul's; so do 1-D and 3-D 1x1s (not timed). Channels: the cases
+#: the row takes reached 128.
 ONEDNN_POINTWISE_MIN_PIXELS = 196
 ONEDNN_POINTWISE_WIDEN_MIN_PIXELS = 784
-ONEDNN_POINTWISE_MAX_CHANNELS = 256
+ONEDNN_POINTWISE_MAX_CHANNELS = 128
 
 
 def _input_pixels(spec: ConvSpec) -> int:
@@ -257,39 +258,42 @@ def _input_pixels(spec: ConvSpec) -> int:
 
 
 def onednn_pointwise(spec: ConvSpec) -> bool:
-    """`onednn_measured`, for 1x1 convs with at most `ONEDNN_POINTWISE_MAX_CHANNELS` channels in
-    and out, on input maps of at least `ONEDNN_POINTWISE_MIN_PIXELS` pixels where they keep or
-    narrow the width, and of `ONEDNN_POINTWISE_WIDEN_MIN_PIXELS` where they widen it."""
-    least = (ONEDNN_POINTWISE_MIN_PIXELS if spec.out_channels <= spec.in_channels
-             else ONEDNN_POINTWISE_WIDEN_MIN_PIXELS)
-    return (onednn_measured(spec) and _input_pixels(spec) >= least
+    """`onednn_measured`, for 2-D 1x1 convs with at most `ONEDNN_POINTWISE_MAX_CHANNELS`
+    channels in and out onto maps of at least `ONEDNN_POINTWISE_MIN_PIXELS` output pixels, from
+    input maps of at least `ONEDNN_POINTWISE_WIDEN_MIN_PIXELS` pixels where they widen."""
+    widens = spec.out_channels > spec.in_channels
+    return (onednn_measured(spec) and spec.rank == 2
+            and _output_pixels(spec) >= ONEDNN_POINTWISE_MIN_PIXELS
+            and (not widens or _input_pixels(spec) >= ONEDNN_POINTWISE_WIDEN_MIN_PIXELS)
             and max(spec.in_channels, spec.out_channels) <= ONEDNN_POINTWISE_MAX_CHANNELS)
 
 
 def onednn_dense_input(spec: ConvSpec) -> bool:
-    """`onednn_dense` with the map counted at the input: a strided conv from a map of at least
-    `ONEDNN_DENSE_MIN_PIXELS` pixels qualifies whatever its output's size."""
-    return (onednn_measured(spec) and _input_pixels(spec) >= ONEDNN_DENSE_MIN_PIXELS
-            and max(spec.in_channels, spec.out_channels) <= ONEDNN_DENSE_MAX_CHANNELS)
+    """`onednn_dense`, or a conv from an input map of at least `ONEDNN_DENSE_MIN_PIXELS`
+    pixels onto one of at least `ONEDNN_MIN_PIXELS` (a strided 3x3 from 14x14 onto 7x7)."""
+    return onednn_dense(spec) or (
+        onednn_measured(spec) and _input_pixels(spec) >= ONEDNN_DENSE_MIN_PIXELS
+        and _output_pixels(spec) >= ONEDNN_MIN_PIXELS
+        and max(spec.in_channels, spec.out_channels) <= ONEDNN_DENSE_MAX_CHANNELS)
 
 
-#: Version 3: version 2 with 1x1 convs on oneDNN (`onednn_pointwise`), and dense convs counted
-#: by their input map, which adds strided ones into 7x7 maps (0.35-0.42x of canonical's time).
+#: Version 3: version 2 with 2-D 1x1 convs on oneDNN (`onednn_pointwise`), and dense convs from
+#: 14x14 input maps onto 7x7 ones (`onednn_dense_input`: 0.35-0.56x of canonical's time).
 CONV_POLICY_V3: tuple[PolicyRow, ...] = (
     _onednn_row("pointwise", "oneDNN's 1x1 kernels measured 0.36-0.69x matmul's time on 1x1s "
-                "that keep or narrow the width from 14x14 maps (1x1 64->16, 28x28, batch 128: "
-                "5.1 vs 12.7 ms; 128->48, 14x14: 4.5 vs 10.3 ms) and 0.54-0.93x on widening "
-                "ones from 28x28 maps, forward and both gradients (matmul's kernel gradient "
-                "transposes the input in memory)", onednn_pointwise,
-                "155 configurations: rank 2-3, kernel 1, strides 1-3, kernel dilation 1, "
-                "input dilation 1, groups 1, channels 1-255, batch 1-3"),
+                "that keep or narrow the width onto 14x14 maps or more (1x1 64->16, 28x28, "
+                "batch 128: 5.1 vs 12.7 ms; 128->48, 14x14: 4.5 vs 10.3 ms) and 0.54-0.93x on "
+                "widening ones from 28x28 maps, forward and both gradients (matmul's kernel "
+                "gradient transposes the input in memory)", onednn_pointwise,
+                "34 configurations: rank 2, kernel 1, strides 1-3, kernel dilation 1, "
+                "input dilation 1, groups 1, channels 8-128, batch 1-3"),
     _ONEDNN_DEPTHWISE,
     _ONEDNN_GROUPED,
-    _onednn_row("dense", "oneDNN's direct and brgemm kernels, as in version 2, with strided "
-                "convs counted by their input map: 3x3 stride 2 from 14x14 maps to 7x7 ones "
-                "measured 0.35-0.42x of canonical's time (32->64 and 48->48, batch 128)",
+    _onednn_row("dense", "oneDNN's direct and brgemm kernels, as in version 2, and from 14x14 "
+                "input maps onto 7x7 ones: 3x3 stride 2 measured 0.35-0.56x of canonical's time "
+                "(32->64 and 48->48, batch 128)",
                 onednn_dense_input,
-                "75 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
+                "54 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
                 "input dilation 1, groups 1, channels 1-48, batch 1-3"),
     *CONV_POLICY_V1,
 )

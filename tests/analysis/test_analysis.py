@@ -7,7 +7,6 @@ import pytest
 from flax import nnx
 
 import jaxconv as jc
-from jaxconv import functional as F
 from jaxconv.analysis import explain, summary
 from jaxconv.cli import main
 
@@ -60,7 +59,10 @@ def test_summary_totals_without_the_per_layer_lowerings_are_the_same():
     assert all(math.isnan(r.xla_flops) for r in totals.rows)
 
 
-def test_summary_leaves_the_model_in_train_mode():
+def test_summary_leaves_the_model_in_train_mode(monkeypatch):
+    from jaxconv.tuning import native
+
+    monkeypatch.setattr(native, "available", lambda: False)    # the lax formulations' picks
     model = nnx.jit(lambda: jc.models.create("bottleneck-0.1m", num_classes=10,
                                              in_features=1, rngs=nnx.Rngs(0)))()
     before = model.stem.norm.use_running_average
@@ -68,10 +70,21 @@ def test_summary_leaves_the_model_in_train_mode():
     assert model.stem.norm.use_running_average == before
     assert s.params == jc.models.ConvNet.param_count(jc.models.spec("bottleneck-0.1m"),
                                                      num_classes=10, in_features=1)
-    # each 1x1's row names what auto picks for its shapes here
-    pointwise = [r for r in s.rows if r.layer == "Pointwise"]
-    assert pointwise and all(
-        r.impl == F.plan(r.input_shape, r.kernel_shape, op="pointwise").impl for r in pointwise)
+    assert {r.impl for r in s.rows if r.layer == "Pointwise"} == {"matmul"}
+
+
+@pytest.mark.skipif(not __import__("jaxconv.tuning.native", fromlist=["x"]).available(),
+                    reason="the onednn rows need the native extension")
+def test_summary_names_the_native_formulation_where_auto_picks_it(monkeypatch):
+    from jaxconv.tuning import machine
+
+    monkeypatch.setattr(machine, "isa", lambda: "avx512")
+    model = jc.models.create("bottleneck-0.1m", num_classes=10, in_features=1,
+                             rngs=nnx.Rngs(0))
+    rows = {(r.input_shape, r.kernel_shape): r.impl for r in summary(model, (28, 28, 1)).rows
+            if r.layer == "Pointwise"}
+    assert rows[(1, 14, 14, 44), (44, 11)] == "onednn"     # narrows onto 14x14
+    assert rows[(1, 7, 7, 22), (22, 88)] == "matmul"       # widens on a 7x7 map
 
 
 @pytest.mark.parametrize(("kind", "shape", "kwargs", "params"), [

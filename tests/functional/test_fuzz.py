@@ -363,3 +363,24 @@ def test_large_cases_have_larger_maps_and_are_a_run_of_their_own():
     assert "large" not in fuzz.settings(5, 3, False, ["float32"])
     assert fuzz.report([], 0, 5, 3, 1.0, wide=True, large=True).startswith(
         "# Formulation fuzz: 5 wide large cases, seed 3")
+
+
+def test_pointwise_cases_are_wide_1x1s_on_larger_maps_and_a_run_of_their_own():
+    """``pointwise`` cases are 1x1 convs only, of up to 255 channels, on 1-D and 2-D maps of
+    13-41 positions per side, so that 2-D ones reach the ``onednn`` 1x1 row's 14x14 and 28x28
+    thresholds; plain cases of the same seed stay as they were; a progress file of one kind
+    cannot resume the other, and the report's title says which."""
+    found = [case for case, _ in fuzz.cases(40, seed=14, pointwise=True)]
+    assert all(case.kind == "pointwise" for case in found)
+    assert all(set(case.kernel_shape[:-2]) == {1} for case in found)
+    assert max(max(c.x_shape[-1], c.kernel_shape[-1]) for c in found) > 128
+    for case in found:
+        if len(case.x_shape) < 5:
+            assert all(13 <= n <= 41 for n in case.x_shape[1:-1]), case
+    assert any(len(c.x_shape) == 4 and c.x_shape[1] * c.x_shape[2] >= 784 for c in found)
+    plain = [case.kind for case, _ in fuzz.cases(40, seed=14)]
+    assert plain != ["pointwise"] * 40
+    assert fuzz.settings(5, 14, False, ["float32"], pointwise=True)["pointwise"] is True
+    assert "pointwise" not in fuzz.settings(5, 14, False, ["float32"])
+    assert fuzz.report([], 0, 5, 14, 1.0, pointwise=True).startswith(
+        "# Formulation fuzz: 5 pointwise cases, seed 14")

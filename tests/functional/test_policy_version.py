@@ -33,7 +33,7 @@ THRESHOLDS = {
     3: {"PATCHES_MAX_BYTES": 512 << 10, "NARROW_PATCH": 32, "ONEDNN_MIN_PIXELS": 49,
         "ONEDNN_DENSE_MIN_PIXELS": 196, "ONEDNN_DENSE_MAX_CHANNELS": 128,
         "ONEDNN_POINTWISE_MIN_PIXELS": 196, "ONEDNN_POINTWISE_WIDEN_MIN_PIXELS": 784,
-        "ONEDNN_POINTWISE_MAX_CHANNELS": 256},
+        "ONEDNN_POINTWISE_MAX_CHANNELS": 128},
 }
 
 
@@ -157,10 +157,11 @@ def test_version_2_picks_onednn_where_it_measured_faster_and_version_1_never(mon
 @pytest.mark.skipif(not __import__("jaxconv.tuning.native", fromlist=["x"]).available(),
                     reason="the onednn rows need the native extension")
 def test_version_3_adds_the_1x1s_and_strided_dense_convs_it_measured_faster(monkeypatch):
-    """Version 3 sends 1x1s of at most 256 channels to oneDNN where they keep or narrow the
-    width from 14x14 maps up and where they widen it from 28x28 maps up, and dense convs from
-    14x14 input maps whatever their stride; other 1x1s, 7x7 inputs and bfloat16 keep version 2's
-    picks, and version 2 keeps matmul for every 1x1."""
+    """Version 3 sends 2-D 1x1s of at most 128 channels to oneDNN where they keep or narrow the
+    width onto 14x14 maps or more, and where they widen it from 28x28 maps onto 14x14 or more,
+    and dense convs from 14x14 input maps onto 7x7 ones; other 1x1s, smaller maps and bfloat16
+    keep version 2's picks, what version 2 sent to oneDNN still goes there, and version 2 keeps
+    matmul for every 1x1."""
     import jax.numpy as jnp
 
     from jaxconv.tuning import machine
@@ -179,11 +180,18 @@ def test_version_3_adds_the_1x1s_and_strided_dense_convs_it_measured_faster(monk
         assert F.plan(x, k, **kw, compilation=v2).impl != "onednn", (x, k)
     kept = [((128, 14, 14, 24), (1, 1, 24, 96), {}),                  # widens on 196: matmul
             ((128, 7, 7, 64), (1, 1, 64, 16), {}),                    # 49 pixels
-            ((128, 28, 28, 512), (1, 1, 512, 64), {}),                # past 256 channels
-            ((128, 7, 7, 48), (3, 3, 48, 48), {})]                    # 49 input pixels
+            ((128, 14, 14, 128), (1, 1, 128, 64), dict(strides=2)),   # onto 49 pixels
+            ((128, 28, 28, 256), (1, 1, 256, 256), {}),               # past 128 channels
+            ((128, 196, 64), (1, 64, 16), {}),                        # 1-D: not timed
+            ((8, 14, 14, 14, 64), (1, 1, 1, 64, 16), {}),             # 3-D: not timed
+            ((128, 7, 7, 48), (3, 3, 48, 48), {}),                    # 49 input pixels
+            ((128, 14, 14, 48), (3, 3, 48, 48), dict(strides=3))]     # onto 25 pixels
     for x, k, kw in kept:
         assert F.plan(x, k, **kw).impl == F.plan(x, k, **kw, compilation=v2).impl != \
             "onednn", (x, k)
+    padded = ((128, 13, 13, 32), (3, 3, 32, 32), dict(padding=2))    # 169 in, 225 out
+    assert F.plan(*padded[:2], **padded[2]).impl == \
+        F.plan(*padded[:2], **padded[2], compilation=v2).impl == "onednn"
     bf16 = jnp.ones((128, 28, 28, 64), jnp.bfloat16)
     assert F.plan(bf16, (1, 1, 64, 16)).impl == "matmul"
     monkeypatch.setattr(machine, "isa", lambda: "avx2")                # not measured there

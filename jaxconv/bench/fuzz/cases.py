@@ -59,12 +59,14 @@ def _padding(rng: np.random.Generator, rank: int, op: str) -> dict[str, Any]:
 
 
 def random_case(rng: np.random.Generator, index: int, wide: bool = False,
-                large: bool = False, max_width: int = 16) -> Case:
+                large: bool = False, max_width: int = 16, maps: tuple[int, int] | None = None
+                ) -> Case:
     """A random convolution (not checked for validity: see `cases`). Channels are few (1-15)
     unless ``wide``, which scales them by 6-16 so that dense convs leave the narrow class and
     reach YNNPACK's more-than-16 channels. Maps reach 0-6 positions past the kernel's window
     per side unless ``large``: 8-24 (1-D and 2-D) or 4-8 (3-D), the map sizes from which the
-    ``onednn`` policy rows take dense convs. ``max_width`` raises the scale's top."""
+    ``onednn`` policy rows take dense convs. ``max_width`` raises the scale's top; ``maps``
+    replaces the 1-D and 2-D range of positions past the window (low, high + 1)."""
     op = "conv" if rng.random() < 0.8 else "conv_transpose"
     rank = int(rng.integers(1, 4))
     kind = (("dense", "pointwise", "depthwise", "grouped") if op == "conv"
@@ -89,6 +91,8 @@ def random_case(rng: np.random.Generator, index: int, wide: bool = False,
         kwargs.pop("padding_mode", None)
     reach = [(k - 1) * d + 1 for k, d in zip(size, dilation)]
     extra = ((8, 25) if rank < 3 else (4, 9)) if large else (0, 7)
+    if maps is not None and rank < 3:
+        extra = maps
     spatial = [int(r + rng.integers(*extra)) for r in reach]
     if op == "conv":
         if rng.random() < 0.15 and kind != "pointwise":
@@ -133,21 +137,23 @@ def claimants(case: Case, impls: Sequence[str] | None = None) -> list[str] | Non
     return ["auto", *[name for name in _registry(case.op) if name != "xla" and accepts(name)]]
 
 
-#: The scale's top for ``pointwise`` cases: 1x1s of 6-255 channels, past the 256 that the
-#: ``onednn`` 1x1 row was measured to.
+#: ``pointwise`` cases: 1x1s of 6-255 channels (the scale's top), past the 128 the ``onednn``
+#: 1x1 row takes, on 1-D and 2-D maps of 12-40 positions per side, so 2-D ones cross both of
+#: its map sizes (14x14 and 28x28; 3-D maps as ``large``'s).
 POINTWISE_MAX_WIDTH = 85
+POINTWISE_MAPS = (12, 41)
 
 
 def cases(n: int, seed: int, wide: bool = False, impls: Sequence[str] | None = None,
           large: bool = False, pointwise: bool = False) -> Iterator[tuple[Case, list[str]]]:
     """``n`` valid cases and their claimants (among ``impls``, when given: see `claimants`),
     the same cases for the same seed whatever ``impls`` (see `random_case` for ``wide`` and
-    ``large``). ``pointwise``: 1x1 convs only, wide ones (`POINTWISE_MAX_WIDTH`)."""
+    ``large``). ``pointwise``: 1x1 convs only, wide ones on large maps (`POINTWISE_MAPS`)."""
     rng = np.random.default_rng(seed)
     index = 0
     while index < n:
         if pointwise:
-            case = random_case(rng, index, True, large, POINTWISE_MAX_WIDTH)
+            case = random_case(rng, index, True, True, POINTWISE_MAX_WIDTH, POINTWISE_MAPS)
             if case.kind != "pointwise":
                 continue
         else:

@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--large", action="store_true",
                         help="cases on larger maps (8-24 positions past the window per side)")
     parser.add_argument("--pointwise", action="store_true",
-                        help="1x1 cases only, with 6-255 channels")
+                        help="1x1 cases only, with 6-255 channels, on maps of 12-40 "
+                             "positions per side (1-D, 2-D)")
     parser.add_argument("--impls", nargs="+", default=None, metavar="IMPL",
                         help="check only these formulations ('auto' included only if named); "
                              "the way to fuzz one that auto does not pick yet, such as onednn "

@@ -182,7 +182,8 @@ def run(n: int, *, seed: int = 0, dtypes: Sequence[str] = DTYPES, time_limit: fl
     fresh child from the next check. With ``progress``, checks it records as done are not run
     again (their failures are returned and counted) and each new one is recorded. With
     ``impls``, only those formulations are checked (`jaxconv.bench.fuzz.cases.claimants`);
-    ``wide``, ``large`` and ``pointwise`` choose the cases (`jaxconv.bench.fuzz.cases.random_case`)."""
+    ``wide``, ``large`` and ``pointwise`` choose the cases
+    (`jaxconv.bench.fuzz.cases.random_case`)."""
     if jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be at least 1")
     tasks = [({**dataclasses.asdict(case), "x_shape": list(case.x_shape),

@@ -186,9 +186,9 @@ def _cpu_forward(x: Array, kernel: Array, spec: ConvSpec) -> Array:
     class (one shifted multiply-add per tap for depthwise convs, one dense conv per group,
     one dot over the channels for a 1x1, the depth taps of a 3-D conv), since XLA's own
     grouped and 3-D convs are slow there."""
-    for compute, unsupported in ((shift, unsupported_shift) if spec.is_depthwise else
+    for compute, unsupported in ((matmul, unsupported_matmul) if spec.is_pointwise else
+                                 (shift, unsupported_shift) if spec.is_depthwise else
                                  (split, unsupported_split) if spec.feature_group_count > 1 else
-                                 (matmul, unsupported_matmul) if spec.is_pointwise else
                                  (depth_taps, unsupported_depth_taps) if spec.rank == 3 else
                                  (canonical, unsupported_canonical),):
         if unsupported(spec) is None:
