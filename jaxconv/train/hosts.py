@@ -27,6 +27,44 @@ def from_process_0(value: int) -> int:
     return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
 
 
+def machine_class() -> str:
+    """What decides this process's formulation picks besides the config: the CPU class and
+    whether the native extension runs (and its oneDNN version)."""
+    from jaxconv.tuning import machine, native
+
+    extension = (f"native extension with oneDNN {native.onednn_version()}" if native.available()
+                 else "no native extension")
+    return f"{machine.isa()} CPU, {extension}"
+
+
+def check_same_machine_class() -> None:
+    """Refuses a multi-host run whose processes differ in `machine_class`: they would compile
+    different formulations (other numbers on each, and other collectives, so a process could
+    wait forever for the rest). Every process raises the same error.
+
+    Raises:
+      ValueError: the processes differ; the message names each one's class.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    local = machine_class().encode()[:_CLASS_BYTES]
+    padded = np.zeros(_CLASS_BYTES, np.uint8)
+    padded[:len(local)] = np.frombuffer(local, np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(padded)).reshape(-1, _CLASS_BYTES)
+    classes = [bytes(row).rstrip(b"\0").decode() for row in every]
+    if len(set(classes)) > 1:
+        listed = "; ".join(f"process {i}: {c}" for i, c in enumerate(classes))
+        raise ValueError(f"the processes of this multi-host run differ in what decides the "
+                         f"formulations ({listed}); expected one CPU class and the same native "
+                         f"extension on every process (where only the extension differs, "
+                         f"JAXCONV_NATIVE=0 on every process runs them all without it)")
+
+
+_CLASS_BYTES = 128
+
+
 def flags_from_process_0(flags: list[bool]) -> list[bool]:
     """Process 0's ``flags`` (the same length on every process), on every process."""
     if jax.process_count() == 1:

@@ -155,6 +155,42 @@ def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_p
     assert (tmp_path / "two" / "runs" / "tiny" / "report.md").is_file()
 
 
+@pytest.mark.skipif(not __import__("jaxconv.tuning.native", fromlist=["x"]).available(),
+                    reason="needs the native extension on one process and not the other")
+def test_processes_that_would_pick_different_formulations_are_refused(tmp_path):
+    """A multi-host run whose processes differ in the native extension (or the CPU class) would
+    compile different programs on each: every process stops before training with one error
+    naming each process's class, instead of one waiting forever for the others."""
+    path = write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1]))
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXCONV_NATIVE")}
+    env["JAX_PLATFORMS"] = "cpu"
+    processes = []
+    try:
+        for i in range(2):
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "jaxconv", "run", str(path), "--quiet",
+                 "--coordinator", f"localhost:{port}", "--processes", "2",
+                 "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, env=dict(env, HOME=str(tmp_path / f"home-{i}"),
+                                    **({"JAXCONV_NATIVE": "0"} if i == 1 else {}))))
+        outs = [p.communicate(timeout=240)[0] for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+    from jaxconv.tuning import machine
+
+    assert [p.returncode for p in processes] != [0, 0], outs
+    for out in outs:
+        assert "differ in what decides the formulations" in out, out[-2000:]
+        assert f"process 0: {machine.isa()} CPU, native extension with oneDNN" in out
+        assert f"process 1: {machine.isa()} CPU, no native extension" in out
+        assert "Traceback" not in out
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("result.json"))
+
+
 def test_processes_without_a_coordinator_are_refused(tmp_path, capsys):
     assert main(["run", str(write_config(tmp_path)), "--processes", "2"]) != 0
     assert "a multi-host run also needs --coordinator HOST:PORT" in capsys.readouterr().err
