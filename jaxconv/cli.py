@@ -120,9 +120,6 @@ def _join_processes(args: argparse.Namespace) -> bool:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(args.coordinator, num_processes=args.processes,
                                process_id=args.process_id)
-    from jaxconv.train import hosts
-
-    hosts.check_same_machine_class()
     return jax.process_index() == 0
 
 

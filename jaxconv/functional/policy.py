@@ -258,21 +258,24 @@ def _input_pixels(spec: ConvSpec) -> int:
 
 
 def onednn_pointwise(spec: ConvSpec) -> bool:
-    """`onednn_measured`, for 2-D 1x1 convs with at most `ONEDNN_POINTWISE_MAX_CHANNELS`
-    channels in and out onto maps of at least `ONEDNN_POINTWISE_MIN_PIXELS` output pixels, from
-    input maps of at least `ONEDNN_POINTWISE_WIDEN_MIN_PIXELS` pixels where they widen."""
+    """`onednn_measured`, for unpadded 2-D 1x1 convs with at most
+    `ONEDNN_POINTWISE_MAX_CHANNELS` channels in and out onto maps of at least
+    `ONEDNN_POINTWISE_MIN_PIXELS` output pixels, from input maps of at least
+    `ONEDNN_POINTWISE_WIDEN_MIN_PIXELS` pixels where they widen."""
     widens = spec.out_channels > spec.in_channels
-    return (onednn_measured(spec) and spec.rank == 2
+    return (onednn_measured(spec) and spec.rank == 2 and not any(map(any, spec.padding))
             and _output_pixels(spec) >= ONEDNN_POINTWISE_MIN_PIXELS
             and (not widens or _input_pixels(spec) >= ONEDNN_POINTWISE_WIDEN_MIN_PIXELS)
             and max(spec.in_channels, spec.out_channels) <= ONEDNN_POINTWISE_MAX_CHANNELS)
 
 
 def onednn_dense_input(spec: ConvSpec) -> bool:
-    """`onednn_dense`, or a conv from an input map of at least `ONEDNN_DENSE_MIN_PIXELS`
-    pixels onto one of at least `ONEDNN_MIN_PIXELS` (a strided 3x3 from 14x14 onto 7x7)."""
+    """`onednn_dense`, or a strided 2-D conv from an input map of at least
+    `ONEDNN_DENSE_MIN_PIXELS` pixels onto one of at least `ONEDNN_MIN_PIXELS` (a 3x3 stride 2
+    from 14x14 onto 7x7, as measured)."""
     return onednn_dense(spec) or (
-        onednn_measured(spec) and _input_pixels(spec) >= ONEDNN_DENSE_MIN_PIXELS
+        onednn_measured(spec) and spec.rank == 2 and any(s > 1 for s in spec.strides)
+        and _input_pixels(spec) >= ONEDNN_DENSE_MIN_PIXELS
         and _output_pixels(spec) >= ONEDNN_MIN_PIXELS
         and max(spec.in_channels, spec.out_channels) <= ONEDNN_DENSE_MAX_CHANNELS)
 
@@ -293,7 +296,7 @@ CONV_POLICY_V3: tuple[PolicyRow, ...] = (
                 "input maps onto 7x7 ones: 3x3 stride 2 measured 0.35-0.56x of canonical's time "
                 "(32->64 and 48->48, batch 128)",
                 onednn_dense_input,
-                "54 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
+                "31 configurations: rank 2-3, kernel 1-4, strides 1-3, kernel dilation 1-2, "
                 "input dilation 1, groups 1, channels 1-48, batch 1-3"),
     *CONV_POLICY_V1,
 )

@@ -27,20 +27,26 @@ def from_process_0(value: int) -> int:
     return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
 
 
-def machine_class() -> str:
-    """What decides this process's formulation picks besides the config: the CPU class and
-    whether the native extension runs (and its oneDNN version)."""
+def formulation_class() -> str:
+    """What decides this process's formulation picks besides the config: the CPU class,
+    whether the native extension runs (and its oneDNN version), the jaxlib version (which
+    convolutions YNNPACK takes) and whether autotune times."""
+    from importlib.metadata import version
+
+    from jaxconv.functional import autotune
     from jaxconv.tuning import machine, native
 
     extension = (f"native extension with oneDNN {native.onednn_version()}" if native.available()
                  else "no native extension")
-    return f"{machine.isa()} CPU, {extension}"
+    timing = ", autotune on" if autotune.enabled() else ""
+    return f"{machine.isa()} CPU, {extension}, jaxlib {version('jaxlib')}{timing}"
 
 
-def check_same_machine_class() -> None:
-    """Refuses a multi-host run whose processes differ in `machine_class`: they would compile
-    different formulations (other numbers on each, and other collectives, so a process could
-    wait forever for the rest). Every process raises the same error.
+def check_same_formulation_class() -> None:
+    """Refuses a multi-host run whose processes differ in `formulation_class`: they would
+    compile different formulations (other numbers on each, and other collectives, so a process
+    could wait forever for the rest). Every process raises the same error, also where one of
+    them could not say its class (a bad ``JAXCONV_NATIVE``, say).
 
     Raises:
       ValueError: the processes differ; the message names each one's class.
@@ -49,20 +55,25 @@ def check_same_machine_class() -> None:
         return
     from jax.experimental import multihost_utils
 
-    local = machine_class().encode()[:_CLASS_BYTES]
+    try:
+        local = formulation_class()
+    except Exception as error:              # every process must still reach the gather
+        local = f"error: {error}"
+    raw = local.encode()[:_CLASS_BYTES]
     padded = np.zeros(_CLASS_BYTES, np.uint8)
-    padded[:len(local)] = np.frombuffer(local, np.uint8)
+    padded[:len(raw)] = np.frombuffer(raw, np.uint8)
     every = np.asarray(multihost_utils.process_allgather(padded)).reshape(-1, _CLASS_BYTES)
-    classes = [bytes(row).rstrip(b"\0").decode() for row in every]
+    classes = [bytes(row).rstrip(b"\0").decode(errors="replace") for row in every]
     if len(set(classes)) > 1:
         listed = "; ".join(f"process {i}: {c}" for i, c in enumerate(classes))
         raise ValueError(f"the processes of this multi-host run differ in what decides the "
-                         f"formulations ({listed}); expected one CPU class and the same native "
-                         f"extension on every process (where only the extension differs, "
-                         f"JAXCONV_NATIVE=0 on every process runs them all without it)")
+                         f"formulations ({listed}); expected the same on every process: one "
+                         f"CPU class, jaxlib version and autotune setting, and the native "
+                         f"extension on all or none (JAXCONV_NATIVE=0 on every process runs "
+                         f"them all without it)")
 
 
-_CLASS_BYTES = 128
+_CLASS_BYTES = 256
 
 
 def flags_from_process_0(flags: list[bool]) -> list[bool]:

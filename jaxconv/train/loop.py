@@ -167,9 +167,10 @@ def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
 
     Checks the recipe against the data and the devices, computes the training set's channel
     statistics (`channel_stats`, over all of ``train``, validation hold-out included), resolves
-    the compile options (process 0's choice in a multi-host run) and the formulation-policy
-    version, and builds the steps with `jaxconv.train.step.build`. The steps are ``jax.jit``
-    functions, compiled on their first call.
+    the compile options (process 0's choice in a multi-host run, whose processes must agree on
+    what decides the formulations: `jaxconv.train.hosts.check_same_formulation_class`) and the
+    formulation-policy version, and builds the steps with `jaxconv.train.step.build`. The
+    steps are ``jax.jit`` functions, compiled on their first call.
 
     Args:
       model: the NNX classifier; the steps are built from a copy, so it is not modified.
@@ -200,6 +201,7 @@ def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
                          f"{train.images.shape[1]}x{train.images.shape[2]} images of "
                          f"{train.name}")
     mean, std = channel_stats(train)
+    hosts.check_same_formulation_class()      # before any process compiles
     chosen = {**O.agreed(O.choices(recipe.compile_options)), "policy_version": version}
     steps = S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
                     num_classes=train.num_classes, mean=mean, std=std,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 import yaml
@@ -155,40 +156,74 @@ def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_p
     assert (tmp_path / "two" / "runs" / "tiny" / "report.md").is_file()
 
 
+def test_processes_that_would_pick_different_formulations_are_refused(monkeypatch):
+    """The processes' formulation classes are gathered and compared: equal ones pass, and any
+    difference (or a process that could not say its own) is one error naming each process's."""
+    from jax.experimental import multihost_utils
+
+    from jaxconv.train import hosts
+    from jaxconv.tuning import native
+
+    classes = {}
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(multihost_utils, "process_allgather",
+                        lambda local: np.stack([local, classes["other"]]))
+
+    def other(text):
+        raw = np.zeros(hosts._CLASS_BYTES, np.uint8)
+        raw[:len(text)] = np.frombuffer(text.encode(), np.uint8)
+        classes["other"] = raw
+
+    other(hosts.formulation_class())
+    hosts.check_same_formulation_class()
+    other("avx2 CPU, no native extension, jaxlib 0.10.2")
+    with pytest.raises(ValueError, match=r"differ in what decides the formulations \(process "
+                                         r"0: .*; process 1: avx2 CPU, no native extension"):
+        hosts.check_same_formulation_class()
+    monkeypatch.setenv("JAXCONV_NATIVE", "maybe")
+    monkeypatch.setattr(hosts, "formulation_class", lambda: str(native.enabled()))
+    with pytest.raises(ValueError, match=r"process 0: error: JAXCONV_NATIVE='maybe'"):
+        hosts.check_same_formulation_class()
+
+
 @pytest.mark.skipif(not __import__("jaxconv.tuning.native", fromlist=["x"]).available(),
                     reason="needs the native extension on one process and not the other")
-def test_processes_that_would_pick_different_formulations_are_refused(tmp_path):
-    """A multi-host run whose processes differ in the native extension (or the CPU class) would
-    compile different programs on each: every process stops before training with one error
-    naming each process's class, instead of one waiting forever for the others."""
+def test_a_two_process_run_with_the_extension_on_one_process_stops_on_both(tmp_path):
+    """Two processes that differ in the native extension would compile different programs:
+    both stop before training with the same error naming each one's class, instead of one
+    waiting for the other."""
+    from jaxconv.tuning import machine
+
     path = write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1]))
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXCONV_NATIVE")}
     env["JAX_PLATFORMS"] = "cpu"
+    logs = [tmp_path / f"process-{i}.log" for i in range(2)]
     processes = []
     try:
-        for i in range(2):
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "jaxconv", "run", str(path), "--quiet",
-                 "--coordinator", f"localhost:{port}", "--processes", "2",
-                 "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, env=dict(env, HOME=str(tmp_path / f"home-{i}"),
-                                    **({"JAXCONV_NATIVE": "0"} if i == 1 else {}))))
-        outs = [p.communicate(timeout=240)[0] for p in processes]
+        for i, log in enumerate(logs):
+            with log.open("w") as out:
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "jaxconv", "run", str(path), "--quiet",
+                     "--coordinator", f"localhost:{port}", "--processes", "2",
+                     "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
+                    env=dict(env, HOME=str(tmp_path / f"home-{i}"),
+                             **({"JAXCONV_NATIVE": "0"} if i == 1 else {}))))
+        deadline = time.monotonic() + 240
+        codes = [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in processes]
     finally:
         for p in processes:
             p.kill()
-    from jaxconv.tuning import machine
-
-    assert [p.returncode for p in processes] != [0, 0], outs
+    outs = [log.read_text() for log in logs]
+    assert codes == [2, 2], outs
     for out in outs:
         assert "differ in what decides the formulations" in out, out[-2000:]
         assert f"process 0: {machine.isa()} CPU, native extension with oneDNN" in out
         assert f"process 1: {machine.isa()} CPU, no native extension" in out
         assert "Traceback" not in out
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("result.json"))
+    assert not list(tmp_path.glob("runs/**/result.json"))
 
 
 def test_processes_without_a_coordinator_are_refused(tmp_path, capsys):

@@ -185,7 +185,10 @@ def test_version_3_adds_the_1x1s_and_strided_dense_convs_it_measured_faster(monk
             ((128, 196, 64), (1, 64, 16), {}),                        # 1-D: not timed
             ((8, 14, 14, 14, 64), (1, 1, 1, 64, 16), {}),             # 3-D: not timed
             ((128, 7, 7, 48), (3, 3, 48, 48), {}),                    # 49 input pixels
-            ((128, 14, 14, 48), (3, 3, 48, 48), dict(strides=3))]     # onto 25 pixels
+            ((128, 14, 14, 48), (3, 3, 48, 48), dict(strides=3)),     # onto 25 pixels
+            ((128, 14, 14, 48), (3, 3, 48, 48), dict(padding="VALID")),   # stride 1 onto 144
+            ((128, 196, 48), (3, 48, 48), dict(strides=4)),           # 1-D: not timed
+            ((128, 13, 13, 64), (1, 1, 64, 16), dict(padding=1))]     # a padded 1x1
     for x, k, kw in kept:
         assert F.plan(x, k, **kw).impl == F.plan(x, k, **kw, compilation=v2).impl != \
             "onednn", (x, k)

@@ -138,8 +138,8 @@ def claimants(case: Case, impls: Sequence[str] | None = None) -> list[str] | Non
 
 
 #: ``pointwise`` cases: 1x1s of 6-255 channels (the scale's top), past the 128 the ``onednn``
-#: 1x1 row takes, on 1-D and 2-D maps of 12-40 positions per side, so 2-D ones cross both of
-#: its map sizes (14x14 and 28x28; 3-D maps as ``large``'s).
+#: 1x1 row takes, on 1-D and 2-D maps of 13-41 positions per side (12-40 past the window), so
+#: 2-D ones cross both of its map sizes (14x14 and 28x28; 3-D maps as ``large``'s).
 POINTWISE_MAX_WIDTH = 85
 POINTWISE_MAPS = (12, 41)
 

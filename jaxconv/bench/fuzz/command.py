@@ -54,8 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--large", action="store_true",
                         help="cases on larger maps (8-24 positions past the window per side)")
     parser.add_argument("--pointwise", action="store_true",
-                        help="1x1 cases only, with 6-255 channels, on maps of 12-40 "
-                             "positions per side (1-D, 2-D)")
+                        help="1x1 cases only, with 6-255 channels, on maps of 13-41 "
+                             "positions per side (1-D, 2-D; 3-D as --large's)")
     parser.add_argument("--impls", nargs="+", default=None, metavar="IMPL",
                         help="check only these formulations ('auto' included only if named); "
                              "the way to fuzz one that auto does not pick yet, such as onednn "
@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.impls is not None:
         _known_impls(parser, args.impls)
+    if args.pointwise and (args.large or args.wide):
+        parser.error("--pointwise chooses its own channels and maps; expected it without "
+                     "--wide and --large")
     if args.worker:
         serve()
         return 0
