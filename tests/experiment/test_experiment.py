@@ -109,11 +109,10 @@ def test_a_run_interrupted_mid_seed_resumes_to_the_uninterrupted_result(tmp_path
         [[h[k] for k in keys] for h in expected["history"]]
 
 
-def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_path):
-    config = dict(TINY, variants=TINY["variants"][:1], train=dict(TINY["train"], epochs=2))
-    for name in ("one", "two"):
-        (tmp_path / name).mkdir()
-    path = write_config(tmp_path / "two", config)
+def _run_two_processes(path, tmp_path, timeout, process_env=None):
+    """``jaxconv run path`` as a two-process multi-host run on this machine (one CPU device and
+    HOME each, so each keeps its own caches and the processes must agree on what to time), with
+    ``process_env[i]`` added to process ``i``'s environment; (exit codes, outputs)."""
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
@@ -128,14 +127,22 @@ def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_p
                     [sys.executable, "-m", "jaxconv", "run", str(path), "--quiet",
                      "--coordinator", f"localhost:{port}", "--processes", "2",
                      "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
-                    # caches of their own: the processes must agree on what to time
-                    env=dict(env, HOME=str(tmp_path / f"home-{i}"))))
-        deadline = time.monotonic() + 300
+                    env=dict(env, HOME=str(tmp_path / f"home-{i}"),
+                             **(process_env or {}).get(i, {}))))
+        deadline = time.monotonic() + timeout
         codes = [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in processes]
     finally:
         for p in processes:
             p.kill()
-    outs = [log.read_text() for log in logs]
+    return codes, [log.read_text() for log in logs]
+
+
+def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_path):
+    config = dict(TINY, variants=TINY["variants"][:1], train=dict(TINY["train"], epochs=2))
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    path = write_config(tmp_path / "two", config)
+    codes, outs = _run_two_processes(path, tmp_path, timeout=300)
     assert codes == [0, 0], outs
     assert "2 device(s)" in outs[1] and "report: " in outs[0] and "report: " not in outs[1]
 
@@ -195,28 +202,8 @@ def test_a_two_process_run_with_the_extension_on_one_process_stops_on_both(tmp_p
     from jaxconv.tuning import machine
 
     path = write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1]))
-    with socket.socket() as probe:
-        probe.bind(("localhost", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAXCONV_NATIVE")}
-    env["JAX_PLATFORMS"] = "cpu"
-    logs = [tmp_path / f"process-{i}.log" for i in range(2)]
-    processes = []
-    try:
-        for i, log in enumerate(logs):
-            with log.open("w") as out:
-                processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "jaxconv", "run", str(path), "--quiet",
-                     "--coordinator", f"localhost:{port}", "--processes", "2",
-                     "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
-                    env=dict(env, HOME=str(tmp_path / f"home-{i}"),
-                             **({"JAXCONV_NATIVE": "0"} if i == 1 else {}))))
-        deadline = time.monotonic() + 240
-        codes = [p.wait(timeout=max(1.0, deadline - time.monotonic())) for p in processes]
-    finally:
-        for p in processes:
-            p.kill()
-    outs = [log.read_text() for log in logs]
+    codes, outs = _run_two_processes(path, tmp_path, timeout=240,
+                                     process_env={1: {"JAXCONV_NATIVE": "0"}})
     assert codes == [2, 2], outs
     for out in outs:
         assert "differ in what decides the formulations" in out, out[-2000:]
