@@ -26,6 +26,7 @@ artefacts (which must not depend on the extension), to the ``lax`` code of
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -82,10 +83,14 @@ def _bind(op: str, a: Array, b: Array, spec: ConvSpec) -> Array:
 def _out_aval(a, b, *, op: str, spec: ConvSpec):
     """The map's output type: the first operand's (sharding and `jax.shard_map`'s manual axes
     included, which `_bind` gave both operands) with the output's shape."""
-    shape = {FORWARD: (a.shape[0], *spec.output_shape[1:]),
-             BACKWARD_DATA: (a.shape[0], *spec.input_shape[1:]),
-             BACKWARD_WEIGHTS: spec.kernel_shape}[op]
-    return a.update(shape=tuple(shape), weak_type=False)
+    return a.update(shape=_out_shape(op, a.shape[0], spec), weak_type=False)
+
+
+def _out_shape(op: str, batch: int, spec: ConvSpec) -> tuple[int, ...]:
+    """The map's output shape when its first operand has ``batch`` examples."""
+    return tuple({FORWARD: (batch, *spec.output_shape[1:]),
+                  BACKWARD_DATA: (batch, *spec.input_shape[1:]),
+                  BACKWARD_WEIGHTS: spec.kernel_shape}[op])
 
 
 def _native(op: str, a: Array, b: Array, spec: ConvSpec) -> Array:
@@ -267,9 +272,32 @@ def _transpose(ct, a, b, *, op, spec):
     return [None, _TRANSPOSE[op, "b"](ct, a, spec)]
 
 
+def _grouped(spec: ConvSpec, size: int) -> ConvSpec:
+    """``size`` independent convs of ``spec`` as one grouped conv: each conv's channels a
+    contiguous block of ``size`` times as many, its groups among ``size`` times as many."""
+    *window, group_in, out = spec.kernel_shape
+    return dataclasses.replace(
+        spec, input_shape=(*spec.input_shape[:-1], size * spec.in_channels),
+        kernel_shape=(*window, group_in, size * out),
+        feature_group_count=size * spec.feature_group_count)
+
+
+def _fold(a: Array) -> Array:
+    """A mapped axis in front moved into the last (channel) axis, mapped index outer."""
+    moved = jnp.moveaxis(a, 0, -2)
+    return moved.reshape((*moved.shape[:-2], moved.shape[-2] * moved.shape[-1]))
+
+
+def _unfold(a: Array, size: int) -> Array:
+    """The inverse of `_fold`: the last axis's ``size`` blocks as a mapped axis in front."""
+    return jnp.moveaxis(a.reshape((*a.shape[:-1], size, a.shape[-1] // size)), -2, 0)
+
+
 def _batch(args, dims, *, op, spec):
-    """A mapped first operand joins the batch when the second is unmapped and the map's output
-    carries the batch; anything else is mapped over with ``lax.map``."""
+    """vmap. A mapped first operand joins the batch when the second is unmapped and the map's
+    output carries the batch (one call on a larger batch); otherwise the mapped convs become
+    the groups of one grouped conv (the channels of every operand folded, as JAX's own conv
+    batching rule does), so per-example gradients and vmapped kernels stay one oneDNN call."""
     (a, b), (da, db) = args, dims
     size = a.shape[da] if da is not None else b.shape[db]
     if db is None and op != BACKWARD_WEIGHTS:
@@ -278,7 +306,9 @@ def _batch(args, dims, *, op, spec):
         y = _bind(op, moved.reshape((size * batch, *moved.shape[2:])), b, spec)
         return y.reshape((size, batch, *y.shape[1:])), 0
     a, b = batching.bdim_at_front(a, da, size), batching.bdim_at_front(b, db, size)
-    return lax.map(lambda pair: _bind(op, pair[0], pair[1], spec), (a, b)), 0
+    if size == 0:
+        return jnp.zeros((0, *_out_shape(op, a.shape[1], spec)), a.dtype), 0
+    return _unfold(_bind(op, _fold(a), _fold(b), _grouped(spec, size)), size), 0
 
 
 ad.primitive_jvps[_conv] = _jvp
