@@ -1,0 +1,127 @@
+"""What is left to gain around the oneDNN convolutions, measured before building it.
+
+1. A bias post-op: ``relu(conv(x, k) + b)`` against ``relu(conv(x, k))`` through
+   ``impl="onednn"``, forward and forward + gradients of (kernel, bias). What a post-op inside
+   oneDNN could save is at most the difference (XLA fuses the bias add into the next
+   elementwise pass).
+2. BatchNorm in the ResNet bench net's training step: the step as benchmarked
+   (`jaxconv.nnx.BatchNorm`), against the same net with each BatchNorm replaced by a per-channel
+   scale and bias (no statistics, no reductions): the most a faster BatchNorm could save.
+
+Run on a quiet machine (nothing else on the cores):
+``.venv/bin/python experiments/onednn_next_levers.py [--repeats N] [--rounds R] > FILE.md``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxconv import functional as F
+from jaxconv import nnx as jnnx
+from jaxconv.bench import nets
+from jaxconv.tuning import machine, native
+from jaxconv.tuning.timing import median_ms
+
+#: (name, input shape, kernel shape) at the bench nets' batch of 128.
+CONVS = [("3x3 64->64, 28x28", (128, 28, 28, 64), (3, 3, 64, 64)),
+         ("3x3 128->128, 14x14", (128, 14, 14, 128), (3, 3, 128, 128)),
+         ("1x1 64->16, 28x28", (128, 28, 28, 64), (1, 1, 64, 16))]
+
+
+def bias_table(repeats: int, rounds: int) -> None:
+    print("| conv (onednn, then relu) | pass | no bias ms | bias ms | bias / no bias |")
+    print("|---|---|---:|---:|---:|")
+    r = np.random.default_rng(0)
+    for name, xs, ks in CONVS:
+        x = jnp.asarray(r.standard_normal(xs), jnp.float32)
+        k = jnp.asarray(r.standard_normal(ks) / np.sqrt(np.prod(ks[:-1])), jnp.float32)
+        b = jnp.asarray(r.standard_normal(ks[-1]), jnp.float32)
+        for training in (False, True):
+            fns = {}
+            for with_bias in (False, True):
+                def loss(k, b, x, with_bias=with_bias):
+                    y = F.conv(x, k, b if with_bias else None, padding="SAME", impl="onednn")
+                    return jnp.sum(jax.nn.relu(y) ** 2)
+                fns[with_bias] = jax.jit(jax.grad(loss, argnums=(0, 1)) if training else loss)
+            ms = {w: [] for w in fns}
+            for _ in range(rounds):
+                for w, fn in fns.items():
+                    ms[w].append(median_ms(fn, (k, b, x), repeats))
+            plain, biased = (float(np.median(ms[w])) for w in (False, True))
+            print(f"| {name} | {'forward + gradients' if training else 'forward'} | "
+                  f"{plain:.1f} | {biased:.1f} | {biased / plain:.2f} |")
+
+
+class ScaleBias(nnx.Module):
+    """BatchNorm's affine part alone: what the net computes with the statistics removed."""
+
+    def __init__(self, features, momentum=0.9, *, rngs):
+        self.scale = nnx.Param(jnp.ones(features))
+        self.bias = nnx.Param(jnp.zeros(features))
+
+    def __call__(self, x):
+        return x * self.scale[...] + self.bias[...]
+
+
+def step_images_per_second(norm_cls, repeats: int) -> float:
+    model = nets.Net("resnet_bottleneck", jnnx.Conv, norm_cls=norm_cls, in_features=1,
+                     rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.sgd(0.05, momentum=0.9), wrt=nnx.Param)
+    graph, state = nnx.split((model, optimizer))
+
+    @jax.jit
+    def step(state, x, y):
+        model, optimizer = nnx.merge(graph, state)
+        loss, grads = nnx.value_and_grad(lambda m: optax.softmax_cross_entropy_with_integer_labels(
+            m(x), y).mean())(model)
+        optimizer.update(model, grads)
+        return nnx.state((model, optimizer)), loss
+
+    r = np.random.default_rng(0)
+    x = jnp.asarray(r.standard_normal((128, 28, 28, 1)), jnp.float32)
+    y = jnp.asarray(r.integers(0, 10, 128))
+    return 128 / median_ms(lambda s: step(s, x, y)[1], (state,), repeats) * 1e3
+
+
+def batch_norm_table(repeats: int, rounds: int) -> None:
+    print("| ResNet bench net, training step | images/s |")
+    print("|---|---:|")
+    rates = {"jaxconv.nnx.BatchNorm": [], "per-channel scale and bias instead": []}
+    for _ in range(rounds):
+        for name, cls in zip(rates, (jnnx.BatchNorm, ScaleBias)):
+            rates[name].append(step_images_per_second(cls, repeats))
+    for name, values in rates.items():
+        print(f"| {name} | {np.median(values):.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not native.available():
+        raise SystemExit(f"onednn_next_levers: {native.reason()}")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    print(f"# What is left around the oneDNN convolutions ({machine.isa()}, "
+          f"{machine.cores()} cores)\n")
+    print(f"{datetime.date.today()}, commit {commit}, CPU: {machine.model()}, jax "
+          f"{jax.__version__}, oneDNN {native.onednn_version()}, float32, batch 128; median of "
+          f"{args.repeats} calls, median of {args.rounds} alternating rounds; the environment "
+          "as it is (no XLA flags).\n")
+    print("## A bias post-op\n")
+    bias_table(args.repeats, args.rounds)
+    print("\n## BatchNorm's share of the ResNet bench net's step\n")
+    batch_norm_table(args.repeats, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
