@@ -113,7 +113,9 @@ def main() -> None:
                             text=True).stdout.strip()
     print(f"# What is left around the oneDNN convolutions ({machine.isa()}, "
           f"{machine.cores()} cores)\n")
-    print(f"{datetime.date.today()}, commit {commit}, CPU: {machine.model()}, jax "
+    flags = ", ".join(sorted(f for f in machine.features() if f.startswith(("avx", "amx"))))
+    print(f"{datetime.date.today()}, commit {commit}, CPU: {machine.model()} ({machine.isa()}; "
+          f"flags include {flags}), jax "
           f"{jax.__version__}, oneDNN {native.onednn_version()}, float32, batch 128; median of "
           f"{args.repeats} calls, median of {args.rounds} alternating rounds; the environment "
           "as it is (no XLA flags).\n")
