@@ -86,17 +86,23 @@ def torch_fit(name: str, steps: int) -> dict[str, float]:
     return rates
 
 
-def table(names: Sequence[str], steps: int = 30, rounds: int = 2) -> Iterator[str]:
-    """Markdown lines, one row per net: medians over ``rounds`` alternating runs."""
+def table(names: Sequence[str], steps: int = 30, rounds: int = 3) -> Iterator[str]:
+    """Markdown lines, one row per net: medians over ``rounds`` alternating runs, and the
+    range of the ratio over the rounds (each round's jaxconv run against the PyTorch loop right
+    after it), since a machine's speed drifts between and within runs."""
     yield (f"Whole fit epochs: {steps} steps of batch {BATCH} of {'x'.join(map(str, IMAGE))}, "
-           "SGD momentum, images/s (compilation excluded; median of alternating rounds).")
+           f"SGD momentum, images/s (compilation excluded; median of {rounds} alternating "
+           "rounds, and the lowest and highest ratio of a round).")
     yield ""
-    yield "| net | jaxconv fit | PyTorch loop (best layout) | jaxconv / PyTorch |"
-    yield "|---|---:|---:|---:|"
+    yield ("| net | jaxconv fit | PyTorch loop (best layout) | jaxconv / PyTorch | "
+           "per round |")
+    yield "|---|---:|---:|---:|---:|"
     for name in names:
         ours, theirs = [], []
         for _ in range(rounds):
             ours.append(jaxconv_fit(name, steps))
             theirs.append(max(torch_fit(name, steps).values(), default=float("nan")))
         a, b = float(np.median(ours)), float(np.median(theirs))
-        yield f"| {name} | {a:.0f} | {b:.0f} | {a / b:.2f} |"
+        ratios = np.asarray(ours) / np.asarray(theirs)
+        yield (f"| {name} | {a:.0f} | {b:.0f} | {a / b:.2f} | "
+               f"{ratios.min():.2f}-{ratios.max():.2f} |")
