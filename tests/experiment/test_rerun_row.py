@@ -1,0 +1,50 @@
+"""`experiments/rerun_row.py`: a committed row's command read back, a dirty row refused, and
+two metrics files compared field by field with only the clock readings left out."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+#: A one-off study script's test: in `make test` and CI, skipped by ``-m "not experiments"``.
+pytestmark = pytest.mark.experiments
+
+SCRIPT = pathlib.Path(__file__).parents[2] / "experiments" / "rerun_row.py"
+
+
+@pytest.fixture(scope="module")
+def rerun_row():
+    spec = importlib.util.spec_from_file_location("rerun_row", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_row(folder, commit):
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({
+        "variant": "fire", "seed": 0, "provenance": {"commit": commit},
+        "command": "XLA_FLAGS=--a=b GLIBC_TUNABLES=x=1 jaxconv run configs/s.yaml --quiet "
+                   "--set 'seeds=[0, 1]'"}))
+    return folder
+
+
+def test_the_recorded_command_splits_into_environment_and_arguments(rerun_row, tmp_path):
+    _, env, args = rerun_row.recorded_run(write_row(tmp_path / "row", "24a8801"))
+    assert env == {"XLA_FLAGS": "--a=b", "GLIBC_TUNABLES": "x=1"}
+    assert args == ["configs/s.yaml", "--quiet", "--set", "seeds=[0, 1]"]
+
+
+def test_a_row_from_a_dirty_tree_is_refused(rerun_row, tmp_path):
+    with pytest.raises(SystemExit, match=r"dirty tree \(24a8801\+dirty\)"):
+        rerun_row.recorded_run(write_row(tmp_path / "row", "24a8801+dirty"))
+
+
+def test_metrics_differ_in_anything_but_the_clock(rerun_row):
+    line = {"kind": "epoch", "val_accuracy": 0.9, "train_time_s": 10.0, "images_per_second": 5.0}
+    same = dict(line, train_time_s=12.0, images_per_second=4.0)
+    assert rerun_row.metric_differences([line], [same]) == []
+    assert rerun_row.metric_differences([line], [dict(line, val_accuracy=0.91)]) == [
+        "line 1: val_accuracy 0.9 -> 0.91"]
+    assert rerun_row.metric_differences([line], [line, line]) == ["1 lines recorded, 2 rerun"]
