@@ -7,6 +7,9 @@
 2. BatchNorm in the ResNet bench net's training step: the step as benchmarked
    (`jaxconv.nnx.BatchNorm`), against the same net with each BatchNorm replaced by a per-channel
    scale and bias (no statistics, no reductions): the most a faster BatchNorm could save.
+3. What was then built for it: BatchNorm's channel sums on the native extension (policy
+   version 4, `jaxconv.functional.channel_sums`) against version 3's lax reductions, both
+   bench nets' training steps compiled in one process and timed in alternating rounds.
 
 Run on a quiet machine (nothing else on the cores):
 ``.venv/bin/python experiments/onednn_next_levers.py [--repeats N] [--rounds R] > FILE.md``
@@ -72,8 +75,13 @@ class ScaleBias(nnx.Module):
 
 
 def step_images_per_second(norm_cls, repeats: int) -> float:
-    model = nets.Net("resnet_bottleneck", jnnx.Conv, norm_cls=norm_cls, in_features=1,
-                     rngs=nnx.Rngs(0))
+    return 128 / median_ms(*train_step(norm_cls, policy_version=3), repeats) * 1e3
+
+
+def train_step(norm_cls, net: str = "resnet_bottleneck", policy_version: int | None = None):
+    """``(call, args)``: one jitted training step of a bench net, with its state."""
+    model = nets.Net(net, jnnx.Conv, norm_cls=norm_cls, in_features=1, rngs=nnx.Rngs(0))
+    jnnx.set_compilation(model, F.Compilation(policy_version=policy_version))
     optimizer = nnx.Optimizer(model, optax.sgd(0.05, momentum=0.9), wrt=nnx.Param)
     graph, state = nnx.split((model, optimizer))
 
@@ -88,18 +96,35 @@ def step_images_per_second(norm_cls, repeats: int) -> float:
     r = np.random.default_rng(0)
     x = jnp.asarray(r.standard_normal((128, 28, 28, 1)), jnp.float32)
     y = jnp.asarray(r.integers(0, 10, 128))
-    return 128 / median_ms(lambda s: step(s, x, y)[1], (state,), repeats) * 1e3
+    return (lambda s: step(s, x, y)[1]), (state,)
 
 
 def batch_norm_table(repeats: int, rounds: int) -> None:
     print("| ResNet bench net, training step | images/s |")
     print("|---|---:|")
-    rates = {"jaxconv.nnx.BatchNorm": [], "per-channel scale and bias instead": []}
+    rates = {"jaxconv.nnx.BatchNorm (policy 3: lax sums)": [],
+             "per-channel scale and bias instead": []}
     for _ in range(rounds):
         for name, cls in zip(rates, (jnnx.BatchNorm, ScaleBias)):
             rates[name].append(step_images_per_second(cls, repeats))
     for name, values in rates.items():
         print(f"| {name} | {np.median(values):.0f} |")
+
+
+def native_sums_table(repeats: int, rounds: int) -> None:
+    print("| net, training step | policy 3 (lax sums) images/s | policy 4 (native sums) "
+          "images/s | 4 / 3 | per round |")
+    print("|---|---:|---:|---:|---:|")
+    for net in nets.NETS:
+        steps = {v: train_step(jnnx.BatchNorm, net, v) for v in (3, 4)}
+        rates = {v: [] for v in steps}
+        for _ in range(rounds):
+            for v, (call, args) in steps.items():
+                rates[v].append(128 / median_ms(call, args, repeats) * 1e3)
+        old, new = (float(np.median(rates[v])) for v in (3, 4))
+        per_round = np.asarray(rates[4]) / np.asarray(rates[3])
+        print(f"| {net} | {old:.0f} | {new:.0f} | {new / old:.2f} | "
+              f"{per_round.min():.2f}-{per_round.max():.2f} |")
 
 
 def main() -> None:
@@ -123,6 +148,8 @@ def main() -> None:
     bias_table(args.repeats, args.rounds)
     print("\n## BatchNorm's share of the ResNet bench net's step\n")
     batch_norm_table(args.repeats, args.rounds)
+    print("\n## BatchNorm's channel sums on the native extension\n")
+    native_sums_table(args.repeats, args.rounds)
 
 
 if __name__ == "__main__":

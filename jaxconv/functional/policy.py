@@ -32,7 +32,7 @@ ANY = "*"
 #: ran (``result.json``'s ``choices.policy_version``); a study that pins
 #: ``train.policy_version`` runs that version's rows under any later code
 #: (`Compilation.policy_version`).
-POLICY_VERSION = 3
+POLICY_VERSION = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,10 +302,42 @@ CONV_POLICY_V3: tuple[PolicyRow, ...] = (
 )
 
 #: Every version's forward-conv rows: a version's rows never change once a run recorded it.
+#: Version 4 keeps version 3's and adds `native_batch_norm`.
 CONV_POLICIES: dict[int, tuple[PolicyRow, ...]] = {1: CONV_POLICY_V1, 2: CONV_POLICY_V2,
-                                                     3: CONV_POLICY_V3}
+                                                     3: CONV_POLICY_V3, 4: CONV_POLICY_V3}
 #: The current version's rows.
 CONV_POLICY = CONV_POLICIES[POLICY_VERSION]
+
+
+#: The first policy version whose BatchNorm sums its channels natively (`native_batch_norm`).
+NATIVE_BATCH_NORM_SINCE = 4
+#: Why it does, where it does.
+NATIVE_BATCH_NORM_REASON = (
+    "BatchNorm's channel reductions on the native extension (one pass over the rows, on "
+    "OpenMP's threads) where it runs on an AVX-512 CPU, float32: the ResNet bench net's training "
+    "step measured 333 -> 398-408 images/s with them on 2 cores (experiments/results/"
+    "onednn_next_levers_avx512.md)")
+
+
+def native_batch_norm(compilation: Any, dtype: Any) -> bool:
+    """Whether `jaxconv.functional.batch_norm` sums its channels with the native extension
+    (`jaxconv.functional.channel_sums`) under ``compilation``'s policy version: from version
+    `NATIVE_BATCH_NORM_SINCE`, for float32, where the extension is loaded, on the CPU class it
+    was measured on (AVX-512) and the CPU backend. Earlier versions reduce with ``lax``, so a
+    study pinned to one keeps its numbers.
+
+    Raises:
+      ValueError: the compilation names a policy version this jaxconv does not have.
+    """
+    version = getattr(compilation, "policy_version", None)
+    version = POLICY_VERSION if version is None else version
+    if version not in CONV_POLICIES:
+        raise ValueError(f"batch_norm: Compilation(policy_version={version}) is not a policy "
+                         f"version of this jaxconv; expected one of "
+                         f"{', '.join(map(str, CONV_POLICIES))}")
+    return (version >= NATIVE_BATCH_NORM_SINCE and jnp.dtype(dtype) == jnp.float32
+            and jax.default_backend() == "cpu" and machine.isa() == "avx512"
+            and native.available())
 
 
 def version_rows(policies: Mapping[int, tuple[PolicyRow, ...]], spec: ConvSpec,

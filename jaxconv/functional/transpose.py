@@ -234,10 +234,11 @@ TRANSPOSE_POLICY_V2: tuple[policy.PolicyRow, ...] = (
     *TRANSPOSE_POLICY_V1,
 )
 #: Every version's transposed-conv rows (`jaxconv.functional.policy.CONV_POLICIES`).
-#: Version 3 changed forward-conv rows only.
+#: Version 3 changed forward-conv rows only, version 4 BatchNorm only.
 TRANSPOSE_POLICIES: dict[int, tuple[policy.PolicyRow, ...]] = {1: TRANSPOSE_POLICY_V1,
                                                                2: TRANSPOSE_POLICY_V2,
-                                                               3: TRANSPOSE_POLICY_V2}
+                                                               3: TRANSPOSE_POLICY_V2,
+                                                               4: TRANSPOSE_POLICY_V2}
 #: The current version's rows.
 TRANSPOSE_POLICY = TRANSPOSE_POLICIES[policy.POLICY_VERSION]
 

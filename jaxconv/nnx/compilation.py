@@ -1,4 +1,5 @@
-"""`set_compilation`: tell every conv layer of a model how the program it runs in is compiled."""
+"""`set_compilation`: tell every conv and BatchNorm layer of a model how the program it runs in
+is compiled."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ from flax import nnx
 
 from jaxconv.functional import Compilation
 from jaxconv.nnx.layers import Conv, ConvTranspose, DepthwiseConv, Pointwise, SeparableConv
+from jaxconv.nnx.norm import BatchNorm
 
 #: The layers whose ops take a ``compilation=`` argument.
-_TAKES_COMPILATION = (Conv, Pointwise, DepthwiseConv, SeparableConv, ConvTranspose)
+_TAKES_COMPILATION = (Conv, Pointwise, DepthwiseConv, SeparableConv, ConvTranspose, BatchNorm)
 
 
 def set_compilation(module: nnx.Module, compilation: Compilation | None) -> nnx.Module:
-    """Sets the `jaxconv.functional.Compilation` every jaxconv conv layer in ``module`` passes
-    to its op; returns ``module``.
+    """Sets the `jaxconv.functional.Compilation` every jaxconv conv and BatchNorm layer in
+    ``module`` passes to its op; returns ``module``.
 
     It is a static attribute of each layer (part of the graph definition ``nnx.split``
     returns), so a function traced with one compilation is retraced, not reused, under

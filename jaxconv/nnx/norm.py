@@ -16,8 +16,11 @@ class BatchNorm(nnx.BatchNorm):
 
     In training mode on float32 channels-last inputs (the default ``axis=-1``, no ``mask``,
     ``axis_name``, custom ``promote_dtype`` or ``use_fast_variance=False``) it normalises with
-    `jaxconv.functional.batch_norm`, whose derivative is written out: the same forward bits, and
-    derivatives of every order and mode equal to autodiff's up to float rounding. Everything
+    `jaxconv.functional.batch_norm`, whose derivative is written out: derivatives of every order
+    and mode equal to autodiff's up to float rounding, and the same forward bits under policy
+    versions 1-3; from version 4, on AVX-512 CPUs with the native extension, the channel sums
+    are native and the values Flax's up to float rounding (`jaxconv.nnx.set_compilation` pins
+    a version, as ``train.policy_version`` does for a run). Everything
     else is Flax's own code. Under strict dtype promotion it also works for bfloat16 inputs, whose
     statistics Flax computes in float32 on purpose.
 
@@ -46,7 +49,8 @@ class BatchNorm(nnx.BatchNorm):
             with jax.numpy_dtype_promotion("standard"):
                 return super().__call__(x, use_running_average=use_running_average, mask=mask)
         y, mean, var = functional.batch_norm(x, self.scale[...], self.bias[...],
-                                             epsilon=self.epsilon)
+                                             epsilon=self.epsilon,
+                                             compilation=getattr(self, "compilation", None))
         stop = jax.lax.stop_gradient if (self.mean._can_update or self.var._can_update) \
             else (lambda v: v)
         self.mean[...] = stop(self.momentum * self.mean[...] + (1 - self.momentum) * mean)

@@ -25,7 +25,8 @@ from flax import nnx
 from jaxconv.blocks import init as block_init
 from jaxconv.data.batching import Batches, eval_batches, split_validation, validation_size
 from jaxconv.data.datasets import Dataset
-from jaxconv.functional.policy import CONV_POLICIES, POLICY_VERSION
+from jaxconv.functional import Compilation
+from jaxconv.functional.policy import CONV_POLICIES, POLICY_VERSION, native_batch_norm
 from jaxconv.train import hosts
 from jaxconv.train import options as O
 from jaxconv.train import step as S
@@ -202,7 +203,9 @@ def build_steps(model: nnx.Module, train: Dataset, recipe: Recipe) -> S.Steps:
                          f"{train.name}")
     mean, std = channel_stats(train)
     hosts.check_same_formulation_class()      # before any process compiles
-    chosen = {**O.agreed(O.choices(recipe.compile_options)), "policy_version": version}
+    chosen = {**O.agreed(O.choices(recipe.compile_options)), "policy_version": version,
+              "batch_norm": "native channel sums" if native_batch_norm(
+                  Compilation(policy_version=version), recipe.compute_dtype) else "lax"}
     steps = S.build(model, recipe, steps_per_epoch=kept // recipe.batch_size,
                     num_classes=train.num_classes, mean=mean, std=std,
                     compiler_options=chosen["compiler_options"], option_set=chosen["option_set"])

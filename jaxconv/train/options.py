@@ -112,6 +112,8 @@ def describe(recorded: Mapping[str, Any]) -> str:
         parts.append(f"autotune {'on' if recorded['autotune'] else 'off'}")
     if "policy_version" in recorded:
         parts.append(f"formulation policy version {recorded['policy_version']}")
+    if "batch_norm" in recorded:
+        parts.append(f"BatchNorm sums {recorded['batch_norm']}")
     if "native" in recorded:
         found = recorded["native"] or {}
         state = f"oneDNN {found.get('onednn')}" if found.get("available") else "absent"

@@ -1,4 +1,5 @@
-"""The optional native extension: oneDNN convolutions as XLA FFI handlers for the CPU.
+"""The optional native extension: oneDNN convolutions and BatchNorm's per-channel sums as XLA
+FFI handlers for the CPU.
 
 ``make native`` builds ``libjaxconv_onednn.so`` (from ``native/``) into this folder. Here it
 is found, loaded and its handlers registered with XLA, once, on first use: importing jaxconv
@@ -11,7 +12,8 @@ without it even where it is built, as on a machine without a compiler; ``1`` or 
 where it is built.
 
 What lives here: the library's location, loading, FFI registration and its facts. The
-formulation that calls the handlers is `jaxconv.functional.formulations.onednn`.
+formulation that calls the conv handlers is `jaxconv.functional.formulations.onednn`; the
+BatchNorm sums are called by `jaxconv.functional.channel_sums`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ TARGETS = {
     "jaxconv_onednn_conv_forward_bf16": "JaxconvOnednnConvForwardBf16",
     "jaxconv_onednn_conv_backward_data_bf16": "JaxconvOnednnConvBackwardDataBf16",
     "jaxconv_onednn_conv_backward_weights_bf16": "JaxconvOnednnConvBackwardWeightsBf16",
+    "jaxconv_channel_sums": "JaxconvChannelSums",
 }
 
 
@@ -71,6 +74,10 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
         library = ctypes.CDLL(str(LIBRARY))
     except OSError as error:
         return None, f"the native extension {LIBRARY} does not load: {error}"
+    missing = [symbol for symbol in TARGETS.values() if not hasattr(library, symbol)]
+    if missing:
+        return None, (f"the native extension {LIBRARY} was built from older sources (it lacks "
+                      f"{', '.join(missing)}); `make native` rebuilds it")
     for target, symbol in TARGETS.items():
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
                                     platform="cpu")

@@ -1,6 +1,8 @@
 """`jaxconv.functional.batch_norm`: Flax's values, and a written-out derivative equal to
 autodiff's (forward and reverse mode, any order) and to numerical differences."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,8 +35,13 @@ def test_values_are_flaxs_bits_and_the_statistics_numpys():
     bn = nnx.BatchNorm(3, epsilon=1e-5, rngs=nnx.Rngs(0))
     bn.scale[...], bn.bias[...] = SCALE, BIAS
     expected = nnx.jit(lambda layer, x: layer(x))(bn, X)
-    y, mean, var = jax.jit(F.batch_norm)(X, SCALE, BIAS)
+    # policy versions 1-3 reduce with lax, op for op as Flax does (version 4 may sum natively,
+    # tests/functional/test_channel_sums.py)
+    y, mean, var = jax.jit(functools.partial(
+        F.batch_norm, compilation=F.Compilation(policy_version=3)))(X, SCALE, BIAS)
     np.testing.assert_array_equal(y, expected)
+    np.testing.assert_allclose(jax.jit(F.batch_norm)(X, SCALE, BIAS)[0], expected, rtol=1e-5,
+                               atol=1e-5)
     x64 = np.asarray(X, np.float64).reshape(-1, 3)
     np.testing.assert_allclose(mean, x64.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(var, x64.var(0), rtol=1e-5)
