@@ -81,6 +81,13 @@ def main(argv=None) -> int:
     if not clone.exists():
         sh("git", "clone", "--quiet", "--no-checkout", str(REPO), str(clone))
         sh("git", "-C", str(clone), "checkout", "--quiet", commit)
+    head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    if not head.startswith(commit):
+        raise SystemExit(f"rerun_row: {clone} is at {head[:12]}, not the row's commit {commit}; "
+                         "name another --workdir")
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"rerun_row: {out} holds an earlier rerun; remove it first")
     sh("make", "--no-print-directory", "-C", str(clone), ".venv/.installed")
     variant, seed = result["variant"], result["seed"]
     command = [str(clone / ".venv/bin/jaxconv"), "run", *run_args, "--variant", variant,

@@ -17,6 +17,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -33,12 +35,25 @@ ffi::Error ChannelSums(ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
                        ffi::Buffer<ffi::F32> shift, ffi::ResultBuffer<ffi::F32> first,
                        ffi::ResultBuffer<ffi::F32> second) {
   const auto dims = a.dimensions();
-  if (dims.size() == 0 || b.element_count() != a.element_count() ||
-      static_cast<int64_t>(shift.element_count()) != dims.back()) {
+  const auto b_dims = b.dimensions();
+  const int64_t channels = dims.size() == 0 ? -1 : dims.back();
+  bool same = dims.size() == b_dims.size() && dims.size() > 0;
+  for (size_t i = 0; same && i < dims.size(); ++i) same = dims[i] == b_dims[i];
+  if (!same || static_cast<int64_t>(shift.element_count()) != channels ||
+      static_cast<int64_t>(first->element_count()) != channels ||
+      static_cast<int64_t>(second->element_count()) != channels) {
+    auto shape = [](auto span) {
+      std::ostringstream out;
+      out << "(";
+      for (size_t i = 0; i < span.size(); ++i) out << (i ? ", " : "") << span[i];
+      out << ")";
+      return out.str();
+    };
     return ffi::Error(ffi::ErrorCode::kInvalidArgument,
-                      "jaxconv channel sums: a and b must have one shape (..., C), shift (C,)");
+                      "jaxconv channel sums: a " + shape(dims) + " and b " + shape(b_dims) +
+                          " must have one shape (..., C), shift and both results C values; "
+                          "shift has " + std::to_string(shift.element_count()));
   }
-  const int64_t channels = dims.back();
   const int64_t rows = channels == 0 ? 0 : a.element_count() / channels;
   const float* pa = a.typed_data();
   const float* pb = b.typed_data();

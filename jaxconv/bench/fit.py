@@ -90,6 +90,8 @@ def table(names: Sequence[str], steps: int = 30, rounds: int = 3) -> Iterator[st
     """Markdown lines, one row per net: medians over ``rounds`` alternating runs, and the
     range of the ratio over the rounds (each round's jaxconv run against the PyTorch loop right
     after it), since a machine's speed drifts between and within runs."""
+    if rounds < 1:
+        raise ValueError(f"fit.table: rounds={rounds}; expected at least 1")
     yield (f"Whole fit epochs: {steps} steps of batch {BATCH} of {'x'.join(map(str, IMAGE))}, "
            f"SGD momentum, images/s (compilation excluded; median of {rounds} alternating "
            "rounds, and the lowest and highest ratio of a round).")

@@ -1,7 +1,8 @@
 """BatchNorm's per-channel reductions as primitives with a native CPU lowering.
 
-On XLA:CPU the channel reductions of a BatchNorm (two in its forward, two in its backward) run
-far below memory speed: they cost a ResNet training step more than the normalisation itself.
+On XLA:CPU the channel reductions of a BatchNorm (two in its forward, two in its backward) are
+a large part of a small net's training step: removing BatchNorm's statistics altogether
+lifted the ResNet bench net's step by 15% (`experiments/results/onednn_next_levers_avx512.md`).
 The native extension sums a channels-last tensor's rows in one pass (`native/channel_sums.cc`).
 Two primitives carry it, so that every transform still composes:
 
@@ -72,7 +73,10 @@ def expand(p: Array, q: Array, x: Array, mean: Array, inv: Array) -> Array:
 
 # evaluation, shapes and lowering
 def _sums_aval(a, b, shift):
-    out = a.update(shape=a.shape[-1:], weak_type=False)
+    """Two ``(C,)`` values, whole on every device of ``a``'s mesh (a sum over the rows is split
+    along none of its axes, whatever split the rows)."""
+    sharding = a.sharding.update(spec=PartitionSpec())
+    out = a.update(shape=a.shape[-1:], sharding=sharding, weak_type=False)
     return [out, out]
 
 
@@ -133,7 +137,7 @@ def _cpu_lowering(ctx, a, b, shift):
     and where it is not loaded."""
     if ctx.module_context.lowering_parameters.for_export or not native.available():
         return _lax_lowering(ctx, a, b, shift)
-    if _partitioned_program(ctx):
+    if _partitioned_program(ctx) and len(ctx.avals_in[0].shape) >= 2:
         return _partitioned_lowering(ctx, a, b, shift)
     return _native_lowering(ctx, a, b, shift)
 
@@ -189,7 +193,8 @@ def _expand_jvp(primals, tangents):
                         jnp.zeros_like(q) if _zero(dq) else dq, x, mean, inv)
     terms = [linear,
              None if _zero(dx) else dx * _per_channel(inv * q, ndim),
-             None if _zero(dmean) else -_per_channel(dmean * inv * q, ndim),
+             None if _zero(dmean) else jnp.broadcast_to(
+                 -_per_channel(dmean * inv * q, ndim), x.shape),
              None if _zero(dinv) else (x - _per_channel(mean, ndim)) * _per_channel(dinv * q,
                                                                                      ndim)]
     return y, _tangent_sum(terms, y)

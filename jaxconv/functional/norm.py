@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxconv.functional import channel_sums, policy
+from jaxconv.functional.formulations import Compilation
 from jaxconv.typing import Array
 
 
@@ -101,6 +102,9 @@ def batch_norm(x: Array, scale: Array, bias: Array, *, epsilon: float = 1e-5,
     ([-1.0, 1.0], [2.0], [1.0])
     """
     channels = x.shape[-1] if x.ndim else None
+    if compilation is not None and not isinstance(compilation, Compilation):
+        raise TypeError(f"batch_norm: compilation={compilation!r}; expected a "
+                        "jaxconv.functional.Compilation or None")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"batch_norm: x has dtype {x.dtype}; expected a floating dtype")
     for name, v in (("scale", scale), ("bias", bias)):

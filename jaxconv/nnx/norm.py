@@ -12,7 +12,8 @@ from jaxconv.typing import Array
 
 
 class BatchNorm(nnx.BatchNorm):
-    """``flax.nnx.BatchNorm`` (same arguments, parameters, statistics and values).
+    """``flax.nnx.BatchNorm`` (same arguments, parameters and statistics; its values, up to float
+    rounding where the channels are summed natively).
 
     In training mode on float32 channels-last inputs (the default ``axis=-1``, no ``mask``,
     ``axis_name``, custom ``promote_dtype`` or ``use_fast_variance=False``) it normalises with

@@ -36,10 +36,10 @@ REPEATS = 3
 #: The recorded choices that change a run's numbers; a resume must match them all. Of
 #: ``XLA_FLAGS`` (recorded whole) only the flag known to change the numbers is compared, the one
 #: that says what YNNPACK takes: others, such as a forced device count, may differ. The native
-#: extension's presence and oneDNN version count too: policy versions 2 and 3 pick it where it
-#: runs.
+#: extension's presence and oneDNN version count too: policy versions 2 to 4 pick it where it
+#: runs; and so does how BatchNorm sums its channels (version 4: natively on AVX-512 CPUs).
 COMPARED = ("option_set", "compiler_options", "ynnpack_flag", "autotune", "policy_version",
-            "native")
+            "native", "batch_norm")
 
 
 def option_sets(backend: str | None = None) -> dict[str, dict[str, str]]:

@@ -88,7 +88,8 @@ class Recipe:
         run in (mixed precision). Parameters, optimizer state and BatchNorm statistics stay
         float32 and the loss is computed in float32 either way.
       policy_version: pins the version of ``impl="auto"``'s formulation policy
-        (`jaxconv.functional.policy.CONV_POLICIES`) a study runs under: its ops pick by that
+        (`jaxconv.functional.policy.CONV_POLICIES`, and from version 4 whether BatchNorm sums
+        its channels natively) a study runs under: its ops pick by that
         version's rows under any later jaxconv that holds it (`F.Compilation.policy_version`),
         so a later policy neither changes a pinned study's numbers nor stops its resumes; a
         version this jaxconv does not hold is refused. ``None``: the current version (every

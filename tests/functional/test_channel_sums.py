@@ -65,13 +65,39 @@ def test_sums_equal_the_lax_reductions(shape):
             for w in (1.0, np.asarray(b, np.float64) - np.asarray(shift, np.float64))]
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4 * np.sqrt(np.prod(shape)))
-    # the same bits every call: blocks are added in a fixed order
-    again = jax.jit(channel_sums.channel_sums)(a, b, shift)
-    assert all(bool(jnp.array_equal(g, h)) for g, h in zip(got, again))
+
+
+THREADS_PROBE = """
+import jax, jax.numpy as jnp, numpy as np
+from jaxconv.functional import channel_sums
+r = np.random.default_rng(0)
+a, b = (jnp.asarray(r.standard_normal((128, 28, 28, 16)) * 3 + 1, jnp.float32) for _ in "ab")
+shift = jnp.linspace(-1.0, 1.0, 16, dtype=jnp.float32)
+sums = jax.jit(channel_sums.channel_sums)(a, b, shift)
+print(" ".join(np.asarray(s).tobytes().hex() for s in sums))
+"""
+
+
+def test_the_sums_are_the_same_bits_on_one_thread_and_on_several():
+    """The rows are summed in fixed blocks added in a fixed order, so a run repeats to the bit
+    whatever OMP_NUM_THREADS says (oneDNN's and these sums' thread count)."""
+    if not native.available():
+        pytest.skip(str(native.reason()))
+    outputs = set()
+    for threads in ("1", "2", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=threads, JAX_PLATFORMS="cpu")
+        done = subprocess.run([sys.executable, "-c", THREADS_PROBE], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.add(done.stdout.strip())
+    assert len(outputs) == 1
 
 
 def test_version_4_sums_natively_and_earlier_versions_keep_their_lax_reductions():
     x, scale, bias = _operands((8, 6, 6, 4))
+    with pytest.raises(TypeError, match=r"batch_norm: compilation=4; expected a "
+                                        r"jaxconv.functional.Compilation or None"):
+        F.batch_norm(x, scale, bias, compilation=4)
     assert "jaxconv_channel_sums" not in _lowered(_bn(LAX), x, scale, bias)
     assert "jaxconv_channel_sums" not in _lowered(
         jax.grad(_loss(F.Compilation(policy_version=1)), argnums=(0, 1, 2)), x, scale, bias)
@@ -141,8 +167,8 @@ from jaxconv import functional as F
 
 mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 r = np.random.default_rng(0)
-x = (r.standard_normal((16, 6, 6, 8)) * 2 + 1).astype(np.float32)
-scale, bias = (r.standard_normal(8).astype(np.float32) for _ in range(2))
+x = (r.standard_normal((16, 6, 6, 6)) * 2 + 1).astype(np.float32)   # 6 channels on 4 devices
+scale, bias = (r.standard_normal(6).astype(np.float32) for _ in range(2))
 
 def loss(version):
     def net(x, scale, bias):
@@ -163,6 +189,15 @@ hlo = step.lower(*args).compile().as_text()
 print("gathers", len(re.findall(r" all-gather(-start)?\\(", hlo)))
 print("native", len(re.findall(r"jaxconv_channel_sums", hlo)))
 print("sharded", tuple(got[1][0].sharding.spec))
+
+# a mesh of explicit axes: the sums are whole on every device, whatever split the batch
+explicit = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+with jax.sharding.set_mesh(explicit):
+    args = (jax.device_put(x, NamedSharding(explicit, PartitionSpec("data"))), scale, bias)
+    got = jax.jit(jax.value_and_grad(loss(4), argnums=(0, 1, 2)))(*args)
+for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+print("explicit", tuple(got[1][1].sharding.spec))
 """
 
 
@@ -180,3 +215,4 @@ def test_a_four_device_batch_sums_its_parts_where_they_are():
     assert facts["gathers"] == "0"
     assert int(facts["native"]) >= 2
     assert facts["sharded"] == "('data',)"
+    assert facts["explicit"] == "(None,)"

@@ -151,13 +151,12 @@ def test_transforms_compose(name):
 @needs_native
 @pytest.mark.parametrize("name", ["1d", "2d_grouped", "2d_depth_multiplier", "3d_grouped_strided"])
 def test_mapped_kernels_are_one_grouped_call(name):
-    # vmap over kernels (an ensemble) and per-example gradients: the mapped convs become the
-    # groups of one oneDNN call each way, not a loop of calls
+    # vmap over inputs and kernels together, and per-example gradients: the mapped convs
+    # become the groups of one oneDNN call each way, not a loop of calls
     x, k = _operands(name)
     xs, ks = jnp.stack([x, -x, 0.5 * x]), jnp.stack([k, 2 * k, -k])
     ours, ref = _op(name, "onednn"), _op(name, "xla")
     programs = {
-        "kernels": (jax.vmap(ours, in_axes=(None, 0)), jax.vmap(ref, in_axes=(None, 0)), (x, ks)),
         "both": (jax.vmap(ours), jax.vmap(ref), (xs, ks)),
         "per-example grads": (jax.vmap(jax.grad(_loss(ours), argnums=(0, 1)), in_axes=(0, None)),
                               jax.vmap(jax.grad(_loss(ref), argnums=(0, 1)), in_axes=(0, None)),
@@ -169,6 +168,12 @@ def test_mapped_kernels_are_one_grouped_call(name):
         text = jax.jit(fn).lower(*args).as_text()
         assert "while" not in text and "@jaxconv_onednn_conv_" in text, what
         _close(jax.jit(fn)(*args), reference(*args), 5e-4)
+    # kernels mapped over one shared input: a loop that copies nothing, not a grouped call on
+    # copies of the input
+    fn = jax.vmap(ours, in_axes=(None, 0))
+    text = jax.jit(fn).lower(x, ks).as_text()
+    assert "while" in text
+    _close(jax.jit(fn)(x, ks), jax.vmap(ref, in_axes=(None, 0))(x, ks))
 
 
 @needs_native

@@ -205,3 +205,19 @@ def test_version_3_adds_the_1x1s_and_strided_dense_convs_it_measured_faster(monk
     assert F.plan(bf16, (1, 1, 64, 16)).impl == "matmul"
     monkeypatch.setattr(machine, "isa", lambda: "avx2")                # not measured there
     assert F.plan(*onednn[0][:2]).impl == "matmul"
+
+
+def test_batch_norm_sums_natively_from_version_4_in_float32_on_avx512_with_the_extension(
+        monkeypatch):
+    """What `policy.native_batch_norm` decides is part of version 4's numbers: pinned here
+    for every version, dtype, CPU class and extension state."""
+    for isa in ("avx512", "avx2", "other"):
+        for built in (True, False):
+            monkeypatch.setattr(policy.machine, "isa", lambda isa=isa: isa)
+            monkeypatch.setattr(policy.native, "available", lambda built=built: built)
+            for version in RECORDED:
+                for dtype in ("float32", "bfloat16", "float16"):
+                    got = policy.native_batch_norm(F.Compilation(policy_version=version), dtype)
+                    expected = (version >= 4 and dtype == "float32" and isa == "avx512"
+                                and built)
+                    assert got is expected, (isa, built, version, dtype)

@@ -113,3 +113,18 @@ def test_a_resume_with_or_without_the_native_extension_than_before_is_refused():
                                          r"absent \(differs in native\)"):
         options.check_resume(with_it, without, "run")
     options.check_resume({k: v for k, v in with_it.items() if k != "native"}, without, "run")
+
+
+def test_a_resume_under_the_other_batch_norm_sums_is_refused():
+    """Policy version 4 sums BatchNorm's channels natively on AVX-512 CPUs with the extension
+    and with lax elsewhere: a run checkpointed one way must not resume the other (another CPU
+    class with the same extension and version), and older records without the key resume."""
+    native_sums = {"option_set": "default", "policy_version": 4,
+                   "native": {"available": True, "onednn": "3.2.0"},
+                   "batch_norm": "native channel sums"}
+    options.check_resume(native_sums, dict(native_sums), "run")
+    with pytest.raises(ValueError, match=r"BatchNorm sums native channel sums, .* BatchNorm "
+                                         r"sums lax, .*\(differs in batch_norm\)"):
+        options.check_resume(native_sums, {**native_sums, "batch_norm": "lax"}, "run")
+    options.check_resume({k: v for k, v in native_sums.items() if k != "batch_norm"},
+                         {**native_sums, "batch_norm": "lax"}, "run")

@@ -295,9 +295,11 @@ def _unfold(a: Array, size: int) -> Array:
 
 def _batch(args, dims, *, op, spec):
     """vmap. A mapped first operand joins the batch when the second is unmapped and the map's
-    output carries the batch (one call on a larger batch); otherwise the mapped convs become
-    the groups of one grouped conv (the channels of every operand folded, as JAX's own conv
-    batching rule does), so per-example gradients and vmapped kernels stay one oneDNN call."""
+    output carries the batch (one call on a larger batch). Where both operands are mapped (a
+    vmapped conv of mapped kernels; per-example kernel gradients), the mapped convs become the
+    groups of one grouped conv, every operand's channels folded, so they stay one oneDNN call.
+    Anything else (one operand mapped that the first two cases do not cover: an unmapped input
+    shared by mapped kernels) is mapped over with ``lax.map``, which copies nothing."""
     (a, b), (da, db) = args, dims
     size = a.shape[da] if da is not None else b.shape[db]
     if db is None and op != BACKWARD_WEIGHTS:
@@ -306,8 +308,8 @@ def _batch(args, dims, *, op, spec):
         y = _bind(op, moved.reshape((size * batch, *moved.shape[2:])), b, spec)
         return y.reshape((size, batch, *y.shape[1:])), 0
     a, b = batching.bdim_at_front(a, da, size), batching.bdim_at_front(b, db, size)
-    if size == 0:
-        return jnp.zeros((0, *_out_shape(op, a.shape[1], spec)), a.dtype), 0
+    if da is None or db is None or size == 0:
+        return lax.map(lambda pair: _bind(op, pair[0], pair[1], spec), (a, b)), 0
     return _unfold(_bind(op, _fold(a), _fold(b), _grouped(spec, size)), size), 0
 
 
