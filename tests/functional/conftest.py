@@ -1,5 +1,9 @@
 """Fixtures shared by the functional tests."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from jaxconv.functional import autotune
@@ -22,3 +26,17 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv(autotune.CACHE_ENV, str(path))
     monkeypatch.setattr(autotune, "REPEATS", 1)
     return path
+
+
+@pytest.fixture
+def four_devices():
+    """``run(source) -> {name: value}``: runs ``source`` in a fresh Python whose CPU shows four
+    devices, and reads the ``name value`` lines it prints (a probe of a sharded program)."""
+    def run(source: str) -> dict[str, str]:
+        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                   JAX_PLATFORMS="cpu")
+        done = subprocess.run([sys.executable, "-c", source], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    return run

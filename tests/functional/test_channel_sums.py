@@ -202,16 +202,11 @@ print("explicit", tuple(got[1][1].sharding.spec))
 
 
 @needs_native_bn
-def test_a_four_device_batch_sums_its_parts_where_they_are():
+def test_a_four_device_batch_sums_its_parts_where_they_are(four_devices):
     """Batch split over four devices: each sums its own rows natively and the parts are added
     across devices; nothing is gathered, the input gradient stays split, and the numbers are
     the one-device lax ones."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", SHARDED_PROBE], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    facts = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    facts = four_devices(SHARDED_PROBE)
     assert facts["gathers"] == "0"
     assert int(facts["native"]) >= 2
     assert facts["sharded"] == "('data',)"

@@ -530,16 +530,11 @@ print("sharded", tuple(got[1][0].sharding.spec))
 
 
 @needs_native
-def test_a_four_device_step_runs_each_batch_part_where_it_is():
+def test_a_four_device_step_runs_each_batch_part_where_it_is(four_devices):
     """Batch split over four devices: each runs oneDNN on its own part (no all-gather), the
     kernel gradients are summed across devices (one all-reduce each, with the loss's), the
     input gradient stays split, and the numbers are the one-device ones."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
-    done = subprocess.run([sys.executable, "-c", SHARDED_PROBE], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    facts = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+    facts = four_devices(SHARDED_PROBE)
     assert facts["gathers"] == "0"
     assert int(facts["reduces"]) <= 3
     assert int(facts["native"]) >= 5
