@@ -1,7 +1,8 @@
 """Test accuracy with and without the native extension, design by design and seed by seed
 (`experiments/onednn_parity.sh` trains both): the native run's accuracy minus the lax run's,
 and whether every pair lies within 0.5 points. Each run's `result.json` says whether the
-extension ran (``choices.native``), so a pair that did not differ in it is flagged.
+extension ran (``choices.native``), so a pair that did not differ in it is flagged; a run
+without its pair, one that did not finish, or a study with no pairs at all fails the check.
 
 Run: ``.venv/bin/python experiments/onednn_parity.py [FOLDER]``
 """
@@ -18,15 +19,14 @@ LIMIT = 0.5
 
 def accuracies(study: pathlib.Path) -> dict[tuple[str, int], tuple[float, bool]]:
     """``(variant, seed) -> (test accuracy in %, whether the extension ran)`` of a study
-    folder's finished runs."""
+    folder's runs; a run that did not finish (diverged) has accuracy NaN, so it fails."""
     found = {}
     for path in sorted(study.glob("*/seed-*/result.json")):
         result = json.loads(path.read_text())
-        if result.get("status", "ok") != "ok" or not result.get("history"):
-            continue
+        finished = result.get("status") == "finished" and result.get("history")
         native = bool(result.get("choices", {}).get("native", {}).get("available"))
         found[result["variant"], result["seed"]] = (
-            100 * result["history"][-1]["test_accuracy"], native)
+            100 * result["history"][-1]["test_accuracy"] if finished else float("nan"), native)
     return found
 
 
@@ -48,6 +48,7 @@ def table(folder: pathlib.Path) -> tuple[list[str], bool]:
             lines.append(f"| {key[0]} | {key[1]} | {a:.2f} % | {b:.2f} % | {a - b:+.2f} | "
                          f"{'yes' if within else 'no'}{flag} |")
         missing = sorted(set(native) ^ set(lax))
+        ok &= bool(pairs) and not missing
         lines += ["", *([f"Unpaired runs: {missing}", ""] if missing else [])]
     return lines, ok
 

@@ -1,0 +1,62 @@
+"""`experiments/onednn_parity.py`: pairs of runs with and without the extension, compared
+design by design; a missing, unfinished or unpaired run fails the check instead of passing it
+by having nothing to compare."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+#: A one-off study script's test: in `make test` and CI, skipped by ``-m "not experiments"``.
+pytestmark = pytest.mark.experiments
+
+SCRIPT = pathlib.Path(__file__).parents[2] / "experiments" / "onednn_parity.py"
+
+
+@pytest.fixture(scope="module")
+def parity():
+    spec = importlib.util.spec_from_file_location("onednn_parity", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_run(folder, study, variant, seed, accuracy, native, status="finished"):
+    run = folder / study / variant / f"seed-{seed}"
+    run.mkdir(parents=True)
+    history = [{"epoch": 1, "test_accuracy": accuracy}] if status == "finished" else []
+    run.joinpath("result.json").write_text(json.dumps({
+        "variant": variant, "seed": seed, "status": status, "history": history,
+        "choices": {"native": {"available": native, "onednn": "3.2.0" if native else None}}}))
+
+
+def fill(folder, lax_fire=0.9100, fire_status="finished"):
+    for path, native in (("native", True), ("lax", False)):
+        for study in ("bottlenecks", "quickstart"):
+            write_run(folder, f"{study}-{path}", "basic", 0, 0.9000 if native else 0.9030,
+                      native)
+        write_run(folder, f"bottlenecks-{path}", "fire", 0, 0.9120 if native else lax_fire,
+                  native, fire_status if not native else "finished")
+
+
+def test_pairs_within_half_a_point_pass(parity, tmp_path):
+    fill(tmp_path)
+    lines, ok = parity.table(tmp_path)
+    assert ok
+    assert "| fire | 0 | 91.20 % | 91.00 % | +0.20 | yes |" in lines
+
+
+def test_a_pair_apart_by_more_than_half_a_point_fails(parity, tmp_path):
+    fill(tmp_path, lax_fire=0.9060)
+    lines, ok = parity.table(tmp_path)
+    assert not ok and "| fire | 0 | 91.20 % | 90.60 % | +0.60 | no |" in lines
+
+
+def test_unfinished_unpaired_or_absent_runs_fail(parity, tmp_path):
+    fill(tmp_path / "diverged", fire_status="diverged")
+    assert not parity.table(tmp_path / "diverged")[1]
+    fill(tmp_path / "unpaired")
+    write_run(tmp_path / "unpaired", "bottlenecks-native", "nin", 0, 0.9, True)
+    assert not parity.table(tmp_path / "unpaired")[1]
+    assert not parity.table(tmp_path / "empty")[1]
