@@ -1,20 +1,18 @@
 """The README's headline numbers and the docs' blocks table match the committed result files:
 ``experiments/headline.py --check`` regenerates them and fails on a difference."""
 
-import importlib.util
 import pathlib
 import shutil
 
 import pytest
 
+from tests.experiment import scripts
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _headline():
-    spec = importlib.util.spec_from_file_location("headline", ROOT / "experiments" / "headline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load("headline")
 
 
 def test_the_committed_headline_numbers_match_the_result_files(capsys):

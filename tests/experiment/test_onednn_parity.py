@@ -2,24 +2,20 @@
 design by design; a missing, unfinished or unpaired run fails the check instead of passing it
 by having nothing to compare."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
+
+from tests.experiment import scripts
 
 #: A one-off study script's test: in `make test` and CI, skipped by ``-m "not experiments"``.
 pytestmark = pytest.mark.experiments
 
-SCRIPT = pathlib.Path(__file__).parents[2] / "experiments" / "onednn_parity.py"
 
 
 @pytest.fixture(scope="module")
 def parity():
-    spec = importlib.util.spec_from_file_location("onednn_parity", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load("onednn_parity")
 
 
 def write_run(folder, study, variant, seed, accuracy, native, status="finished"):

@@ -1,24 +1,20 @@
 """`experiments/rerun_row.py`: a committed row's command read back, a dirty row refused, and
 two metrics files compared field by field with only the clock readings left out."""
 
-import importlib.util
 import json
-import pathlib
 
 import pytest
+
+from tests.experiment import scripts
 
 #: A one-off study script's test: in `make test` and CI, skipped by ``-m "not experiments"``.
 pytestmark = pytest.mark.experiments
 
-SCRIPT = pathlib.Path(__file__).parents[2] / "experiments" / "rerun_row.py"
 
 
 @pytest.fixture(scope="module")
 def rerun_row():
-    spec = importlib.util.spec_from_file_location("rerun_row", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load("rerun_row")
 
 
 def write_row(folder, commit):

@@ -2,26 +2,22 @@
 machine that trained a run, so a later machine adding seeds must not drop earlier rows."""
 
 import csv
-import importlib.util
 import io
 import json
-import pathlib
 
 import pytest
 import yaml
 
+from tests.experiment import scripts
+
 #: A one-off study script's test: in `make test` and CI, skipped by ``-m "not experiments"``.
 pytestmark = pytest.mark.experiments
 
-SCRIPT = pathlib.Path(__file__).parents[2] / "experiments" / "retention_sweep.py"
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("retention_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return scripts.load("retention_sweep")
 
 
 def _row(variant, seed, state, images, retained):
