@@ -13,6 +13,8 @@ import json
 import pathlib
 import sys
 
+from jaxconv.experiment import report
+
 FOLDER = pathlib.Path("experiments/results/fashion_mnist/onednn_parity")
 LIMIT = 0.5
 
@@ -23,7 +25,7 @@ def accuracies(study: pathlib.Path) -> dict[tuple[str, int], tuple[float, bool]]
     found = {}
     for path in sorted(study.glob("*/seed-*/result.json")):
         result = json.loads(path.read_text())
-        finished = result.get("status") == "finished" and result.get("history")
+        finished = report.finished(result) and result.get("history")
         native = bool(result.get("choices", {}).get("native", {}).get("available"))
         found[result["variant"], result["seed"]] = (
             100 * result["history"][-1]["test_accuracy"] if finished else float("nan"), native)

@@ -134,6 +134,16 @@ def test_values_and_every_derivative_equal_the_lax_path(shape):
            jax.grad(grad_norm(ref), argnums=(0, 1))(x, scale, bias), 1e-3)
 
 
+def test_expands_tangent_in_the_mean_alone_has_the_shape_of_x():
+    x, p, q = _operands((4, 3, 5))
+    inv, dmean = jnp.abs(q) + 0.5, jnp.linspace(-1.0, 1.0, 5, dtype=jnp.float32)
+    # only the mean varies: every other tangent is a symbolic zero
+    got = jax.jvp(lambda mean: channel_sums.expand(p, q, x, mean, inv), (p,), (dmean,))[1]
+    assert got.shape == x.shape
+    _close(got, jax.jvp(lambda mean: channel_sums._lax_expand(p, q, x, mean, inv), (p,),
+                        (dmean,))[1])
+
+
 @needs_native_bn
 def test_vmap_normalises_each_mapped_batch_on_its_own():
     x, scale, bias = _operands((5, 8, 7, 7, 6))

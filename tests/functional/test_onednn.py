@@ -173,6 +173,7 @@ def test_mapped_kernels_are_one_grouped_call(name):
     fn = jax.vmap(ours, in_axes=(None, 0))
     text = jax.jit(fn).lower(x, ks).as_text()
     assert "while" in text
+    assert "broadcast_in_dim %arg0" not in text           # x, the program's first argument
     _close(jax.jit(fn)(x, ks), jax.vmap(ref, in_axes=(None, 0))(x, ks))
 
 

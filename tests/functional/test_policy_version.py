@@ -5,6 +5,7 @@ under later code)."""
 
 import dataclasses
 import hashlib
+import itertools
 import json
 
 import pytest
@@ -211,13 +212,14 @@ def test_batch_norm_sums_natively_from_version_4_in_float32_on_avx512_with_the_e
         monkeypatch):
     """What `policy.native_batch_norm` decides is part of version 4's numbers: pinned here
     for every version, dtype, CPU class and extension state."""
-    for isa in ("avx512", "avx2", "other"):
-        for built in (True, False):
-            monkeypatch.setattr(policy.machine, "isa", lambda isa=isa: isa)
-            monkeypatch.setattr(policy.native, "available", lambda built=built: built)
-            for version in RECORDED:
-                for dtype in ("float32", "bfloat16", "float16"):
-                    got = policy.native_batch_norm(F.Compilation(policy_version=version), dtype)
-                    expected = (version >= 4 and dtype == "float32" and isa == "avx512"
-                                and built)
-                    assert got is expected, (isa, built, version, dtype)
+    for isa, built, backend in itertools.product(("avx512", "avx2", "other"), (True, False),
+                                                 ("cpu", "gpu")):
+        monkeypatch.setattr(policy.machine, "isa", lambda isa=isa: isa)
+        monkeypatch.setattr(policy.native, "available", lambda built=built: built)
+        monkeypatch.setattr(policy.jax, "default_backend", lambda backend=backend: backend)
+        for version in RECORDED:
+            for dtype in ("float32", "bfloat16", "float16"):
+                got = policy.native_batch_norm(F.Compilation(policy_version=version), dtype)
+                expected = (version >= 4 and dtype == "float32" and isa == "avx512" and built
+                            and backend == "cpu")
+                assert got is expected, (isa, built, backend, version, dtype)

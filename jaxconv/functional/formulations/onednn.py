@@ -307,8 +307,12 @@ def _batch(args, dims, *, op, spec):
         batch = moved.shape[1]
         y = _bind(op, moved.reshape((size * batch, *moved.shape[2:])), b, spec)
         return y.reshape((size, batch, *y.shape[1:])), 0
+    if da is None:      # the unmapped operand is closed over, not broadcast
+        return lax.map(lambda m: _bind(op, a, m, spec), batching.bdim_at_front(b, db, size)), 0
+    if db is None:
+        return lax.map(lambda m: _bind(op, m, b, spec), batching.bdim_at_front(a, da, size)), 0
     a, b = batching.bdim_at_front(a, da, size), batching.bdim_at_front(b, db, size)
-    if da is None or db is None or size == 0:
+    if size == 0:
         return lax.map(lambda pair: _bind(op, pair[0], pair[1], spec), (a, b)), 0
     return _unfold(_bind(op, _fold(a), _fold(b), _grouped(spec, size)), size), 0
 
