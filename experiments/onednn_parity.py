@@ -4,6 +4,11 @@ and whether every pair lies within 0.5 points. Each run's `result.json` says whe
 extension ran (``choices.native``), so a pair that did not differ in it is flagged; a run
 without its pair, one that did not finish, or a study with no pairs at all fails the check.
 
+Where the control runs exist (`experiments/onednn_parity_control.sh`: the lax path again with
+XLA's default compile options, so that only the rounding differs), their differences from the
+lax runs are set beside, with the spread of both kinds of difference: how far apart one epoch
+leaves two runs that compute the same function with different bits.
+
 Run: ``.venv/bin/python experiments/onednn_parity.py [FOLDER]``
 """
 
@@ -11,47 +16,101 @@ from __future__ import annotations
 
 import json
 import pathlib
+import statistics
 import sys
 
 from jaxconv.experiment import report
 
 FOLDER = pathlib.Path("experiments/results/fashion_mnist/onednn_parity")
 LIMIT = 0.5
+STUDIES = ("bottlenecks", "quickstart")
 
 
-def accuracies(study: pathlib.Path) -> dict[tuple[str, int], tuple[float, bool]]:
-    """``(variant, seed) -> (test accuracy in %, whether the extension ran)`` of a study
-    folder's runs; a run that did not finish (diverged) has accuracy NaN, so it fails."""
+def accuracies(study: pathlib.Path) -> dict[tuple[str, int], tuple[float, bool, str]]:
+    """``(variant, seed) -> (test accuracy in %, whether the extension ran, compile-option
+    set)`` of a study folder's runs; a run that did not finish (diverged) has accuracy NaN, so
+    it fails."""
     found = {}
     for path in sorted(study.glob("*/seed-*/result.json")):
         result = json.loads(path.read_text())
         finished = report.finished(result) and result.get("history")
-        native = bool(result.get("choices", {}).get("native", {}).get("available"))
+        choices = result.get("choices", {})
         found[result["variant"], result["seed"]] = (
-            100 * result["history"][-1]["test_accuracy"] if finished else float("nan"), native)
+            100 * result["history"][-1]["test_accuracy"] if finished else float("nan"),
+            bool(choices.get("native", {}).get("available")), choices.get("option_set", ""))
     return found
 
 
+def spread(differences: list[float]) -> str:
+    """One line on a list of paired differences (points): their count, mean, standard
+    deviation, largest size and how many exceed `LIMIT`."""
+    if len(differences) < 2:
+        return f"{len(differences)} pair(s): too few for a spread"
+    over = sum(abs(d) > LIMIT for d in differences)
+    return (f"{len(differences)} pairs: mean {statistics.mean(differences):+.2f}, standard "
+            f"deviation {statistics.stdev(differences):.2f}, largest "
+            f"{max(map(abs, differences)):.2f} points; {over} over {LIMIT}")
+
+
+def parity(folder: pathlib.Path, study: str) -> tuple[list[str], list[float], bool]:
+    """The native-versus-lax section of ``study``: markdown lines, the differences, and
+    whether every pair is within `LIMIT` points with the extension used as intended."""
+    native = accuracies(folder / f"{study}-native")
+    lax = accuracies(folder / f"{study}-lax")
+    pairs = sorted(set(native) & set(lax))
+    lines = [f"## {study}: {len(pairs)} pairs", "",
+             f"| variant | seed | with onednn | lax only | difference | within {LIMIT} |",
+             "|---|---:|---:|---:|---:|---|"]
+    ok, differences = bool(pairs), []
+    for key in pairs:
+        (a, ran, _), (b, lax_ran, _) = native[key], lax[key]
+        within = abs(a - b) <= LIMIT and ran and not lax_ran
+        ok &= within
+        differences.append(a - b)
+        flag = "" if ran and not lax_ran else " (extension use not as intended)"
+        lines.append(f"| {key[0]} | {key[1]} | {a:.2f} % | {b:.2f} % | {a - b:+.2f} | "
+                     f"{'yes' if within else 'no'}{flag} |")
+    missing = sorted(set(native) ^ set(lax))
+    ok &= not missing
+    lines += ["", *([f"Unpaired runs: {missing}", ""] if missing else [])]
+    return lines, differences, ok
+
+
+def control(folder: pathlib.Path, study: str) -> tuple[list[str], list[float]]:
+    """The lax-versus-lax section of ``study`` (control runs minus lax runs, both without the
+    extension, the control under other compile options), or nothing without control runs."""
+    runs = accuracies(folder / f"{study}-control")
+    lax = accuracies(folder / f"{study}-lax")
+    pairs = sorted(set(runs) & set(lax))
+    if not pairs:
+        return [], []
+    lines = [f"### control: {len(pairs)} pairs", "",
+             "| variant | seed | lax, default options | lax only | difference | within "
+             f"{LIMIT} |", "|---|---:|---:|---:|---:|---|"]
+    differences = []
+    for key in pairs:
+        (a, ran, options), (b, lax_ran, lax_options) = runs[key], lax[key]
+        intended = not ran and not lax_ran and options != lax_options
+        differences.append(a - b)
+        flag = "" if intended else " (not a control: the extension ran or the options agree)"
+        within = "yes" if abs(a - b) <= LIMIT else "no"
+        lines.append(f"| {key[0]} | {key[1]} | {a:.2f} % | {b:.2f} % | {a - b:+.2f} | "
+                     f"{within}{flag} |")
+    return [*lines, ""], differences
+
+
 def table(folder: pathlib.Path) -> tuple[list[str], bool]:
-    """Markdown lines, and whether every pair is within `LIMIT` points."""
+    """Markdown lines, and whether every native-versus-lax pair is within `LIMIT` points."""
     lines, ok = [], True
-    for study in ("bottlenecks", "quickstart"):
-        native = accuracies(folder / f"{study}-native")
-        lax = accuracies(folder / f"{study}-lax")
-        pairs = sorted(set(native) & set(lax))
-        lines += [f"## {study}: {len(pairs)} pairs", "",
-                  "| variant | seed | with onednn | lax only | difference | within "
-                  f"{LIMIT} |", "|---|---:|---:|---:|---:|---|"]
-        for key in pairs:
-            (a, ran), (b, lax_ran) = native[key], lax[key]
-            within = abs(a - b) <= LIMIT and ran and not lax_ran
-            ok &= within
-            flag = "" if ran and not lax_ran else " (extension use not as intended)"
-            lines.append(f"| {key[0]} | {key[1]} | {a:.2f} % | {b:.2f} % | {a - b:+.2f} | "
-                         f"{'yes' if within else 'no'}{flag} |")
-        missing = sorted(set(native) ^ set(lax))
-        ok &= bool(pairs) and not missing
-        lines += ["", *([f"Unpaired runs: {missing}", ""] if missing else [])]
+    for study in STUDIES:
+        section, differences, study_ok = parity(folder, study)
+        checked, controls = control(folder, study)
+        ok &= study_ok
+        lines += [*section, *checked]
+        if controls:
+            lines += [f"Spread, with onednn minus lax only: {spread(differences)}.",
+                      f"Spread, lax under default options minus lax only: {spread(controls)}.",
+                      ""]
     return lines, ok
 
 
