@@ -89,9 +89,16 @@ def torch_fit(name: str, steps: int) -> dict[str, float]:
 def table(names: Sequence[str], steps: int = 30, rounds: int = 3) -> Iterator[str]:
     """Markdown lines, one row per net: medians over ``rounds`` alternating runs, and the
     range of the ratio over the rounds (each round's jaxconv run against the PyTorch loop right
-    after it), since a machine's speed drifts between and within runs."""
+    after it), since a machine's speed drifts between and within runs.
+
+    Raises:
+      ValueError: at the call (not at the first line) when ``rounds`` is below 1."""
     if rounds < 1:
         raise ValueError(f"fit.table: rounds={rounds}; expected at least 1")
+    return _lines(names, steps, rounds)
+
+
+def _lines(names: Sequence[str], steps: int, rounds: int) -> Iterator[str]:
     yield (f"Whole fit epochs: {steps} steps of batch {BATCH} of {'x'.join(map(str, IMAGE))}, "
            f"SGD momentum, images/s (compilation excluded; median of {rounds} alternating "
            "rounds, and the lowest and highest ratio of a round).")

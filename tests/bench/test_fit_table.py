@@ -2,6 +2,8 @@
 
 from itertools import count
 
+import pytest
+
 from jaxconv.bench import fit
 
 
@@ -15,3 +17,8 @@ def test_fit_table_reports_median_ratio_and_per_round_range(monkeypatch):
     assert "median of 3 alternating rounds" in lines[0]
     # medians 330 / 240; rounds 300/300, 330/220, 360/240
     assert lines[-1] == "| resnet_bottleneck | 330 | 240 | 1.38 | 1.00-1.50 |"
+
+
+def test_fewer_than_one_round_is_refused_at_the_call():
+    with pytest.raises(ValueError, match="rounds=0; expected at least 1"):
+        fit.table(["resnet_bottleneck"], rounds=0)
