@@ -32,7 +32,12 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxconv.functional.formulations.onednn import _batch_axes, _partitioned_program
+from jaxconv.functional.formulations.onednn import (
+    _batch_axes,
+    _partitioned_program,
+    fold_mapped,
+    unfold_mapped,
+)
 from jaxconv.functional.formulations.primitive import _vary_alike
 from jaxconv.tuning import native
 from jaxconv.typing import Array
@@ -220,31 +225,23 @@ ad.primitive_transposes[_expand] = _expand_transpose
 
 
 # vmap: a mapped axis joins the channels
-def _fold(v: Array, dim, size: int, channel_axis: bool) -> Array:
+def _fold(v: Array, dim, size: int) -> Array:
     """``v`` with its mapped axis (broadcast where unmapped) folded into its last axis,
     mapped index outer: per-channel values ``(size, C) -> (size * C,)``, tensors
     ``(size, ..., C) -> (..., size * C)``."""
-    v = batching.bdim_at_front(v, dim, size)
-    if channel_axis:
-        v = jnp.moveaxis(v, 0, -2)
-    return v.reshape((*v.shape[:-2], v.shape[-2] * v.shape[-1]))
-
-
-def _unfold(v: Array, size: int) -> Array:
-    return jnp.moveaxis(v.reshape((*v.shape[:-1], size, v.shape[-1] // size)), -2, 0)
+    return fold_mapped(batching.bdim_at_front(v, dim, size))
 
 
 def _sums_batch(args, dims):
     size = next(v.shape[d] for v, d in zip(args, dims) if d is not None)
-    folded = [_fold(v, d, size, v.ndim - (d is not None) > 1) for v, d in zip(args, dims)]
-    return [_unfold(s, size) for s in channel_sums(*folded)], [0, 0]
+    folded = [_fold(v, d, size) for v, d in zip(args, dims)]
+    return [unfold_mapped(s, size) for s in channel_sums(*folded)], [0, 0]
 
 
 def _expand_batch(args, dims):
     size = next(v.shape[d] for v, d in zip(args, dims) if d is not None)
-    p, q, x, mean, inv = (_fold(v, d, size, i == 2) for i, (v, d) in
-                          enumerate(zip(args, dims)))
-    return _unfold(expand(p, q, x, mean, inv), size), 0
+    p, q, x, mean, inv = (_fold(v, d, size) for v, d in zip(args, dims))
+    return unfold_mapped(expand(p, q, x, mean, inv), size), 0
 
 
 batching.primitive_batchers[_sums] = _sums_batch

@@ -282,14 +282,15 @@ def _grouped(spec: ConvSpec, size: int) -> ConvSpec:
         feature_group_count=size * spec.feature_group_count)
 
 
-def _fold(a: Array) -> Array:
-    """A mapped axis in front moved into the last (channel) axis, mapped index outer."""
+def fold_mapped(a: Array) -> Array:
+    """A mapped axis in front moved into the last (channel) axis, mapped index outer:
+    ``(size, ..., C) -> (..., size * C)``, and ``(size, C) -> (size * C,)``."""
     moved = jnp.moveaxis(a, 0, -2)
     return moved.reshape((*moved.shape[:-2], moved.shape[-2] * moved.shape[-1]))
 
 
-def _unfold(a: Array, size: int) -> Array:
-    """The inverse of `_fold`: the last axis's ``size`` blocks as a mapped axis in front."""
+def unfold_mapped(a: Array, size: int) -> Array:
+    """The inverse of `fold_mapped`: the last axis's ``size`` blocks as a mapped axis in front."""
     return jnp.moveaxis(a.reshape((*a.shape[:-1], size, a.shape[-1] // size)), -2, 0)
 
 
@@ -314,7 +315,7 @@ def _batch(args, dims, *, op, spec):
     a, b = batching.bdim_at_front(a, da, size), batching.bdim_at_front(b, db, size)
     if size == 0:
         return lax.map(lambda pair: _bind(op, pair[0], pair[1], spec), (a, b)), 0
-    return _unfold(_bind(op, _fold(a), _fold(b), _grouped(spec, size)), size), 0
+    return unfold_mapped(_bind(op, fold_mapped(a), fold_mapped(b), _grouped(spec, size)), size), 0
 
 
 ad.primitive_jvps[_conv] = _jvp
