@@ -208,6 +208,14 @@ with jax.sharding.set_mesh(explicit):
 for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 print("explicit", tuple(got[1][1].sharding.spec))
+
+# one row of channels in a program on four devices: no batch axis to split, the plain handler
+from jaxconv.functional.channel_sums import channel_sums
+v = jax.device_put(scale, NamedSharding(mesh, PartitionSpec()))
+s1, s2 = jax.jit(lambda v: channel_sums(v, 2 * v, jnp.zeros_like(v)))(v)
+np.testing.assert_allclose(s1, scale, rtol=1e-6)
+np.testing.assert_allclose(s2, 2 * scale * scale, rtol=1e-6)
+print("one_row", len(s1.sharding.device_set))
 """
 
 
@@ -221,3 +229,4 @@ def test_a_four_device_batch_sums_its_parts_where_they_are(four_devices):
     assert int(facts["native"]) >= 2
     assert facts["sharded"] == "('data',)"
     assert facts["explicit"] == "(None,)"
+    assert facts["one_row"] == "4"

@@ -491,6 +491,15 @@ def test_vmap_over_an_empty_axis():
     empty = jnp.zeros((0, *x.shape))
     assert jax.vmap(lambda x: F.conv(x, k, impl="onednn"))(empty).shape == \
         jax.vmap(lambda x: F.conv(x, k, impl="xla"))(empty).shape
+    # inputs and kernels mapped together over no convs (no grouped call of zero groups)
+    kernels = jnp.zeros((0, *k.shape))
+    for fn in (jax.vmap(lambda x, k: F.conv(x, k, impl="onednn")),
+               jax.jit(jax.vmap(jax.grad(_loss(lambda x, k: F.conv(x, k, impl="onednn")),
+                                         argnums=(0, 1))))):
+        want = jax.vmap(lambda x, k: F.conv(x, k, impl="xla"))(empty, kernels)
+        got = fn(empty, kernels)
+        assert jax.tree.map(jnp.shape, got) == (
+            want.shape if not isinstance(got, tuple) else (empty.shape, kernels.shape))
 
 
 SHARDED_PROBE = """
