@@ -63,21 +63,15 @@ def read_lines(path: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("row", type=pathlib.Path, help="a run folder holding result.json")
-    parser.add_argument("--workdir", type=pathlib.Path, help="where the clone and the rerun go "
-                        "(default: a new temporary folder, kept)")
-    args = parser.parse_args(argv)
-    row = args.row.resolve()
-    result, env, run_args = recorded_run(row)
-    commit = result["provenance"]["commit"]
-    work = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="rerun-row-"))
+def sh(*command: str, **kwargs) -> None:
+    subprocess.run(command, check=True, **kwargs)
+
+
+def workspace(work: pathlib.Path, commit: str) -> tuple[pathlib.Path, pathlib.Path]:
+    """``work``'s clone of this repository at ``commit`` (made when absent) and the empty
+    folder the rerun goes to; a clone at another commit, or a folder holding an earlier rerun,
+    is refused rather than reused."""
     clone, out = work / "clone", work / "runs"
-
-    def sh(*command: str, **kwargs) -> None:
-        subprocess.run(command, check=True, **kwargs)
-
     if not clone.exists():
         sh("git", "clone", "--quiet", "--no-checkout", str(REPO), str(clone))
         sh("git", "-C", str(clone), "checkout", "--quiet", commit)
@@ -88,6 +82,20 @@ def main(argv=None) -> int:
                          "name another --workdir")
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"rerun_row: {out} holds an earlier rerun; remove it first")
+    return clone, out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("row", type=pathlib.Path, help="a run folder holding result.json")
+    parser.add_argument("--workdir", type=pathlib.Path, help="where the clone and the rerun go "
+                        "(default: a new temporary folder, kept)")
+    args = parser.parse_args(argv)
+    row = args.row.resolve()
+    result, env, run_args = recorded_run(row)
+    commit = result["provenance"]["commit"]
+    work = args.workdir or pathlib.Path(tempfile.mkdtemp(prefix="rerun-row-"))
+    clone, out = workspace(work, commit)
     sh("make", "--no-print-directory", "-C", str(clone), ".venv/.installed")
     variant, seed = result["variant"], result["seed"]
     command = [str(clone / ".venv/bin/jaxconv"), "run", *run_args, "--variant", variant,

@@ -2,6 +2,7 @@
 two metrics files compared field by field with only the clock readings left out."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -44,3 +45,23 @@ def test_metrics_differ_in_anything_but_the_clock(rerun_row):
     assert rerun_row.metric_differences([line], [dict(line, val_accuracy=0.91)]) == [
         "line 1: val_accuracy 0.9 -> 0.91"]
     assert rerun_row.metric_differences([line], [line, line]) == ["1 lines recorded, 2 rerun"]
+
+
+def git_repo(path):
+    """A one-commit repository at ``path``; its commit's hash."""
+    path.mkdir(parents=True)
+    for command in (["init", "-q"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                                     "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", "-C", str(path), *command], check=True)
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_a_workdir_at_another_commit_or_with_an_earlier_rerun_is_refused(rerun_row, tmp_path):
+    commit = git_repo(tmp_path / "clone")
+    with pytest.raises(SystemExit, match=f"is at {commit[:12]}, not the row's commit 24a8801"):
+        rerun_row.workspace(tmp_path, "24a8801")
+    assert rerun_row.workspace(tmp_path, commit[:7]) == (tmp_path / "clone", tmp_path / "runs")
+    (tmp_path / "runs" / "study").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="holds an earlier rerun; remove it first"):
+        rerun_row.workspace(tmp_path, commit[:7])
