@@ -29,14 +29,23 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def four_devices():
+def probe():
+    """``run(source, **env) -> stdout``: runs ``source`` in a fresh CPU-only Python with
+    ``env`` added to the environment (a fact that only a new process shows: device count,
+    thread count), failing the test with its error output if it fails."""
+    def run(source: str, **env: str) -> str:
+        done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
+                              env=dict(os.environ, JAX_PLATFORMS="cpu", **env), timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+    return run
+
+
+@pytest.fixture
+def four_devices(probe):
     """``run(source) -> {name: value}``: runs ``source`` in a fresh Python whose CPU shows four
     devices, and reads the ``name value`` lines it prints (a probe of a sharded program)."""
     def run(source: str) -> dict[str, str]:
-        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-                   JAX_PLATFORMS="cpu")
-        done = subprocess.run([sys.executable, "-c", source], env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return dict(line.split(" ", 1) for line in done.stdout.strip().splitlines())
+        out = probe(source, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+        return dict(line.split(" ", 1) for line in out.strip().splitlines())
     return run

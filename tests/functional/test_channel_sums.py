@@ -2,9 +2,6 @@
 the same statistics and derivatives as the lax reductions of version 3, under every transform,
 never in an export, and split over devices without gathering the batch."""
 
-import os
-import subprocess
-import sys
 
 import chex
 import jax
@@ -78,18 +75,13 @@ print(" ".join(np.asarray(s).tobytes().hex() for s in sums))
 """
 
 
-def test_the_sums_are_the_same_bits_on_one_thread_and_on_several():
+def test_the_sums_are_the_same_bits_on_one_thread_and_on_several(probe):
     """The rows are summed in fixed blocks added in a fixed order, so a run repeats to the bit
     whatever OMP_NUM_THREADS says (oneDNN's and these sums' thread count)."""
     if not native.available():
         pytest.skip(str(native.reason()))
-    outputs = set()
-    for threads in ("1", "2", "3"):
-        env = dict(os.environ, OMP_NUM_THREADS=threads, JAX_PLATFORMS="cpu")
-        done = subprocess.run([sys.executable, "-c", THREADS_PROBE], env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
-        outputs.add(done.stdout.strip())
+    outputs = {probe(THREADS_PROBE, OMP_NUM_THREADS=threads).strip()
+               for threads in ("1", "2", "3")}
     assert len(outputs) == 1
 
 
