@@ -4,10 +4,10 @@ and whether every pair lies within 0.5 points. Each run's `result.json` says whe
 extension ran (``choices.native``), so a pair that did not differ in it is flagged; a run
 without its pair, one that did not finish, or a study with no pairs at all fails the check.
 
-Where the control runs exist (`experiments/onednn_parity_control.sh`: the lax path again with
-XLA's default compile options, so that only the rounding differs), their differences from the
-lax runs are set beside, with the spread of both kinds of difference: how far apart one epoch
-leaves two runs that compute the same function with different bits.
+Where the control runs exist (`experiments/onednn_parity_control.sh`: the lax path again
+without jaxconv's recommended XLA flags, so that only the rounding differs), their differences
+from the lax runs are set beside, with the spread of both kinds of difference: how far apart
+one epoch leaves two runs that compute the same function with different bits.
 
 Run: ``.venv/bin/python experiments/onednn_parity.py [FOLDER]``
 """
@@ -27,8 +27,8 @@ STUDIES = ("bottlenecks", "quickstart")
 
 
 def accuracies(study: pathlib.Path) -> dict[tuple[str, int], tuple[float, bool, str]]:
-    """``(variant, seed) -> (test accuracy in %, whether the extension ran, compile-option
-    set)`` of a study folder's runs; a run that did not finish (diverged) has accuracy NaN, so
+    """``(variant, seed) -> (test accuracy in %, whether the extension ran, XLA flags)`` of a
+    study folder's runs; a run that did not finish (diverged) has accuracy NaN, so
     it fails."""
     found = {}
     for path in sorted(study.glob("*/seed-*/result.json")):
@@ -37,7 +37,7 @@ def accuracies(study: pathlib.Path) -> dict[tuple[str, int], tuple[float, bool, 
         choices = result.get("choices", {})
         found[result["variant"], result["seed"]] = (
             100 * result["history"][-1]["test_accuracy"] if finished else float("nan"),
-            bool(choices.get("native", {}).get("available")), choices.get("option_set", ""))
+            bool(choices.get("native", {}).get("available")), choices.get("xla_flags") or "")
     return found
 
 
@@ -78,21 +78,21 @@ def parity(folder: pathlib.Path, study: str) -> tuple[list[str], list[float], bo
 
 def control(folder: pathlib.Path, study: str) -> tuple[list[str], list[float]]:
     """The lax-versus-lax section of ``study`` (control runs minus lax runs, both without the
-    extension, the control under other compile options), or nothing without control runs."""
+    extension, the control under other XLA flags), or nothing without control runs."""
     runs = accuracies(folder / f"{study}-control")
     lax = accuracies(folder / f"{study}-lax")
     pairs = sorted(set(runs) & set(lax))
     if not pairs:
         return [], []
     lines = [f"### control: {len(pairs)} pairs", "",
-             "| variant | seed | lax, default options | lax only | difference | within "
+             "| variant | seed | lax, XLA's own flags | lax only | difference | within "
              f"{LIMIT} |", "|---|---:|---:|---:|---:|---|"]
     differences = []
     for key in pairs:
-        (a, ran, options), (b, lax_ran, lax_options) = runs[key], lax[key]
-        intended = not ran and not lax_ran and options != lax_options
+        (a, ran, flags), (b, lax_ran, lax_flags) = runs[key], lax[key]
+        intended = not ran and not lax_ran and flags != lax_flags
         differences.append(a - b)
-        flag = "" if intended else " (not a control: the extension ran or the options agree)"
+        flag = "" if intended else " (not a control: the extension ran or the flags agree)"
         within = "yes" if abs(a - b) <= LIMIT else "no"
         lines.append(f"| {key[0]} | {key[1]} | {a:.2f} % | {b:.2f} % | {a - b:+.2f} | "
                      f"{within}{flag} |")
@@ -109,7 +109,7 @@ def table(folder: pathlib.Path) -> tuple[list[str], bool]:
         lines += [*section, *checked]
         if controls:
             lines += [f"Spread, with onednn minus lax only: {spread(differences)}.",
-                      f"Spread, lax under default options minus lax only: {spread(controls)}.",
+                      f"Spread, lax under XLA's own flags minus lax only: {spread(controls)}.",
                       ""]
     return lines, ok
 

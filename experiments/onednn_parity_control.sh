@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The control of `experiments/onednn_parity.sh`: how far apart two runs land after one epoch when
 # nothing but their rounding differs. The lax path trains Study 1's ten designs (seeds 0 and 1)
-# and the quickstart again with XLA's default compile options instead of the machine class's
-# tuned set (`train.compile_options`: the two sets fuse differently and compute different bits),
-# into `<study>-control/` beside the parity runs; `python experiments/onednn_parity.py` then
-# sets the lax-versus-lax differences beside the native-versus-lax ones. Finished runs are
+# and the quickstart again with JAXCONV_TUNE=0, which leaves out jaxconv's recommended XLA flags:
+# XLA then hands its matrix products (and the convs the policy leaves to it) to YNNPACK instead
+# of Eigen, which rounds differently (the compile-option sets alone changed no bit of a
+# ShuffleNet run), into `<study>-control/` beside the parity runs;
+# `python experiments/onednn_parity.py` then sets the lax-versus-lax differences beside the
+# native-versus-lax ones. Finished runs are
 # skipped; run it from a clean commit. Arguments, when given, are passed on to `jaxconv run`
 # (e.g. `--variant shuffle --seed 1` for one row).
 #
@@ -15,11 +17,10 @@ JAXCONV=${JAXCONV:-.venv/bin/jaxconv}
 OUT=experiments/results/fashion_mnist/onednn_parity
 # The parity runs' version: with the extension off, versions 3 and 4 pick the same formulations.
 VERSION=3
-JAXCONV_NATIVE=0 "$JAXCONV" run configs/fashion_mnist/bottlenecks.yaml --quiet \
+JAXCONV_NATIVE=0 JAXCONV_TUNE=0 "$JAXCONV" run configs/fashion_mnist/bottlenecks.yaml --quiet \
   --set name=bottlenecks-control --set output_dir=$OUT --set train.epochs=1 \
-  --set 'seeds=[0, 1]' --set train.policy_version=$VERSION --set train.compile_options=default "$@"
+  --set 'seeds=[0, 1]' --set train.policy_version=$VERSION "$@"
 if [[ $# -eq 0 ]]; then
-  JAXCONV_NATIVE=0 "$JAXCONV" run configs/quickstart.yaml --quiet \
-    --set name=quickstart-control --set output_dir=$OUT --set train.policy_version=$VERSION \
-    --set train.compile_options=default
+  JAXCONV_NATIVE=0 JAXCONV_TUNE=0 "$JAXCONV" run configs/quickstart.yaml --quiet \
+    --set name=quickstart-control --set output_dir=$OUT --set train.policy_version=$VERSION
 fi
