@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The control of `experiments/onednn_parity.sh`: how far apart two runs land after one epoch when
 # nothing but their rounding differs. The lax path trains Study 1's ten designs (seeds 0 and 1)
-# and the quickstart again with JAXCONV_TUNE=0, which leaves out jaxconv's recommended XLA flags:
-# XLA then hands its matrix products (and the convs the policy leaves to it) to YNNPACK instead
-# of Eigen, which rounds differently (the compile-option sets alone changed no bit of a
-# ShuffleNet run), into `<study>-control/` beside the parity runs;
+# and the quickstart again with neither jaxconv's recommended XLA flags (JAXCONV_TUNE=0) nor its
+# compile options (`train.compile_options=default`): XLA then hands its matrix products to
+# YNNPACK instead of Eigen, which rounds differently (either change alone left every bit of a
+# ShuffleNet run as it was), into `<study>-control/` beside the parity runs;
 # `python experiments/onednn_parity.py` then sets the lax-versus-lax differences beside the
 # native-versus-lax ones. Finished runs are
 # skipped; run it from a clean commit. Arguments, when given, are passed on to `jaxconv run`
@@ -19,8 +19,9 @@ OUT=experiments/results/fashion_mnist/onednn_parity
 VERSION=3
 JAXCONV_NATIVE=0 JAXCONV_TUNE=0 "$JAXCONV" run configs/fashion_mnist/bottlenecks.yaml --quiet \
   --set name=bottlenecks-control --set output_dir=$OUT --set train.epochs=1 \
-  --set 'seeds=[0, 1]' --set train.policy_version=$VERSION "$@"
+  --set 'seeds=[0, 1]' --set train.policy_version=$VERSION --set train.compile_options=default "$@"
 if [[ $# -eq 0 ]]; then
   JAXCONV_NATIVE=0 JAXCONV_TUNE=0 "$JAXCONV" run configs/quickstart.yaml --quiet \
-    --set name=quickstart-control --set output_dir=$OUT --set train.policy_version=$VERSION
+    --set name=quickstart-control --set output_dir=$OUT --set train.policy_version=$VERSION \
+    --set train.compile_options=default
 fi
