@@ -43,22 +43,27 @@ def accuracies(study: pathlib.Path) -> dict[tuple[str, int], tuple[float, bool, 
 
 def spread(differences: list[float]) -> str:
     """One line on a list of paired differences (points): their count, mean, standard
-    deviation, largest size and how many exceed `LIMIT`."""
+    deviation, largest size and how many exceed `LIMIT`; pairs with a run that did not finish
+    are counted apart."""
+    unfinished = sum(d != d for d in differences)
+    differences = [d for d in differences if d == d]
+    note = f" ({unfinished} more with a run that did not finish)" if unfinished else ""
     if len(differences) < 2:
-        return f"{len(differences)} pair(s): too few for a spread"
+        return f"{len(differences)} pair(s){note}: too few for a spread"
     over = sum(abs(d) > LIMIT for d in differences)
-    return (f"{len(differences)} pairs: mean {statistics.mean(differences):+.2f}, standard "
+    return (f"{len(differences)} pairs{note}: mean {statistics.mean(differences):+.2f}, standard "
             f"deviation {statistics.stdev(differences):.2f}, largest "
             f"{max(map(abs, differences)):.2f} points; {over} over {LIMIT}")
 
 
-def parity(folder: pathlib.Path, study: str) -> tuple[list[str], list[float], bool]:
-    """The native-versus-lax section of ``study``: markdown lines, the differences, and
-    whether every pair is within `LIMIT` points with the extension used as intended."""
-    native = accuracies(folder / f"{study}-native")
+def parity(folder: pathlib.Path, runs: str, study: str) -> tuple[list[str], list[float], bool]:
+    """The section of the native runs ``runs`` (a folder such as ``bottlenecks-native-v4``)
+    against ``study``'s lax runs: markdown lines, the differences, and whether every pair is
+    within `LIMIT` points with the extension used as intended."""
+    native = accuracies(folder / runs)
     lax = accuracies(folder / f"{study}-lax")
     pairs = sorted(set(native) & set(lax))
-    lines = [f"## {study}: {len(pairs)} pairs", "",
+    lines = [f"## {runs}: {len(pairs)} pairs", "",
              f"| variant | seed | with onednn | lax only | difference | within {LIMIT} |",
              "|---|---:|---:|---:|---:|---|"]
     ok, differences = bool(pairs), []
@@ -100,17 +105,23 @@ def control(folder: pathlib.Path, study: str) -> tuple[list[str], list[float]]:
 
 
 def table(folder: pathlib.Path) -> tuple[list[str], bool]:
-    """Markdown lines, and whether every native-versus-lax pair is within `LIMIT` points."""
+    """Markdown lines, and whether every native-versus-lax pair is within `LIMIT` points: one
+    section per folder of native runs (``<study>-native`` for policy version 3,
+    ``<study>-native-v<N>`` for later ones), then the control's."""
     lines, ok = [], True
     for study in STUDIES:
-        section, differences, study_ok = parity(folder, study)
+        runs = sorted(path.name for path in folder.glob(f"{study}-native*") if path.is_dir())
+        spreads = []
+        for name in runs or [f"{study}-native"]:
+            section, differences, runs_ok = parity(folder, name, study)
+            ok &= runs_ok
+            lines += section
+            spreads.append(f"Spread, {name} minus lax only: {spread(differences)}.")
         checked, controls = control(folder, study)
-        ok &= study_ok
-        lines += [*section, *checked]
+        lines += checked
         if controls:
-            lines += [f"Spread, with onednn minus lax only: {spread(differences)}.",
-                      f"Spread, lax under XLA's own flags minus lax only: {spread(controls)}.",
-                      ""]
+            lines += [*spreads, f"Spread, lax under XLA's own flags minus lax only: "
+                      f"{spread(controls)}.", ""]
     return lines, ok
 
 

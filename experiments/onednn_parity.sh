@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
 # Accuracy with and without the native extension: one epoch of Study 1's ten designs
 # (configs/fashion_mnist/bottlenecks.yaml), seeds 0 and 1, and the quickstart, once with the
-# extension (the current policy version, which Study 1's config would otherwise pin to 1, then
-# trains the 1x1, depthwise, grouped and dense convs it measured faster there with oneDNN on an
-# AVX-512 CPU) and once with JAXCONV_NATIVE=0 (the lax formulations). Each pair of runs
-# shares its seed, split and data order; `python experiments/onednn_parity.py` tabulates the
-# test accuracies design by design (issue: within 0.5 points). Finished runs are skipped, so
-# the same command continues where it stopped; run it from a clean commit.
+# extension under policy version VERSION (the current one by default; Study 1's config would
+# otherwise pin version 1; from version 3 on, oneDNN trains the 1x1, depthwise, grouped and
+# dense convs it measured faster on an AVX-512 CPU, and from version 4 on BatchNorm sums its
+# channels natively) into `<study>-native/` (version 3) or `<study>-native-v<VERSION>/`, and
+# once with JAXCONV_NATIVE=0 (the lax formulations, which every version from 3 on picks alike,
+# so one set of lax runs, pinned to version 3, serves them all) into `<study>-lax/`. Each pair
+# of runs shares its seed, split and data order; `python experiments/onednn_parity.py`
+# tabulates the test accuracies design by design (issue: within 0.5 points). Finished runs are
+# skipped, so the same command continues where it stopped; run it from a clean commit.
 #
-#   nice -n 19 bash experiments/onednn_parity.sh
+#   nice -n 19 bash experiments/onednn_parity.sh [VERSION]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JAXCONV=${JAXCONV:-.venv/bin/jaxconv}
 OUT=experiments/results/fashion_mnist/onednn_parity
 .venv/bin/python -c 'from jaxconv.tuning import native
 if not native.available(): raise SystemExit(f"onednn_parity: {native.reason()}")'
-VERSION=$(.venv/bin/python -c 'from jaxconv.functional.policy import POLICY_VERSION; print(POLICY_VERSION)')
+VERSION=${1:-$(.venv/bin/python -c 'from jaxconv.functional.policy import POLICY_VERSION
+print(POLICY_VERSION)')}
+if (( VERSION < 3 )); then
+  echo "onednn_parity: version $VERSION trains no conv with oneDNN; expected 3 or later" >&2
+  exit 2
+fi
 for path in native lax; do
-  native=$([ "$path" = native ] && echo 1 || echo 0)
+  if [[ $path == native ]]; then
+    native=1 version=$VERSION name=native
+    (( VERSION == 3 )) || name=native-v$VERSION
+  else
+    native=0 version=3 name=lax
+  fi
   JAXCONV_NATIVE=$native "$JAXCONV" run configs/fashion_mnist/bottlenecks.yaml --quiet \
-    --set "name=bottlenecks-$path" --set output_dir=$OUT --set train.epochs=1 \
-    --set 'seeds=[0, 1]' --set train.policy_version=$VERSION
+    --set "name=bottlenecks-$name" --set output_dir=$OUT --set train.epochs=1 \
+    --set 'seeds=[0, 1]' --set train.policy_version=$version
   JAXCONV_NATIVE=$native "$JAXCONV" run configs/quickstart.yaml --quiet \
-    --set "name=quickstart-$path" --set output_dir=$OUT --set train.policy_version=$VERSION
+    --set "name=quickstart-$name" --set output_dir=$OUT --set train.policy_version=$version
 done

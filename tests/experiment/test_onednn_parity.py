@@ -68,8 +68,8 @@ def test_control_runs_are_set_beside_with_both_spreads(parity, tmp_path):
     assert ok, "the control does not decide the parity check"
     assert "| basic | 0 | 90.90 % | 90.30 % | +0.60 | no |" in lines
     assert "| fire | 0 | 91.05 % | 91.00 % | +0.05 | yes |" in lines
-    assert ("Spread, with onednn minus lax only: 2 pairs: mean -0.05, standard deviation 0.35, "
-            "largest 0.30 points; 0 over 0.5.") in lines
+    assert ("Spread, bottlenecks-native minus lax only: 2 pairs: mean -0.05, standard "
+            "deviation 0.35, largest 0.30 points; 0 over 0.5.") in lines
     assert ("Spread, lax under XLA's own flags minus lax only: 2 pairs: mean +0.33, standard "
             "deviation 0.39, largest 0.60 points; 1 over 0.5.") in lines
 
@@ -79,3 +79,21 @@ def test_a_control_that_changed_nothing_is_flagged(parity, tmp_path):
     write_run(tmp_path, "bottlenecks-control", "fire", 0, 0.9100, False)
     lines, _ = parity.table(tmp_path)
     assert any(line.startswith("| fire | 0 |") and "not a control" in line for line in lines)
+
+
+def test_each_policy_versions_native_runs_are_compared_with_the_one_set_of_lax_runs(
+        parity, tmp_path):
+    fill(tmp_path)
+    write_run(tmp_path, "bottlenecks-native-v4", "basic", 0, 0.9010, True)
+    write_run(tmp_path, "bottlenecks-native-v4", "fire", 0, 0.9170, True)
+    lines, ok = parity.table(tmp_path)
+    assert {"## bottlenecks-native: 2 pairs", "## bottlenecks-native-v4: 2 pairs"} <= set(lines)
+    assert not ok and "| fire | 0 | 91.70 % | 91.00 % | +0.70 | no |" in lines
+
+
+def test_the_spread_counts_pairs_with_an_unfinished_run_apart(parity):
+    assert parity.spread([0.1, float("nan"), 0.3]) == (
+        "2 pairs (1 more with a run that did not finish): mean +0.20, standard deviation 0.14, "
+        "largest 0.30 points; 0 over 0.5")
+    assert parity.spread([float("nan")]) == (
+        "0 pair(s) (1 more with a run that did not finish): too few for a spread")
