@@ -2,8 +2,8 @@
 # Accuracy with and without the native extension: one epoch of Study 1's ten designs
 # (configs/fashion_mnist/bottlenecks.yaml), seeds 0 and 1, and the quickstart, once with the
 # extension under policy version VERSION (the current one by default; Study 1's config would
-# otherwise pin version 1; from version 3 on, oneDNN trains the 1x1, depthwise, grouped and
-# dense convs it measured faster on an AVX-512 CPU, and from version 4 on BatchNorm sums its
+# otherwise pin version 1; on an AVX-512 CPU, version 3 trains the 1x1, depthwise, grouped and
+# dense convs it measured faster there with oneDNN, and version 4 also sums BatchNorm's
 # channels natively) into `<study>-native/` (version 3) or `<study>-native-v<VERSION>/`, and
 # once with JAXCONV_NATIVE=0 (the lax formulations, which every version from 3 on picks alike,
 # so one set of lax runs, pinned to version 3, serves them all) into `<study>-lax/`. Each pair
@@ -20,10 +20,25 @@ OUT=experiments/results/fashion_mnist/onednn_parity
 if not native.available(): raise SystemExit(f"onednn_parity: {native.reason()}")'
 VERSION=${1:-$(.venv/bin/python -c 'from jaxconv.functional.policy import POLICY_VERSION
 print(POLICY_VERSION)')}
-if (( VERSION < 3 )); then
-  echo "onednn_parity: version $VERSION trains no conv with oneDNN; expected 3 or later" >&2
+if ! [[ $VERSION =~ ^[1-9][0-9]*$ ]] || (( VERSION < 3 )); then
+  echo "onednn_parity: VERSION=$VERSION; expected a policy version of 3 or later, written" \
+       "as a whole number (the lax runs it is compared with are version 3's)" >&2
   exit 2
 fi
+# what the version trains natively here: a CPU without AVX-512 would train the lax path twice
+.venv/bin/python - "$VERSION" <<'PY'
+import sys
+import jax.numpy as jnp
+from jaxconv.functional import Compilation, policy
+from jaxconv.tuning import machine
+version = int(sys.argv[1])
+if machine.isa() != "avx512":
+    raise SystemExit(f"onednn_parity: this CPU is {machine.isa()}; the oneDNN rows of the "
+                     "policy hold on AVX-512 CPUs only")
+if version >= policy.NATIVE_BATCH_NORM_SINCE and not policy.native_batch_norm(
+        Compilation(policy_version=version), jnp.float32):
+    raise SystemExit(f"onednn_parity: version {version} would not sum BatchNorm natively here")
+PY
 for path in native lax; do
   if [[ $path == native ]]; then
     native=1 version=$VERSION name=native
