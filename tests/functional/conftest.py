@@ -35,7 +35,7 @@ def probe():
     thread count), failing the test with its error output if it fails."""
     def run(source: str, **env: str) -> str:
         done = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
-                              env=dict(os.environ, JAX_PLATFORMS="cpu", **env), timeout=300)
+                              env={**os.environ, "JAX_PLATFORMS": "cpu", **env}, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
     return run
