@@ -75,9 +75,11 @@ def test_control_runs_are_set_beside_with_both_spreads(parity, tmp_path):
     assert "| basic | 0 | 90.90 % | 90.30 % | +0.60 | no |" in lines
     assert "| fire | 0 | 91.05 % | 91.00 % | +0.05 | yes |" in lines
     assert ("Spread, bottlenecks-native minus lax only: 2 pairs: mean -0.05, standard "
-            "deviation 0.35, largest 0.30 points; 0 over 0.5.") in lines
+            "deviation 0.35, largest 0.30 points; 0 over 0.5; the mean's 90% interval -1.63 to "
+            "+1.53 is not within +-0.5 (two one-sided tests at 5%).") in lines
     assert ("Spread, bottlenecks-control minus lax only: 2 pairs: mean +0.33, standard "
-            "deviation 0.39, largest 0.60 points; 1 over 0.5.") in lines
+            "deviation 0.39, largest 0.60 points; 1 over 0.5; the mean's 90% interval -1.41 to "
+            "+2.06 is not within +-0.5 (two one-sided tests at 5%).") in lines
 
 
 @pytest.mark.parametrize("choices, why", [
@@ -134,7 +136,11 @@ def test_a_native_run_of_another_version_or_without_native_sums_fails(
 def test_the_spread_counts_pairs_with_an_unfinished_run_apart(parity):
     assert parity.spread([0.1, float("nan"), 0.3]) == (
         "2 pairs (1 more with a run that did not finish): mean +0.20, standard deviation 0.14, "
-        "largest 0.30 points; 0 over 0.5")
+        "largest 0.30 points; 0 over 0.5; the mean's 90% interval -0.43 to +0.83 is not within "
+        "+-0.5 (two one-sided tests at 5%)")
+    many = [0.1, -0.2, 0.3, 0.0, -0.1, 0.2, 0.1, -0.3]
+    assert parity.spread(many).endswith(
+        "the mean's 90% interval -0.12 to +0.15 is within +-0.5 (two one-sided tests at 5%)")
     assert parity.spread([float("nan")], flagged=2) == (
         "0 pair(s) (1 more with a run that did not finish; 2 more not trained as intended): "
         "too few for a spread")
