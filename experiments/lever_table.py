@@ -103,11 +103,16 @@ def family_p(result: Paired) -> float:
     return result.p_value
 
 
+#: The fewest paired seeds a trial is judged on (the screen's rule: three or more).
+MIN_SEEDS = 3
+
+
 def kept(result: Paired) -> bool:
-    """Whether the paired gain exceeds two standard errors of the paired difference (needs two
-    or more paired seeds and a p: equal differences have none and are never kept)."""
-    return not math.isnan(result.standard_error) and not math.isnan(result.p_value) and \
-        result.mean_difference > 2 * result.standard_error
+    """Whether the paired gain exceeds two standard errors of the paired difference over
+    `MIN_SEEDS` or more paired seeds (a trial still training is not judged yet) with a p (equal
+    differences have none and are never kept)."""
+    return len(result.seeds) >= MIN_SEEDS and not math.isnan(result.standard_error) and \
+        not math.isnan(result.p_value) and result.mean_difference > 2 * result.standard_error
 
 
 def first_reaching(epochs: Sequence[Mapping], target: float = TARGET) -> tuple[int, float] | None:

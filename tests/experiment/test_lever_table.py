@@ -138,6 +138,7 @@ def test_kept_needs_a_gain_beyond_two_standard_errors(lever_table):
     assert not lever_table.kept(paired((0, 1, 2), 0.008, 0.004, 0.05))  # exactly 2 SE
     assert not lever_table.kept(paired((0, 1, 2), 0.006, 0.004, 0.20))
     assert not lever_table.kept(paired((0, 1, 2), -0.010, 0.004, 0.05))  # a loss
+    assert not lever_table.kept(paired((0, 1), 0.010, 0.004, 0.05))  # two seeds: not yet
 
 
 def test_first_epoch_at_94_percent(lever_table):
