@@ -3,7 +3,9 @@
 # (the baseline: inverted residual ~0.3M, 6 epochs, seeds 0-2 on one validation split) and
 # trains into experiments/results/fashion_mnist/levers/levers-<trial>/. Judged on validation
 # accuracy only, each trial paired with the baseline seed by seed:
-# `python experiments/lever_table.py` tabulates the finished trials. Finished runs are skipped,
+# `python experiments/lever_table.py` tabulates the finished trials, with the seconds to 94% from
+# each trial's steps timed alone (`python experiments/lever_step_seconds.py`, nothing else on the
+# cores: the runs' own clocks share them). Finished runs are skipped,
 # so the script continues where it stopped. Run it from a clean commit: the results folder is a
 # study folder, which refuses a tree with uncommitted changes.
 #

@@ -9,7 +9,10 @@ of every trial validates on the same split, so a trial's seed ``k`` and the base
 ``k`` differ only by the lever: the table reports the paired difference of their final
 validation accuracies with its standard error, a paired t-test, the Holm-adjusted p over every
 trial in the table, and whether the gain is kept (larger than two standard errors), in
-airbench's form with the epochs and training seconds to 94% validation accuracy. Only
+airbench's form with the epochs and training seconds to 94% validation accuracy. The seconds
+are the steps to the first epoch at 94% times the trial's seconds per step timed alone
+(``<RESULTS_DIR>/step_seconds.json``, written by ``experiments/lever_step_seconds.py``): the
+runs' own clocks ran while other work shared the cores, so they give no speed figure. Only
 validation accuracy is read: the test accuracy the runner records is never shown, so it
 cannot choose a lever.
 
@@ -115,13 +118,40 @@ def kept(result: Paired) -> bool:
         not math.isnan(result.p_value) and result.mean_difference > 2 * result.standard_error
 
 
-def first_reaching(epochs: Sequence[Mapping], target: float = TARGET) -> tuple[int, float] | None:
+def first_reaching(epochs: Sequence[Mapping], target: float = TARGET) -> tuple[int, int] | None:
     """The first epoch record (``kind: epoch`` lines of ``metrics.jsonl``) whose validation
-    accuracy reaches ``target``: its epoch and training seconds so far; None if none does."""
+    accuracy reaches ``target``: its epoch and the training steps taken by its end; None if
+    none does."""
     for record in sorted(epochs, key=lambda r: r["epoch"]):
         if record["val_accuracy"] >= target:
-            return int(record["epoch"]), float(record["train_time_s"])
+            return int(record["epoch"]), int(record["step"])
     return None
+
+
+STEP_SECONDS = "step_seconds.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSeconds:
+    """Seconds per training step of each trial, timed alone (``experiments/lever_step_seconds.py``)
+    on ``machine`` (CPU, commit, date)."""
+
+    seconds: dict[str, float]
+    machine: str
+
+
+def step_seconds(results: pathlib.Path) -> StepSeconds | None:
+    """The timings in ``<results>/step_seconds.json``; None where the file is missing."""
+    path = results / STEP_SECONDS
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    trials = record["trials"]
+    commits = sorted({t["commit"] for t in trials.values()})
+    dates = sorted(t["date"] for t in trials.values())
+    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    return StepSeconds({k: float(t["seconds_per_step"]) for k, t in trials.items()},
+                       f"{record['cpu']}, commit {', '.join(commits)}, {when}")
 
 
 def epoch_records(path: pathlib.Path) -> list[dict]:
@@ -152,7 +182,7 @@ class Trial:
     name: str
     change: str
     accuracy: dict[int, float]
-    reached: dict[int, tuple[int, float] | None]
+    reached: dict[int, tuple[int, int] | None]
     origins: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
     diverged: tuple[int, ...] = ()
 
@@ -215,19 +245,22 @@ def trial(folder: pathlib.Path, baseline: Mapping) -> Trial:
                  tuple(sorted(diverged)))
 
 
-def _reach_cells(t: Trial) -> list[str]:
+def _reach_cells(t: Trial, timed: StepSeconds | None) -> list[str]:
     hits = [t.reached[k] for k in sorted(t.reached) if t.reached[k] is not None]
     if not hits:
         return ["not reached", "not reached"]
     share = f" ({len(hits)}/{len(t.reached)} seeds)"
-    return [f"{np.mean([h[0] for h in hits]):.1f}{share}",
-            f"{np.mean([h[1] for h in hits]):.0f}{share}"]
+    per_step = timed.seconds.get(t.name) if timed else None
+    seconds = "not timed" if per_step is None else \
+        f"{np.mean([h[1] for h in hits]) * per_step:.0f}{share}"
+    return [f"{np.mean([h[0] for h in hits]):.1f}{share}", seconds]
 
 
-def table(trials: Sequence[Trial]) -> str:
+def table(trials: Sequence[Trial], timed: StepSeconds | None = None) -> str:
     """The Markdown table: the baseline first, then every other trial with its paired
     comparison; Holm's adjustment runs over every trial with two or more paired seeds. Under
-    it, a line per trial whose paired runs differ from the baseline's (`differences`)."""
+    it, a line per trial whose paired runs differ from the baseline's (`differences`), and
+    where the seconds to 94% come from (``timed``, `step_seconds`; "not timed" without)."""
     base = next((t for t in trials if t.name == BASELINE), None)
     if base is None:
         raise ValueError(f"trials: {[t.name for t in trials]!r} has no {BASELINE!r} trial to "
@@ -251,7 +284,7 @@ def table(trials: Sequence[Trial]) -> str:
         return f"{count}" + (f" ({len(diverged)} diverged)" if diverged else "")
 
     rows = [[base.name, base.change, accuracy_cell(base), "-", "-", "-", "-",
-             seeds_cell(len(base.accuracy), base.diverged), *_reach_cells(base), ""]]
+             seeds_cell(len(base.accuracy), base.diverged), *_reach_cells(base, timed), ""]]
     lines = []
     for t, p, holm_p in zip(others, pairs, adjusted):
         difference = "-" if not p.seeds else \
@@ -266,9 +299,15 @@ def table(trials: Sequence[Trial]) -> str:
         rows.append([t.name, t.change, accuracy_cell(t), difference,
                      number(p.p_value, ".3f"), number(holm_p, ".3f"),
                      "yes" if kept(p) and not t.diverged and not differ else "no",
-                     seeds_cell(len(p.seeds), t.diverged), *_reach_cells(t), note])
+                     seeds_cell(len(p.seeds), t.diverged), *_reach_cells(t, timed), note])
     text = markdown_table(header, "llrrrrlrrrl", rows)
-    return "\n".join([text, "", *lines]) if lines else text
+    clock = ("Train s to 94% val: the steps to the first epoch at 94% times the trial's "
+             f"seconds per training step timed alone ({timed.machine}; "
+             "experiments/lever_step_seconds.py)" if timed else
+             f"Train s to 94% val: not timed (no {STEP_SECONDS}; "
+             "experiments/lever_step_seconds.py times each trial's steps alone)")
+    clock += "; the runs' own clocks shared the cores and give no speed figure."
+    return "\n".join([text, "", *lines, *([""] if lines else []), clock])
 
 
 def trials(results: pathlib.Path) -> list[Trial]:
@@ -286,4 +325,4 @@ def trials(results: pathlib.Path) -> list[Trial]:
 if __name__ == "__main__":
     where = pathlib.Path(sys.argv[1] if len(sys.argv) > 1
                          else "experiments/results/fashion_mnist/levers")
-    print(table(trials(where)))
+    print(table(trials(where), step_seconds(where)))

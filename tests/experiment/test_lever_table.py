@@ -142,10 +142,10 @@ def test_kept_needs_a_gain_beyond_two_standard_errors(lever_table):
 
 
 def test_first_epoch_at_94_percent(lever_table):
-    epochs = [{"epoch": 3, "val_accuracy": 0.95, "train_time_s": 30.0},
-              {"epoch": 1, "val_accuracy": 0.90, "train_time_s": 10.0},
-              {"epoch": 2, "val_accuracy": 0.94, "train_time_s": 20.5}]
-    assert lever_table.first_reaching(epochs) == (2, 20.5)
+    epochs = [{"epoch": 3, "step": 300, "val_accuracy": 0.95, "train_time_s": 30.0},
+              {"epoch": 1, "step": 100, "val_accuracy": 0.90, "train_time_s": 10.0},
+              {"epoch": 2, "step": 200, "val_accuracy": 0.94, "train_time_s": 20.5}]
+    assert lever_table.first_reaching(epochs) == (2, 200)
     assert lever_table.first_reaching(epochs[1:2]) is None
 
 
@@ -177,15 +177,39 @@ def test_table_pairs_trials_with_the_baseline(lever_table, results):
     assert rows["baseline"]["val accuracy (mean ± std)"] == "93.67 ± 0.76 %"
 
 
+def _write_step_seconds(root, seconds, cpu="Intel Xeon (avx512, 2 cores)"):
+    (root / "step_seconds.json").write_text(json.dumps({"cpu": cpu, "trials": {
+        name: {"seconds_per_step": s, "repeats": [s], "commit": "d661d99",
+               "versions": PROVENANCE["versions"], "date": "2026-12-05 23:50 UTC"}
+        for name, s in seconds.items()}}))
+
+
 def test_table_reads_epochs_and_time_to_94_percent(lever_table, results):
-    rows = _rows(lever_table.table(lever_table.trials(results)))
-    # the baseline reaches 94% on seed 2 only, at epoch 2 (20 s); ema on every seed, at epochs
-    # 2, 1 and 1 (20, 10 and 10 s); smoothing-0 on seed 1 at epoch 2, its seed 2 diverged
+    _write_step_seconds(results, {"baseline": 0.2, "ema": 0.25})
+    text = lever_table.table(lever_table.trials(results), lever_table.step_seconds(results))
+    rows = _rows(text)
+    # the baseline reaches 94% on seed 2 only, at epoch 2 (step 200, 0.2 s a step: 40 s); ema
+    # on every seed, at epochs 2, 1 and 1 (steps 200, 100, 100 at 0.25 s: 33 s on average);
+    # smoothing-0 on seed 1 at epoch 2, its seed 2 diverged, and its steps were not timed
     assert rows["baseline"]["epochs to 94% val"] == "2.0 (1/3 seeds)"
-    assert rows["baseline"]["train s to 94% val"] == "20 (1/3 seeds)"
+    assert rows["baseline"]["train s to 94% val"] == "40 (1/3 seeds)"
     assert rows["ema"]["epochs to 94% val"] == "1.3 (3/3 seeds)"
-    assert rows["ema"]["train s to 94% val"] == "13 (3/3 seeds)"
+    assert rows["ema"]["train s to 94% val"] == "33 (3/3 seeds)"
     assert rows["smoothing-0"]["epochs to 94% val"] == "2.0 (1/2 seeds)"
+    assert rows["smoothing-0"]["train s to 94% val"] == "not timed"
+    assert "timed alone (Intel Xeon (avx512, 2 cores), commit d661d99, 2026-12-05 23:50 UTC" \
+        in text.splitlines()[-1]
+
+
+def test_the_runs_own_clocks_never_give_the_time(lever_table, results):
+    # the runs' train_time_s (10 s an epoch) shared the cores: without a quiet timing the
+    # table gives none, and says why
+    text = lever_table.table(lever_table.trials(results), lever_table.step_seconds(results))
+    assert lever_table.step_seconds(results) is None
+    rows = _rows(text)
+    assert rows["ema"]["epochs to 94% val"] == "1.3 (3/3 seeds)"
+    assert rows["ema"]["train s to 94% val"] == "not timed"
+    assert text.splitlines()[-1].startswith("Train s to 94% val: not timed (no step_seconds.json")
 
 
 def test_a_trial_that_never_reaches_94_percent(lever_table, results):
