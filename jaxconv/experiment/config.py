@@ -35,7 +35,8 @@ from jaxconv.experiment import examples
 from jaxconv.models import ModelSpec, layout, presets, spec
 from jaxconv.train import Recipe
 
-TOP_KEYS = ("name", "data", "train", "model", "variants", "seeds", "output_dir")
+TOP_KEYS = ("name", "data", "train", "model", "variants", "seeds", "output_dir",
+            "compare_with")
 DATA_KEYS = ("name", "data_dir")
 MODEL_KEYS = ("preset", "layout", "stages", "stem_width", "stem_strides", "dropout", "init",
               "zero_init_residual", "drop_path")
@@ -57,6 +58,10 @@ KEY_HELP = {
                     "exactly one of `preset`, `layout` or `stages`.",
         "seeds": "a non-empty list of distinct ints >= 0 (default `[0]`).",
         "output_dir": "where run folders go (default `runs`).",
+        "compare_with": "another study's run folder (a path like `output_dir`'s): the report "
+                        "sets this study's ranking of the variants beside that one's, with "
+                        "Spearman's rank correlation and its interval (optional; changes no "
+                        "run, so it may be added to a finished study).",
     },
     "data": {
         "name": "`digits` (built in), `mnist`, `fashion_mnist`, `cifar10` or `synthetic`.",
@@ -248,6 +253,10 @@ def from_mapping(raw: Mapping[str, Any]) -> ExperimentConfig:
     output_dir = raw.get("output_dir", "runs")
     if not isinstance(output_dir, str) or not output_dir:
         raise ConfigError(f"output_dir: {output_dir!r} must be a non-empty path")
+    compare_with = raw.get("compare_with")
+    if compare_with is not None and (not isinstance(compare_with, str) or not compare_with):
+        raise ConfigError(f"compare_with: {compare_with!r} must be a non-empty path to a run "
+                          "folder")
     return ExperimentConfig(name, data, recipe, tuple(variants), _seeds(raw.get("seeds", [0])),
                             output_dir, copy.deepcopy(dict(raw)))
 

@@ -88,7 +88,7 @@ def _check_run_dir(config: ExperimentConfig, resolved: dict[str, Any]) -> None:
     path = config.run_dir / "config.yaml"
     if path.is_file():
         previous = yaml.safe_load(path.read_text())
-        ignored = ("seeds", "variants")
+        ignored = ("seeds", "variants", "compare_with")  # compare_with: the report's only
         mine = {k: v for k, v in resolved.items() if k not in ignored}
         theirs = {k: v for k, v in previous.items() if k not in ignored}
         if isinstance(theirs.get("train"), dict):

@@ -126,3 +126,63 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - k) * p))
         adjusted[i] = running
     return adjusted
+
+
+@dataclasses.dataclass(frozen=True)
+class RankCorrelation:
+    """How two rankings of the same variants agree: Spearman's rank correlation.
+
+    Attributes:
+      variants: the variants both rankings hold, in the first ranking's order.
+      rho: Spearman's rho (ties take their average rank).
+      low, high: its ``level`` confidence interval, by Fisher's z with Bonett and Wright's
+        variance ``(1 + rho^2 / 2) / (n - 3)`` (NaN under four variants, and where rho is
+        +-1 or undefined: Fisher's z has no finite value there).
+      p: two-sided p of no association (`scipy.stats.spearmanr`; NaN under three variants).
+    """
+
+    variants: tuple[str, ...]
+    rho: float
+    low: float
+    high: float
+    p: float
+
+
+def rank_correlation(a: Mapping[str, float], b: Mapping[str, float],
+                     level: float = 0.95) -> RankCorrelation:
+    """Spearman's rank correlation of two studies' values (e.g. mean test accuracy) over the
+    variants both hold, with a confidence interval (Bonett and Wright 2000: Fisher's z of
+    rho, variance ``(1 + rho^2 / 2) / (n - 3)``).
+
+    The interval treats the variants as drawn from a population of designs; the seed noise
+    inside each study's means is not in it.
+
+    Args:
+      a, b: variant -> value in each study; variants in only one are left out.
+      level: the confidence level of the interval.
+
+    Returns:
+      A `RankCorrelation` (``rho`` NaN under two shared variants).
+
+    >>> r = rank_correlation({"a": 3.0, "b": 2.0, "c": 1.0, "d": 0.0, "e": -1.0},
+    ...                      {"a": 9.0, "b": 7.0, "c": 8.0, "d": 1.0, "e": 0.0})
+    >>> round(r.rho, 2), r.variants
+    (0.9, ('a', 'b', 'c', 'd', 'e'))
+    """
+    from scipy import stats
+
+    shared = tuple(v for v in sorted(a, key=lambda v: -a[v]) if v in b)
+    n = len(shared)
+    nan = math.nan
+    if n < 2:
+        return RankCorrelation(shared, nan, nan, nan, nan)
+    x = np.array([a[v] for v in shared], dtype=np.float64)
+    y = np.array([b[v] for v in shared], dtype=np.float64)
+    result = stats.spearmanr(x, y)
+    rho = float(result.statistic)
+    p = float(result.pvalue) if n >= 3 else nan
+    low = high = nan
+    if n >= 4 and abs(rho) < 1:
+        half = float(stats.norm.ppf(0.5 + level / 2)) * math.sqrt((1 + rho ** 2 / 2) / (n - 3))
+        low, high = math.tanh(math.atanh(rho) - half), math.tanh(math.atanh(rho) + half)
+    return RankCorrelation(shared, rho, low, high, p)

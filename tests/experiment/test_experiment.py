@@ -444,3 +444,51 @@ def test_a_library_run_leaves_the_process_environment_alone(tmp_path, monkeypatc
     experiment.run(config, command="test", progress=False, log=lambda line: None,
                    plan_only=True)
     assert "XLA_FLAGS" not in os.environ
+
+
+def _study(folder, means):
+    """A finished study folder without a config: one result.json per variant and seed."""
+    for variant, accs in means.items():
+        for seed, acc in enumerate(accs):
+            run = folder / variant / f"seed-{seed}"
+            run.mkdir(parents=True)
+            (run / "result.json").write_text(json.dumps({
+                "variant": variant, "seed": seed, "params": 1000, "macs": 2000,
+                "xla_flops": 4000, "train_time_s": 1.0, "images_per_second": 10.0,
+                "history": [{"test_accuracy": acc}]}))
+    return folder
+
+
+def test_the_report_sets_the_ranking_beside_another_studys(tmp_path):
+    """Study 1 ranks a, b, c, d; this one a, c, b, d (b and c swapped): rho = 1 - 6 * 2 /
+    (4 * 15) = 0.8 over the four shared variants; e is in the other study only."""
+    other = _study(tmp_path / "study1", {"a": [0.93, 0.94], "b": [0.92, 0.92],
+                                         "c": [0.91, 0.91], "d": [0.90, 0.90],
+                                         "e": [0.5, 0.5]})
+    here = _study(tmp_path / "study3", {"a": [0.95, 0.95], "b": [0.93, 0.93],
+                                        "c": [0.94, 0.94], "d": [0.92, 0.92]})
+    lines = experiment.report.ranking_against(experiment.report.results(here), other)
+    rows = [line.split(" | ") for line in lines[0].splitlines()[2:]]
+    assert [r[0].strip("| ") for r in rows] == ["a", "c", "b", "d"]
+    assert rows[1][1:] == ["94.00 %", "2", "91.00 %", "3", "+1 |"]
+    assert rows[2][1:] == ["93.00 %", "3", "92.00 %", "2", "-1 |"]
+    assert "over the 4 shared variants: rho = 0.80" in lines[2]
+    assert "In one study only, left out: e." in lines
+    missing = experiment.report.ranking_against(experiment.report.results(here),
+                                                tmp_path / "nowhere")
+    assert "holds no finished runs to compare with" in missing[0]
+
+
+def test_compare_with_adds_the_ranking_to_a_finished_study_without_refusing_it(tmp_path):
+    path = write_config(tmp_path, dict(TINY, variants=TINY["variants"][:1]))
+    experiment.run(experiment.load(path), command="first", progress=False, log=lambda s: None)
+    run_dir = tmp_path / "runs" / "tiny"
+    other = _study(tmp_path / "earlier", {"basic": [0.5], "fire": [0.4]})
+    # a report-only key: the finished study resumes under it and its report gains the section
+    experiment.run(experiment.load(path, [f"compare_with={other}"]), command="second",
+                   progress=False, log=lambda s: None)
+    report = (run_dir / "report.md").read_text()
+    assert f"## Against the ranking of {other}" in report
+    assert "shares 1 variant(s) with this study: no ranking to compare." in report
+    with pytest.raises(experiment.ConfigError, match="compare_with: 3 must be a non-empty path"):
+        experiment.load(path, ["compare_with=3"])

@@ -66,3 +66,30 @@ def test_holm_by_hand():
     assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adjusted[3])
     assert stats.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
     assert stats.holm([]) == []
+
+
+def test_rank_correlation_by_hand():
+    """Ranks 1-5 against 1, 3, 2, 4, 5: sum of squared rank differences 2, so rho = 1 - 6 * 2 /
+    (5 * 24) = 0.9; Fisher's z of 0.9 is atanh(0.9), Bonett and Wright's variance (1 + 0.405)
+    / 2, and the normal's 97.5% point 1.959964 (published table)."""
+    a = {"a": 93.5, "b": 93.1, "c": 92.8, "d": 92.0, "e": 91.0}
+    b = {"e": 90.0, "d": 91.0, "c": 93.0, "b": 92.5, "a": 94.0, "extra": 99.0}
+    r = stats.rank_correlation(a, b)
+    assert r.variants == ("a", "b", "c", "d", "e")
+    assert r.rho == pytest.approx(0.9)
+    half = 1.959964 * math.sqrt((1 + 0.9 ** 2 / 2) / 2)
+    assert (r.low, r.high) == pytest.approx(
+        (math.tanh(math.atanh(0.9) - half), math.tanh(math.atanh(0.9) + half)), abs=1e-6)
+    assert r.p == pytest.approx(scipy_stats.spearmanr([5, 4, 3, 2, 1], [5, 3, 4, 2, 1]).pvalue)
+
+
+def test_rank_correlation_with_few_variants_or_a_reversed_ranking():
+    three = stats.rank_correlation({"a": 3.0, "b": 2.0, "c": 1.0}, {"a": 1.0, "b": 2.0, "c": 3.0})
+    assert three.rho == pytest.approx(-1.0)
+    assert math.isnan(three.low) and math.isnan(three.high)  # n - 3 = 0: no interval
+    one = stats.rank_correlation({"a": 1.0, "b": 2.0}, {"a": 1.0, "c": 2.0})
+    assert one.variants == ("a",) and math.isnan(one.rho)
+    same = stats.rank_correlation(dict(zip("abcd", (4.0, 3.0, 2.0, 1.0))),
+                                  dict(zip("abcd", (9.0, 8.0, 7.0, 6.0))))
+    # Fisher's z of 1 is infinite: no interval, rather than a certain [1, 1]
+    assert same.rho == 1.0 and math.isnan(same.low) and math.isnan(same.high)
