@@ -10,8 +10,10 @@ steps as ``fit`` runs per call, after a warm-up call) and merges the medians int
 ``<DIR>/step_seconds.json`` with the CPU and each timing's commit and date, for
 ``experiments/lever_table.py`` to multiply by each run's steps to 94% validation accuracy.
 Every trial folder under DIR is timed unless TRIALs are named. Run it with nothing else on the
-cores (pause background runs with ``kill -STOP``); it runs under the settings ``jaxconv run``
-trains with (`jaxconv.environment.start_command`).
+cores (pause background runs with ``kill -STOP``), and time every trial in one sitting: the
+same CPU model has run the same step 30% slower from one day to the next, so timings from
+different sittings are not comparable (each records its date). It runs under the settings
+``jaxconv run`` trains with (`jaxconv.environment.start_command`).
 """
 
 from __future__ import annotations
