@@ -10,9 +10,10 @@ of every trial validates on the same split, so a trial's seed ``k`` and the base
 validation accuracies with its standard error, a paired t-test, the Holm-adjusted p over every
 trial in the table, and whether the gain is kept (larger than two standard errors), in
 airbench's form with the epochs and training seconds to 94% validation accuracy. The seconds
-are the steps to the first epoch at 94% times the trial's seconds per step timed alone
-(``<RESULTS_DIR>/step_seconds.json``, written by ``experiments/lever_step_seconds.py``): the
-runs' own clocks ran while other work shared the cores, so they give no speed figure. Only
+are the steps to the end of the first epoch at 94% times the trial's seconds per step timed
+alone (``<RESULTS_DIR>/step_seconds.json``, written by ``experiments/lever_step_seconds.py``;
+"other formulations" where the timed steps were built under other choices than the runs):
+the runs' own clocks ran while other work shared the cores, so they give no speed figure. Only
 validation accuracy is read: the test accuracy the runner records is never shown, so it
 cannot choose a lever.
 
@@ -133,11 +134,15 @@ STEP_SECONDS = "step_seconds.json"
 
 @dataclasses.dataclass(frozen=True)
 class StepSeconds:
-    """Seconds per training step of each trial, timed alone (``experiments/lever_step_seconds.py``)
-    on ``machine`` (CPU, commit, date)."""
+    """Seconds per training step of each trial, timed in one sitting with nothing else on the
+    cores (``experiments/lever_step_seconds.py``): the median per trial, the formulation
+    choices the timed steps were built under, the CPU, commit and date, and the largest spread
+    of a trial's rounds (max over min)."""
 
     seconds: dict[str, float]
+    choices: dict[str, dict]
     machine: str
+    spread: float
 
 
 def step_seconds(results: pathlib.Path) -> StepSeconds | None:
@@ -146,12 +151,30 @@ def step_seconds(results: pathlib.Path) -> StepSeconds | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    trials = record["trials"]
-    commits = sorted({t["commit"] for t in trials.values()})
-    dates = sorted(t["date"] for t in trials.values())
-    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
-    return StepSeconds({k: float(t["seconds_per_step"]) for k, t in trials.items()},
-                       f"{record['cpu']}, commit {', '.join(commits)}, {when}")
+    try:
+        trials = record["trials"]
+        seconds = {k: float(t["seconds_per_step"]) for k, t in trials.items()}
+        choices = {k: dict(t["choices"]) for k, t in trials.items()}
+        spread = max((max(t["rounds"]) / min(t["rounds"]) for t in trials.values()),
+                     default=1.0)
+        machine = f"{record['cpu']}, commit {record['commit']}, {record['date']}"
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:
+        raise ValueError(f"{path}: {error!r}; expected the file experiments/"
+                         "lever_step_seconds.py writes (cpu, commit, date, and trials of "
+                         "seconds_per_step, rounds and choices)") from None
+    return StepSeconds(seconds, choices, machine, spread)
+
+
+def timed_as_trained(timed_choices: Mapping, runs: Trial) -> bool:
+    """Whether the timed steps were built under the choices every run of the trial recorded
+    (compared on the keys the runs recorded: later code may record more)."""
+    for origin in runs.origins.values():
+        if origin["choices"] == NOT_RECORDED:
+            return False
+        recorded = json.loads(origin["choices"])
+        if any(timed_choices.get(key) != value for key, value in recorded.items()):
+            return False
+    return bool(runs.origins)
 
 
 def epoch_records(path: pathlib.Path) -> list[dict]:
@@ -250,9 +273,12 @@ def _reach_cells(t: Trial, timed: StepSeconds | None) -> list[str]:
     if not hits:
         return ["not reached", "not reached"]
     share = f" ({len(hits)}/{len(t.reached)} seeds)"
-    per_step = timed.seconds.get(t.name) if timed else None
-    seconds = "not timed" if per_step is None else \
-        f"{np.mean([h[1] for h in hits]) * per_step:.0f}{share}"
+    if timed is None or t.name not in timed.seconds:
+        seconds = "not timed"
+    elif not timed_as_trained(timed.choices[t.name], t):
+        seconds = "not timed (other formulations)"
+    else:
+        seconds = f"{np.mean([h[1] for h in hits]) * timed.seconds[t.name]:.0f}{share}"
     return [f"{np.mean([h[0] for h in hits]):.1f}{share}", seconds]
 
 
@@ -301,9 +327,11 @@ def table(trials: Sequence[Trial], timed: StepSeconds | None = None) -> str:
                      "yes" if kept(p) and not t.diverged and not differ else "no",
                      seeds_cell(len(p.seeds), t.diverged), *_reach_cells(t, timed), note])
     text = markdown_table(header, "llrrrrlrrrl", rows)
-    clock = ("Train s to 94% val: the steps to the first epoch at 94% times the trial's "
-             f"seconds per training step timed alone ({timed.machine}; "
-             "experiments/lever_step_seconds.py)" if timed else
+    clock = ("Train s to 94% val: the steps to the end of the first epoch at 94% times the "
+             "trial's seconds per training step, timed alone in one sitting "
+             f"({timed.machine}; experiments/lever_step_seconds.py; a trial's timed rounds "
+             f"spread by up to {100 * (timed.spread - 1):.0f}%, and 94% is known to the epoch, "
+             "so a figure can be up to one epoch's steps late)" if timed else
              f"Train s to 94% val: not timed (no {STEP_SECONDS}; "
              "experiments/lever_step_seconds.py times each trial's steps alone)")
     clock += "; the runs' own clocks shared the cores and give no speed figure."

@@ -54,35 +54,35 @@ def lever_table(monkeypatch):
     return module
 
 
-def test_times_each_trial_and_the_lever_table_reads_it(timing, tmp_path, monkeypatch):
+def test_rounds_rotate_so_a_drift_spreads_over_every_trial(timing):
+    assert timing.rounds_order(["a", "b", "c"], 4) == [["a", "b", "c"], ["b", "c", "a"],
+                                                       ["c", "a", "b"], ["a", "b", "c"]]
+
+
+def test_times_each_trial_in_one_sitting_and_the_lever_table_reads_it(timing, tmp_path,
+                                                                       monkeypatch):
     write_trial(tmp_path, "baseline")
     write_trial(tmp_path, "batch-64", batch_size=64)
-    timing.main(["--results", str(tmp_path), "--repeats", "2", "baseline"])
-    first = json.loads((tmp_path / "step_seconds.json").read_text())
-    timing.main(["--results", str(tmp_path), "--repeats", "2", "batch-64"])
+    timing.main(["--results", str(tmp_path), "--rounds", "2"])
     record = json.loads((tmp_path / "step_seconds.json").read_text())
-    # the second call adds its trial and keeps the first's timing as it was
-    assert set(record["trials"]) == {"baseline", "batch-64"}
-    assert record["trials"]["baseline"] == first["trials"]["baseline"]
+    assert set(record["trials"]) == {"baseline", "batch-64"} and record["rounds"] == 2
+    assert record["commit"] and "jaxlib" in record["versions"]
+    assert len(record["load_average"]["before"]) == 3
     for entry in record["trials"].values():
-        assert len(entry["repeats"]) == 2 and all(s > 0 for s in entry["repeats"])
-        assert min(entry["repeats"]) <= entry["seconds_per_step"] <= max(entry["repeats"])
-        assert entry["commit"] and "jaxlib" in entry["versions"]
+        assert len(entry["rounds"]) == 2 and all(s > 0 for s in entry["rounds"])
+        assert min(entry["rounds"]) <= entry["seconds_per_step"] <= max(entry["rounds"])
+        assert entry["choices"]["policy_version"] >= 1
     timed = lever_table(monkeypatch).step_seconds(tmp_path)
     assert timed.seconds == {k: v["seconds_per_step"] for k, v in record["trials"].items()}
     assert timed.machine.startswith(record["cpu"])
+    # a later sitting replaces the file: timings of two sittings are never mixed
+    timing.main(["--results", str(tmp_path), "--rounds", "1", "baseline"])
+    assert set(json.loads((tmp_path / "step_seconds.json").read_text())["trials"]) == \
+        {"baseline"}
 
 
-def test_timings_from_another_cpu_are_refused(timing, tmp_path):
-    write_trial(tmp_path, "baseline")
-    (tmp_path / "step_seconds.json").write_text(json.dumps(
-        {"cpu": "AMD EPYC 7B13 (avx2, 2 cores)", "trials": {}}))
-    with pytest.raises(SystemExit, match=r"timed on 'AMD EPYC 7B13 .*time every trial on one"):
-        timing.main(["--results", str(tmp_path), "baseline"])
-
-
-def test_repeats_below_one_are_refused(timing, tmp_path, capsys):
+def test_rounds_below_one_are_refused(timing, tmp_path, capsys):
     write_trial(tmp_path, "baseline")
     with pytest.raises(SystemExit):
-        timing.main(["--results", str(tmp_path), "--repeats", "0"])
-    assert "--repeats: 0 is not a whole number >= 1" in capsys.readouterr().err
+        timing.main(["--results", str(tmp_path), "--rounds", "0"])
+    assert "--rounds: 0 must be an integer >= 1" in capsys.readouterr().err

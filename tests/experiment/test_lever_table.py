@@ -177,15 +177,21 @@ def test_table_pairs_trials_with_the_baseline(lever_table, results):
     assert rows["baseline"]["val accuracy (mean ± std)"] == "93.67 ± 0.76 %"
 
 
-def _write_step_seconds(root, seconds, cpu="Intel Xeon (avx512, 2 cores)"):
-    (root / "step_seconds.json").write_text(json.dumps({"cpu": cpu, "trials": {
-        name: {"seconds_per_step": s, "repeats": [s], "commit": "d661d99",
-               "versions": PROVENANCE["versions"], "date": "2026-12-05 23:50 UTC"}
-        for name, s in seconds.items()}}))
+def _write_step_seconds(root, seconds, choices=None, rounds=None):
+    """A step_seconds.json as lever_step_seconds.py writes it: each trial timed under
+    ``choices`` (the runs' own by default) in ``rounds`` (its median thrice by default)."""
+    (root / "step_seconds.json").write_text(json.dumps({
+        "cpu": "Intel Xeon (avx512, 2 cores)", "commit": "d661d99",
+        "versions": PROVENANCE["versions"], "date": "2026-12-05 23:50 UTC", "rounds": 3,
+        "load_average": {"before": [2.0, 2.0, 2.0], "after": [2.0, 2.0, 2.0]},
+        "trials": {name: {"seconds_per_step": s, "rounds": (rounds or {}).get(name, [s] * 3),
+                          "choices": (choices or {}).get(name, {**CHOICES, "later": "key"})}
+                   for name, s in seconds.items()}}))
 
 
 def test_table_reads_epochs_and_time_to_94_percent(lever_table, results):
-    _write_step_seconds(results, {"baseline": 0.2, "ema": 0.25})
+    _write_step_seconds(results, {"baseline": 0.2, "ema": 0.25},
+                        rounds={"ema": [0.24, 0.25, 0.264]})
     text = lever_table.table(lever_table.trials(results), lever_table.step_seconds(results))
     rows = _rows(text)
     # the baseline reaches 94% on seed 2 only, at epoch 2 (step 200, 0.2 s a step: 40 s); ema
@@ -197,8 +203,28 @@ def test_table_reads_epochs_and_time_to_94_percent(lever_table, results):
     assert rows["ema"]["train s to 94% val"] == "33 (3/3 seeds)"
     assert rows["smoothing-0"]["epochs to 94% val"] == "2.0 (1/2 seeds)"
     assert rows["smoothing-0"]["train s to 94% val"] == "not timed"
-    assert "timed alone (Intel Xeon (avx512, 2 cores), commit d661d99, 2026-12-05 23:50 UTC" \
-        in text.splitlines()[-1]
+    footnote = text.splitlines()[-1]
+    assert "timed alone in one sitting (Intel Xeon (avx512, 2 cores), commit d661d99, " \
+        "2026-12-05 23:50 UTC" in footnote
+    # ema's rounds: 0.264 / 0.24 = 1.10
+    assert "spread by up to 10%" in footnote and "known to the epoch" in footnote
+
+
+def test_steps_timed_under_other_formulations_give_no_time(lever_table, results):
+    _write_step_seconds(results, {"baseline": 0.2, "ema": 0.25},
+                        choices={"ema": {**CHOICES, "policy_version": 4}})
+    rows = _rows(lever_table.table(lever_table.trials(results),
+                                   lever_table.step_seconds(results)))
+    assert rows["ema"]["train s to 94% val"] == "not timed (other formulations)"
+    assert rows["baseline"]["train s to 94% val"] == "40 (1/3 seeds)"
+
+
+def test_a_malformed_timing_file_is_named(lever_table, results):
+    (results / "step_seconds.json").write_text(json.dumps({"cpu": "x", "trials": {
+        "baseline": {"seconds_per_step": 0.2}}}))
+    with pytest.raises(ValueError, match=r"step_seconds.json: KeyError\('choices'\); expected "
+                                         r"the file experiments/lever_step_seconds.py writes"):
+        lever_table.step_seconds(results)
 
 
 def test_the_runs_own_clocks_never_give_the_time(lever_table, results):
