@@ -134,8 +134,9 @@ def _print_report(run_dir, built: bool = False) -> None:
     else:
         rows, path = report.build(run_dir)
     print(report.table(rows))
-    print("\n".join(["", "Which differences exceed seed noise:", "",
-                     *report.seed_noise(report.results(run_dir))]))
+    found = report.results(run_dir)
+    print("\n".join(["", "Which differences exceed seed noise:", "", *report.seed_noise(found),
+                     *report.comparison(run_dir, found)]))
     print(f"report: {path}")
     print("plots: " + ", ".join(str(path.parent / p) for p in report.PLOTS))
 

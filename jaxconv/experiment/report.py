@@ -238,42 +238,63 @@ def seed_noise(found: list[dict[str, Any]], level: float = 0.95) -> list[str]:
 def ranking_against(found: list[dict[str, Any]], other: pathlib.Path,
                     level: float = 0.95) -> list[str]:
     """Markdown lines comparing this study's ranking of its variants (mean test accuracy over
-    finished seeds) with the study in run folder ``other``: each shared variant's mean and
-    rank in both, and Spearman's rank correlation with its ``level`` interval
-    (`stats.rank_correlation`). Variants in one study only are named and left out; a missing
-    or empty ``other`` is said, not raised."""
+    finished seeds) with the study in run folder ``other``: each shared variant's mean, seeds
+    and rank among the shared variants in both, and Spearman's rank correlation with its
+    approximate ``level`` interval and exact test (`stats.rank_correlation`). Variants in one
+    study only are named and left out; a missing or empty ``other`` is said, not raised."""
     if not other.is_dir() or not results(other):
-        return [f"`compare_with`: {str(other)!r} holds no finished runs to compare with "
-                "(a run folder, relative to where the report is built).", ""]
-    ours = {r.variant: 100 * r.test_acc_mean for r in aggregate(found) if r.seeds}
-    theirs = {r.variant: 100 * r.test_acc_mean for r in aggregate(results(other)) if r.seeds}
-    c = stats.rank_correlation(ours, theirs, level)
+        return [f"`compare_with`: {str(other)!r} holds no finished runs to compare with (a run "
+                "folder, relative to the directory the report is built from).", ""]
+    ours = {r.variant: r for r in aggregate(found) if r.seeds}
+    theirs = {r.variant: r for r in aggregate(results(other)) if r.seeds}
+    c = stats.rank_correlation({v: r.test_acc_mean for v, r in ours.items()},
+                               {v: r.test_acc_mean for v, r in theirs.items()}, level)
     if len(c.variants) < 2:
         return [f"`compare_with`: {other} shares {len(c.variants)} variant(s) with this study: "
                 "no ranking to compare.", ""]
 
-    def ranks(values):
-        order = sorted(c.variants, key=lambda v: -values[v])
+    def ranks(rows):
+        order = sorted(c.variants, key=lambda v: -rows[v].test_acc_mean)
         return {v: order.index(v) + 1 for v in c.variants}
 
     here, there = ranks(ours), ranks(theirs)
-    rows = [[v, f"{ours[v]:.2f} %", f"{here[v]}", f"{theirs[v]:.2f} %", f"{there[v]}",
+    rows = [[v, f"{100 * ours[v].test_acc_mean:.2f} %", f"{ours[v].seeds}", f"{here[v]}",
+             f"{100 * theirs[v].test_acc_mean:.2f} %", f"{theirs[v].seeds}", f"{there[v]}",
              f"{there[v] - here[v]:+d}"] for v in c.variants]
-    lines = [markdown_table(["variant", "test accuracy here (mean)", "rank here",
-                             f"test accuracy in {other.name} (mean)", f"rank in {other.name}",
-                             "places gained here"], "lrrrrr", rows), ""]
-    interval = "-" if math.isnan(c.low) else f"{c.low:.2f} to {c.high:.2f}"
-    p = "-" if math.isnan(c.p) else f"{c.p:.3f}"
-    lines.append(f"Spearman's rank correlation of the two rankings over the {len(c.variants)} "
-                 f"shared variants: rho = {c.rho:.2f}, {level:.0%} interval {interval} "
-                 f"(Fisher's z with Bonett and Wright's variance; it treats the variants as a "
-                 f"sample of designs and leaves out the seed noise inside each mean), p = {p} "
-                 "(no association). Ties share their average rank; the table lists equal "
-                 "means in either order.")
+    lines = [markdown_table(
+        ["variant", "test accuracy here (mean)", "seeds here", "rank here",
+         f"test accuracy in {other.name} (mean)", f"seeds in {other.name}",
+         f"rank in {other.name}", "places gained here"], "lrrrrrrr", rows), ""]
+    n = len(c.variants)
+    if math.isnan(c.rho):
+        lines.append(f"Spearman's rank correlation over the {n} shared variants: undefined (one "
+                     "study's means all tie).")
+    else:
+        interval = (f"{c.low:.2f} to {c.high:.2f}" if not math.isnan(c.low) else
+                    "none (under four variants)" if n < 4 else "none (rho is +-1)")
+        test = ("exact: every ordering of the ranks" if n <= stats.EXACT_RANKS else
+                "t approximation")
+        lines.append(
+            f"Spearman's rank correlation of the two rankings over the {n} shared variants "
+            f"(ranks among those variants; ties share their average rank): rho = {c.rho:.2f}; "
+            f"approximate {level:.0%} interval {interval} (Fisher's z with Bonett and Wright's "
+            f"variance: it treats the variants as a sample of designs, leaves out the seed "
+            f"noise inside each mean, and is rough with few variants); p of the test of no "
+            f"association = {c.p:.4f} ({test}).")
     only = sorted(set(ours) ^ set(theirs))
     if only:
         lines.append(f"In one study only, left out: {', '.join(only)}.")
     return [*lines, ""]
+
+
+def comparison(run_dir: pathlib.Path, found: list[dict[str, Any]]) -> list[str]:
+    """The report's section on another study's ranking (`ranking_against`), where the run
+    folder's ``config.yaml`` names one in ``compare_with``; no lines otherwise."""
+    other = (_config(run_dir) or {}).get("compare_with")
+    if not other:
+        return []
+    return [f"## Against the ranking of {other}", "",
+            *ranking_against(found, pathlib.Path(other))]
 
 
 def _plot(rows: list[VariantRow], x_of, xlabel: str, path: pathlib.Path, log_x: bool) -> None:
@@ -358,7 +379,6 @@ def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
     diverged = [f"- {r['variant']} seed {r['seed']}: {r.get('error', 'diverged')}"
                 for r in found if not finished(r)]
     others = left_out(run_dir)
-    compare_with = (_config(run_dir) or {}).get("compare_with")
     text = "\n".join([
         f"# {run_dir.name}", "",
         *[f"- command: `{c}`" for c in commands if c.strip()],
@@ -370,8 +390,7 @@ def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
         "the textbook count and XLA FLOPs XLA's cost_analysis of one image's forward pass; train "
         "time and images/s exclude compilation.", "",
         "## Which differences exceed seed noise", "", *seed_noise(found),
-        *([f"## Against the ranking of {compare_with}", "",
-           *ranking_against(found, pathlib.Path(compare_with))] if compare_with else []),
+        *comparison(run_dir, found),
         *(["Diverged runs (recorded, not averaged; a rerun skips them):", *diverged, ""]
           if diverged else []),
         *([f"Runs on disk not in config.yaml, left out: {', '.join(others)}", ""]

@@ -70,26 +70,52 @@ def test_holm_by_hand():
 
 def test_rank_correlation_by_hand():
     """Ranks 1-5 against 1, 3, 2, 4, 5: sum of squared rank differences 2, so rho = 1 - 6 * 2 /
-    (5 * 24) = 0.9; Fisher's z of 0.9 is atanh(0.9), Bonett and Wright's variance (1 + 0.405)
-    / 2, and the normal's 97.5% point 1.959964 (published table)."""
+    (5 * 24) = 0.9. Exact p: of the 120 orderings of five ranks, those with rho >= 0.9 are the
+    identity (rho 1) and the four swaps of two neighbours (0.9), and as many with rho <= -0.9:
+    10 / 120."""
     a = {"a": 93.5, "b": 93.1, "c": 92.8, "d": 92.0, "e": 91.0}
     b = {"e": 90.0, "d": 91.0, "c": 93.0, "b": 92.5, "a": 94.0, "extra": 99.0}
     r = stats.rank_correlation(a, b)
     assert r.variants == ("a", "b", "c", "d", "e")
     assert r.rho == pytest.approx(0.9)
-    half = 1.959964 * math.sqrt((1 + 0.9 ** 2 / 2) / 2)
-    assert (r.low, r.high) == pytest.approx(
-        (math.tanh(math.atanh(0.9) - half), math.tanh(math.atanh(0.9) + half)), abs=1e-6)
-    assert r.p == pytest.approx(scipy_stats.spearmanr([5, 4, 3, 2, 1], [5, 3, 4, 2, 1]).pvalue)
+    assert r.p == pytest.approx(10 / 120)
+    assert (r.low, r.high) == pytest.approx(stats.spearman_interval(0.9, 5))
 
 
-def test_rank_correlation_with_few_variants_or_a_reversed_ranking():
+def test_spearman_interval_against_bonetts_published_example():
+    """Bonett and Wright's interval for rho = 0.8699639 over 15 pairs: 0.5840951 to 0.9638297
+    (the worked example of the statpsych package's ci.spear)."""
+    assert stats.spearman_interval(0.8699639, 15) == pytest.approx((0.5840951, 0.9638297),
+                                                                    abs=1e-6)
+    assert all(math.isnan(v) for v in stats.spearman_interval(0.5, 3))  # n - 3 = 0
+    assert all(math.isnan(v) for v in stats.spearman_interval(1.0, 10))  # Fisher's z infinite
+
+
+def test_rank_correlation_p_is_exact_for_few_variants():
+    """Perfect agreement of three variants: 2 of the 3! orderings are as extreme (the identity
+    and the reversal), p = 1/3; of four, 2 / 4! = 1/12; the t approximation would say 0."""
     three = stats.rank_correlation({"a": 3.0, "b": 2.0, "c": 1.0}, {"a": 1.0, "b": 2.0, "c": 3.0})
-    assert three.rho == pytest.approx(-1.0)
-    assert math.isnan(three.low) and math.isnan(three.high)  # n - 3 = 0: no interval
+    assert three.rho == pytest.approx(-1.0) and three.p == pytest.approx(1 / 3)
+    assert math.isnan(three.low) and math.isnan(three.high)
+    four = stats.rank_correlation(dict(zip("abcd", (4.0, 3.0, 2.0, 1.0))),
+                                  dict(zip("abcd", (9.0, 8.0, 7.0, 6.0))))
+    assert four.rho == 1.0 and four.p == pytest.approx(1 / 12)
+    # Fisher's z of 1 is infinite: no interval, rather than a certain [1, 1]
+    assert math.isnan(four.low) and math.isnan(four.high)
+
+
+def test_rank_correlation_with_ties_or_too_few_variants():
     one = stats.rank_correlation({"a": 1.0, "b": 2.0}, {"a": 1.0, "c": 2.0})
     assert one.variants == ("a",) and math.isnan(one.rho)
-    same = stats.rank_correlation(dict(zip("abcd", (4.0, 3.0, 2.0, 1.0))),
-                                  dict(zip("abcd", (9.0, 8.0, 7.0, 6.0))))
-    # Fisher's z of 1 is infinite: no interval, rather than a certain [1, 1]
-    assert same.rho == 1.0 and math.isnan(same.low) and math.isnan(same.high)
+    # one study's means all tie: no ranking, no correlation
+    flat = stats.rank_correlation(dict(zip("abcd", (1.0, 2.0, 3.0, 4.0))),
+                                  dict(zip("abcd", (5.0, 5.0, 5.0, 5.0))))
+    assert math.isnan(flat.rho) and math.isnan(flat.p)
+    # ten variants, two tied in the second study: the exact p counts every one of the 10!
+    # orderings; against scipy's t approximation for a sanity bound
+    a = {str(i): float(i) for i in range(10)}
+    b = {**a, "2": 5.0}
+    r = stats.rank_correlation(a, b)
+    assert r.rho == pytest.approx(scipy_stats.spearmanr(list(a.values()), list(b.values()))
+                                  .statistic)
+    assert 0 < r.p < 0.001

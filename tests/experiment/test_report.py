@@ -1,0 +1,82 @@
+"""The report's comparison of a study's ranking with another study's (config key
+``compare_with``): the table, Spearman's rho with its interval and exact test, and what it says
+when there is nothing to compare."""
+
+import json
+
+import pytest
+
+from jaxconv import experiment
+from jaxconv.cli import main
+from tests.experiment.test_experiment import write_config
+
+
+def _study(folder, means):
+    """A finished study folder without a config: one result.json per variant and seed."""
+    for variant, accs in means.items():
+        for seed, acc in enumerate(accs):
+            run = folder / variant / f"seed-{seed}"
+            run.mkdir(parents=True)
+            (run / "result.json").write_text(json.dumps({
+                "variant": variant, "seed": seed, "params": 1000, "macs": 2000,
+                "xla_flops": 4000, "train_time_s": 1.0, "images_per_second": 10.0,
+                "history": [{"test_accuracy": acc}]}))
+    return folder
+
+
+def _against(here, other):
+    return experiment.report.ranking_against(experiment.report.results(here), other)
+
+
+def test_the_ranking_beside_another_studys(tmp_path):
+    """Study 1 ranks a, b, c, d; this one a, c, b, d (b and c swapped): rho = 1 - 6 * 2 /
+    (4 * 15) = 0.8 over the four shared variants, exact p 8 / 24 (the orderings with
+    |rho| >= 0.8: the identity and its three neighbour swaps, and their reversals); e is in the
+    other study only and leaves the ranks of the rest as they are among the shared ones."""
+    other = _study(tmp_path / "study1", {"a": [0.93, 0.94], "b": [0.92, 0.92],
+                                         "c": [0.91, 0.91], "d": [0.90, 0.90],
+                                         "e": [0.95, 0.95]})
+    here = _study(tmp_path / "study3", {"a": [0.95, 0.95, 0.96], "b": [0.93, 0.93, 0.93],
+                                        "c": [0.94, 0.94, 0.94], "d": [0.92, 0.92, 0.92]})
+    lines = _against(here, other)
+    rows = [line.strip("|").split(" | ") for line in lines[0].splitlines()[2:]]
+    assert [r[0].strip() for r in rows] == ["a", "c", "b", "d"]
+    assert [c.strip() for c in rows[0]] == ["a", "95.33 %", "3", "1", "93.50 %", "2", "1", "+0"]
+    assert [c.strip() for c in rows[1][1:]] == ["94.00 %", "3", "2", "91.00 %", "2", "3", "+1"]
+    assert [c.strip() for c in rows[2][1:]] == ["93.00 %", "3", "3", "92.00 %", "2", "2", "-1"]
+    assert "over the 4 shared variants" in lines[2] and "rho = 0.80;" in lines[2]
+    assert "p of the test of no association = 0.3333 (exact" in lines[2]
+    assert "In one study only, left out: e." in lines
+
+
+def test_what_the_comparison_says_without_a_ranking_to_compare(tmp_path):
+    here = _study(tmp_path / "here", {"a": [0.9], "b": [0.8], "c": [0.7]})
+    missing = _against(here, tmp_path / "nowhere")
+    assert "holds no finished runs to compare with" in missing[0]
+    one = _against(here, _study(tmp_path / "one", {"a": [0.5], "z": [0.4]}))
+    assert "shares 1 variant(s) with this study: no ranking to compare." in one[0]
+    tied = _against(here, _study(tmp_path / "tied", {"a": [0.5], "b": [0.5], "c": [0.5]}))
+    assert "undefined (one study's means all tie)" in tied[2]
+    same = _against(here, _study(tmp_path / "same", {"a": [0.6], "b": [0.5], "c": [0.4]}))
+    assert "rho = 1.00; approximate 95% interval none (under four variants)" in same[2]
+    assert "= 0.3333 (exact" in same[2]
+
+
+def test_compare_with_adds_the_ranking_to_a_finished_study_without_refusing_it(
+        tmp_path, capsys):
+    path = write_config(tmp_path)
+    experiment.run(experiment.load(path), command="first", progress=False, log=lambda s: None)
+    run_dir = tmp_path / "runs" / "tiny"
+    other = _study(tmp_path / "earlier", {"basic": [0.5], "fire": [0.4]})
+    # a report-only key: the finished study resumes under it, and again without it
+    experiment.run(experiment.load(path, [f"compare_with={other}"]), command="second",
+                   progress=False, log=lambda s: None)
+    report = (run_dir / "report.md").read_text()
+    assert f"## Against the ranking of {other}" in report
+    assert "over the 2 shared variants" in report
+    assert main(["report", str(run_dir)]) == 0
+    assert f"## Against the ranking of {other}" in capsys.readouterr().out
+    experiment.run(experiment.load(path), command="third", progress=False, log=lambda s: None)
+    assert "## Against the ranking" not in (run_dir / "report.md").read_text()
+    with pytest.raises(experiment.ConfigError, match="compare_with: 3 must be a non-empty path"):
+        experiment.load(path, ["compare_with=3"])
