@@ -48,6 +48,7 @@ class VariantRow:
     seeds: int
     curve: tuple[float, ...]
     diverged: int = 0
+    curve_of: str = "test"
 
 
 def _config(run_dir: pathlib.Path) -> dict[str, Any] | None:
@@ -84,7 +85,7 @@ def settings(config: Mapping[str, Any] | None) -> list[str]:
 #: report names those a study sets away from their defaults.
 LEVERS = ("lr_scaling", "reference_batch_size", "bn_lr_scale", "bn_momentum", "cutout_rate",
           "cutout_size", "ema_decay", "tta", "stem_init", "dirac_init", "split_seed",
-          "policy_version")
+          "test_eval", "policy_version")
 
 
 def lever_settings(train_config: Mapping[str, Any]) -> str:
@@ -139,10 +140,13 @@ def aggregate(found: list[dict[str, Any]]) -> list[VariantRow]:
             continue
         accs = np.array([r["history"][-1]["test_accuracy"] for r in runs])
         epochs = min(len(r["history"]) for r in runs)
-        curves = np.array([[h["test_accuracy"] for h in r["history"][:epochs]] for r in runs])
-        mean_curve = curves.mean(0)
         picked = "val_accuracy" if "val_accuracy" in runs[0]["history"][0] else "test_accuracy"
-        select = np.array([[h[picked] for h in r["history"][:epochs]] for r in runs]).mean(0)
+        # runs that saw the test set only at the end (test_eval: end) draw their validation
+        # curve; without a validation split, the curve is the last epoch's test point alone
+        curve_of = "test" if all("test_accuracy" in h for r in runs
+                                 for h in r["history"][:epochs]) else picked.split("_")[0]
+        mean_curve = _per_epoch(runs, epochs, f"{curve_of}_accuracy")
+        select = _per_epoch(runs, epochs, picked)
         rows.append(VariantRow(
             variant=variant, params=runs[0]["params"], macs=runs[0]["macs"],
             xla_flops=runs[0]["xla_flops"],
@@ -150,9 +154,15 @@ def aggregate(found: list[dict[str, Any]]) -> list[VariantRow]:
             images_per_second=float(np.mean([r["images_per_second"] for r in runs])),
             test_acc_mean=float(accs.mean()),
             test_acc_std=float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
-            best_epoch=int(np.argmax(select)) + 1, seeds=len(runs),
-            curve=tuple(float(v) for v in mean_curve), diverged=diverged))
+            best_epoch=int(np.nanargmax(select)) + 1, seeds=len(runs),
+            curve=tuple(float(v) for v in mean_curve), diverged=diverged, curve_of=curve_of))
     return rows
+
+
+def _per_epoch(runs: list[dict[str, Any]], epochs: int, key: str) -> np.ndarray:
+    """The mean over ``runs`` of ``key`` in each of the first ``epochs`` epoch records; NaN
+    where the records do not hold it."""
+    return np.array([[h.get(key, np.nan) for h in r["history"][:epochs]] for r in runs]).mean(0)
 
 
 def table(rows: list[VariantRow]) -> str:
@@ -338,7 +348,9 @@ def _curves(rows: list[VariantRow], path: pathlib.Path) -> None:
         ax.plot(range(1, len(r.curve) + 1), [100 * v for v in r.curve], marker=".",
                 label=r.variant)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%), mean over seeds")
+    names = {"test": "test", "val": "validation"}
+    drawn = sorted({names[r.curve_of] for r in rows if r.seeds}) or ["test"]
+    ax.set_ylabel(f"{' or '.join(drawn)} accuracy (%), mean over seeds")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)

@@ -53,7 +53,8 @@ class FitResult:
     """What a run ended with.
 
     Attributes:
-      history: one record per epoch (train, validation and test metrics, times).
+      history: one record per epoch (train, validation and test metrics, times; test metrics
+        in the last record only under ``test_eval: end``).
       train_time_s: seconds spent in training steps, compilation excluded.
       images_per_second: training throughput over those seconds.
     """
@@ -420,7 +421,9 @@ def fit(model: nnx.Module, train: Dataset, test: Dataset, recipe: Recipe, *, see
             if val_ds is not None:
                 record.update(evaluate(steps, state, val_ds, recipe.eval_batch_size, mesh,
                                        "val"))
-            record.update(evaluate(steps, state, test, recipe.eval_batch_size, mesh, "test"))
+            if recipe.test_eval == "epoch" or epoch + 1 == recipe.epochs:
+                record.update(evaluate(steps, state, test, recipe.eval_batch_size, mesh,
+                                       "test"))
             record.update({"train_time_s": train_time,
                            "images_per_second": images_seen / train_time if train_time else 0.0})
             history.append(record)

@@ -18,6 +18,7 @@ COMPILE_OPTIONS = ("auto", "default", "tuned")
 LR_SCALINGS = ("none", "linear")
 TTAS = ("none", "flip", "shifts")
 STEM_INITS = ("model", "whiten")
+TEST_EVALS = ("epoch", "end")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,10 @@ class Recipe:
       checkpoint_every: also checkpoint every N steps (0: only at epoch ends, where `fit`'s
         ``checkpoint_seconds`` allows, and after the last epoch).
       eval_batch_size: batch size for evaluation.
+      test_eval: when the test set is evaluated: ``"epoch"`` (after every epoch, so the
+        history holds a test curve) or ``"end"`` (after the last epoch only: the test set is
+        seen once, and the time of the other epochs' test passes is saved; the validation
+        split, where there is one, is still evaluated after every epoch).
       log_every: steps between training-metric records.
       compile_options: the compile-option set of the training step: ``"auto"`` (the set that
         the committed per-class table, `jaxconv.tuning.compile_table`, gives this machine class:
@@ -125,6 +130,7 @@ class Recipe:
     bn_lr_scale: float = 1.0
     checkpoint_every: int = 0
     eval_batch_size: int = 500
+    test_eval: str = "epoch"
     log_every: int = 10
     compile_options: str = "auto"
     steps_per_call: int = 0
@@ -139,6 +145,7 @@ class Recipe:
         _choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
         _choice("tta", self.tta, TTAS)
         _choice("stem_init", self.stem_init, STEM_INITS)
+        _choice("test_eval", self.test_eval, TEST_EVALS)
         for name in ("epochs", "batch_size", "eval_batch_size", "log_every",
                      "reference_batch_size"):
             value = getattr(self, name)

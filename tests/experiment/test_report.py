@@ -80,3 +80,25 @@ def test_compare_with_adds_the_ranking_to_a_finished_study_without_refusing_it(
     assert "## Against the ranking" not in (run_dir / "report.md").read_text()
     with pytest.raises(experiment.ConfigError, match="compare_with: 3 must be a non-empty path"):
         experiment.load(path, ["compare_with=3"])
+
+
+def _record(val, test=None):
+    return {"val_accuracy": val} | ({} if test is None else {"test_accuracy": test})
+
+
+def test_runs_that_saw_the_test_set_once_draw_their_validation_curve():
+    def run(seed, history):
+        return {"variant": "a", "seed": seed, "params": 1, "macs": 1, "xla_flops": 1.0,
+                "train_time_s": 1.0, "images_per_second": 1.0, "history": history}
+
+    once = [run(0, [_record(0.80), _record(0.90), _record(0.85, test=0.84)]),
+            run(1, [_record(0.70), _record(0.80), _record(0.75, test=0.76)])]
+    [row] = experiment.report.aggregate(once)
+    assert row.curve_of == "val" and row.curve == pytest.approx((0.75, 0.85, 0.80))
+    assert row.best_epoch == 2 and row.test_acc_mean == pytest.approx(0.80)
+    every = [run(0, [_record(0.80, 0.70), _record(0.90, 0.95)])]
+    [row] = experiment.report.aggregate(every)
+    assert row.curve_of == "test" and row.curve == pytest.approx((0.70, 0.95))
+    no_split = [run(0, [{}, {"test_accuracy": 0.9}])]
+    [row] = experiment.report.aggregate(no_split)
+    assert row.best_epoch == 2 and row.curve[-1] == pytest.approx(0.9)

@@ -376,3 +376,23 @@ def test_the_report_names_the_levers_a_study_sets():
     lines = experiment.report.settings({"train": {"ema_decay": 0.99, "tta": "flip",
                                                   "split_seed": 0, "epochs": 30}})
     assert "- recipe levers: ema_decay 0.99, tta flip" in lines
+
+
+def test_test_eval_end_sees_the_test_set_once_and_trains_the_same(tmp_path):
+    tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
+    recipe = train.Recipe(epochs=2, batch_size=64, learning_rate=0.05, eval_batch_size=64,
+                          compile_options="default", validation_fraction=0.25)
+    every = train.fit(small_model(), tr, te, recipe, seed=0, workdir=tmp_path / "every",
+                      progress=False).history
+    once = train.fit(small_model(), tr, te, dataclasses.replace(recipe, test_eval="end"),
+                     seed=0, workdir=tmp_path / "once", progress=False).history
+    assert ["test_accuracy" in h for h in every] == [True, True]
+    assert ["test_accuracy" in h for h in once] == [False, True]
+    def trained(record):   # what training and validation gave, clocks and test left out
+        return {k: v for k, v in record.items()
+                if not k.startswith(("test_", "train_time", "images_"))}
+
+    assert [trained(h) for h in every] == [trained(h) for h in once]
+    assert once[-1]["test_accuracy"] == every[-1]["test_accuracy"]
+    with pytest.raises(ValueError, match=r"train.test_eval: 'never' is not one of epoch, end"):
+        train.Recipe(test_eval="never")
