@@ -1,0 +1,114 @@
+"""The record search on the validation split: each design at each length, and which reach the
+target.
+
+    python experiments/record_table.py [RESULTS_DIR] [--target PERCENT]
+
+Reads ``<RESULTS_DIR>/record-search-e*/`` (default
+``experiments/results/fashion_mnist/record_search``, written by ``jaxconv run
+configs/fashion_mnist/record_search.yaml`` at each length): every finished ``result.json`` and
+its ``metrics.jsonl``. Every seed of every design and length validates on the same split and
+trains on the same images in the same order, so within a length the designs compare seed by
+seed. One row per length and design: the last epoch's validation accuracy (mean ± std over
+seeds, and each seed's), the paired difference from the length's leading design (mean ± its
+standard error), the first epoch at which the mean over seeds reaches 94% and the target, and
+the training steps to the end of the run. Only validation accuracy is read: the test accuracy
+the runner records is never shown, so it cannot choose the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import re
+import sys
+
+import numpy as np
+
+from jaxconv.analysis.tables import markdown_table
+from jaxconv.experiment import report
+
+DEFAULT = pathlib.Path("experiments/results/fashion_mnist/record_search")
+PATTERN = re.compile(r"record-search-e(\d+)$")
+#: The target on the validation split, in percent: a little above the record's 94% on test.
+TARGET = 94.5
+
+
+def curves(study: pathlib.Path) -> dict[str, dict[int, list[float]]]:
+    """Each design's validation accuracy per epoch (percent), per finished seed."""
+    out: dict[str, dict[int, list[float]]] = {}
+    for result in report.results(study):
+        if not report.finished(result):
+            continue
+        path = study / result["variant"] / f"seed-{result['seed']}" / "metrics.jsonl"
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        epochs = sorted((r for r in lines if r.get("kind") == "epoch"), key=lambda r: r["epoch"])
+        out.setdefault(result["variant"], {})[result["seed"]] = [
+            100 * r["val_accuracy"] for r in epochs]
+    return out
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> str:
+    """``a - b`` over the seeds both hold: the mean difference ± its standard error (std over
+    the seeds, ``ddof=1``, over the square root of their number), in points."""
+    differences = np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
+    if differences.size < 2:
+        return f"{differences.mean():+.2f}" if differences.size else "no shared seed"
+    return (f"{differences.mean():+.2f} ± "
+            f"{differences.std(ddof=1) / math.sqrt(differences.size):.2f}")
+
+
+def first_epoch(mean_curve: np.ndarray, target: float) -> str:
+    """The first epoch (from 1) at which ``mean_curve`` reaches ``target``, or "not reached"."""
+    reached = np.flatnonzero(mean_curve >= target)
+    return str(int(reached[0]) + 1) if reached.size else "not reached"
+
+
+def rows(study: pathlib.Path, epochs: int, target: float) -> list[list[str]]:
+    """The table rows of one length's study folder, designs in the order of their means."""
+    found = curves(study)
+    last = {design: {seed: curve[-1] for seed, curve in seeds.items()}
+            for design, seeds in found.items()}
+    ranked = sorted(last, key=lambda d: -float(np.mean(list(last[d].values()))))
+    out = []
+    for design in ranked:
+        values = np.array([last[design][s] for s in sorted(last[design])])
+        behind = "-" if design == ranked[0] else paired(last[design], last[ranked[0]])
+        length = min(len(c) for c in found[design].values())
+        mean_curve = np.mean([c[:length] for c in found[design].values()], axis=0)
+        steps = [json.loads((study / design / f"seed-{s}" / "result.json").read_text())
+                 ["history"][-1]["step"] for s in sorted(last[design])]
+        out.append([str(epochs), design, str(len(values)),
+                    f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f} %",
+                    " / ".join(f"{v:.2f}" for v in values), behind,
+                    first_epoch(mean_curve, 94.0), first_epoch(mean_curve, target),
+                    f"{steps[0]:,}"])
+    return out
+
+
+def table(results: pathlib.Path, target: float = TARGET) -> str:
+    """The record search's Markdown table, lengths in increasing order."""
+    studies = sorted((int(m.group(1)), f) for f in results.iterdir()
+                      if (m := PATTERN.match(f.name)) and f.is_dir())
+    if not studies:
+        raise SystemExit(f"RESULTS_DIR: {str(results)!r} has no record-search-e<N> folders; "
+                         "expected the output of configs/fashion_mnist/record_search.yaml")
+    body = [row for epochs, study in studies for row in rows(study, epochs, target)]
+    header = ["epochs", "design", "seeds", "val accuracy, last epoch (mean ± std)", "per seed",
+              "behind the length's leader, paired (points ± SE)", "first epoch at 94% (mean)",
+              f"first epoch at {target:g}% (mean)", "steps"]
+    return markdown_table(header, "rlrrrrrrr", body)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="?", type=pathlib.Path, default=DEFAULT)
+    parser.add_argument("--target", type=float, default=TARGET,
+                        help=f"validation accuracy to reach, percent (default {TARGET})")
+    args = parser.parse_args(argv)
+    print(table(args.results, args.target))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
