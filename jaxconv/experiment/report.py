@@ -398,7 +398,8 @@ def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
         *provenance.describe(found), *settings(_config(run_dir)), "",
         table(rows), "",
         "Test accuracy after the last epoch; best epoch: the highest seed-averaged validation "
-        "accuracy (test accuracy when there is no validation split). MACs are "
+        "accuracy (test accuracy when there is no validation split, or the last epoch where "
+        "that split is missing and the test set was evaluated only at the end). MACs are "
         "the textbook count and XLA FLOPs XLA's cost_analysis of one image's forward pass; train "
         "time and images/s exclude compilation.", "",
         "## Which differences exceed seed noise", "", *seed_noise(found),

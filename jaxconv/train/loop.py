@@ -71,7 +71,8 @@ class FitResult:
     @property
     def best_epoch(self) -> int:
         key = "val_accuracy" if "val_accuracy" in self.final else "test_accuracy"
-        return max(self.history, key=lambda r: r[key])["epoch"]
+        # under test_eval "end" without a validation split only the last record has a test
+        return max((r for r in self.history if key in r), key=lambda r: r[key])["epoch"]
 
 
 def channel_stats(ds: Dataset, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:

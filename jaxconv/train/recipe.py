@@ -130,12 +130,12 @@ class Recipe:
     bn_lr_scale: float = 1.0
     checkpoint_every: int = 0
     eval_batch_size: int = 500
-    test_eval: str = "epoch"
     log_every: int = 10
     compile_options: str = "auto"
     steps_per_call: int = 0
     compute_dtype: str = "float32"
     policy_version: int | None = None
+    test_eval: str = "epoch"
 
     def __post_init__(self):
         _choice("optimizer", self.optimizer, OPTIMIZERS)

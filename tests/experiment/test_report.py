@@ -102,3 +102,14 @@ def test_runs_that_saw_the_test_set_once_draw_their_validation_curve():
     no_split = [run(0, [{}, {"test_accuracy": 0.9}])]
     [row] = experiment.report.aggregate(no_split)
     assert row.best_epoch == 2 and row.curve[-1] == pytest.approx(0.9)
+
+
+def test_a_study_without_a_split_that_sees_the_test_set_once_finishes_and_reports(tmp_path):
+    path = write_config(tmp_path)
+    assert main(["run", str(path), "--quiet", "--variant", "basic", "--set", "train.epochs=2",
+                 "--set", "train.test_eval=end"]) == 0
+    result = json.loads((tmp_path / "runs" / "tiny" / "basic" / "seed-0" / "result.json")
+                        .read_text())
+    assert ["test_accuracy" in h for h in result["history"]] == [False, True]
+    assert result["best_epoch"] == 2
+    assert "| basic |" in (tmp_path / "runs" / "tiny" / "report.md").read_text()
