@@ -2,27 +2,34 @@
 other work shared the cores meanwhile.
 
     python experiments/time_runs.py CONFIG [--seed N ...] [--variant NAME] [--set KEY=VALUE ...]
-                                    [--warm-cache] [--output FILE]
+                                    [--allow-dirty] [--warm-cache] [--output FILE]
 
-Each seed runs as its own ``jaxconv run CONFIG --seed N --quiet`` process (and ``--variant``
-where given), timed from its start to its exit: what a user who types that command waits for,
-with the data loading, model building, compilation, training, evaluation and report in it. By
-default every process gets an empty persistent compilation cache (``JAX_COMPILATION_CACHE_DIR``
-set to a new temporary folder), so each compiles from scratch as on a fresh machine;
-``--warm-cache`` leaves jaxconv's own cache in place, which a second run of the same steps loads
-from instead.
+Each seed runs as its own ``jaxconv run CONFIG --variant NAME --seed N --quiet`` process, timed
+from its start to its exit: what a user who types that command waits for, with the data
+loading, model building, compilation, training, evaluation and report in it. By default each
+process starts from empty caches: a new temporary folder for JAX's persistent compilation cache
+(``JAX_COMPILATION_CACHE_DIR``, caching programs that took 0.5 s or more to compile, as
+`jaxconv.environment.compilation_cache` does) and for jaxconv's autotuning timings
+(``JAXCONV_AUTOTUNE_CACHE``), so it compiles everything it runs; the operating system's file
+cache and the installed packages stay as they are. ``--warm-cache`` leaves jaxconv's own caches
+in place, which a second run of the same steps loads from instead.
 
-A timing says whether the machine was quiet: from ``/proc/stat`` the CPU time the whole machine
-spent busy while the run lasted, less the run's own (its process tree's user and system time),
-is ``other_cpu_s``, the work anything else did on the cores meanwhile; ``quiet`` is true when
-that stays under 2% of the cores' capacity over the run. A timing that was not quiet gives no
-speed figure. Pause background runs first (``kill -STOP``).
+A timing says whether the machine was quiet. From ``/proc/stat`` (Linux only), over the cores
+this process may run on, the CPU time they spent busy while the run lasted, less the run's own
+(its process tree's user and system time, `resource.getrusage`), is ``other_cpu_s``: the work
+anything else did on those cores meanwhile, with interrupt handling, the run's own included
+(so a few tenths of a second are always there). Time the hypervisor gave to other machines is
+kept apart as ``steal_s``. ``quiet`` is true when ``other_cpu_s`` stays under 2% of the cores'
+capacity over the run; a timing that was not quiet gives no speed figure. Pause background runs
+first (``kill -STOP``), and let none of them hold the timed seed's folder.
 
-The runs train into the config's study folder like any ``jaxconv run`` (or wherever ``--set
-output_dir=...`` sends them); a seed that has finished there already is refused, since its
-``jaxconv run`` would skip it and the timing would be of the skip. The timings go to
-``--output`` (default ``<study folder>/wall_seconds.json``), one entry per variant and seed,
-each with its own date, commit, CPU and load; timing a seed again replaces its entry.
+A seed is timed only when it trains in full in the timed process: a seed with anything under
+its folder already (a finished run would be skipped, a checkpoint resumed, a lock held by
+another process skipped) is refused, and a run that did not end with a finished
+``result.json`` of the config's every epoch writes nothing. The timings go to ``--output``
+(default ``<study folder>/wall_seconds.json``), one entry per variant and seed with the
+commit, versions, CPU and date that run's ``result.json`` records; timing a seed again replaces
+its entry.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -41,21 +50,32 @@ import time
 OUTPUT = "wall_seconds.json"
 #: The share of the cores' capacity over a run that other work may use for it to count as quiet.
 QUIET_SHARE = 0.02
+STAT = pathlib.Path("/proc/stat")
 
 
-def busy_seconds(stat: str) -> float:
-    """CPU seconds the machine has spent busy since boot, all cores together, from the text of
-    ``/proc/stat`` (its first, ``cpu``, line: every state but idle and iowait)."""
-    fields = stat.splitlines()[0].split()
-    if fields[0] != "cpu":
-        raise ValueError(f"stat: first line {stat.splitlines()[0]!r}; expected the 'cpu' line "
-                         "of /proc/stat")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(stat: str, cores: set[int]) -> tuple[float, float]:
+    """CPU seconds since boot that ``cores`` spent busy (every state but idle, iowait and
+    steal) and that the hypervisor stole from them, from the text of ``/proc/stat`` (its
+    ``cpuN`` lines)."""
+    busy = steal = 0
+    seen = set()
+    for line in stat.splitlines():
+        fields = line.split()
+        if not fields or not re.fullmatch(r"cpu\d+", fields[0]) or int(fields[0][3:]) not in cores:
+            continue
+        user, nice, system, _idle, _iowait, irq, softirq, stolen = (int(v) for v in fields[1:9])
+        busy += user + nice + system + irq + softirq
+        steal += stolen
+        seen.add(int(fields[0][3:]))
+    if seen != cores:
+        raise ValueError(f"stat: no cpuN line for core(s) {sorted(cores - seen)}; expected the "
+                         "text of /proc/stat")
+    tick = os.sysconf("SC_CLK_TCK")
+    return busy / tick, steal / tick
 
 
 def children_cpu_seconds() -> float:
-    """User and system CPU seconds of this process's finished child processes so far."""
+    """User and system CPU seconds of this process's finished child processes (and theirs)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -65,27 +85,47 @@ def quiet(other_cpu_s: float, wall_s: float, cores: int) -> bool:
     return other_cpu_s <= QUIET_SHARE * wall_s * cores
 
 
-def timed(command: list[str], env: dict[str, str]) -> dict[str, float | int]:
-    """Runs ``command`` and returns its wall seconds, exit code, its own CPU seconds and the
-    other work's CPU seconds on the machine meanwhile."""
-    stat = pathlib.Path("/proc/stat")
-    busy, own = busy_seconds(stat.read_text()), children_cpu_seconds()
+def timed(command: list[str], env: dict[str, str], cores: set[int]) -> dict[str, float | int]:
+    """Runs ``command`` and returns its wall seconds, exit code and own CPU seconds, and the
+    other work's CPU seconds and the stolen seconds on ``cores`` meanwhile (the other work
+    unclamped: a negative figure would show an accounting error, not a quiet machine)."""
+    busy, steal = cpu_seconds(STAT.read_text(), cores)
+    own = children_cpu_seconds()
     start = time.perf_counter()
     code = subprocess.call(command, env=env)
     wall = time.perf_counter() - start
-    busy, own = busy_seconds(stat.read_text()) - busy, children_cpu_seconds() - own
+    own = children_cpu_seconds() - own
+    busy_after, steal_after = cpu_seconds(STAT.read_text(), cores)
     return {"wall_s": wall, "exit_code": code, "own_cpu_s": own,
-            "other_cpu_s": max(0.0, busy - own)}
+            "other_cpu_s": busy_after - busy - own, "steal_s": steal_after - steal}
+
+
+def seed_key(key: str) -> tuple[str, int]:
+    """``variant/seed-N`` as (variant, N), so that seed 10 sorts after seed 2."""
+    variant, _, seed = key.rpartition("/seed-")
+    return variant, int(seed)
 
 
 def merge(path: pathlib.Path, entries: dict[str, dict]) -> dict[str, dict]:
     """The timings already in ``path`` (none when it does not exist) with ``entries`` replacing
-    the ones of the same variant and seed."""
+    the ones of the same variant and seed, in variant and seed order."""
     current = json.loads(path.read_text()) if path.is_file() else {}
     if not isinstance(current, dict):
         raise ValueError(f"--output: {str(path)!r} holds {type(current).__name__}; expected "
                          "the object of variant/seed timings this script writes")
-    return dict(sorted({**current, **entries}.items()))
+    merged = {**current, **entries}
+    return {key: merged[key] for key in sorted(merged, key=seed_key)}
+
+
+def finished_run(result_path: pathlib.Path, epochs: int, since: float) -> dict | None:
+    """The run's ``result.json`` if the timed process wrote it (modified after ``since``, a
+    ``time.time()``) and it finished all ``epochs``; None otherwise."""
+    if not result_path.is_file() or result_path.stat().st_mtime < since:
+        return None
+    result = json.loads(result_path.read_text())
+    if result.get("status", "finished") != "finished" or len(result.get("history", [])) != epochs:
+        return None
+    return result
 
 
 def main(argv: list[str]) -> None:
@@ -97,14 +137,17 @@ def main(argv: list[str]) -> None:
                         help="the variant (required where the config has several)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="passed on to jaxconv run")
+    parser.add_argument("--allow-dirty", action="store_true", help="passed on to jaxconv run")
     parser.add_argument("--warm-cache", action="store_true",
-                        help="keep jaxconv's persistent compilation cache")
+                        help="keep jaxconv's compilation and autotuning caches")
     parser.add_argument("--output", type=pathlib.Path,
                         help=f"the timings file (default <study folder>/{OUTPUT})")
     args = parser.parse_args(argv)
+    if not STAT.is_file():
+        parser.error(f"{STAT} is missing: the other work on the cores is read from it, so "
+                     "timings are taken on Linux only")
 
     from jaxconv.experiment import config as cfg
-    from jaxconv.experiment import provenance
     from jaxconv.tuning.files import atomic_write_text
 
     config = cfg.load(args.config, args.set)
@@ -116,42 +159,57 @@ def main(argv: list[str]) -> None:
     if variant not in names:
         parser.error(f"--variant: {variant!r} is not in {args.config}; variants: "
                      f"{', '.join(names)}")
-    seeds = args.seed or list(config.seeds)
-    study = pathlib.Path(config.output_dir) / config.name
-    finished = [s for s in seeds if (study / variant / f"seed-{s}" / "result.json").exists()]
-    if finished:
-        parser.error(f"--seed: {', '.join(map(str, finished))} finished already under {study}; "
-                     "jaxconv run would skip them. Time into another folder with --set "
-                     "output_dir=DIR, or remove those seeds' folders")
-    output = args.output or study / OUTPUT
-    jaxconv = [sys.executable, "-m", "jaxconv", "run", str(args.config), "--quiet",
-               "--variant", variant, *(a for kv in args.set for a in ("--set", kv))]
-    cores = os.cpu_count() or 1
+    seeds = list(dict.fromkeys(args.seed or config.seeds))
+    unknown = [s for s in seeds if s not in config.seeds]
+    if unknown:
+        parser.error(f"--seed: {', '.join(map(str, unknown))} not in {args.config}'s seeds "
+                     f"({', '.join(map(str, config.seeds))})")
+    folders = {s: config.run_dir / variant / f"seed-{s}" for s in seeds}
+    started = [s for s, folder in folders.items() if folder.exists()]
+    if started:
+        parser.error(f"--seed: {', '.join(map(str, started))} already under "
+                     f"{config.run_dir / variant} (finished, part-trained or held by another "
+                     "process): jaxconv run would skip or resume it, and the timing would not "
+                     "be of a whole run. Time into another folder with --set output_dir=DIR, "
+                     "or remove those seeds' folders")
+    output = args.output or config.run_dir / OUTPUT
+    command = ["jaxconv", "run", str(args.config), "--quiet", "--variant", variant,
+               *(a for kv in args.set for a in ("--set", kv)),
+               *(["--allow-dirty"] if args.allow_dirty else [])]
+    cores = set(os.sched_getaffinity(0))
     for seed in seeds:
-        cache = None if args.warm_cache else tempfile.mkdtemp(prefix="jaxconv-xla-")
         env = dict(os.environ)
+        cache = None if args.warm_cache else tempfile.mkdtemp(prefix="jaxconv-cold-")
         if cache:
-            env["JAX_COMPILATION_CACHE_DIR"] = cache
-        origin = provenance.current()
-        load = os.getloadavg()
+            env.update({"JAX_COMPILATION_CACHE_DIR": os.path.join(cache, "xla"),
+                        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
+                        "JAXCONV_AUTOTUNE_CACHE": os.path.join(cache, "autotune.json")})
+        since = time.time()
         try:
-            figures = timed([*jaxconv, "--seed", str(seed)], env)
+            figures = timed([sys.executable, "-m", *command, "--seed", str(seed)], env, cores)
         finally:
             if cache:
                 shutil.rmtree(cache, ignore_errors=True)
-        if figures["exit_code"] != 0:
+        result = finished_run(folders[seed] / "result.json", config.train.epochs, since)
+        if figures["exit_code"] != 0 or result is None:
             raise SystemExit(f"jaxconv run of {variant} seed {seed} exited with "
-                             f"{figures['exit_code']}; nothing written for it")
-        entry = {**figures, "quiet": quiet(figures["other_cpu_s"], figures["wall_s"], cores),
-                 "cold_cache": cache is not None, "cores": cores, "cpu": origin["cpu"],
-                 "commit": origin["commit"], "versions": origin["versions"],
-                 "date": origin["date"], "load_average_before": list(load),
-                 "command": " ".join(["jaxconv", *jaxconv[3:], "--seed", str(seed)])}
-        atomic_write_text(output, json.dumps(merge(output, {f"{variant}/seed-{seed}": entry}),
-                                             indent=1) + "\n")
+                             f"{figures['exit_code']} without a finished result.json of "
+                             f"{config.train.epochs} epochs under {folders[seed]}; nothing "
+                             "written for it")
+        origin = result.get("provenance", {})
+        entry = {**figures, "quiet": quiet(figures["other_cpu_s"], figures["wall_s"],
+                                           len(cores)),
+                 "cold_cache": cache is not None, "cores": sorted(cores),
+                 **{k: origin.get(k) for k in ("cpu", "commit", "versions", "date")},
+                 "command": shlex.join([*command, "--seed", str(seed)])}
+        key = f"{variant}/seed-{seed}"
+        before = merge(output, {}).get(key) if output.is_file() else None
+        atomic_write_text(output, json.dumps(merge(output, {key: entry}), indent=1) + "\n")
+        replaced = " (replaced a quiet timing)" if before and before.get("quiet") and \
+            not entry["quiet"] else ""
         print(f"{variant} seed {seed}: {figures['wall_s']:.1f} s wall, other work "
               f"{figures['other_cpu_s']:.1f} CPU s ({'quiet' if entry['quiet'] else 'NOT quiet'})"
-              f"; wrote {output}", flush=True)
+              f"; wrote {output}{replaced}", flush=True)
 
 
 if __name__ == "__main__":

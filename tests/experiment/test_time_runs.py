@@ -3,6 +3,7 @@ other work on the cores meanwhile, written per variant and seed."""
 
 import json
 import os
+import sys
 
 import pytest
 import yaml
@@ -17,16 +18,31 @@ def timing():
     return scripts.load("time_runs")
 
 
-def stat_line(user, nice, system, idle, iowait=0, irq=0, softirq=0, steal=0):
-    return (f"cpu  {user} {nice} {system} {idle} {iowait} {irq} {softirq} {steal} 0 0\n"
-            "cpu0 1 2 3 4 5 6 7 8 0 0\n")
+STAT = """cpu  99 99 99 99 99 99 99 99 0 0
+cpu0 10 1 2 500 50 3 4 7 0 0
+cpu1 20 2 4 600 60 6 8 9 0 0
+intr 1 2 3
+"""
 
 
-def test_busy_time_counts_every_state_but_idle_and_iowait(timing):
+def test_busy_time_counts_user_system_and_interrupts_on_the_cores_given(timing):
     tick = os.sysconf("SC_CLK_TCK")
-    assert timing.busy_seconds(stat_line(1, 2, 3, 1000, 500, 4, 5, 6)) == 21 / tick
-    with pytest.raises(ValueError, match="expected the 'cpu' line"):
-        timing.busy_seconds("intr 1 2 3\n")
+    assert timing.cpu_seconds(STAT, {0}) == (20 / tick, 7 / tick)
+    assert timing.cpu_seconds(STAT, {0, 1}) == (60 / tick, 16 / tick)
+    with pytest.raises(ValueError, match=r"no cpuN line for core\(s\) \[2\]"):
+        timing.cpu_seconds(STAT, {0, 2})
+
+
+def test_a_run_counts_the_cpu_of_its_whole_process_tree(timing):
+    """The command replaces itself (as `jaxconv` may at start-up) and then waits for a child
+    that burns 0.3 CPU seconds: all of it is the run's own time, none other work's."""
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"
+    replaced = f"import os, sys; os.execv(sys.executable, [sys.executable, '-c', {child!r}])"
+    figures = timing.timed([sys.executable, "-c", replaced], dict(os.environ),
+                           set(os.sched_getaffinity(0)))
+    assert figures["exit_code"] == 0 and figures["own_cpu_s"] >= 0.3
+    assert figures["wall_s"] >= 0.3
 
 
 def test_quiet_means_other_work_under_two_percent_of_the_cores(timing):
@@ -38,8 +54,11 @@ def test_a_retimed_seed_replaces_its_entry_and_keeps_the_others(timing, tmp_path
     path = tmp_path / "wall_seconds.json"
     assert timing.merge(path, {"net/seed-1": {"wall_s": 2}}) == {"net/seed-1": {"wall_s": 2}}
     path.write_text(json.dumps({"net/seed-0": {"wall_s": 1}, "net/seed-1": {"wall_s": 2}}))
-    assert timing.merge(path, {"net/seed-1": {"wall_s": 3}}) == {
-        "net/seed-0": {"wall_s": 1}, "net/seed-1": {"wall_s": 3}}
+    merged = timing.merge(path, {"net/seed-1": {"wall_s": 3}, "net/seed-10": {"wall_s": 4}})
+    assert merged == {"net/seed-0": {"wall_s": 1}, "net/seed-1": {"wall_s": 3},
+                      "net/seed-10": {"wall_s": 4}}
+    assert list(timing.merge(path, {"net/seed-2": {}})) == ["net/seed-0", "net/seed-1",
+                                                           "net/seed-2"]
     path.write_text("[]")
     with pytest.raises(ValueError, match=r"--output: .* holds list"):
         timing.merge(path, {})
@@ -57,20 +76,45 @@ def write_config(root, variants=("net",)):
     return path
 
 
-def test_times_each_seed_as_its_own_run_and_refuses_a_finished_one(timing, tmp_path, capsys):
+def test_times_each_seed_as_its_own_whole_run_and_refuses_a_started_one(timing, tmp_path,
+                                                                       capsys):
     config = write_config(tmp_path)
-    timing.main([str(config), "--seed", "1"])
+    timing.main([str(config), "--seed", "1", "--seed", "1"])
     study = tmp_path / "results" / "timed"
-    assert (study / "net" / "seed-1" / "result.json").is_file()
+    result = json.loads((study / "net" / "seed-1" / "result.json").read_text())
     assert not (study / "net" / "seed-0").exists()
-    entry = json.loads((study / "wall_seconds.json").read_text())["net/seed-1"]
-    assert entry["exit_code"] == 0 and entry["cold_cache"]
-    assert entry["wall_s"] > 0 and entry["own_cpu_s"] > 0 and entry["other_cpu_s"] >= 0
-    assert entry["command"].endswith("--variant net --seed 1") and entry["cpu"]
-    assert isinstance(entry["quiet"], bool)
+    timings = json.loads((study / "wall_seconds.json").read_text())
+    assert list(timings) == ["net/seed-1"]
+    entry = timings["net/seed-1"]
+    assert entry["exit_code"] == 0 and entry["cold_cache"] and entry["own_cpu_s"] > 0
+    assert entry["wall_s"] > entry["own_cpu_s"] / len(entry["cores"])
+    assert entry["commit"] == result["provenance"]["commit"]
+    assert entry["cpu"] == result["provenance"]["cpu"]
+    assert entry["command"] == f"jaxconv run {config} --quiet --variant net --seed 1"
+    assert entry["quiet"] == timing.quiet(entry["other_cpu_s"], entry["wall_s"],
+                                          len(entry["cores"]))
+    # a seed with anything in its folder (here a half-trained one) would be resumed or skipped
+    (study / "net" / "seed-0").mkdir()
+    for seeds in (["--seed", "1"], ["--seed", "0"]):
+        with pytest.raises(SystemExit):
+            timing.main([str(config), *seeds])
+        assert "already under" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        timing.main([str(config), "--seed", "1"])
-    assert "--seed: 1 finished already" in capsys.readouterr().err
+        timing.main([str(config), "--seed", "7"])
+    assert "--seed: 7 not in" in capsys.readouterr().err
+
+
+def test_only_a_finished_run_of_every_epoch_written_by_the_timed_process_counts(timing,
+                                                                                tmp_path):
+    path = tmp_path / "result.json"
+    assert timing.finished_run(path, epochs=2, since=0) is None
+    path.write_text(json.dumps({"status": "finished", "history": [{}, {}]}))
+    assert timing.finished_run(path, epochs=2, since=0) == {"status": "finished",
+                                                             "history": [{}, {}]}
+    assert timing.finished_run(path, epochs=3, since=0) is None
+    assert timing.finished_run(path, epochs=2, since=path.stat().st_mtime + 1) is None
+    path.write_text(json.dumps({"status": "diverged", "history": [{}, {}]}))
+    assert timing.finished_run(path, epochs=2, since=0) is None
 
 
 def test_a_config_of_several_variants_needs_one_named(timing, tmp_path, capsys):
