@@ -80,7 +80,8 @@ def rows(study: pathlib.Path, epochs: int, target: float) -> list[list[str]]:
         steps = [json.loads((study / design / f"seed-{s}" / "result.json").read_text())
                  ["history"][-1]["step"] for s in sorted(last[design])]
         out.append([str(epochs), design, str(len(values)),
-                    f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f} %",
+                    f"{values.mean():.2f} ± {values.std(ddof=1):.2f} %" if len(values) > 1
+                    else f"{values[0]:.2f} % (one seed)",
                     " / ".join(f"{v:.2f}" for v in values), behind,
                     first_epoch(mean_curve, 94.0), first_epoch(mean_curve, target),
                     f"{steps[0]:,}"])
