@@ -6,7 +6,7 @@ target.
 Reads ``<RESULTS_DIR>/record-search-e*/`` (default
 ``experiments/results/fashion_mnist/record_search``, written by ``jaxconv run
 configs/fashion_mnist/record_search.yaml`` at each length): every finished ``result.json`` and
-its ``metrics.jsonl``. Every seed of every design and length validates on the same split and
+its epoch records. Every seed of every design and length validates on the same split and
 trains on the same images in the same order, so within a length the designs compare seed by
 seed. One row per length and design: the last epoch's validation accuracy (mean ± std over
 seeds, and each seed's), the paired difference from the length's leading design (mean ± its
@@ -18,7 +18,6 @@ the runner records is never shown, so it cannot choose the record.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
 import re
@@ -36,16 +35,22 @@ TARGET = 94.5
 
 
 def curves(study: pathlib.Path) -> dict[str, dict[int, list[float]]]:
-    """Each design's validation accuracy per epoch (percent), per finished seed."""
+    """Each design's validation accuracy per epoch (percent), per finished seed, from the
+    epoch records of its ``result.json``."""
     out: dict[str, dict[int, list[float]]] = {}
     for result in report.results(study):
-        if not report.finished(result):
-            continue
-        path = study / result["variant"] / f"seed-{result['seed']}" / "metrics.jsonl"
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        epochs = sorted((r for r in lines if r.get("kind") == "epoch"), key=lambda r: r["epoch"])
-        out.setdefault(result["variant"], {})[result["seed"]] = [
-            100 * r["val_accuracy"] for r in epochs]
+        if report.finished(result):
+            out.setdefault(result["variant"], {})[result["seed"]] = [
+                100 * r["val_accuracy"] for r in result["history"]]
+    return out
+
+
+def steps(study: pathlib.Path) -> dict[str, int]:
+    """Each design's training steps to the end of its run (its first finished seed's)."""
+    out: dict[str, int] = {}
+    for result in report.results(study):
+        if report.finished(result):
+            out.setdefault(result["variant"], int(result["history"][-1]["step"]))
     return out
 
 
@@ -67,7 +72,7 @@ def first_epoch(mean_curve: np.ndarray, target: float) -> str:
 
 def rows(study: pathlib.Path, epochs: int, target: float) -> list[list[str]]:
     """The table rows of one length's study folder, designs in the order of their means."""
-    found = curves(study)
+    found, taken = curves(study), steps(study)
     last = {design: {seed: curve[-1] for seed, curve in seeds.items()}
             for design, seeds in found.items()}
     ranked = sorted(last, key=lambda d: -float(np.mean(list(last[d].values()))))
@@ -77,14 +82,12 @@ def rows(study: pathlib.Path, epochs: int, target: float) -> list[list[str]]:
         behind = "-" if design == ranked[0] else paired(last[design], last[ranked[0]])
         length = min(len(c) for c in found[design].values())
         mean_curve = np.mean([c[:length] for c in found[design].values()], axis=0)
-        steps = [json.loads((study / design / f"seed-{s}" / "result.json").read_text())
-                 ["history"][-1]["step"] for s in sorted(last[design])]
         out.append([str(epochs), design, str(len(values)),
                     f"{values.mean():.2f} ± {values.std(ddof=1):.2f} %" if len(values) > 1
                     else f"{values[0]:.2f} % (one seed)",
                     " / ".join(f"{v:.2f}" for v in values), behind,
                     first_epoch(mean_curve, 94.0), first_epoch(mean_curve, target),
-                    f"{steps[0]:,}"])
+                    f"{taken[design]:,}"])
     return out
 
 
