@@ -1,15 +1,16 @@
 """The record search on the validation split: each design at each length, and which reach the
 target.
 
-    python experiments/record_table.py [RESULTS_DIR] [--target PERCENT]
+    python experiments/record_table.py [RESULTS_DIR] [--target PERCENT] [--prefix NAME]
 
-Reads ``<RESULTS_DIR>/record-search-e*/`` (default
-``experiments/results/fashion_mnist/record_search``, written by ``jaxconv run
-configs/fashion_mnist/record_search.yaml`` at each length): every finished ``result.json`` and
-its epoch records. Every seed of every design and length validates on the same split and
-trains on the same images in the same order, so within a length the designs compare seed by
-seed. One row per length and design: the last epoch's validation accuracy (mean ± std over
-seeds, and each seed's), the paired difference from the length's leading design (mean ± its
+Reads ``<RESULTS_DIR>/<NAME>-e<N>/`` and ``<RESULTS_DIR>/<NAME>-e<N>-<TRIAL>/`` (default
+``experiments/results/fashion_mnist/record_search`` and ``record-search``, written by ``jaxconv
+run configs/fashion_mnist/record_search.yaml`` at each length, a trial's folder with one more
+recipe change): every finished ``result.json`` and its epoch records. Every seed of every
+design, length and trial validates on the same split and trains on the same images in the
+same order, so within a length the rows compare seed by seed. One row per length and design
+(``design + TRIAL`` for a trial's): the last epoch's validation accuracy (mean ± std over
+seeds, and each seed's), the paired difference from the length's leading row (mean ± its
 standard error), the first epoch at which the mean over seeds reaches 94% and the target, and
 the training steps to the end of the run. Only validation accuracy is read: the test accuracy
 the runner records is never shown, so it cannot choose the record.
@@ -29,29 +30,41 @@ from jaxconv.analysis.tables import markdown_table
 from jaxconv.experiment import report
 
 DEFAULT = pathlib.Path("experiments/results/fashion_mnist/record_search")
-PATTERN = re.compile(r"record-search-e(\d+)$")
+PREFIX = "record-search"
 #: The target on the validation split, in percent: a little above the record's 94% on test.
 TARGET = 94.5
 
 
-def curves(study: pathlib.Path) -> dict[str, dict[int, list[float]]]:
+def folders(results: pathlib.Path, prefix: str = PREFIX) -> list[tuple[int, str, pathlib.Path]]:
+    """``(epochs, trial, folder)`` of each ``<prefix>-e<N>[-<trial>]`` folder in ``results``
+    (trial ``""`` for none), by length, then trial."""
+    pattern = re.compile(rf"{re.escape(prefix)}-e(\d+)(?:-(.+))?$")
+    return sorted((int(m.group(1)), m.group(2) or "", f) for f in results.iterdir()
+                  if (m := pattern.match(f.name)) and f.is_dir())
+
+
+def curves(study: pathlib.Path, trial: str = "") -> dict[str, dict[int, list[float]]]:
     """Each design's validation accuracy per epoch (percent), per finished seed, from the
-    epoch records of its ``result.json``."""
+    epoch records of its ``result.json``; a trial's designs are named ``design + trial``."""
     out: dict[str, dict[int, list[float]]] = {}
     for result in report.results(study):
         if report.finished(result):
-            out.setdefault(result["variant"], {})[result["seed"]] = [
+            out.setdefault(label(result["variant"], trial), {})[result["seed"]] = [
                 100 * r["val_accuracy"] for r in result["history"]]
     return out
 
 
-def steps(study: pathlib.Path) -> dict[str, int]:
+def steps(study: pathlib.Path, trial: str = "") -> dict[str, int]:
     """Each design's training steps to the end of its run (its first finished seed's)."""
     out: dict[str, int] = {}
     for result in report.results(study):
         if report.finished(result):
-            out.setdefault(result["variant"], int(result["history"][-1]["step"]))
+            out.setdefault(label(result["variant"], trial), int(result["history"][-1]["step"]))
     return out
+
+
+def label(design: str, trial: str) -> str:
+    return f"{design} + {trial}" if trial else design
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> str:
@@ -70,9 +83,15 @@ def first_epoch(mean_curve: np.ndarray, target: float) -> str:
     return str(int(reached[0]) + 1) if reached.size else "not reached"
 
 
-def rows(study: pathlib.Path, epochs: int, target: float) -> list[list[str]]:
-    """The table rows of one length's study folder, designs in the order of their means."""
-    found, taken = curves(study), steps(study)
+def rows(studies: list[tuple[str, pathlib.Path]], epochs: int,
+         target: float) -> list[list[str]]:
+    """The table rows of one length's ``(trial, folder)`` studies, in the order of their
+    means."""
+    found: dict[str, dict[int, list[float]]] = {}
+    taken: dict[str, int] = {}
+    for trial, study in studies:
+        found.update(curves(study, trial))
+        taken.update(steps(study, trial))
     last = {design: {seed: curve[-1] for seed, curve in seeds.items()}
             for design, seeds in found.items()}
     ranked = sorted(last, key=lambda d: -float(np.mean(list(last[d].values()))))
@@ -91,14 +110,16 @@ def rows(study: pathlib.Path, epochs: int, target: float) -> list[list[str]]:
     return out
 
 
-def table(results: pathlib.Path, target: float = TARGET) -> str:
-    """The record search's Markdown table, lengths in increasing order."""
-    studies = sorted((int(m.group(1)), f) for f in results.iterdir()
-                      if (m := PATTERN.match(f.name)) and f.is_dir())
-    if not studies:
-        raise SystemExit(f"RESULTS_DIR: {str(results)!r} has no record-search-e<N> folders; "
-                         "expected the output of configs/fashion_mnist/record_search.yaml")
-    body = [row for epochs, study in studies for row in rows(study, epochs, target)]
+def table(results: pathlib.Path, target: float = TARGET, prefix: str = PREFIX) -> str:
+    """The search's Markdown table, lengths in increasing order."""
+    found = folders(results, prefix)
+    if not found:
+        raise SystemExit(f"RESULTS_DIR: {str(results)!r} has no {prefix}-e<N> folders; "
+                         "expected the output of configs/fashion_mnist/record_search.yaml "
+                         "(--prefix record-search) or best_search.yaml (--prefix best-search)")
+    lengths = sorted({epochs for epochs, _, _ in found})
+    body = [row for epochs in lengths for row in rows(
+        [(trial, study) for e, trial, study in found if e == epochs], epochs, target)]
     header = ["epochs", "design", "seeds", "val accuracy, last epoch (mean ± std)", "per seed",
               "behind the length's leader, paired (points ± SE)", "first epoch at 94% (mean)",
               f"first epoch at {target:g}% (mean)", "steps"]
@@ -110,8 +131,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("results", nargs="?", type=pathlib.Path, default=DEFAULT)
     parser.add_argument("--target", type=float, default=TARGET,
                         help=f"validation accuracy to reach, percent (default {TARGET})")
+    parser.add_argument("--prefix", default=PREFIX,
+                        help=f"the study folders' name before -e<N> (default {PREFIX})")
     args = parser.parse_args(argv)
-    print(table(args.results, args.target))
+    print(table(args.results, args.target, args.prefix))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ def records():
     return scripts.load("record_table")
 
 
-def write_study(root, epochs, designs):
+def write_study(root, epochs, designs, name="record-search-e{epochs}"):
     """``designs``: {design: {seed: [val accuracy per epoch, as fractions]}}; the test
     accuracy is set far from the validation figures, so a table that showed it would show."""
-    study = root / f"record-search-e{epochs}"
+    study = root / name.format(epochs=epochs)
     for design, seeds in designs.items():
         for seed, curve in seeds.items():
             run = study / design / f"seed-{seed}"
@@ -49,3 +49,27 @@ def test_rows_rank_designs_by_validation_and_pair_them_with_the_leader(records, 
 def test_no_record_search_is_a_clear_error(records, tmp_path):
     with pytest.raises(SystemExit, match=r"has no record-search-e<N> folders"):
         records.table(tmp_path)
+
+
+def test_a_trials_folder_is_a_row_of_its_length_paired_with_the_leader(records, tmp_path):
+    write_study(tmp_path, 2, {"net": {0: [0.90, 0.940], 1: [0.90, 0.942]}})
+    write_study(tmp_path, 2, {"net": {0: [0.90, 0.946], 1: [0.90, 0.950]}},
+                name="record-search-e{epochs}-cutout")
+    write_study(tmp_path, 2, {"net": {0: [0.5, 0.5]}}, name="best-search-e{epochs}")
+    cells = [[c.strip() for c in line.strip("|").split("|")]
+             for line in records.table(tmp_path).splitlines()[2:]]
+    assert [c[:3] for c in cells] == [["2", "net + cutout", "2"], ["2", "net", "2"]]
+    # net - (net + cutout) per seed: -0.6 and -0.8 points
+    assert cells[1][5] == "-0.70 ± 0.10"
+
+
+def test_the_prefix_picks_another_search(records, tmp_path):
+    write_study(tmp_path, 2, {"net": {0: [0.90, 0.940], 1: [0.90, 0.942]}})
+    write_study(tmp_path, 36, {"net": {0: [0.90, 0.951]}}, name="best-search-e{epochs}")
+    cells = [[c.strip() for c in line.strip("|").split("|")]
+             for line in records.table(tmp_path, target=95.0, prefix="best-search")
+             .splitlines()[2:]]
+    assert [c[:4] for c in cells] == [["36", "net", "1", "95.10 % (one seed)"]]
+    assert cells[0][7] == "2"
+    with pytest.raises(SystemExit, match=r"has no other-e<N> folders"):
+        records.table(tmp_path, prefix="other")
