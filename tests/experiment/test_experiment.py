@@ -1,6 +1,7 @@
 """Experiments from configs: end-to-end `jaxconv run`, reruns, reports and config errors."""
 
 import csv
+import itertools
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from jaxconv import experiment
+from jaxconv.experiment import examples
 from jaxconv.cli import main
 
 TINY = {
@@ -388,20 +390,15 @@ def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys):
     assert "jaxconv run: error: train: unknown key 'lr'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("config", ["configs/quickstart.yaml", "configs/fashion_mnist/"
-                                    "bottlenecks.yaml", "configs/fashion_mnist/width_sweep.yaml",
-                                    "configs/fashion_mnist/recipe.yaml",
-                                    "configs/fashion_mnist/long_run.yaml",
-                                    "configs/cifar10/bottlenecks.yaml",
-                                    "configs/mixed_precision.yaml"])
-def test_shipped_configs_are_valid_and_say_how_to_run_them(config):
-    import pathlib
-
-    path = pathlib.Path(__file__).parents[2] / config
+@pytest.mark.parametrize("name", examples.names())
+def test_shipped_configs_are_valid_and_say_how_to_run_them(name):
+    path = examples.path(name)
     loaded = experiment.load(path)
-    header = path.read_text().splitlines()[:6]
-    assert any("jaxconv run" in line for line in header)
-    assert any("2 CPU cores" in line for line in header)
+    lines = path.read_text().splitlines()
+    header = " ".join(line.lstrip("#").strip() for line in
+                      itertools.takewhile(lambda line: line.startswith("#"), lines))
+    assert "jaxconv run" in header
+    assert "2 CPU cores" in header
     assert loaded.variants and loaded.seeds
 
 
