@@ -82,6 +82,19 @@ def test_a_resume_from_an_epoch_checkpoint_skips_nothing_and_repeats_nothing(tmp
         without_timing(train.read_jsonl(tmp_path / "reference" / "metrics.jsonl"))
 
 
+def test_where_checkpoints_cut_the_calls_does_not_change_training(tmp_path):
+    # 8 steps an epoch: one call an epoch without step checkpoints, calls of 3, 3, 2, 1, ...
+    # with a checkpoint every 3 steps; the same compiled call runs both, its rows masked
+    whole = run(tmp_path / "whole", checkpoint_every=0)
+    cut = run(tmp_path / "cut", checkpoint_every=3)
+    assert without_timing(train.read_jsonl(tmp_path / "cut" / "metrics.jsonl")) == \
+        without_timing(train.read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
+    assert without_timing(cut.history) == without_timing(whole.history)
+    chex_equal = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
+                              nnx.state(cut.model, nnx.Param), nnx.state(whole.model, nnx.Param))
+    assert all(jax.tree.leaves(chex_equal))
+
+
 def test_synthetic_task_is_learned(tmp_path):
     result = run(tmp_path, epochs=6, log_every=100, checkpoint_every=0)
     assert result.final["test_accuracy"] >= 0.9
