@@ -2,6 +2,7 @@
 target.
 
     python experiments/record_table.py [RESULTS_DIR] [--target PERCENT] [--prefix NAME]
+                                       [--across-lengths]
 
 Reads ``<RESULTS_DIR>/<NAME>-e<N>/`` and ``<RESULTS_DIR>/<NAME>-e<N>-<TRIAL>/`` (default
 ``experiments/results/fashion_mnist/record_search`` and ``record-search``, written by ``jaxconv
@@ -12,8 +13,10 @@ same order, so within a length the rows compare seed by seed. One row per length
 (``design + TRIAL`` for a trial's): the last epoch's validation accuracy (mean ± std over
 seeds, and each seed's), the paired difference from the length's leading row (mean ± its
 standard error), the first epoch at which the mean over seeds reaches 94% and the target, and
-the training steps to the end of the run. Only validation accuracy is read: the test accuracy
-the runner records is never shown, so it cannot choose the record.
+the training steps to the end of the run; ``--across-lengths`` pairs every row with the one
+leading row instead (the best search's rows differ in length as well as design). Only
+validation accuracy is read: the test accuracy the runner records is never shown, so it cannot
+choose the record.
 """
 
 from __future__ import annotations
@@ -83,45 +86,50 @@ def first_epoch(mean_curve: np.ndarray, target: float) -> str:
     return str(int(reached[0]) + 1) if reached.size else "not reached"
 
 
-def rows(studies: list[tuple[str, pathlib.Path]], epochs: int,
-         target: float) -> list[list[str]]:
-    """The table rows of one length's ``(trial, folder)`` studies, in the order of their
-    means."""
-    found: dict[str, dict[int, list[float]]] = {}
-    taken: dict[str, int] = {}
-    for trial, study in studies:
-        found.update(curves(study, trial))
-        taken.update(steps(study, trial))
-    last = {design: {seed: curve[-1] for seed, curve in seeds.items()}
-            for design, seeds in found.items()}
-    ranked = sorted(last, key=lambda d: -float(np.mean(list(last[d].values()))))
+def rows(studies: list[tuple[int, str, pathlib.Path]], target: float) -> list[list[str]]:
+    """The table rows of ``(epochs, trial, folder)`` studies compared with each other, in the
+    order of their means; each is paired with the leading one."""
+    found: dict[tuple[int, str], dict[int, list[float]]] = {}
+    taken: dict[tuple[int, str], int] = {}
+    for epochs, trial, study in studies:
+        found.update({(epochs, d): c for d, c in curves(study, trial).items()})
+        taken.update({(epochs, d): n for d, n in steps(study, trial).items()})
+    last = {key: {seed: curve[-1] for seed, curve in seeds.items()}
+            for key, seeds in found.items()}
+    ranked = sorted(last, key=lambda k: -float(np.mean(list(last[k].values()))))
     out = []
-    for design in ranked:
-        values = np.array([last[design][s] for s in sorted(last[design])])
-        behind = "-" if design == ranked[0] else paired(last[design], last[ranked[0]])
-        length = min(len(c) for c in found[design].values())
-        mean_curve = np.mean([c[:length] for c in found[design].values()], axis=0)
-        out.append([str(epochs), design, str(len(values)),
+    for key in ranked:
+        values = np.array([last[key][s] for s in sorted(last[key])])
+        behind = "-" if key == ranked[0] else paired(last[key], last[ranked[0]])
+        length = min(len(c) for c in found[key].values())
+        mean_curve = np.mean([c[:length] for c in found[key].values()], axis=0)
+        out.append([str(key[0]), key[1], str(len(values)),
                     f"{values.mean():.2f} ± {values.std(ddof=1):.2f} %" if len(values) > 1
                     else f"{values[0]:.2f} % (one seed)",
                     " / ".join(f"{v:.2f}" for v in values), behind,
                     first_epoch(mean_curve, 94.0), first_epoch(mean_curve, target),
-                    f"{taken[design]:,}"])
+                    f"{taken[key]:,}"])
     return out
 
 
-def table(results: pathlib.Path, target: float = TARGET, prefix: str = PREFIX) -> str:
-    """The search's Markdown table, lengths in increasing order."""
+def table(results: pathlib.Path, target: float = TARGET, prefix: str = PREFIX,
+          across_lengths: bool = False) -> str:
+    """The search's Markdown table: each length's rows paired with that length's leader,
+    lengths in increasing order, or with ``across_lengths`` every row with the one leader."""
+    if not results.is_dir():
+        raise SystemExit(f"RESULTS_DIR: {str(results)!r} is not a folder; expected the output "
+                         f"folder of the search's config")
     found = folders(results, prefix)
     if not found:
         raise SystemExit(f"RESULTS_DIR: {str(results)!r} has no {prefix}-e<N> folders; "
                          "expected the output of configs/fashion_mnist/record_search.yaml "
                          "(--prefix record-search) or best_search.yaml (--prefix best-search)")
-    lengths = sorted({epochs for epochs, _, _ in found})
-    body = [row for epochs in lengths for row in rows(
-        [(trial, study) for e, trial, study in found if e == epochs], epochs, target)]
+    groups = [found] if across_lengths else [
+        [f for f in found if f[0] == epochs] for epochs in sorted({f[0] for f in found})]
+    body = [row for group in groups for row in rows(group, target)]
+    leader = "the leader" if across_lengths else "the length's leader"
     header = ["epochs", "design", "seeds", "val accuracy, last epoch (mean ± std)", "per seed",
-              "behind the length's leader, paired (points ± SE)", "first epoch at 94% (mean)",
+              f"behind {leader}, paired (points ± SE)", "first epoch at 94% (mean)",
               f"first epoch at {target:g}% (mean)", "steps"]
     return markdown_table(header, "rlrrrrrrr", body)
 
@@ -133,8 +141,12 @@ def main(argv: list[str]) -> None:
                         help=f"validation accuracy to reach, percent (default {TARGET})")
     parser.add_argument("--prefix", default=PREFIX,
                         help=f"the study folders' name before -e<N> (default {PREFIX})")
+    parser.add_argument("--across-lengths", action="store_true",
+                        help="pair every row with the one leader, not each length's rows "
+                             "with that length's (every seed shares the split and the order "
+                             "of the images, whatever the length)")
     args = parser.parse_args(argv)
-    print(table(args.results, args.target, args.prefix))
+    print(table(args.results, args.target, args.prefix, args.across_lengths))
 
 
 if __name__ == "__main__":

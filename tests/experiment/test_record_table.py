@@ -73,3 +73,18 @@ def test_the_prefix_picks_another_search(records, tmp_path):
     assert cells[0][7] == "2"
     with pytest.raises(SystemExit, match=r"has no other-e<N> folders"):
         records.table(tmp_path, prefix="other")
+
+
+def test_across_lengths_pairs_every_row_with_the_one_leader(records, tmp_path):
+    write_study(tmp_path, 2, {"net": {0: [0.90, 0.940], 1: [0.90, 0.942]}})
+    write_study(tmp_path, 3, {"net": {0: [0.90, 0.94, 0.946], 1: [0.90, 0.94, 0.950]}})
+    lines = records.table(tmp_path, across_lengths=True).splitlines()
+    assert "behind the leader" in lines[0]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert [(c[0], c[1], c[5]) for c in cells] == [("3", "net", "-"),
+                                                   ("2", "net", "-0.70 ± 0.10")]
+
+
+def test_a_missing_results_folder_is_a_clear_error(records, tmp_path):
+    with pytest.raises(SystemExit, match=r"RESULTS_DIR: .*missing.* is not a folder"):
+        records.table(tmp_path / "missing")
