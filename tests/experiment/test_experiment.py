@@ -394,11 +394,15 @@ def test_cli_reports_config_errors_without_a_traceback(tmp_path, capsys):
 def test_shipped_configs_are_valid_and_say_how_to_run_them(name):
     path = examples.path(name)
     loaded = experiment.load(path)
-    lines = path.read_text().splitlines()
-    header = " ".join(line.lstrip("#").strip() for line in
-                      itertools.takewhile(lambda line: line.startswith("#"), lines))
-    assert "jaxconv run" in header
-    assert "2 CPU cores" in header
+    lines = list(itertools.takewhile(lambda line: line.startswith("#"),
+                                     path.read_text().splitlines()))
+    command = [line for line in lines if line.startswith("# Command:")]
+    time = [i for i, line in enumerate(lines) if line.startswith("# Time")]
+    assert command and time, f"{name}: its header needs a '# Command:' and a '# Time' line"
+    # the time may wrap onto the lines that follow its own
+    said = " ".join(line.lstrip("#").strip() for line in lines[time[0]:time[0] + 3])
+    assert "2 CPU cores" in said
+    assert "TODO" not in "\n".join(lines)
     assert loaded.variants and loaded.seeds
 
 
