@@ -1,12 +1,13 @@
 """Channel retention across the width sweep: what each squeezing 1x1 keeps, trained and at
-initialisation, against the reduction ratio.
+initialisation, against the reduction ratio (or in the bottleneck variants of any study).
 
     python experiments/retention_sweep.py [RUN_DIR] [--images N]
 
 Reads every finished run of ``RUN_DIR`` (default
-``experiments/results/fashion_mnist/width_sweep``) whose checkpoints are on this machine, runs
-`jaxconv.analysis.retention` on its trained model and on the model it started from, over the
-first ``N`` training images, and writes next to the runs:
+``experiments/results/fashion_mnist/width_sweep``) whose checkpoints are on this machine, of
+each variant built of ResNet bottleneck blocks (the other designs of a study are passed over),
+runs `jaxconv.analysis.retention` on its trained model and on the model it started from, over
+the first ``N`` training images, and writes next to the runs:
 
 - ``retention.csv``: one row per run, state (trained / initial) and squeezing 1x1;
 - ``retention.md``: per variant, the means over its squeezing 1x1s and seeds;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import inspect
 import io
 import json
 import pathlib
@@ -31,7 +33,7 @@ import pathlib
 import numpy as np
 import yaml
 
-from jaxconv import analysis, experiment
+from jaxconv import analysis, blocks, experiment
 from jaxconv.experiment import report
 from jaxconv.tuning.files import atomic_write_bytes, atomic_write_text
 
@@ -43,12 +45,21 @@ TYPES = {"ratio": float, "seed": int, "images": int, "in_channels": int, "out_ch
 ELSEWHERE = "checkpoints on another machine"
 
 
-def _ratio(variant: dict) -> float:
-    """The variant's bottleneck reduction ratio, the same in every stage of a width sweep."""
-    ratios = {stage.get("options", {}).get("ratio") for stage in variant["model"]["stages"]}
-    if len(ratios) != 1 or None in ratios:
-        raise ValueError(f"variant {variant['name']!r}: expected one reduction ratio set in "
-                         f"every stage, got {sorted(ratios, key=str)}")
+#: The reduction ratio of a bottleneck stage whose options leave it unset (the block's default).
+DEFAULT_RATIO = inspect.signature(blocks.get("bottleneck").__init__).parameters["ratio"].default
+
+
+def _ratio(variant: dict) -> float | None:
+    """The variant's bottleneck reduction ratio, the same in every stage (set in the stage's
+    options or the block's default); None for a variant not built of bottleneck blocks (a
+    study of several designs measures its bottleneck variants alone)."""
+    stages = variant["model"]["stages"]
+    if any(stage.get("block") != "bottleneck" for stage in stages):
+        return None
+    ratios = {(stage.get("options") or {}).get("ratio", DEFAULT_RATIO) for stage in stages}
+    if len(ratios) != 1:
+        raise ValueError(f"variant {variant['name']!r}: expected one reduction ratio in every "
+                         f"stage, got {sorted(ratios)}")
     return float(ratios.pop())
 
 
@@ -61,7 +72,8 @@ def measure(run_dir: pathlib.Path, images: int
     pixels = None
     for variant in config["variants"]:
         name = variant["name"]
-        if _ratio(variant) >= 1:        # its 1x1s squeeze nothing: no rows to measure
+        ratio = _ratio(variant)
+        if ratio is None or ratio >= 1:     # no bottleneck, or its 1x1s squeeze nothing
             continue
         for folder in sorted((run_dir / name).glob("seed-*")):
             seed = int(folder.name.removeprefix("seed-"))
@@ -79,7 +91,7 @@ def measure(run_dir: pathlib.Path, images: int
                     pixels = run.dataset("train").images[:images]
                 x = run.normalize(pixels)
                 for r in analysis.retention(run.model, x):
-                    rows.append({"variant": name, "ratio": _ratio(variant), "seed": seed,
+                    rows.append({"variant": name, "ratio": ratio, "seed": seed,
                                  "state": state, "images": images, **dataclasses.asdict(r)})
             print(f"{name} seed {seed}: measured", flush=True)
     return rows, missing
@@ -142,7 +154,8 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 def markdown(table: list[dict], missing: list[str], images: int, kept: list[str] = ()) -> str:
-    lines = [f"Squeezing 1x1s of the width sweep over {images:,} training images: the share of "
+    lines = [f"Squeezing 1x1s of the bottleneck variants over {images:,} training images: the "
+             "share of "
              "their input's variance that the layer keeps (retained), that the best projection "
              "to as many channels keeps (optimum: the top principal components) and that random "
              "projections keep (random); means over the squeezing 1x1s of a variant and its "

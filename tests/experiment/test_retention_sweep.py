@@ -93,3 +93,20 @@ def test_summary_gives_the_spread_over_seeds_of_what_beats_random(sweep):
     assert t["seeds"] == 2 and t["layers"] == 2
     assert t["margin"] == pytest.approx(0.2) and t["margin_std"] == pytest.approx(0.02 ** 0.5)
     assert "| +0.200 ± 0.141 |" in sweep.markdown([t], [], 2000)
+
+
+def test_a_study_of_several_designs_measures_its_bottleneck_variants_alone(sweep):
+    def variant(block, **options):
+        return {"name": block, "model": {"stages": [{"block": block, "width": 16,
+                                                     "options": options}] * 2}}
+
+    assert sweep._ratio(variant("basic")) is None
+    assert sweep._ratio(variant("inverted_residual", expansion=6)) is None
+    # a preset's resolved stages leave the ratio unset: the block's default, ResNet's 1/4
+    assert sweep._ratio(variant("bottleneck")) == sweep.DEFAULT_RATIO == 0.25
+    assert sweep._ratio(variant("bottleneck", ratio=0.5)) == 0.5
+    mixed = variant("bottleneck")
+    mixed["model"]["stages"] = [{"block": "bottleneck", "options": {"ratio": 0.5}},
+                                {"block": "bottleneck", "options": {}}]
+    with pytest.raises(ValueError, match=r"expected one reduction ratio in every stage"):
+        sweep._ratio(mixed)
