@@ -6,8 +6,9 @@ stale: the README's headline results and the blocks table of the docs' blocks re
 
 Each block sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in its file; only the
 text between the markers is generated, everything around them is left as it is. The numbers
-come from Study 1 (``bottlenecks``) and Study 2 (``width_sweep``) under
-``experiments/results/fashion_mnist/``: means and standard deviations over seeds, the paired
+come from the records (``record`` and ``best``, where their runs exist, with the wall times
+``experiments/time_runs.py`` wrote), Study 1 (``bottlenecks``) and Study 2 (``width_sweep``)
+under ``experiments/results/fashion_mnist/``: means and standard deviations over seeds, the paired
 neighbour tests of `jaxconv.experiment.stats` with Holm's correction, parameters, MACs and
 XLA FLOPs as each run recorded them. The test suite runs ``--check``
 (``tests/experiment/test_headline.py``).
@@ -19,6 +20,7 @@ import argparse
 import difflib
 import importlib.util
 import itertools
+import json
 import pathlib
 import sys
 import textwrap
@@ -77,9 +79,65 @@ def _recipe(run_dir: pathlib.Path, runs: list[dict]) -> str:
             f"{'with' if augmented else 'no'} augmentation")
 
 
+#: The records: (label, run folder under RESULTS, config, goal on mean test accuracy in %,
+#: seeds the goal is over, goal on wall minutes per seed).
+RECORDS = (("fastest to 94%", "record", "configs/fashion_mnist/record.yaml", 94.0, 5, 5),
+           ("best within an hour", "best", "configs/fashion_mnist/best.yaml", 95.0, 3, 60))
+
+
+def _wall(run_dir: pathlib.Path, variant: str, seeds: list[int]) -> str:
+    """The wall minutes per seed that ``experiments/time_runs.py`` recorded in the run folder's
+    ``wall_seconds.json`` for quiet runs of these seeds, and the CPU; what is missing, said."""
+    path = run_dir / "wall_seconds.json"
+    entries = json.loads(path.read_text()) if path.is_file() else {}
+    timed = [entries[k] for k in (f"{variant}/seed-{s}" for s in seeds)
+             if k in entries and entries[k].get("quiet")]
+    if not timed:
+        return "not timed"
+    minutes = sorted(e["wall_s"] / 60 for e in timed)
+    span = f"{minutes[0]:.1f}" if len(minutes) == 1 else f"{minutes[0]:.1f}-{minutes[-1]:.1f}"
+    part = "" if len(timed) == len(seeds) else f" ({len(timed)} of {len(seeds)} seeds timed)"
+    cpus = sorted({e.get("cpu") or "an unrecorded CPU" for e in timed})
+    return f"{span} min{part} on {', '.join(cpus)}"
+
+
+def records(root: pathlib.Path) -> list[str]:
+    """The README's lines on the records whose run folders exist: test accuracy over the
+    seeds against the goal, and the quiet wall time per seed against its goal."""
+    rows = []
+    for label, folder, config, goal, count, minutes in RECORDS:
+        run_dir = root / RESULTS / folder
+        runs = report.results(run_dir) if run_dir.is_dir() else []
+        accs = _accuracies(runs)
+        if not accs:
+            continue
+        if len(accs) != 1:
+            raise ValueError(f"{run_dir}: a record trains one design, found {sorted(accs)}")
+        (variant, values), = accs.items()
+        mean = _mean(values)
+        reached = (f"reached by {mean - goal:.2f} points" if mean >= goal else
+                   f"{goal - mean:.2f} points short")
+        seeds = sorted(values)
+        spread = f" ± {_std(values):.2f}" if len(values) > 1 else ""
+        short = "" if len(values) >= count else f"; {len(values)} of its {count} seeds"
+        rows.append(f"| {label} (`{config}`) | {DESIGNS.get(variant, variant)}, "
+                    f"{_recipe(run_dir, runs).split(', ', 1)[1]} | {mean:.2f}{spread} % "
+                    f"(>= {goal:.1f}%: {reached}{short}) | {_wall(run_dir, variant, seeds)} "
+                    f"(goal <= {minutes} min) |")
+    if not rows:
+        return []
+    return [_fill("The records at <= 0.3M parameters on Fashion-MNIST: each trained as its "
+                  "config says, its recipe and length chosen on the validation split, its test "
+                  "accuracy read once at the end; the wall time is a whole `jaxconv run` per "
+                  "seed, compilation included, on a quiet machine "
+                  "(`experiments/time_runs.py`):"), "",
+            "| record | design and recipe | test accuracy (mean ± std) | wall time per seed |",
+            "|---|---|---|---|", *rows, ""]
+
+
 def headline(root: pathlib.Path) -> str:
-    """The README's headline block: Study 1's ranking with its Holm-corrected neighbour
-    tests, and Study 2's cost per halving of the squeeze."""
+    """The README's headline block: the records (where run), Study 1's ranking with its
+    Holm-corrected neighbour tests, and Study 2's cost per halving of the squeeze."""
     study1 = root / RESULTS / "bottlenecks"
     runs1 = report.results(study1)
     accs = _accuracies(runs1)
@@ -94,7 +152,7 @@ def headline(root: pathlib.Path) -> str:
                f"adjusted p is {min(adjusted):.2f}" if not passed else
                f"{passed} of the {len(tests)} gaps between neighbours survive Holm's "
                f"correction (paired by seed)")
-    lines = [_fill(f"The ten designs at ~0.3M parameters on Fashion-MNIST "
+    lines = [*records(root), _fill(f"The ten designs at ~0.3M parameters on Fashion-MNIST "
                    f"({_recipe(study1, runs1)}); {verdict}. [The results of the "
                    "studies](docs/guides/results.md) has the rest:"), "",
              "| design | parameters | test accuracy (mean ± std) |", "|---|---:|---:|"]

@@ -51,3 +51,48 @@ def test_text_outside_the_markers_is_kept_and_missing_markers_are_an_error():
     assert replace(text, "x", "new") == "before\n<!-- x:start -->\nnew\n<!-- x:end -->\nafter\n"
     with pytest.raises(ValueError, match="expected one '<!-- y:start -->'"):
         replace(text, "y", "new", "README.md")
+
+
+def _record(run_dir, accuracies, wall):
+    """A record's run folder: one design, a finished run per seed (test accuracy in %), and
+    ``wall``: seed -> (wall seconds, quiet) as experiments/time_runs.py records them."""
+    import json
+
+    import yaml
+
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({
+        "train": {"crop_padding": 2}, "variants": [{"name": "inverted_residual"}],
+        "seeds": sorted(accuracies)}))
+    for seed, accuracy in accuracies.items():
+        folder = run_dir / "inverted_residual" / f"seed-{seed}"
+        folder.mkdir(parents=True)
+        history = [{"kind": "epoch", "epoch": e, "val_accuracy": 0.9, "test_accuracy": None}
+                   for e in (1, 2)]
+        history[-1]["test_accuracy"] = accuracy / 100
+        (folder / "result.json").write_text(json.dumps({
+            "variant": "inverted_residual", "seed": seed, "status": "finished",
+            "params": 303782, "history": history}))
+    (run_dir / "wall_seconds.json").write_text(json.dumps({
+        f"inverted_residual/seed-{seed}": {"wall_s": s, "quiet": q, "cpu": "Xeon (avx512)"}
+        for seed, (s, q) in wall.items()}))
+
+
+def test_the_records_enter_the_headline_with_their_goals_and_quiet_times(tmp_path):
+    headline = _headline()
+    results = tmp_path / "experiments" / "results" / "fashion_mnist"
+    results.mkdir(parents=True)
+    for study in ("bottlenecks", "width_sweep"):
+        (results / study).symlink_to(ROOT / "experiments/results/fashion_mnist" / study)
+    assert headline.records(tmp_path) == []
+    _record(results / "record", {0: 94.1, 1: 94.3, 2: 93.9},
+            {0: (1620, True), 1: (1700, False), 2: (1680, True)})
+    _record(results / "best", {0: 94.6, 1: 94.8}, {})
+    text = "\n".join(headline.records(tmp_path))
+    assert ("| fastest to 94% (`configs/fashion_mnist/record.yaml`) | MobileNetV2 inverted "
+            "residual, 2 epochs, with augmentation | 94.10 ± 0.20 % (>= 94.0%: reached by "
+            "0.10 points; 3 of its 5 seeds) | 27.0-28.0 min (2 of 3 seeds timed) on Xeon "
+            "(avx512) (goal <= 5 min) |") in text
+    assert ("| 94.70 ± 0.14 % (>= 95.0%: 0.30 points short; 2 of its 3 seeds) | not timed "
+            "(goal <= 60 min) |") in text
+    assert headline.headline(tmp_path).startswith("The records at <= 0.3M parameters")
