@@ -11,8 +11,8 @@ recipe change): every finished ``result.json`` and its epoch records. Every seed
 design, length and trial validates on the same split and trains on the same images in the
 same order, so within a length the rows compare seed by seed. One row per length and design
 (``design + TRIAL`` for a trial's): the last epoch's validation accuracy (mean ± std over
-seeds, and each seed's), the paired difference from the length's leading row (mean ± its
-standard error), the first epoch at which the mean over seeds reaches 94% and the target, and
+seeds, and each seed's), the paired difference from the length's leading row (the highest
+mean among the rows with the most seeds: mean ± its standard error, or the one shared seed's), the first epoch at which the mean over seeds reaches 94% and the target, and
 the training steps to the end of the run; ``--across-lengths`` pairs every row with the one
 leading row instead (the best search's rows differ in length as well as design). Only
 validation accuracy is read: the test accuracy the runner records is never shown, so it cannot
@@ -75,7 +75,7 @@ def paired(a: dict[int, float], b: dict[int, float]) -> str:
     the seeds, ``ddof=1``, over the square root of their number), in points."""
     differences = np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
     if differences.size < 2:
-        return f"{differences.mean():+.2f}" if differences.size else "no shared seed"
+        return f"{differences.mean():+.2f} (1 seed)" if differences.size else "no shared seed"
     return (f"{differences.mean():+.2f} ± "
             f"{differences.std(ddof=1) / math.sqrt(differences.size):.2f}")
 
@@ -97,10 +97,14 @@ def rows(studies: list[tuple[int, str, pathlib.Path]], target: float) -> list[li
     last = {key: {seed: curve[-1] for seed, curve in seeds.items()}
             for key, seeds in found.items()}
     ranked = sorted(last, key=lambda k: -float(np.mean(list(last[k].values()))))
+    # the leader: the highest mean among the rows with the most seeds, so that a row still
+    # training is compared with a finished one, not the other way round
+    most = max(len(seeds) for seeds in last.values())
+    leader = next(k for k in ranked if len(last[k]) == most)
     out = []
     for key in ranked:
         values = np.array([last[key][s] for s in sorted(last[key])])
-        behind = "-" if key == ranked[0] else paired(last[key], last[ranked[0]])
+        behind = "-" if key == leader else paired(last[key], last[leader])
         length = min(len(c) for c in found[key].values())
         mean_curve = np.mean([c[:length] for c in found[key].values()], axis=0)
         out.append([str(key[0]), key[1], str(len(values)),

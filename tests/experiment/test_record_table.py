@@ -88,3 +88,11 @@ def test_across_lengths_pairs_every_row_with_the_one_leader(records, tmp_path):
 def test_a_missing_results_folder_is_a_clear_error(records, tmp_path):
     with pytest.raises(SystemExit, match=r"RESULTS_DIR: .*missing.* is not a folder"):
         records.table(tmp_path / "missing")
+
+
+def test_a_row_still_training_is_paired_with_a_finished_leader(records, tmp_path):
+    write_study(tmp_path, 2, {"net": {0: [0.90, 0.940], 1: [0.90, 0.942]}})
+    write_study(tmp_path, 2, {"net": {0: [0.90, 0.950]}}, name="record-search-e{epochs}-tta")
+    cells = [[c.strip() for c in line.strip("|").split("|")]
+             for line in records.table(tmp_path).splitlines()[2:]]
+    assert [(c[1], c[5]) for c in cells] == [("net + tta", "+1.00 (1 seed)"), ("net", "-")]
