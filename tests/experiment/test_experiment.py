@@ -4,6 +4,8 @@ import csv
 import itertools
 import json
 import os
+import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -404,6 +406,16 @@ def test_shipped_configs_are_valid_and_say_how_to_run_them(name):
     assert "2 CPU cores" in said
     assert "TODO" not in "\n".join(lines)
     assert loaded.variants and loaded.seeds
+    # the command names this config, directly or through the script that runs it
+    start = lines.index(command[0])
+    block = " ".join([lines[start]] + list(itertools.takewhile(
+        lambda line: line.startswith("#  "), lines[start + 1:])))
+    target = f"configs/{name}.yaml"
+    scripts = re.findall(r"experiments/\w+\.sh", block)
+    root = path.resolve().parents[len(pathlib.PurePath(name).parts)]
+    named = (target in block or f"run {name} " in f"{block} "
+             or any(target in (root / script).read_text() for script in scripts))
+    assert named, f"{name}: its '# Command:' names neither {target} nor a script that runs it"
 
 
 def test_the_report_says_how_a_mixed_precision_config_trains():
