@@ -5,7 +5,7 @@
 
 Reads ``RUN_DIR`` (default ``experiments/results/fashion_mnist/record``): every ``result.json``
 of its one design and ``wall_seconds.json``. One row per seed: the last epoch's test and
-validation accuracy, the wall time (start to exit, compilation and evaluation included), the
+validation accuracy (or "diverged"), the wall time (start to exit, compilation and evaluation included), the
 training steps' share of it (the run's own ``train_time_s``), the CPU time other work took on
 the cores meanwhile and whether that left the run quiet, and the CPU. Then the mean test
 accuracy with its 95% interval (Student's t over the seeds) against ``--goal``, and the slowest
@@ -27,12 +27,27 @@ from jaxconv.experiment import report
 DEFAULT = pathlib.Path("experiments/results/fashion_mnist/record")
 
 
+def quiet_wall(entry: dict, run: dict) -> float | None:
+    """The wall seconds of a ``wall_seconds.json`` entry, where it timed this very run (the
+    same commit and start date as its ``result.json`` records) from empty caches on a quiet
+    machine; otherwise None: a seed trained again untimed keeps no old figure, and a timing
+    from warm caches is not a whole run's."""
+    wall = entry.get("wall_s")
+    origin = run.get("provenance", {})
+    same = all(entry.get(key) == origin[key] for key in ("commit", "date") if key in origin)
+    if (entry.get("quiet") is True and entry.get("cold_cache") is True and same
+            and isinstance(wall, (int, float))):
+        return float(wall)
+    return None
+
+
 def seeds(run_dir: pathlib.Path) -> list[dict]:
-    """Each finished seed of the folder's one design, by seed: ``seed``, ``test`` and ``val``
-    (last epoch, percent; ``val`` None without a split), ``train_min`` (the training steps),
-    and from ``wall_seconds.json`` ``wall_min`` (None unless timed quietly), ``other_cpu_s``
-    and ``cpu`` (None where not timed)."""
-    runs = [r for r in report.results(run_dir) if report.finished(r)]
+    """Each seed of the folder's one design, by seed: ``seed``, ``finished`` (False for a
+    diverged run), ``test`` and ``val`` (last epoch, percent; ``val`` None without a split,
+    both None for a diverged run), ``train_min`` (the training steps), and from
+    ``wall_seconds.json`` ``timed`` (an entry exists), ``wall_min`` (None unless
+    `quiet_wall`), ``other_cpu_s`` and ``cpu``."""
+    runs = report.results(run_dir)
     designs = sorted({r["variant"] for r in runs})
     if len(designs) > 1:
         raise SystemExit(f"{run_dir}: a record trains one design, found {designs}")
@@ -40,16 +55,21 @@ def seeds(run_dir: pathlib.Path) -> list[dict]:
     timings = json.loads(path.read_text()) if path.is_file() else {}
     out = []
     for run in sorted(runs, key=lambda r: r["seed"]):
-        last = run["history"][-1]
+        done = report.finished(run)
+        last = run["history"][-1] if done else {}
         timing = timings.get(f"{run['variant']}/seed-{run['seed']}", {})
-        wall = timing.get("wall_s")
-        quiet = bool(timing.get("quiet")) and isinstance(wall, (int, float))
-        out.append({"seed": run["seed"], "test": 100 * last["test_accuracy"],
+        wall = quiet_wall(timing, run)
+        out.append({"seed": run["seed"], "finished": done,
+                    "test": 100 * last["test_accuracy"] if done else None,
                     "val": 100 * last["val_accuracy"] if "val_accuracy" in last else None,
-                    "train_min": run["train_time_s"] / 60,
-                    "wall_min": wall / 60 if quiet else None,
+                    "train_min": run["train_time_s"] / 60 if done else None,
+                    "timed": bool(timing), "wall_min": None if wall is None else wall / 60,
                     "other_cpu_s": timing.get("other_cpu_s"), "cpu": timing.get("cpu")})
     return out
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} %"
 
 
 def table(found: list[dict]) -> str:
@@ -58,31 +78,58 @@ def table(found: list[dict]) -> str:
     header = ["seed", "test accuracy", "val accuracy", "wall time", "of it training steps",
               "other work on the cores (CPU s)", "CPU"]
     return markdown_table(header, "rrrrrrl", [[
-        str(s["seed"]), f"{s['test']:.2f} %", "-" if s["val"] is None else f"{s['val']:.2f} %",
-        "not timed quietly" if s["wall_min"] is None else f"{s['wall_min']:.1f} min",
+        str(s["seed"]), _percent(s["test"]) if s["finished"] else "diverged",
+        _percent(s["val"]),
+        (f"{s['wall_min']:.1f} min" if s["wall_min"] is not None else
+         "not timed quietly" if s["timed"] else "not timed"),
         "-" if s["wall_min"] is None else f"{s['train_min']:.1f} min",
         "-" if s["other_cpu_s"] is None else f"{s['other_cpu_s']:.1f}", s["cpu"] or "-"]
         for s in found])
 
 
+def verdict(value: float, goal: float, unit: str, higher: bool) -> str:
+    """Whether ``value`` meets ``goal`` (at least it where ``higher``, else at most), judged
+    unrounded, and by how much: a near miss never reads as "by 0.00"."""
+    margin = value - goal if higher else goal - value
+    size = abs(margin)
+    shown = f"{size:.2f}" if size >= 0.005 else "less than 0.01"
+    return f"reached by {shown} {unit}" if margin >= 0 else f"missed by {shown} {unit}"
+
+
 def summary(found: list[dict], goal: float, minutes: float, count: int) -> str:
-    """The mean test accuracy with its 95% interval against ``goal`` (judged once ``count``
-    seeds have finished) and the slowest quiet seed against ``minutes``."""
+    """The mean test accuracy (± the standard deviation over seeds, with the mean's 95%
+    interval) against ``goal``, judged once ``count`` seeds have ended, a diverged seed
+    counting as a miss; and the slowest quiet seed against ``minutes``, judged once every
+    one of ``count`` seeds has a quiet timing."""
     from scipy import stats as scipy_stats
 
-    accs = np.array([s["test"] for s in found])
-    mean = accs.mean()
-    text = f"{len(found)} of {count} seeds: mean test accuracy {mean:.2f}%"
-    if len(accs) > 1:
-        std = accs.std(ddof=1)
-        half = float(scipy_stats.t.ppf(0.975, len(accs) - 1)) * std / np.sqrt(len(accs))
-        text += f" ± {std:.2f} (95% interval of the mean {mean - half:.2f}-{mean + half:.2f}%)"
-    text += (f", {mean - goal:+.2f} points from the goal of {goal:g}%" if len(found) >= count
-             else f" so far (the goal, {goal:g}%, is judged over {count} seeds)")
+    diverged = sum(not s["finished"] for s in found)
+    accs = np.array([s["test"] for s in found if s["finished"]])
+    text = f"{len(found)} of {count} seeds"
+    if diverged:
+        text += f" ({diverged} diverged)"
+    if len(accs):
+        mean = accs.mean()
+        text += f": mean test accuracy {mean:.2f}%"
+        if len(accs) > 1:
+            std = accs.std(ddof=1)
+            half = float(scipy_stats.t.ppf(0.975, len(accs) - 1)) * std / np.sqrt(len(accs))
+            text += (f", standard deviation {std:.2f} over seeds (95% interval of the mean "
+                     f"{mean - half:.2f}-{mean + half:.2f}%)")
+    if diverged:
+        text += f"; the goal of {goal:g}% is missed: a seed diverged"
+    elif len(found) >= count:
+        text += f"; the goal of {goal:g}%: {verdict(float(accs.mean()), goal, 'points', True)}"
+    else:
+        text += f" so far (the goal, {goal:g}%, is judged over {count} seeds)"
     walls = [s["wall_min"] for s in found if s["wall_min"] is not None]
     if walls:
-        text += (f"; slowest quiet seed {max(walls):.1f} min against the goal of {minutes:g} "
-                 f"min ({len(walls)} of {len(found)} seeds timed quietly)")
+        text += (f"; slowest quiet seed {max(walls):.1f} min "
+                 f"({len(walls)} of {count} seeds timed quietly)")
+        if len(walls) >= count:
+            text += f"; the goal of {minutes:g} min: {verdict(max(walls), minutes, 'min', False)}"
+        else:
+            text += f", against the goal of {minutes:g} min"
     return text + "."
 
 
@@ -97,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.run_dir}: no such results folder")
     found = seeds(args.run_dir)
     if not found:
-        raise SystemExit(f"{args.run_dir}: no finished runs")
+        raise SystemExit(f"{args.run_dir}: no runs")
     print(table(found))
     print()
     print(summary(found, args.goal, args.minutes, args.seeds))
