@@ -1,5 +1,6 @@
 """Regenerates the headline numbers from the committed ``result.json`` files, so they cannot go
-stale: the README's headline results and the blocks table of the docs' blocks reference.
+stale: the README's headline results, the records in the docs' results guide and the blocks table
+of the docs' blocks reference.
 
     python experiments/headline.py           # rewrite the blocks between their markers
     python experiments/headline.py --check   # exit 1 and print a diff where a file differs
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import importlib.util
 import itertools
-import json
 import pathlib
 import sys
 import textwrap
@@ -89,35 +90,33 @@ RECORDS = (("shortest run found to 94%", "record", "configs/fashion_mnist/record
            ("best within an hour", "best", "configs/fashion_mnist/best.yaml", 95.0, 3, 60))
 
 
-def _script(root: pathlib.Path, name: str):
-    """``experiments/<name>.py`` under ``root``, loaded as a module."""
-    spec = importlib.util.spec_from_file_location(name, root / "experiments" / f"{name}.py")
+@functools.cache
+def _script(name: str):
+    """``<name>.py`` beside this script, loaded as a module once: the code that reads the
+    results comes from this checkout, whichever ``--root`` the results come from."""
+    spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).parent
+                                                  / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def _wall(run_dir: pathlib.Path, runs: list[dict], count: int, goal: float) -> str:
-    """The wall minutes per seed that ``experiments/time_runs.py`` recorded in the run folder's
-    ``wall_seconds.json`` for quiet, cold-cache timings of these very runs, the CPU, and
-    whether the slowest meets ``goal`` minutes once all ``count`` seeds are timed so."""
-    seeds = _script(ROOT, "record_seeds")
-    path = run_dir / "wall_seconds.json"
-    entries = json.loads(path.read_text()) if path.is_file() else {}
-    timed = [(seeds.quiet_wall(e, r), e) for r in runs
-             for e in [entries.get(f"{r['variant']}/seed-{r['seed']}", {})]]
-    timed = [(wall, e) for wall, e in timed if wall is not None]
+def _wall(found: list[dict], count: int, goal: float, verdict) -> str:
+    """The wall minutes per seed of ``found`` (``record_seeds.seeds``'s rows: quiet, cold-cache
+    timings of these very runs), the CPU, and whether the slowest meets ``goal`` minutes once
+    all ``count`` seeds are timed so (judged by ``verdict``, ``record_seeds.verdict``)."""
+    timed = [s for s in found if s["wall_min"] is not None]
     if not timed:
         return f"not timed quietly (goal <= {goal:g} min)"
-    minutes = sorted(wall / 60 for wall, _ in timed)
+    minutes = sorted(s["wall_min"] for s in timed)
     low, high = f"{minutes[0]:.1f}", f"{minutes[-1]:.1f}"
     span = low if low == high else f"{low}-{high}"
-    cpus = sorted({e.get("cpu") or "an unrecorded CPU" for _, e in timed})
+    cpus = sorted({s["cpu"] or "an unrecorded CPU" for s in timed})
     if len(timed) < count:
-        verdict = f"{len(timed)} of {count} seeds timed quietly; goal <= {goal:g} min"
+        judged = f"{len(timed)} of {count} seeds timed quietly; goal <= {goal:g} min"
     else:
-        verdict = f"goal <= {goal:g} min: " + seeds.verdict(minutes[-1], goal, "min", False)
-    return f"{span} min on {', '.join(cpus)} ({verdict})"
+        judged = f"goal <= {goal:g} min: " + verdict(minutes[-1], goal, "min", False)
+    return f"{span} min on {', '.join(cpus)} ({judged})"
 
 
 def records(root: pathlib.Path) -> list[str]:
@@ -125,6 +124,7 @@ def records(root: pathlib.Path) -> list[str]:
     seeds against the goal (judged once the goal's seeds have all finished), and the quiet
     wall time per seed against its goal."""
     rows = []
+    record_seeds = _script("record_seeds")
     for label, folder, config, goal, count, minutes in RECORDS:
         run_dir = root / RESULTS / folder
         runs = report.results(run_dir) if run_dir.is_dir() else []
@@ -140,13 +140,13 @@ def records(root: pathlib.Path) -> list[str]:
         if len(values) < count:
             verdict = f"{len(values)} of its {count} seeds so far; goal >= {goal:.1f}%"
         else:
-            verdict = (f">= {goal:.1f}%: "
-                       + _script(ROOT, "record_seeds").verdict(mean, goal, "points", True))
+            verdict = f">= {goal:.1f}%: " + record_seeds.verdict(mean, goal, "points", True)
         spread = f" ± {_std(values):.2f}" if len(values) > 1 else ""
         rows.append(f"| {label} (`{config}`) | {DESIGNS.get(variant, variant)} "
                     f"({runs[0]['params']:,} parameters), "
                     f"{_recipe(run_dir, runs).split(', ', 1)[1]} | {mean:.2f}{spread} % "
-                    f"({verdict}) | {_wall(run_dir, runs, count, minutes)} |")
+                    f"({verdict}) | "
+                    f"{_wall(record_seeds.seeds(run_dir), count, minutes, record_seeds.verdict)} |")
     if not rows:
         return []
     return [_fill("The records at ~0.3M parameters on Fashion-MNIST: each trained as its "
@@ -198,10 +198,6 @@ def headline(root: pathlib.Path) -> str:
     return "\n".join(lines)
 
 
-def _papers(root: pathlib.Path) -> dict[str, str]:
-    return _script(root, "blocks_table").PAPERS
-
-
 def blocks(root: pathlib.Path) -> str:
     """The blocks reference's table: each family's 0.3M preset as Study 1 trained it
     (parameters, MACs and XLA FLOPs of one 28x28x1 image's forward pass, from its
@@ -210,7 +206,7 @@ def blocks(root: pathlib.Path) -> str:
     first = {}
     for r in runs:
         first.setdefault(r["variant"], r)
-    papers = _papers(root)
+    papers = _script("blocks_table").PAPERS
     lines = ["| block | paper | preset | params | MACs | XLA FLOPs |",
              "|---|---|---|---:|---:|---:|"]
     lines += [f"| `{v}` | {papers[v]} | `{v}-0.3m` | {r['params']:,} | {r['macs'] / 1e6:.1f}M | "
@@ -220,6 +216,7 @@ def blocks(root: pathlib.Path) -> str:
 
 #: (file, marker name, what fills it)
 BLOCKS = (("README.md", "headline", headline),
+          ("docs/guides/results.md", "records", lambda root: "\n".join(records(root)).strip()),
           ("docs/reference/blocks.md", "blocks", blocks))
 
 

@@ -5,12 +5,12 @@
 
 Reads ``RUN_DIR`` (default ``experiments/results/fashion_mnist/record``): every ``result.json``
 of its one design and ``wall_seconds.json``. One row per seed: the last epoch's test and
-validation accuracy (or "diverged"), the wall time (start to exit, compilation and evaluation included), the
-training steps' share of it (the run's own ``train_time_s``), the CPU time other work took on
-the cores meanwhile and whether that left the run quiet, and the CPU. Then the mean test
-accuracy with its 95% interval (Student's t over the seeds) against ``--goal``, and the slowest
-quiet seed against ``--minutes``. A seed that was not timed, or not quietly, gives no time.
-"""
+validation accuracy (or "diverged"), the wall time (start to exit, compilation and evaluation
+included), the training steps' share of it (the run's own ``train_time_s``), the CPU time other
+work took on the cores meanwhile and whether that left the run quiet, and the CPU. Then the mean
+test accuracy with its 95% interval (Student's t over the seeds) against ``--goal``, and the
+slowest quiet seed against ``--minutes``. A seed that was not timed, or not quietly, gives no
+time."""
 
 from __future__ import annotations
 

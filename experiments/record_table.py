@@ -8,16 +8,15 @@ Reads ``<RESULTS_DIR>/<NAME>-e<N>/`` and ``<RESULTS_DIR>/<NAME>-e<N>-<TRIAL>/`` 
 ``experiments/results/fashion_mnist/record_search`` and ``record-search``, written by ``jaxconv
 run configs/fashion_mnist/record_search.yaml`` at each length, a trial's folder with one more
 recipe change): every finished ``result.json`` and its epoch records. Every seed of every
-design, length and trial validates on the same split and trains on the same images in the
-same order, so within a length the rows compare seed by seed. One row per length and design
-(``design + TRIAL`` for a trial's): the last epoch's validation accuracy (mean ± std over
-seeds, and each seed's), the paired difference from the length's leading row (the highest
-mean among the rows with the most seeds: mean ± its standard error, or the one shared seed's), the first epoch at which the mean over seeds reaches 94% and the target, and
-the training steps to the end of the run; ``--across-lengths`` pairs every row with the one
-leading row instead (the best search's rows differ in length as well as design). Only
-validation accuracy is read: the test accuracy the runner records is never shown, so it cannot
-choose the record.
-"""
+design, length and trial validates on the same split and trains on the same images in the same
+order, so within a length the rows compare seed by seed. One row per length and design (``design
++ TRIAL`` for a trial's): the last epoch's validation accuracy (mean ± std over seeds, and each
+seed's), the paired difference from the length's leading row (the highest mean among the rows
+with the most seeds: mean ± its standard error, or the one shared seed's), the first epoch at
+which the mean over seeds reaches 94% and the target, and the training steps to the end of the
+run; ``--across-lengths`` pairs every row with the one leading row instead (the best search's
+rows differ in length as well as design). Only validation accuracy is read: the test accuracy
+the runner records is never shown, so it cannot choose the record."""
 
 from __future__ import annotations
 

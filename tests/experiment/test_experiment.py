@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from jaxconv import experiment
-from jaxconv.experiment import examples
 from jaxconv.cli import main
+from jaxconv.experiment import examples
 
 TINY = {
     "name": "tiny",
@@ -408,8 +408,8 @@ def test_shipped_configs_are_valid_and_say_how_to_run_them(name):
     assert loaded.variants and loaded.seeds
     # the command names this config, directly or through the script that runs it
     start = lines.index(command[0])
-    block = " ".join([lines[start]] + list(itertools.takewhile(
-        lambda line: line.startswith("#  "), lines[start + 1:])))
+    block = " ".join([lines[start], *itertools.takewhile(
+        lambda line: line.startswith("#  "), lines[start + 1:])])
     target = f"configs/{name}.yaml"
     scripts = re.findall(r"experiments/\w+\.sh", block)
     root = path.resolve().parents[len(pathlib.PurePath(name).parts)]

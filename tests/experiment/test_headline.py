@@ -21,9 +21,10 @@ def test_the_committed_headline_numbers_match_the_result_files(capsys):
 
 def _copy(tmp_path):
     """The files the check reads, with the results linked rather than copied."""
-    for relative in ("README.md", "docs/reference/blocks.md", "experiments/blocks_table.py"):
+    for relative in ("README.md", "docs/guides/results.md", "docs/reference/blocks.md"):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / relative, tmp_path / relative)
+    (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "results").symlink_to(ROOT / "experiments" / "results")
     return tmp_path
 
@@ -72,7 +73,7 @@ def _record(run_dir, accuracies, wall):
         history[-1]["test_accuracy"] = accuracy / 100
         (folder / "result.json").write_text(json.dumps({
             "variant": "inverted_residual", "seed": seed, "status": "finished",
-            "params": 303782, "history": history}))
+            "params": 303782, "train_time_s": 1200.0, "history": history}))
     (run_dir / "wall_seconds.json").write_text(json.dumps({
         f"inverted_residual/seed-{seed}": {"wall_s": s, "quiet": q, "cold_cache": True,
                                             "cpu": "Xeon (avx512)"}
@@ -92,8 +93,9 @@ def test_the_records_enter_the_headline_with_their_goals_and_quiet_times(tmp_pat
             {s: (3000 + 60 * s, True) for s in range(3)})
     text = "\n".join(headline.records(tmp_path))
     # 3 of the record's 5 seeds: no verdict yet; seed 1's timing was not quiet
-    assert ("| shortest run found to 94% (`configs/fashion_mnist/record.yaml`) | MobileNetV2 inverted "
-            "residual (303,782 parameters), 2 epochs, with augmentation | 94.10 ± 0.20 % "
+    assert ("| shortest run found to 94% (`configs/fashion_mnist/record.yaml`) | "
+            "MobileNetV2 inverted residual (303,782 parameters), 2 epochs, with augmentation | "
+            "94.10 ± 0.20 % "
             "(3 of its 5 seeds so far; goal >= 94.0%) | 27.0-28.0 min on Xeon (avx512) (2 of 5 "
             "seeds timed quietly; goal <= 5 min) |") in text
     assert ("| 94.70 ± 0.10 % (>= 95.0%: missed by 0.30 points) | 50.0-52.0 min on Xeon (avx512) "
