@@ -102,9 +102,10 @@ def _script(name: str):
 
 
 def _wall(found: list[dict], count: int, goal: float, verdict) -> str:
-    """The wall minutes per seed of ``found`` (``record_seeds.seeds``'s rows: quiet, cold-cache
-    timings of these very runs), the CPU, and whether the slowest meets ``goal`` minutes once
-    all ``count`` seeds are timed so (judged by ``verdict``, ``record_seeds.verdict``)."""
+    """The wall minutes per seed of ``found`` (``record_seeds.seeds``'s rows of the finished
+    seeds: quiet, cold-cache timings of these very runs), the CPU, and whether the slowest
+    meets ``goal`` minutes once all ``count`` seeds are timed so (judged by ``verdict``,
+    ``record_seeds.verdict``)."""
     timed = [s for s in found if s["wall_min"] is not None]
     if not timed:
         return f"not timed quietly (goal <= {goal:g} min)"
@@ -120,33 +121,35 @@ def _wall(found: list[dict], count: int, goal: float, verdict) -> str:
 
 
 def records(root: pathlib.Path) -> list[str]:
-    """The README's lines on the records whose run folders exist: test accuracy over the
-    seeds against the goal (judged once the goal's seeds have all finished), and the quiet
-    wall time per seed against its goal."""
+    """The README's lines on the records whose run folders hold a finished run: test accuracy
+    over the seeds against the goal (judged once the goal's seeds have all ended, a diverged
+    seed a miss), and the quiet wall time per seed of the finished seeds against its goal;
+    the seeds as ``record_seeds.seeds`` reads them."""
     rows = []
     record_seeds = _script("record_seeds")
     for label, folder, config, goal, count, minutes in RECORDS:
         run_dir = root / RESULTS / folder
         runs = report.results(run_dir) if run_dir.is_dir() else []
-        accs = _accuracies(runs)
-        if not accs:
+        found = record_seeds.seeds(run_dir) if runs else []
+        values = [s["test"] for s in found if s["finished"]]
+        if not values:
             continue
-        if len(accs) != 1:
-            raise ValueError(f"{run_dir}: a record trains one design, found {sorted(accs)}")
-        (variant, values), = accs.items()
-        if not all(np.isfinite(list(values.values()))):
+        if not all(np.isfinite(values)):
             raise ValueError(f"{run_dir}: a test accuracy that is not a number: {values}")
-        mean = _mean(values)
-        if len(values) < count:
-            verdict = f"{len(values)} of its {count} seeds so far; goal >= {goal:.1f}%"
+        mean, diverged = float(np.mean(values)), len(found) - len(values)
+        if diverged:
+            verdict = f">= {goal:.1f}%: missed, {diverged} of its seeds diverged"
+        elif len(found) < count:
+            verdict = f"{len(found)} of its {count} seeds so far; goal >= {goal:.1f}%"
         else:
             verdict = f">= {goal:.1f}%: " + record_seeds.verdict(mean, goal, "points", True)
-        spread = f" ± {_std(values):.2f}" if len(values) > 1 else ""
+        spread = f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
+        variant = runs[0]["variant"]
+        wall = _wall([s for s in found if s["finished"]], count, minutes, record_seeds.verdict)
         rows.append(f"| {label} (`{config}`) | {DESIGNS.get(variant, variant)} "
                     f"({runs[0]['params']:,} parameters), "
                     f"{_recipe(run_dir, runs).split(', ', 1)[1]} | {mean:.2f}{spread} % "
-                    f"({verdict}) | "
-                    f"{_wall(record_seeds.seeds(run_dir), count, minutes, record_seeds.verdict)} |")
+                    f"({verdict}) | {wall} |")
     if not rows:
         return []
     return [_fill("The records at ~0.3M parameters on Fashion-MNIST: each trained as its "

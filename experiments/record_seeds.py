@@ -50,7 +50,7 @@ def seeds(run_dir: pathlib.Path) -> list[dict]:
     runs = report.results(run_dir)
     designs = sorted({r["variant"] for r in runs})
     if len(designs) > 1:
-        raise SystemExit(f"{run_dir}: a record trains one design, found {designs}")
+        raise ValueError(f"{run_dir}: a record trains one design, found {designs}")
     path = run_dir / "wall_seconds.json"
     timings = json.loads(path.read_text()) if path.is_file() else {}
     out = []
@@ -62,7 +62,7 @@ def seeds(run_dir: pathlib.Path) -> list[dict]:
         out.append({"seed": run["seed"], "finished": done,
                     "test": 100 * last["test_accuracy"] if done else None,
                     "val": 100 * last["val_accuracy"] if "val_accuracy" in last else None,
-                    "train_min": run["train_time_s"] / 60 if done else None,
+                    "train_min": run["train_time_s"] / 60 if "train_time_s" in run else None,
                     "timed": bool(timing), "wall_min": None if wall is None else wall / 60,
                     "other_cpu_s": timing.get("other_cpu_s"), "cpu": timing.get("cpu")})
     return out
@@ -82,7 +82,7 @@ def table(found: list[dict]) -> str:
         _percent(s["val"]),
         (f"{s['wall_min']:.1f} min" if s["wall_min"] is not None else
          "not timed quietly" if s["timed"] else "not timed"),
-        "-" if s["wall_min"] is None else f"{s['train_min']:.1f} min",
+        "-" if s["wall_min"] is None or s["train_min"] is None else f"{s['train_min']:.1f} min",
         "-" if s["other_cpu_s"] is None else f"{s['other_cpu_s']:.1f}", s["cpu"] or "-"]
         for s in found])
 
@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.run_dir.is_dir():
         raise SystemExit(f"{args.run_dir}: no such results folder")
-    found = seeds(args.run_dir)
+    try:
+        found = seeds(args.run_dir)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     if not found:
         raise SystemExit(f"{args.run_dir}: no runs")
     print(table(found))

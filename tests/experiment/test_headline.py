@@ -124,3 +124,19 @@ def test_a_record_with_two_designs_or_no_wall_figure_is_handled(tmp_path):
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(ValueError, match=r"a record trains one design"):
         headline.records(tmp_path)
+
+
+def test_a_diverged_seed_misses_the_goal_and_its_short_clock_is_not_counted(tmp_path):
+    import json
+
+    headline = _headline()
+    run_dir = tmp_path / "experiments" / "results" / "fashion_mnist" / "record"
+    _record(run_dir, {s: 94.5 for s in range(5)}, {s: (280, True) for s in range(5)})
+    result = run_dir / "inverted_residual" / "seed-4" / "result.json"
+    run = json.loads(result.read_text())
+    result.write_text(json.dumps({**run, "status": "diverged", "history": run["history"][:1]}))
+    line = "\n".join(headline.records(tmp_path))
+    # four seeds over the goal and one diverged: missed, never "4 of its 5 seeds so far"; the
+    # diverged seed's short run does not complete the five quiet timings
+    assert ("94.50 ± 0.00 % (>= 94.0%: missed, 1 of its seeds diverged) | 4.7 min on Xeon "
+            "(avx512) (4 of 5 seeds timed quietly; goal <= 5 min) |") in line

@@ -58,8 +58,10 @@ def test_the_goal_is_judged_once_every_seed_has_finished(record, tmp_path):
 def test_a_folder_with_two_designs_or_none_is_a_clear_error(record, tmp_path):
     write_run(tmp_path, 0, 0.94, 0.95, design="a")
     write_run(tmp_path, 0, 0.94, 0.95, design="b")
-    with pytest.raises(SystemExit, match=r"a record trains one design, found \['a', 'b'\]"):
+    with pytest.raises(ValueError, match=r"a record trains one design, found \['a', 'b'\]"):
         record.seeds(tmp_path)
+    with pytest.raises(SystemExit, match=r"a record trains one design"):
+        record.main([str(tmp_path)])
     with pytest.raises(SystemExit, match=r"no such results folder"):
         record.main([str(tmp_path / "missing")])
 
