@@ -130,7 +130,7 @@ def records(root: pathlib.Path) -> list[str]:
     for label, folder, config, goal, count, minutes in RECORDS:
         run_dir = root / RESULTS / folder
         runs = report.results(run_dir) if run_dir.is_dir() else []
-        found = record_seeds.seeds(run_dir) if runs else []
+        found = record_seeds.seeds(run_dir, runs) if runs else []
         values = [s["test"] for s in found if s["finished"]]
         if not values:
             continue

@@ -41,13 +41,14 @@ def quiet_wall(entry: dict, run: dict) -> float | None:
     return None
 
 
-def seeds(run_dir: pathlib.Path) -> list[dict]:
+def seeds(run_dir: pathlib.Path, runs: list[dict] | None = None) -> list[dict]:
     """Each seed of the folder's one design, by seed: ``seed``, ``finished`` (False for a
     diverged run), ``test`` and ``val`` (last epoch, percent; ``val`` None without a split,
     both None for a diverged run), ``train_min`` (the training steps), and from
     ``wall_seconds.json`` ``timed`` (an entry exists), ``wall_min`` (None unless
-    `quiet_wall`), ``other_cpu_s`` and ``cpu``."""
-    runs = report.results(run_dir)
+    `quiet_wall`), ``other_cpu_s`` and ``cpu``. ``runs``: the folder's ``report.results``,
+    where the caller has read them already."""
+    runs = report.results(run_dir) if runs is None else runs
     designs = sorted({r["variant"] for r in runs})
     if len(designs) > 1:
         raise ValueError(f"{run_dir}: a record trains one design, found {designs}")

@@ -47,6 +47,14 @@ def test_each_seed_shows_its_accuracy_and_only_a_quiet_wall_time(record, tmp_pat
             "min.") in text
 
 
+def test_runs_already_read_are_used_as_given(record, tmp_path):
+    write_run(tmp_path, 0, 0.9430, 0.9492)
+    runs = record.report.results(tmp_path)
+    (tmp_path / "net" / "seed-0" / "result.json").unlink()
+    assert [s["test"] for s in record.seeds(tmp_path, runs)] == [pytest.approx(94.30)]
+    assert record.seeds(tmp_path) == []
+
+
 def test_the_goal_is_judged_once_every_seed_has_finished(record, tmp_path):
     for seed, test in enumerate([0.939, 0.938]):
         write_run(tmp_path, seed, test, 0.95)
