@@ -9,6 +9,7 @@ from flax import nnx
 import jaxconv as jc
 from jaxconv.analysis import explain, summary
 from jaxconv.cli import main
+from tests import modules
 
 
 class ThreeLayers(nnx.Module):
@@ -63,8 +64,8 @@ def test_summary_leaves_the_model_in_train_mode(monkeypatch):
     from jaxconv.tuning import native
 
     monkeypatch.setattr(native, "available", lambda: False)    # the lax formulations' picks
-    model = nnx.jit(lambda: jc.models.create("bottleneck-0.1m", num_classes=10,
-                                             in_features=1, rngs=nnx.Rngs(0)))()
+    model = modules.build(lambda rngs: jc.models.create("bottleneck-0.1m", num_classes=10,
+                                                        in_features=1, rngs=rngs))
     before = model.stem.norm.use_running_average
     s = summary(model, (28, 28, 1))
     assert model.stem.norm.use_running_average == before

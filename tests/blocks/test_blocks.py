@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 import jaxconv.blocks as B
+from tests import modules
 
 GOLDEN = pathlib.Path(__file__).with_name("param_trees.json")
 X = jnp.asarray(np.random.default_rng(0).standard_normal((2, 8, 8, 16)), jnp.float32)
@@ -19,9 +20,9 @@ CASES = [(16, 16, 1), (16, 32, 2), (16, 24, 1)]
 
 
 def build(name, cin, cout, stride, **options):
-    """Initialises under jit: one compiled program instead of one per parameter."""
-    return nnx.jit(lambda: B.create(name, cin, cout, strides=stride, rngs=nnx.Rngs(0),
-                                    **options))()
+    """Initialises as one compiled program instead of one per parameter."""
+    return modules.build(lambda rngs: B.create(name, cin, cout, strides=stride, rngs=rngs,
+                                               **options))
 WITH_SE = ["basic", "bottleneck", "resnext", "inverted_residual"]
 
 

@@ -8,6 +8,7 @@ from flax import nnx
 
 import jaxconv.models as M
 from jaxconv.blocks import names
+from tests import modules
 
 X28 = jnp.asarray(np.random.default_rng(0).standard_normal((2, 28, 28, 1)), jnp.float32)
 
@@ -37,8 +38,8 @@ def test_preset_parameters_match_the_formula_and_the_budget(preset):
 
 @pytest.mark.parametrize("block", names())
 def test_preset_runs_under_jit_on_28_and_32_pixel_images(block):
-    model = nnx.jit(lambda: M.create(f"{block}-0.1m", num_classes=10, in_features=1,
-                                     rngs=nnx.Rngs(0)))()
+    model = modules.build(lambda rngs: M.create(f"{block}-0.1m", num_classes=10, in_features=1,
+                                                rngs=rngs))
     assert nnx.jit(lambda m, x: m(x))(model, X28).shape == (2, 10)
     assert nnx.eval_shape(lambda m, x: m(x), model, jnp.ones((2, 32, 32, 1))).shape == (2, 10)
 
