@@ -61,7 +61,9 @@ def _pair(name):
     op, _, _, impl = CASES[name]
     if impl == "onednn" and not native.available():
         pytest.skip(native.reason())
-    return (lambda x, k: op(x, k, impl)), (lambda x, k: op(x, k, "xla"))
+    # the reference is compiled whole under every transform (op by op, its second derivatives
+    # took most of this file's time)
+    return (lambda x, k: op(x, k, impl)), jax.jit(lambda x, k: op(x, k, "xla"))
 
 
 def _close(a, b, tol=2e-4):
@@ -103,12 +105,12 @@ def test_second_order_derivatives_agree_with_xla(name):
 
     for argnums in (0, 1):
         _close(jax.jit(jax.hessian(loss(ours), argnums=argnums))(x, k),
-               jax.hessian(loss(ref), argnums=argnums)(x, k), 1e-3)
+               jax.jit(jax.hessian(loss(ref), argnums=argnums))(x, k), 1e-3)
     # reverse over reverse, and the mixed x-k block, from a jitted first derivative
     grad = jax.jit(jax.grad(loss(ours), argnums=0))
     grad(x, k)
     _close(jax.jacrev(grad, argnums=1)(x, k),
-           jax.jacrev(jax.grad(loss(ref), argnums=0), argnums=1)(x, k), 1e-3)
+           jax.jit(jax.jacrev(jax.grad(loss(ref), argnums=0), argnums=1))(x, k), 1e-3)
 
 
 def test_every_formulation_is_covered():
@@ -150,6 +152,7 @@ def test_layers_with_default_impl_support_forward_mode_like_xla(name):
     x, tangent = _array(shape), _array(shape)
     apply, state = _as_function(layer)
     apply_ref, state_ref = _as_function(reference)
+    apply_ref = jax.jit(apply_ref)
     jitted = jax.jit(apply)
     jitted(state, x)
     _close(jax.jvp(lambda x: jitted(state, x), (x,), (tangent,)),
@@ -164,7 +167,7 @@ def test_layers_with_default_impl_support_forward_mode_like_xla(name):
         return lambda x: jnp.sum(jnp.tanh(fn(s, x)) ** 2)
 
     _close(jax.hessian(scalar(apply, state))(x[:1]),
-           jax.hessian(scalar(apply_ref, state_ref))(x[:1]), 1e-3)
+           jax.jit(jax.hessian(scalar(apply_ref, state_ref)))(x[:1]), 1e-3)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
