@@ -134,7 +134,10 @@ def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
         groups.setdefault(key, []).append(f"{r['variant']}/seed-{r['seed']}")
     dates = sorted(r["provenance"]["date"] for r in records
                    if (r.get("provenance") or {}).get("date"))
-    span = f"- trained: {dates[0]} to {dates[-1]}" if dates else "- trained: not recorded"
+    # a run's date is when the `jaxconv run` process that trained it started (one process
+    # may train many runs one after another)
+    span = (f"- started (the `jaxconv run` processes that trained these runs): {dates[0]} to "
+            f"{dates[-1]}" if dates else "- started: not recorded")
     dirty = [f"{r['variant']}/seed-{r['seed']}" for r in records
              if is_dirty((r.get("provenance") or {}).get("commit", ""))]
     notes = [span] + ([f"- **uncommitted changes: {', '.join(dirty)} trained from a tree "

@@ -282,15 +282,16 @@ def ranking_against(found: list[dict[str, Any]], other: pathlib.Path,
     else:
         interval = (f"{c.low:.2f} to {c.high:.2f}" if not math.isnan(c.low) else
                     "none (under four variants)" if n < 4 else "none (rho is +-1)")
-        test = ("exact: every ordering of the ranks" if n <= stats.EXACT_RANKS else
-                "t approximation")
+        test = ("undefined (under three variants)" if math.isnan(c.p) else
+                f"{c.p:.4f} (exact: every ordering of the ranks)" if n <= stats.EXACT_RANKS
+                else f"{c.p:.4f} (t approximation)")
         lines.append(
             f"Spearman's rank correlation of the two rankings over the {n} shared variants "
             f"(ranks among those variants; ties share their average rank): rho = {c.rho:.2f}; "
             f"approximate {level:.0%} interval {interval} (Fisher's z with Bonett and Wright's "
             f"variance: it treats the variants as a sample of designs, leaves out the seed "
             f"noise inside each mean, and is rough with few variants); p of the test of no "
-            f"association = {c.p:.4f} ({test}).")
+            f"association = {test}.")
     only = sorted(set(ours) ^ set(theirs))
     if only:
         lines.append(f"In one study only, left out: {', '.join(only)}.")

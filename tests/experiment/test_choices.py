@@ -70,3 +70,14 @@ def test_a_committed_study_folder_still_matches_its_config(study):
                             ["train.split_seed=0"])
     with pytest.raises(experiment.ConfigError, match=r"differs in: train"):
         runner._check_run_dir(fixed, runner._resolved(fixed))
+
+
+def test_the_report_dates_runs_by_the_start_of_the_process_that_trained_them():
+    """A study's runs record when their `jaxconv run` started, not when each run trained, so
+    the report names the span as such."""
+    records = [{"variant": v, "seed": 0, "provenance": {"date": d, "commit": "abc1234"}}
+               for v, d in (("b", "2026-12-06 17:17 UTC"), ("a", "2026-12-06 16:12 UTC"))]
+    lines = provenance.describe(records)
+    assert ("- started (the `jaxconv run` processes that trained these runs): "
+            "2026-12-06 16:12 UTC to 2026-12-06 17:17 UTC") in lines
+    assert "- started: not recorded" in provenance.describe([{"variant": "a", "seed": 0}])

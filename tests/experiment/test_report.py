@@ -60,6 +60,9 @@ def test_what_the_comparison_says_without_a_ranking_to_compare(tmp_path):
     same = _against(here, _study(tmp_path / "same", {"a": [0.6], "b": [0.5], "c": [0.4]}))
     assert "rho = 1.00; approximate 95% interval none (under four variants)" in same[2]
     assert "= 0.3333 (exact" in same[2]
+    two = _against(here, _study(tmp_path / "two", {"a": [0.6], "b": [0.5]}))
+    assert "over the 2 shared variants" in two[2] and "rho = 1.00;" in two[2]
+    assert "p of the test of no association = undefined (under three variants)." in two[2]
 
 
 def test_compare_with_adds_the_ranking_to_a_finished_study_without_refusing_it(
