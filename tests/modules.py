@@ -2,9 +2,11 @@
 
 A module built op by op compiles each of its random draws on its own; one ``jax.jit`` of the
 whole constructor compiles once, but XLA's optimisation passes then take most of a test's time
-for a program that runs once (about 8 s for a 0.1M-parameter preset on 2 CPU cores, 2 s
-without them). `build` compiles without those passes, as `jaxconv.experiment.trained.build_model`
-does for runs.
+for a program that runs once (8.2 s for the basic-0.1m preset's constructor on 2 CPU cores,
+2.1 s without them). `build` compiles without those passes, as
+`jaxconv.experiment.trained.build_model` does for runs; the weights are those of the module
+built op by op to within a few ulps (compiled together, the scalings round differently), so
+no test that uses it may depend on their exact bits.
 """
 
 from collections.abc import Callable
