@@ -30,13 +30,19 @@ GROUPED = [
 
 
 def _close_with_grads(op, impl, x, k):
+    """``impl`` against ``"xla"``: the values and both gradients, each side compiled as one
+    program (op by op, the formulations' many small ops took most of this file's time; their
+    eager and transformed calls are tests/functional/test_transforms.py's)."""
     def loss(impl):
         return lambda x, k: jnp.sum(op(x, k, impl) ** 2)
 
-    chex.assert_trees_all_close(op(x, k, impl), op(x, k, "xla"), atol=2e-5, rtol=2e-5)
-    chex.assert_trees_all_close(jax.grad(loss(impl), argnums=(0, 1))(x, k),
-                                jax.grad(loss("xla"), argnums=(0, 1))(x, k),
-                                atol=2e-3, rtol=2e-4)
+    def values_and_grads(impl):
+        return jax.jit(lambda x, k: (op(x, k, impl),
+                                     jax.grad(loss(impl), argnums=(0, 1))(x, k)))(x, k)
+
+    (y, grads), (y_ref, grads_ref) = values_and_grads(impl), values_and_grads("xla")
+    chex.assert_trees_all_close(y, y_ref, atol=2e-5, rtol=2e-5)
+    chex.assert_trees_all_close(grads, grads_ref, atol=2e-3, rtol=2e-4)
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["one_pass", "chunked"])
