@@ -1,5 +1,7 @@
 """The documentation build's own checks (docs/build.py): the docstring rule, the completeness
-check over the package, the guide runner's output matcher and a small guide run end to end."""
+check over the package, the guide runner's output matcher and a small guide run end to end.
+Running every guide of docs/guides is the docs build's own step (`make docs`, a stage of CI), not
+repeated here."""
 
 import importlib.util
 import pathlib
@@ -122,10 +124,4 @@ def test_a_guide_runs_and_a_wrong_output_fails(tmp_path, monkeypatch):
         build.run_page(page)
     page.write_text("```python\nprint(1)\n```\n")
     with pytest.raises(build.GuideError, match="output differs"):
-        build.run_page(page)
-
-
-@pytest.mark.slow
-def test_every_guide_runs_and_matches():
-    for page in sorted((ROOT / "docs" / "guides").glob("*.md")):
         build.run_page(page)
