@@ -80,8 +80,8 @@ def test_summary_names_the_native_formulation_where_auto_picks_it(monkeypatch):
     from jaxconv.tuning import machine
 
     monkeypatch.setattr(machine, "isa", lambda: "avx512")
-    model = jc.models.create("bottleneck-0.1m", num_classes=10, in_features=1,
-                             rngs=nnx.Rngs(0))
+    model = modules.build(lambda rngs: jc.models.create("bottleneck-0.1m", num_classes=10,
+                                                        in_features=1, rngs=rngs))
     rows = {(r.input_shape, r.kernel_shape): r.impl for r in summary(model, (28, 28, 1)).rows
             if r.layer == "Pointwise"}
     assert rows[(1, 14, 14, 44), (44, 11)] == "onednn"     # narrows onto 14x14

@@ -12,6 +12,7 @@ from jaxconv import blocks, models
 from jaxconv import nnx as jnn
 from jaxconv.blocks import init as block_init
 from jaxconv.experiment import config as config_lib
+from tests import modules
 
 
 def _std(param) -> float:
@@ -20,7 +21,8 @@ def _std(param) -> float:
 
 def _model(block: str, width: int = 16, **extra) -> models.ConvNet:
     spec = models.ModelSpec.from_dict({**models.layout(block, width).to_dict(), **extra})
-    return models.ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+    return modules.build(lambda rngs: models.ConvNet(spec, num_classes=10, in_features=1,
+                                                     rngs=rngs))
 
 
 # (block, path to a conv layer, expected std from its kernel shape)
@@ -170,7 +172,8 @@ def test_dropout_settings_leave_the_initial_weights_alone(extra):
     """Ablating a regulariser must not also change the initialisation."""
     def params(**more):
         spec = models.ModelSpec.from_dict({**models.layout("bottleneck", 8).to_dict(), **more})
-        model = models.ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(3))
+        model = modules.build(lambda rngs: models.ConvNet(spec, num_classes=10, in_features=1,
+                                                          rngs=rngs), seed=3)
         return jax.tree.leaves(nnx.state(model, nnx.Param))
 
     for a, b in zip(params(), params(**extra), strict=True):

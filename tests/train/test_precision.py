@@ -11,6 +11,7 @@ from flax import nnx
 
 from jaxconv import data, models, train
 from jaxconv import nnx as jnn
+from tests import modules
 
 
 def _losses(workdir: pathlib.Path) -> np.ndarray:
@@ -41,8 +42,9 @@ def test_a_bfloat16_run_follows_the_float32_loss_curve(tmp_path):
     tr, te = data.load("digits", "train"), data.load("digits", "test")
     curves, results = {}, {}
     for dtype, hlo in (("float32", {"f32"}), ("bfloat16", {"bf16"})):
-        model = models.create("inverted_residual-0.1m", num_classes=10, in_features=1,
-                              rngs=nnx.Rngs(0))
+        model = modules.build(lambda rngs: models.create("inverted_residual-0.1m",
+                                                         num_classes=10, in_features=1,
+                                                         rngs=rngs))
         recipe = train.Recipe(epochs=3, batch_size=32, learning_rate=0.05, eval_batch_size=120,
                               log_every=1,
                               compile_options="default", compute_dtype=dtype)
@@ -65,8 +67,8 @@ def test_a_bfloat16_run_follows_the_float32_loss_curve(tmp_path):
 
 def test_set_dtypes_makes_a_model_compute_in_bfloat16_with_float32_parameters():
     spec = models.layout("convnext", 8, depth=1)
-    model = models.ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(0),
-                           dtype=jnp.bfloat16)
+    model = modules.build(lambda rngs: models.ConvNet(spec, num_classes=10, in_features=1,
+                                                      rngs=rngs, dtype=jnp.bfloat16))
     x = jnp.ones((2, 8, 8, 1), jnp.bfloat16)
     with jax.numpy_dtype_promotion("strict"):
         logits = nnx.jit(lambda m: m(x))(model)
@@ -74,16 +76,17 @@ def test_set_dtypes_makes_a_model_compute_in_bfloat16_with_float32_parameters():
     assert logits.dtype == jnp.bfloat16
     assert {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(jnp.float32)}
     assert {p.dtype for p in jax.tree.leaves(nnx.state(model))} == {jnp.dtype(jnp.float32)}
-    reference = models.ConvNet(spec, num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+    reference = modules.build(lambda rngs: models.ConvNet(spec, num_classes=10, in_features=1,
+                                                          rngs=rngs))
     np.testing.assert_allclose(np.asarray(logits, np.float32),
                                nnx.jit(lambda m: m(x.astype(jnp.float32)))(reference),
                                atol=0.1, rtol=0.1)
 
 
 def test_param_dtype_casts_parameters_but_not_batchnorm_statistics():
-    model = models.ConvNet(models.layout("bottleneck", 8, depth=1), num_classes=10,
-                           in_features=1, rngs=nnx.Rngs(0), dtype=jnp.bfloat16,
-                           param_dtype=jnp.bfloat16)
+    model = modules.build(lambda rngs: models.ConvNet(
+        models.layout("bottleneck", 8, depth=1), num_classes=10, in_features=1, rngs=rngs,
+        dtype=jnp.bfloat16, param_dtype=jnp.bfloat16))
     assert {p.dtype for p in jax.tree.leaves(nnx.state(model, nnx.Param))} == \
         {jnp.dtype(jnp.bfloat16)}
     assert {s.dtype for s in jax.tree.leaves(nnx.state(model, nnx.BatchStat))} == \
@@ -102,8 +105,9 @@ def test_bad_dtypes_name_the_argument():
 def test_training_state_is_float32_whatever_the_model_was_built_with():
     from jaxconv.train import step as S
 
-    model = models.ConvNet(models.layout("basic", 8, depth=1), num_classes=10, in_features=1,
-                           rngs=nnx.Rngs(0), dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+    model = modules.build(lambda rngs: models.ConvNet(
+        models.layout("basic", 8, depth=1), num_classes=10, in_features=1, rngs=rngs,
+        dtype=jnp.bfloat16, param_dtype=jnp.bfloat16))
     for dtype in ("bfloat16", "float32"):
         steps = S.build(model, train.Recipe(compute_dtype=dtype), steps_per_epoch=10,
                         num_classes=10, mean=np.zeros(1), std=np.ones(1))
