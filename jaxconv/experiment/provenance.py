@@ -123,6 +123,12 @@ def choices(record: Mapping[str, Any]) -> str:
             + (f", formulation policy version {policy}" if policy is not None else ""))
 
 
+def _segments(segments: Sequence[Mapping[str, Any]]) -> str:
+    """``"from step 0 at 42db8ef, from step 2600 at a365305"``."""
+    return ", ".join(f"from step {s.get('from_step')} at {s.get('commit', 'not recorded')}"
+                     for s in segments)
+
+
 def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """Markdown lines: the provenance and choices all runs share, or a warning and one line per
     distinct combination with the runs it covers."""
@@ -143,6 +149,11 @@ def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
     notes = [span] + ([f"- **uncommitted changes: {', '.join(dirty)} trained from a tree "
                        "with uncommitted changes (commit +dirty); their commit alone cannot "
                        "rerun them**"] if dirty else [])
+    mixed = [f"{r['variant']}/seed-{r['seed']} ({_segments(r['segments'])})" for r in records
+             if len({s.get("commit") for s in r.get("segments") or ()}) > 1]
+    if mixed:
+        notes.append("- resumed under another commit (steps by commit; the run's provenance is "
+                     f"its last process's): {', '.join(mixed)}")
     if len(groups) == 1:
         (key,) = groups
         return [f"- {name}: {value}" for name, value in zip(names, key)] + notes

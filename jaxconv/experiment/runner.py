@@ -2,8 +2,9 @@
 
 Run folder ``<output_dir>/<name>/``: ``config.yaml`` (resolved), ``command.txt`` (every command
 that trained in it, one per line), one folder per variant and seed (``<variant>/seed-<k>/`` with
-the `jaxconv.train.fit` files and, once finished or diverged, ``result.json`` with the run's
-provenance and the choices it trained under, see `RESULT_SCHEMA`), and the report. Running the
+the `jaxconv.train.fit` files, `SEGMENTS` (each process that trained it) and, once finished
+or diverged, ``result.json`` with the run's provenance and the choices it trained under, see
+`RESULT_SCHEMA`), and the report. Running the
 same command again skips finished and diverged runs and resumes an interrupted one from its
 last checkpoint (refused when the choices resolve otherwise now). A lock per seed folder lets
 several processes share a study: each trains the seeds no other process holds.
@@ -36,8 +37,13 @@ LOCK = ".lock"
 #: The version of ``result.json``'s fields. 2 added ``schema_version`` and ``choices`` (the
 #: compile-option set and what else changes the numbers, `jaxconv.train.options.choices`);
 #: files without ``schema_version`` are version 1 and lack them. 3 added ``split_seed`` (the
-#: seed of the validation split; in older files the run's own seed chose it).
-RESULT_SCHEMA = 3
+#: seed of the validation split; in older files the run's own seed chose it). 4 added
+#: ``segments``: each `jaxconv run` process that trained the run, in order, with the step it
+#: started from and its provenance (a run stopped and resumed has several; ``provenance`` is
+#: the last one's).
+RESULT_SCHEMA = 4
+#: The run folder's record of the processes that trained it (`result.json`'s ``segments``).
+SEGMENTS = "segments.jsonl"
 #: What a recipe key that a run folder's ``config.yaml`` lacks meant when it was written: the
 #: value that reproduces those runs (a ``Recipe`` field's default otherwise). Folders written
 #: before policy versions existed ran the lax formulations' picks, version 1's.
@@ -243,6 +249,20 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
 _ACTIONS = ("earlier", "held", "finished", "train")
 
 
+def _start_segment(folder: pathlib.Path, origin: dict[str, str], write: bool) -> None:
+    """Appends this process to ``folder``'s `SEGMENTS` when ``write``, with the checkpoint step
+    it resumes from (0, and the file started anew, where there is none). Every process of a
+    multi-host run calls it: opening the checkpoints waits for all of them."""
+    checkpoints = train.Checkpoints(folder)
+    step = checkpoints.latest() or 0
+    checkpoints.close()
+    if not write:
+        return
+    earlier = (folder / SEGMENTS).read_text() if step and (folder / SEGMENTS).is_file() else ""
+    line = json.dumps({"from_step": step, **origin}) + "\n"
+    atomic_write_text(folder / SEGMENTS, earlier + line)
+
+
 def _agree(action: str) -> str:
     """Process 0's ``action`` (one of `_ACTIONS`), on every process of a multi-host run."""
     return _ACTIONS[hosts.from_process_0(_ACTIONS.index(action))]
@@ -257,6 +277,7 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
         atomic_write_text(folder.parent / "model.yaml",
                           yaml.safe_dump(variant.model.to_dict(), sort_keys=False))
         trained.save_normalization(folder, *train.channel_stats(tr))
+    _start_segment(folder, origin, write)
     record = {"schema_version": RESULT_SCHEMA, "variant": variant.name, "seed": seed,
               "params": cost.params, "macs": cost.macs, "xla_flops": cost.xla_flops,
               "choices": dict(steps.choices), "split_seed": recipe.validation_seed(seed)}
@@ -276,4 +297,5 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
             f"{100 * result.final['test_accuracy']:.2f}%")
     record.update(command=command, provenance=origin)
     if write:
+        record.update(segments=read_jsonl(folder / SEGMENTS))
         atomic_write_text(folder / "result.json", json.dumps(record, indent=1) + "\n")

@@ -39,7 +39,7 @@ def test_a_run_records_its_choices_and_an_older_record_still_loads(tmp_path):
     experiment.run(config, command="test", progress=False, log=lambda s: None)
     result_path = config.run_dir / "basic" / "seed-0" / "result.json"
     record = json.loads(result_path.read_text())
-    assert record["schema_version"] == runner.RESULT_SCHEMA == 3
+    assert record["schema_version"] == runner.RESULT_SCHEMA == 4
     assert record["split_seed"] == 0
     assert record["choices"]["policy_version"] == POLICY_VERSION
     choices = record["choices"]
@@ -51,7 +51,7 @@ def test_a_run_records_its_choices_and_an_older_record_still_loads(tmp_path):
 
     # the same folder as a version-1 writer left it
     old = {k: v for k, v in record.items()
-           if k not in ("schema_version", "choices", "split_seed")}
+           if k not in ("schema_version", "choices", "split_seed", "segments")}
     result_path.write_text(json.dumps(old))
     experiment.report.build(config.run_dir)
     assert f"- choices: {provenance.NOT_RECORDED}" in (config.run_dir / "report.md").read_text()
@@ -81,3 +81,19 @@ def test_the_report_dates_runs_by_the_start_of_the_process_that_trained_them():
     assert ("- started (the `jaxconv run` processes that trained these runs): "
             "2026-12-06 16:12 UTC to 2026-12-06 17:17 UTC") in lines
     assert "- started: not recorded" in provenance.describe([{"variant": "a", "seed": 0}])
+
+
+def test_the_report_names_a_run_resumed_under_another_commit():
+    """A run's provenance is the process that finished it; one resumed under another commit
+    says which steps each commit trained."""
+    same = [{"from_step": 0, "commit": "abc1234"}, {"from_step": 40, "commit": "abc1234"}]
+    mixed = [{"from_step": 0, "commit": "abc1234"}, {"from_step": 2600, "commit": "def5678"}]
+    records = [{"variant": "a", "seed": 0, "provenance": {"commit": "abc1234"},
+                "segments": same},
+               {"variant": "b", "seed": 1, "provenance": {"commit": "def5678"},
+                "segments": mixed},
+               {"variant": "c", "seed": 0, "provenance": {"commit": "abc1234"}}]
+    notes = [line for line in provenance.describe(records) if "another commit" in line]
+    assert notes == ["- resumed under another commit (steps by commit; the run's provenance is "
+                     "its last process's): b/seed-1 (from step 0 at abc1234, from step 2600 at "
+                     "def5678)"]

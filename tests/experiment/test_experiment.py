@@ -111,6 +111,10 @@ def test_a_run_interrupted_mid_seed_resumes_to_the_uninterrupted_result(tmp_path
     keys = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
     assert [[h[k] for k in keys] for h in resumed["history"]] == \
         [[h[k] for k in keys] for h in expected["history"]]
+    # both processes are on record, each with the step it started from
+    assert [s["from_step"] for s in resumed["segments"]] == [0, 6]
+    assert resumed["segments"][-1] == {"from_step": 6, **resumed["provenance"]}
+    assert [s["from_step"] for s in expected["segments"]] == [0]
 
 
 def _run_two_processes(path, tmp_path, timeout, process_env=None):
