@@ -415,9 +415,14 @@ def _console(page: pathlib.Path, block: Block, cwd: pathlib.Path) -> None:
 
 
 def run_page(page: pathlib.Path) -> None:
-    """Runs one guide's blocks in a fresh folder; raises `GuideError` at the first failure."""
+    """Runs one guide's blocks in a fresh folder; raises `GuideError` at the first failure.
+    Its Python runs under the test suite's strict JAX: a silent rank or dtype promotion is an
+    error, so the code paths only a guide reaches are held to the same rule."""
+    import jax
+
     blocks = parse_blocks(page.read_text())
-    with tempfile.TemporaryDirectory(prefix="jaxconv-docs-") as folder:
+    with tempfile.TemporaryDirectory(prefix="jaxconv-docs-") as folder, \
+            jax.numpy_rank_promotion("raise"), jax.numpy_dtype_promotion("strict"):
         cwd = pathlib.Path(folder)
         (cwd / "configs").symlink_to(ROOT / "configs")
         namespace = {"__name__": f"guide_{page.stem}"}

@@ -7,6 +7,7 @@ import importlib.util
 import pathlib
 import sys
 
+import jax
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -124,4 +125,17 @@ def test_a_guide_runs_and_a_wrong_output_fails(tmp_path, monkeypatch):
         build.run_page(page)
     page.write_text("```python\nprint(1)\n```\n")
     with pytest.raises(build.GuideError, match="output differs"):
+        build.run_page(page)
+
+
+def test_a_guide_runs_under_strict_promotion(tmp_path, monkeypatch):
+    """A guide's code is held to the suite's rule: a silent rank promotion fails the page."""
+    monkeypatch.setattr(build, "ROOT", tmp_path)
+    (tmp_path / "configs").mkdir()
+    page = tmp_path / "guide.md"
+    page.write_text("```python\nimport jax.numpy as jnp\nx = jnp.ones(3) + jnp.ones((2, 3))\n"
+                    "```\n")
+    # the suite's own strictness off, so only the guide runner's can raise
+    with jax.numpy_rank_promotion("allow"), \
+            pytest.raises(build.GuideError, match="jax_numpy_rank_promotion='raise'"):
         build.run_page(page)
