@@ -176,5 +176,7 @@ def test_dropout_settings_leave_the_initial_weights_alone(extra):
                                                           rngs=rngs), seed=3)
         return jax.tree.leaves(nnx.state(model, nnx.Param))
 
+    # built as two programs, the weights may round apart in the last ulp; a shifted random
+    # stream would change every one of them
     for a, b in zip(params(), params(**extra), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
