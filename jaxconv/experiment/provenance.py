@@ -123,6 +123,16 @@ def choices(record: Mapping[str, Any]) -> str:
             + (f", formulation policy version {policy}" if policy is not None else ""))
 
 
+def _processes(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The processes that trained ``record``'s run (its ``segments``), led by one whose commit is
+    not recorded where the first recorded process resumed a run that a process from before
+    ``segments`` existed had started; ``[]`` for a record without them."""
+    segments = list(record.get("segments") or ())
+    if segments and segments[0].get("from_step", 0) > 0:
+        segments.insert(0, {"from_step": 0, "commit": "a commit not recorded"})
+    return segments
+
+
 def _segments(segments: Sequence[Mapping[str, Any]]) -> str:
     """``"from step 0 at 42db8ef, from step 2600 at a365305"``."""
     return ", ".join(f"from step {s.get('from_step')} at {s.get('commit', 'not recorded')}"
@@ -149,11 +159,12 @@ def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
     notes = [span] + ([f"- **uncommitted changes: {', '.join(dirty)} trained from a tree "
                        "with uncommitted changes (commit +dirty); their commit alone cannot "
                        "rerun them**"] if dirty else [])
-    mixed = [f"{r['variant']}/seed-{r['seed']} ({_segments(r['segments'])})" for r in records
-             if len({s.get("commit") for s in r.get("segments") or ()}) > 1]
+    histories = [(r, _processes(r)) for r in records]
+    mixed = [f"{r['variant']}/seed-{r['seed']} ({_segments(segments)})"
+             for r, segments in histories if len({s.get("commit") for s in segments}) > 1]
     if mixed:
-        notes.append("- resumed under another commit (steps by commit; the run's provenance is "
-                     f"its last process's): {', '.join(mixed)}")
+        notes.append("- resumed under another commit (each process's first step and commit; "
+                     f"the run's provenance is its last process's): {', '.join(mixed)}")
     if len(groups) == 1:
         (key,) = groups
         return [f"- {name}: {value}" for name, value in zip(names, key)] + notes

@@ -92,8 +92,12 @@ def test_the_report_names_a_run_resumed_under_another_commit():
                 "segments": same},
                {"variant": "b", "seed": 1, "provenance": {"commit": "def5678"},
                 "segments": mixed},
-               {"variant": "c", "seed": 0, "provenance": {"commit": "abc1234"}}]
+               {"variant": "c", "seed": 0, "provenance": {"commit": "abc1234"}},
+               # begun by a process from before runs recorded theirs
+               {"variant": "d", "seed": 0, "provenance": {"commit": "abc1234"},
+                "segments": [{"from_step": 100, "commit": "abc1234"}]}]
     notes = [line for line in provenance.describe(records) if "another commit" in line]
-    assert notes == ["- resumed under another commit (steps by commit; the run's provenance is "
-                     "its last process's): b/seed-1 (from step 0 at abc1234, from step 2600 at "
-                     "def5678)"]
+    assert notes == ["- resumed under another commit (each process's first step and commit; "
+                     "the run's provenance is its last process's): b/seed-1 (from step 0 at "
+                     "abc1234, from step 2600 at def5678), d/seed-0 (from step 0 at a commit "
+                     "not recorded, from step 100 at abc1234)"]
