@@ -394,7 +394,9 @@ def _mismatch(page: pathlib.Path, line: int, expected: str, actual: str) -> Guid
 
 
 def _console(page: pathlib.Path, block: Block, cwd: pathlib.Path) -> None:
-    env = dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}")
+    # the guides' commands run under the same strict JAX as their Python (`run_page`)
+    env = dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}",
+               JAX_NUMPY_RANK_PROMOTION="raise", JAX_NUMPY_DTYPE_PROMOTION="strict")
     commands: list[tuple[str, list[str]]] = []
     for line in block.code.splitlines():
         if line.startswith("$ "):

@@ -32,8 +32,11 @@ def recorded_run(row: pathlib.Path) -> tuple[dict, dict[str, str], list[str]]:
     """The row's ``result.json``, and its command split into environment and arguments."""
     result = json.loads((row / "result.json").read_text())
     commit = result["provenance"]["commit"]
-    if commit.endswith("+dirty"):
-        raise SystemExit(f"rerun_row: {row} was trained from a dirty tree ({commit}); "
+    # every process that trained a part of it (`segments`, where recorded)
+    commits = [commit, *(s.get("commit", "") for s in result.get("segments") or ())]
+    dirty = [c for c in commits if c.endswith("+dirty")]
+    if dirty:
+        raise SystemExit(f"rerun_row: {row} was trained from a dirty tree ({dirty[0]}); "
                          "its code is not in git, so it cannot be rerun")
     words = shlex.split(result["command"])
     env = {}

@@ -129,13 +129,15 @@ def _processes(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     ``segments`` existed had started; ``[]`` for a record without them."""
     segments = list(record.get("segments") or ())
     if segments and segments[0].get("from_step", 0) > 0:
-        segments.insert(0, {"from_step": 0, "commit": "a commit not recorded"})
+        segments.insert(0, {"from_step": 0, "commit": "a process not recorded"})
     return segments
 
 
 def _segments(segments: Sequence[Mapping[str, Any]]) -> str:
-    """``"from step 0 at 42db8ef, from step 2600 at a365305"``."""
-    return ", ".join(f"from step {s.get('from_step')} at {s.get('commit', 'not recorded')}"
+    """``"from step 0 at 42db8ef ..., from step 2600 at a365305 ..."``, each process's commit,
+    versions, CPU and backend."""
+    return ", ".join(f"from step {s.get('from_step')} at "
+                     + " ".join(str(s.get(k, "not recorded")) for k in COMPARED if k in s)
                      for s in segments)
 
 
@@ -148,23 +150,27 @@ def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
         prov = r.get("provenance") or {}
         key = (*(prov.get(k, "not recorded") for k in COMPARED), choices(r))
         groups.setdefault(key, []).append(f"{r['variant']}/seed-{r['seed']}")
-    dates = sorted(r["provenance"]["date"] for r in records
-                   if (r.get("provenance") or {}).get("date"))
+    dates = sorted(p["date"] for r in records
+                   for p in [r.get("provenance") or {}, *(r.get("segments") or ())]
+                   if p.get("date"))
     # a run's date is when the `jaxconv run` process that trained it started (one process
     # may train many runs one after another)
     span = (f"- started (the `jaxconv run` processes that trained these runs): {dates[0]} to "
             f"{dates[-1]}" if dates else "- started: not recorded")
     dirty = [f"{r['variant']}/seed-{r['seed']}" for r in records
-             if is_dirty((r.get("provenance") or {}).get("commit", ""))]
+             if any(is_dirty(p.get("commit", ""))
+                    for p in [r.get("provenance") or {}, *(r.get("segments") or ())])]
     notes = [span] + ([f"- **uncommitted changes: {', '.join(dirty)} trained from a tree "
                        "with uncommitted changes (commit +dirty); their commit alone cannot "
                        "rerun them**"] if dirty else [])
     histories = [(r, _processes(r)) for r in records]
     mixed = [f"{r['variant']}/seed-{r['seed']} ({_segments(segments)})"
-             for r, segments in histories if len({s.get("commit") for s in segments}) > 1]
+             for r, segments in histories
+             if len({tuple(s.get(k) for k in COMPARED) for s in segments}) > 1]
     if mixed:
-        notes.append("- resumed under another commit (each process's first step and commit; "
-                     f"the run's provenance is its last process's): {', '.join(mixed)}")
+        notes.append("- resumed under another commit, package versions, CPU or backend (each "
+                     "process's first step, commit, versions, CPU and backend; the run's "
+                     f"provenance is its last process's): {'; '.join(mixed)}")
     if len(groups) == 1:
         (key,) = groups
         return [f"- {name}: {value}" for name, value in zip(names, key)] + notes

@@ -250,17 +250,20 @@ _ACTIONS = ("earlier", "held", "finished", "train")
 
 
 def _start_segment(folder: pathlib.Path, origin: dict[str, str], write: bool) -> None:
-    """Appends this process to ``folder``'s `SEGMENTS` when ``write``, with the checkpoint step
-    it resumes from (0, and the file started anew, where there is none). Every process of a
-    multi-host run calls it: opening the checkpoints waits for all of them."""
+    """Adds this process to ``folder``'s `SEGMENTS` when ``write``, with the checkpoint step it
+    resumes from (0 where there is none). Earlier processes that left no checkpoint past that
+    step (refused, failed or stopped before saving one) trained nothing that remains and are
+    dropped. Every process of a multi-host run calls it: opening the checkpoints waits for all
+    of them."""
     checkpoints = train.Checkpoints(folder)
     step = checkpoints.latest() or 0
     checkpoints.close()
     if not write:
         return
-    earlier = (folder / SEGMENTS).read_text() if step and (folder / SEGMENTS).is_file() else ""
-    line = json.dumps({"from_step": step, **origin}) + "\n"
-    atomic_write_text(folder / SEGMENTS, earlier + line)
+    path = folder / SEGMENTS
+    earlier = [s for s in read_jsonl(path) if s["from_step"] < step] if path.is_file() else []
+    atomic_write_text(path, "".join(json.dumps(s) + "\n"
+                                    for s in [*earlier, {"from_step": step, **origin}]))
 
 
 def _agree(action: str) -> str:

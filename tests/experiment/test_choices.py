@@ -97,7 +97,47 @@ def test_the_report_names_a_run_resumed_under_another_commit():
                {"variant": "d", "seed": 0, "provenance": {"commit": "abc1234"},
                 "segments": [{"from_step": 100, "commit": "abc1234"}]}]
     notes = [line for line in provenance.describe(records) if "another commit" in line]
-    assert notes == ["- resumed under another commit (each process's first step and commit; "
-                     "the run's provenance is its last process's): b/seed-1 (from step 0 at "
-                     "abc1234, from step 2600 at def5678), d/seed-0 (from step 0 at a commit "
-                     "not recorded, from step 100 at abc1234)"]
+    assert notes == ["- resumed under another commit, package versions, CPU or backend (each "
+                     "process's first step, commit, versions, CPU and backend; the run's "
+                     "provenance is its last process's): b/seed-1 (from step 0 at abc1234, "
+                     "from step 2600 at def5678); d/seed-0 (from step 0 at a process not "
+                     "recorded, from step 100 at abc1234)"]
+    # the same commit on another CPU is named too, and a dirty first process is a dirty run
+    moved = [{"variant": "e", "seed": 0, "provenance": {"commit": "abc1234", "cpu": "y"},
+              "segments": [{"from_step": 0, "commit": "abc1234+dirty", "cpu": "x"},
+                           {"from_step": 50, "commit": "abc1234", "cpu": "y"}]}]
+    lines = provenance.describe(moved)
+    assert any("e/seed-0 (from step 0 at abc1234+dirty x, from step 50 at abc1234 y)" in line
+               for line in lines)
+    assert any(line.startswith("- **uncommitted changes: e/seed-0") for line in lines)
+
+
+def test_a_process_that_left_no_checkpoint_drops_out_of_the_segments(tmp_path, monkeypatch):
+    """A process that resumed from step s and saved nothing past it (refused, failed, or
+    stopped first) trained nothing that remains: the next process from step s replaces it."""
+    latest = {"step": None}
+
+    class Checkpoints:
+        def __init__(self, folder):
+            pass
+
+        def latest(self):
+            return latest["step"]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(runner.train, "Checkpoints", Checkpoints)
+
+    def start(step, commit, write=True):
+        latest["step"] = step
+        runner._start_segment(tmp_path, {"commit": commit}, write)
+        return [(s["from_step"], s["commit"]) for s in
+                runner.read_jsonl(tmp_path / runner.SEGMENTS)]
+
+    assert start(None, "a") == [(0, "a")]
+    assert start(6, "b") == [(0, "a"), (6, "b")]
+    assert start(6, "c") == [(0, "a"), (6, "c")]            # b left nothing past step 6
+    assert start(12, "c") == [(0, "a"), (6, "c"), (12, "c")]
+    assert start(12, "d", write=False) == [(0, "a"), (6, "c"), (12, "c")]   # not process 0
+    assert start(None, "e") == [(0, "e")]                    # begun again from scratch

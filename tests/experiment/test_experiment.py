@@ -165,6 +165,8 @@ def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_p
     records = {name: experiment.runner.read_jsonl(f / "metrics.jsonl")
                for name, f in folders.items()}
     assert [r["step"] for r in records["two"]] == [r["step"] for r in records["one"]]
+    # one run, one entry: process 0's, from the start
+    assert [s["from_step"] for s in results["two"]["segments"]] == [0]
     # process 1 writes no TensorBoard file: the two processes leave as many as one process
     tensorboard = {name: sorted((f / "tensorboard").iterdir()) for name, f in folders.items()}
     assert len(tensorboard["two"]) == len(tensorboard["one"]) >= 1

@@ -18,10 +18,11 @@ def rerun_row():
     return scripts.load("rerun_row")
 
 
-def write_row(folder, commit):
+def write_row(folder, commit, segments=()):
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps({
         "variant": "fire", "seed": 0, "provenance": {"commit": commit},
+        "segments": [{"from_step": step, "commit": c} for step, c in segments],
         "command": "XLA_FLAGS=--a=b GLIBC_TUNABLES=x=1 jaxconv run configs/s.yaml --quiet "
                    "--set 'seeds=[0, 1]'"}))
     return folder
@@ -36,6 +37,10 @@ def test_the_recorded_command_splits_into_environment_and_arguments(rerun_row, t
 def test_a_row_from_a_dirty_tree_is_refused(rerun_row, tmp_path):
     with pytest.raises(SystemExit, match=r"dirty tree \(24a8801\+dirty\)"):
         rerun_row.recorded_run(write_row(tmp_path / "row", "24a8801+dirty"))
+    # finished from a clean tree, begun from a dirty one
+    with pytest.raises(SystemExit, match=r"dirty tree \(1234567\+dirty\)"):
+        rerun_row.recorded_run(write_row(tmp_path / "resumed", "24a8801",
+                                         [(0, "1234567+dirty"), (40, "24a8801")]))
 
 
 def test_metrics_differ_in_anything_but_the_clock(rerun_row):
