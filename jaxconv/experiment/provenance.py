@@ -133,6 +133,11 @@ def _processes(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return segments
 
 
+def _every_process(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``record``'s provenance (its last process) and each of its ``segments``."""
+    return [record.get("provenance") or {}, *(record.get("segments") or ())]
+
+
 def _segments(segments: Sequence[Mapping[str, Any]]) -> str:
     """``"from step 0 at 42db8ef ..., from step 2600 at a365305 ..."``, each process's commit,
     versions, CPU and backend."""
@@ -150,16 +155,13 @@ def describe(records: Sequence[Mapping[str, Any]]) -> list[str]:
         prov = r.get("provenance") or {}
         key = (*(prov.get(k, "not recorded") for k in COMPARED), choices(r))
         groups.setdefault(key, []).append(f"{r['variant']}/seed-{r['seed']}")
-    dates = sorted(p["date"] for r in records
-                   for p in [r.get("provenance") or {}, *(r.get("segments") or ())]
-                   if p.get("date"))
+    dates = sorted(p["date"] for r in records for p in _every_process(r) if p.get("date"))
     # a run's date is when the `jaxconv run` process that trained it started (one process
     # may train many runs one after another)
     span = (f"- started (the `jaxconv run` processes that trained these runs): {dates[0]} to "
             f"{dates[-1]}" if dates else "- started: not recorded")
     dirty = [f"{r['variant']}/seed-{r['seed']}" for r in records
-             if any(is_dirty(p.get("commit", ""))
-                    for p in [r.get("provenance") or {}, *(r.get("segments") or ())])]
+             if any(is_dirty(p.get("commit", "")) for p in _every_process(r))]
     notes = [span] + ([f"- **uncommitted changes: {', '.join(dirty)} trained from a tree "
                        "with uncommitted changes (commit +dirty); their commit alone cannot "
                        "rerun them**"] if dirty else [])
