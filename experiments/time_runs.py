@@ -14,14 +14,12 @@ process starts from empty caches: a new temporary folder for JAX's persistent co
 cache and the installed packages stay as they are. ``--warm-cache`` leaves jaxconv's own caches
 in place, which a second run of the same steps loads from instead.
 
-A timing says whether the machine was quiet. From ``/proc/stat`` (Linux only), over the cores
-this process may run on, the CPU time they spent busy while the run lasted, less the run's own
-(its process tree's user and system time, `resource.getrusage`), is ``other_cpu_s``: the work
-anything else did on those cores meanwhile, with interrupt handling, the run's own included
-(so a few tenths of a second are always there). Time the hypervisor gave to other machines is
-kept apart as ``steal_s``. ``quiet`` is true when ``other_cpu_s`` stays under 2% of the cores'
-capacity over the run; a timing that was not quiet gives no speed figure. Pause background runs
-first (``kill -STOP``), and let none of them hold the timed seed's folder.
+A timing says whether the machine was quiet (`jaxconv.experiment.cores`, Linux only): the
+CPU time anything else spent on this process's cores while the run lasted (``other_cpu_s``;
+the run's own is its whole process tree's), the time the hypervisor stole (``steal_s``), and
+``quiet``, true when the other work stayed under 2% of the cores' capacity over the run; a
+timing that was not quiet gives no speed figure. Pause background runs first (``kill -STOP``),
+and let none of them hold the timed seed's folder.
 
 A seed is timed only when it trains in full in the timed process: a seed with anything under
 its folder already (a finished run would be skipped, a checkpoint resumed, a lock held by
@@ -38,8 +36,6 @@ import argparse
 import json
 import os
 import pathlib
-import re
-import resource
 import shlex
 import shutil
 import subprocess
@@ -47,57 +43,16 @@ import sys
 import tempfile
 import time
 
+from jaxconv.experiment.cores import STAT, Watch
+
 OUTPUT = "wall_seconds.json"
-#: The share of the cores' capacity over a run that other work may use for it to count as quiet.
-QUIET_SHARE = 0.02
-STAT = pathlib.Path("/proc/stat")
-
-
-def cpu_seconds(stat: str, cores: set[int]) -> tuple[float, float]:
-    """CPU seconds since boot that ``cores`` spent busy (every state but idle, iowait and
-    steal) and that the hypervisor stole from them, from the text of ``/proc/stat`` (its
-    ``cpuN`` lines)."""
-    busy = steal = 0
-    seen = set()
-    for line in stat.splitlines():
-        fields = line.split()
-        if not fields or not re.fullmatch(r"cpu\d+", fields[0]) or int(fields[0][3:]) not in cores:
-            continue
-        user, nice, system, _idle, _iowait, irq, softirq, stolen = (int(v) for v in fields[1:9])
-        busy += user + nice + system + irq + softirq
-        steal += stolen
-        seen.add(int(fields[0][3:]))
-    if seen != cores:
-        raise ValueError(f"stat: no cpuN line for core(s) {sorted(cores - seen)}; expected the "
-                         "text of /proc/stat")
-    tick = os.sysconf("SC_CLK_TCK")
-    return busy / tick, steal / tick
-
-
-def children_cpu_seconds() -> float:
-    """User and system CPU seconds of this process's finished child processes (and theirs)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def quiet(other_cpu_s: float, wall_s: float, cores: int) -> bool:
-    """Whether the other work during a run stayed under `QUIET_SHARE` of the cores' capacity."""
-    return other_cpu_s <= QUIET_SHARE * wall_s * cores
-
-
-def timed(command: list[str], env: dict[str, str], cores: set[int]) -> dict[str, float | int]:
-    """Runs ``command`` and returns its wall seconds, exit code and own CPU seconds, and the
-    other work's CPU seconds and the stolen seconds on ``cores`` meanwhile (the other work
-    unclamped: a negative figure would show an accounting error, not a quiet machine)."""
-    busy, steal = cpu_seconds(STAT.read_text(), cores)
-    own = children_cpu_seconds()
-    start = time.perf_counter()
+def timed(command: list[str], env: dict[str, str]) -> dict[str, float | int | bool]:
+    """Runs ``command`` and returns its wall seconds, exit code and own CPU seconds (its
+    process tree's), and the other work's CPU seconds and the stolen seconds on this process's
+    cores meanwhile, with whether that left them quiet (`jaxconv.experiment.cores.Watch`)."""
+    watch = Watch("children")
     code = subprocess.call(command, env=env)
-    wall = time.perf_counter() - start
-    own = children_cpu_seconds() - own
-    busy_after, steal_after = cpu_seconds(STAT.read_text(), cores)
-    return {"wall_s": wall, "exit_code": code, "own_cpu_s": own,
-            "other_cpu_s": busy_after - busy - own, "steal_s": steal_after - steal}
+    return {**watch.stop(), "exit_code": code}
 
 
 def seed_key(key: str) -> tuple[str, int]:
@@ -186,7 +141,7 @@ def main(argv: list[str]) -> None:
                         "JAXCONV_AUTOTUNE_CACHE": os.path.join(cache, "autotune.json")})
         since = time.time()
         try:
-            figures = timed([sys.executable, "-m", *command, "--seed", str(seed)], env, cores)
+            figures = timed([sys.executable, "-m", *command, "--seed", str(seed)], env)
         finally:
             if cache:
                 shutil.rmtree(cache, ignore_errors=True)
@@ -197,9 +152,7 @@ def main(argv: list[str]) -> None:
                              f"{config.train.epochs} epochs under {folders[seed]}; nothing "
                              "written for it")
         origin = result.get("provenance", {})
-        entry = {**figures, "quiet": quiet(figures["other_cpu_s"], figures["wall_s"],
-                                           len(cores)),
-                 "cold_cache": cache is not None, "cores": sorted(cores),
+        entry = {**figures, "cold_cache": cache is not None, "cores": sorted(cores),
                  **{k: origin.get(k) for k in ("cpu", "commit", "versions", "date")},
                  "command": shlex.join([*command, "--seed", str(seed)])}
         key = f"{variant}/seed-{seed}"

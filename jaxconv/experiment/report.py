@@ -22,12 +22,12 @@ import numpy as np
 import yaml
 
 from jaxconv.analysis.tables import markdown_table
-from jaxconv.experiment import provenance, stats
+from jaxconv.experiment import cores, provenance, stats
 from jaxconv.train import Recipe
 from jaxconv.tuning.files import atomic_write_bytes, atomic_write_text
 
 COLUMNS = ("variant", "params", "macs", "xla_flops", "train_time_s", "images_per_second",
-           "test_acc_mean", "test_acc_std", "best_epoch", "seeds", "diverged")
+           "test_acc_mean", "test_acc_std", "best_epoch", "seeds", "diverged", "clocks")
 PLOTS = ("accuracy_vs_params.png", "accuracy_vs_flops.png", "accuracy_vs_time.png",
          "learning_curves.png")
 
@@ -49,6 +49,31 @@ class VariantRow:
     curve: tuple[float, ...]
     diverged: int = 0
     curve_of: str = "test"
+    clocks: str = "quiet"
+
+    @property
+    def timed(self) -> bool:
+        """Whether the row's times may be read as speed figures: none of its runs is known to
+        have shared its cores or to have been resumed (see `clock`)."""
+        return self.clocks in ("quiet", "not recorded")
+
+
+#: A run's `clock`, from the most to the least telling for a row of several runs.
+CLOCKS = ("shared", "resumed", "not recorded", "quiet")
+
+
+def clock(record: Mapping[str, Any]) -> str:
+    """What ``record``'s clock is, by its ``cores`` (`jaxconv.experiment.cores.Watch`, written
+    by the process that finished the run): ``"quiet"`` (one process trained it all, with other
+    work under 2% of the cores' capacity), ``"shared"`` (more other work than that),
+    ``"resumed"`` (quiet, but earlier processes trained part of it unwatched) or
+    ``"not recorded"`` (no ``cores``: a ``result.json`` before schema 5, or no ``/proc/stat``)."""
+    load = record.get("cores")
+    if not load:
+        return "not recorded"
+    if not load.get("quiet"):
+        return "shared"
+    return "resumed" if load.get("from_step", 0) > 0 else "quiet"
 
 
 def _config(run_dir: pathlib.Path) -> dict[str, Any] | None:
@@ -136,7 +161,7 @@ def aggregate(found: list[dict[str, Any]]) -> list[VariantRow]:
                 variant=variant, params=every[0]["params"], macs=every[0]["macs"],
                 xla_flops=every[0]["xla_flops"], train_time_s=nan, images_per_second=nan,
                 test_acc_mean=nan, test_acc_std=nan, best_epoch=0, seeds=0, curve=(),
-                diverged=diverged))
+                diverged=diverged, clocks="not recorded"))
             continue
         accs = np.array([r["history"][-1]["test_accuracy"] for r in runs])
         epochs = min(len(r["history"]) for r in runs)
@@ -155,7 +180,8 @@ def aggregate(found: list[dict[str, Any]]) -> list[VariantRow]:
             test_acc_mean=float(accs.mean()),
             test_acc_std=float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
             best_epoch=int(np.nanargmax(select)) + 1, seeds=len(runs),
-            curve=tuple(float(v) for v in mean_curve), diverged=diverged, curve_of=curve_of))
+            curve=tuple(float(v) for v in mean_curve), diverged=diverged, curve_of=curve_of,
+            clocks=min((clock(r) for r in runs), key=CLOCKS.index)))
     return rows
 
 
@@ -170,10 +196,42 @@ def table(rows: list[VariantRow]) -> str:
               "test accuracy (mean ± std)", "best epoch", "seeds", "diverged"]
     return markdown_table(header, "lrrrrrrrrr", ([
         r.variant, f"{r.params:,}", f"{r.macs / 1e6:.2f}M", f"{r.xla_flops / 1e6:.2f}M",
-        *([f"{r.train_time_s:.1f}", f"{r.images_per_second:,.0f}",
+        *([*([f"{r.train_time_s:.1f}", f"{r.images_per_second:,.0f}"] if r.timed
+             else [r.clocks] * 2),
            f"{100 * r.test_acc_mean:.2f} ± {100 * r.test_acc_std:.2f} %", f"{r.best_epoch}",
            f"{r.seeds}"] if r.seeds else ["-", "-", "every seed diverged", "-", "0"]),
         f"{r.diverged}"] for r in rows))
+
+
+def clock_notes(found: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines on whether the finished runs' clocks are speed figures (`clock`): the
+    runs that shared their cores, were resumed or did not record it, by name; one line when
+    every run had its cores to itself, or when none recorded it."""
+    runs: dict[str, list[str]] = {}
+    for r in filter(finished, found):
+        runs.setdefault(clock(r), []).append(f"{r['variant']}/seed-{r['seed']}")
+    if not runs:
+        return []
+    if set(runs) == {"quiet"}:
+        return ["- clocks: every run had its cores to itself (other work under "
+                f"{cores.QUIET_SHARE:.0%} of their capacity while it trained)"]
+    if set(runs) == {"not recorded"}:
+        return ["- clocks: no run recorded whether other work shared its cores (result.json "
+                "before schema 5, or no /proc/stat), so the times are speed figures only if "
+                "the machine was otherwise known to be quiet"]
+    says = {
+        "shared": "shared their cores with other work (more than "
+                  f"{cores.QUIET_SHARE:.0%} of their capacity while they trained), so their "
+                  "times are not speed figures and the table gives none for their variants",
+        "resumed": "were resumed, and only the last process's share of the cores is known, so "
+                   "their times are not speed figures and the table gives none for their "
+                   "variants",
+        "not recorded": "did not record whether other work shared their cores (result.json "
+                        "before schema 5, or no /proc/stat), so their times are speed figures "
+                        "only if the machine was otherwise known to be quiet",
+        "quiet": "had their cores to themselves"}
+    return [f"- clocks: {', '.join(runs[state])} {says[state]}" for state in CLOCKS
+            if state in runs]
 
 
 def seed_noise(found: list[dict[str, Any]], level: float = 0.95) -> list[str]:
@@ -308,7 +366,8 @@ def comparison(run_dir: pathlib.Path, found: list[dict[str, Any]]) -> list[str]:
             *ranking_against(found, pathlib.Path(other))]
 
 
-def _plot(rows: list[VariantRow], x_of, xlabel: str, path: pathlib.Path, log_x: bool) -> None:
+def _plot(rows: list[VariantRow], x_of, xlabel: str, path: pathlib.Path, log_x: bool,
+          note: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -324,6 +383,8 @@ def _plot(rows: list[VariantRow], x_of, xlabel: str, path: pathlib.Path, log_x: 
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+    if note:
+        ax.set_title(note, fontsize=8, wrap=True)
     ax.grid(alpha=0.3)
     _save(fig, path)
 
@@ -382,9 +443,13 @@ def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
     atomic_write_text(run_dir / "results.csv", buffer.getvalue())
     titles = ("parameters", "XLA FLOPs per image (forward)", "training time per run (s)")
     for name, x_of, title, log in zip(
-            PLOTS[:3], (lambda r: r.params, lambda r: r.xla_flops, lambda r: r.train_time_s),
-            titles, (True, True, False)):
+            PLOTS[:2], (lambda r: r.params, lambda r: r.xla_flops), titles, (True, True)):
         _plot(rows, x_of, title, run_dir / name, log)
+    untimed = [r.variant for r in rows if r.seeds and not r.timed]
+    _plot([r for r in rows if r.timed], lambda r: r.train_time_s, titles[2],
+          run_dir / PLOTS[2], False,
+          note=f"left out, their clocks not speed figures: {', '.join(untimed)}"
+          if untimed else "")
     _curves(rows, run_dir / PLOTS[3])
     commands = (run_dir / "command.txt").read_text().split("\n") \
         if (run_dir / "command.txt").is_file() else []
@@ -402,7 +467,7 @@ def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
         "accuracy (test accuracy when there is no validation split, or the last epoch where "
         "that split is missing and the test set was evaluated only at the end). MACs are "
         "the textbook count and XLA FLOPs XLA's cost_analysis of one image's forward pass; train "
-        "time and images/s exclude compilation.", "",
+        "time and images/s exclude compilation.", "", *clock_notes(found), "",
         "## Which differences exceed seed noise", "", *seed_noise(found),
         *comparison(run_dir, found),
         *(["Diverged runs (recorded, not averaged; a rerun skips them):", *diverged, ""]

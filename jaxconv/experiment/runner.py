@@ -27,7 +27,7 @@ import yaml
 
 from jaxconv import analysis, data, models, train
 from jaxconv._hints import did_you_mean
-from jaxconv.experiment import provenance, report, trained
+from jaxconv.experiment import cores, provenance, report, trained
 from jaxconv.experiment.config import ConfigError, ExperimentConfig, Variant
 from jaxconv.train import hosts
 from jaxconv.train.logging import read_jsonl
@@ -40,8 +40,10 @@ LOCK = ".lock"
 #: seed of the validation split; in older files the run's own seed chose it). 4 added
 #: ``segments``: each `jaxconv run` process that trained the run, in order, with the step it
 #: started from and its provenance (a run stopped and resumed has several; ``provenance`` is
-#: the last one's).
-RESULT_SCHEMA = 4
+#: the last one's). 5 added ``cores``: the other work on the cores while the process that
+#: finished the run trained it (`jaxconv.experiment.cores.Watch`, from the step it started at;
+#: null where ``/proc/stat`` cannot be read), which tells whether its clock is a speed figure.
+RESULT_SCHEMA = 5
 #: The run folder's record of the processes that trained it (`result.json`'s ``segments``).
 SEGMENTS = "segments.jsonl"
 #: What a recipe key that a run folder's ``config.yaml`` lacks meant when it was written: the
@@ -249,21 +251,22 @@ def run(config: ExperimentConfig, *, command: str, progress: bool = True,
 _ACTIONS = ("earlier", "held", "finished", "train")
 
 
-def _start_segment(folder: pathlib.Path, origin: dict[str, str], write: bool) -> None:
+def _start_segment(folder: pathlib.Path, origin: dict[str, str], write: bool) -> int:
     """Adds this process to ``folder``'s `SEGMENTS` when ``write``, with the checkpoint step it
-    resumes from (0 where there is none). Earlier processes that left no checkpoint past that
-    step (refused, failed or stopped before saving one) trained nothing that remains and are
-    dropped. Every process of a multi-host run calls it: opening the checkpoints waits for all
-    of them."""
+    resumes from (0 where there is none), and returns that step. Earlier processes that left no
+    checkpoint past that step (refused, failed or stopped before saving one) trained nothing
+    that remains and are dropped. Every process of a multi-host run calls it: opening the
+    checkpoints waits for all of them."""
     checkpoints = train.Checkpoints(folder)
     step = checkpoints.latest() or 0
     checkpoints.close()
     if not write:
-        return
+        return step
     path = folder / SEGMENTS
     earlier = [s for s in read_jsonl(path) if s["from_step"] < step] if path.is_file() else []
     atomic_write_text(path, "".join(json.dumps(s) + "\n"
                                     for s in [*earlier, {"from_step": step, **origin}]))
+    return step
 
 
 def _agree(action: str) -> str:
@@ -280,10 +283,11 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
         atomic_write_text(folder.parent / "model.yaml",
                           yaml.safe_dump(variant.model.to_dict(), sort_keys=False))
         trained.save_normalization(folder, *train.channel_stats(tr))
-    _start_segment(folder, origin, write)
+    start = _start_segment(folder, origin, write)
     record = {"schema_version": RESULT_SCHEMA, "variant": variant.name, "seed": seed,
               "params": cost.params, "macs": cost.macs, "xla_flops": cost.xla_flops,
               "choices": dict(steps.choices), "split_seed": recipe.validation_seed(seed)}
+    watch = cores.Watch()
     try:
         result = train.fit(build(variant.model, seed), tr, te, recipe, seed=seed, workdir=folder,
                            progress=progress, steps=steps,
@@ -293,8 +297,10 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
                       error=str(error), history=_epochs(folder))
         log(f"{variant.name} seed {seed}: {error}; recorded as diverged, going on")
     else:
+        load = watch.stop()
         record.update(status="finished", train_time_s=result.train_time_s,
                       images_per_second=result.images_per_second,
+                      cores=load and {"from_step": start, **load},
                       best_epoch=result.best_epoch, history=result.history)
         log(f"{variant.name} seed {seed}: test accuracy "
             f"{100 * result.final['test_accuracy']:.2f}%")

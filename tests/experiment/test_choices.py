@@ -39,7 +39,7 @@ def test_a_run_records_its_choices_and_an_older_record_still_loads(tmp_path):
     experiment.run(config, command="test", progress=False, log=lambda s: None)
     result_path = config.run_dir / "basic" / "seed-0" / "result.json"
     record = json.loads(result_path.read_text())
-    assert record["schema_version"] == runner.RESULT_SCHEMA == 4
+    assert record["schema_version"] == runner.RESULT_SCHEMA == 5
     assert record["split_seed"] == 0
     assert record["choices"]["policy_version"] == POLICY_VERSION
     choices = record["choices"]
@@ -51,7 +51,7 @@ def test_a_run_records_its_choices_and_an_older_record_still_loads(tmp_path):
 
     # the same folder as a version-1 writer left it
     old = {k: v for k, v in record.items()
-           if k not in ("schema_version", "choices", "split_seed", "segments")}
+           if k not in ("schema_version", "choices", "split_seed", "segments", "cores")}
     result_path.write_text(json.dumps(old))
     experiment.report.build(config.run_dir)
     assert f"- choices: {provenance.NOT_RECORDED}" in (config.run_dir / "report.md").read_text()

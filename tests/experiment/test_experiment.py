@@ -18,7 +18,7 @@ import yaml
 
 from jaxconv import experiment
 from jaxconv.cli import main
-from jaxconv.experiment import examples
+from jaxconv.experiment import cores, examples
 
 TINY = {
     "name": "tiny",
@@ -63,6 +63,11 @@ def test_run_trains_every_variant_and_writes_the_report(tmp_path, capsys):
     assert result["status"] == "finished" and result["command"] == command.strip()
     assert {"commit", "versions", "cpu", "backend", "date"} <= set(result["provenance"])
     assert "| basic |" in report and "## Resolved config" in report
+    # the process that trained it watched its cores from step 0 (Linux; None elsewhere)
+    if cores.STAT.is_file():
+        load = result["cores"]
+        assert load["from_step"] == 0 and load["own_cpu_s"] > 0 and load["wall_s"] > 0
+        assert "- clocks: " in report
 
     # A rerun skips finished runs and gives the same results.
     before = (run_dir / "results.csv").read_text()

@@ -116,3 +116,42 @@ def test_a_study_without_a_split_that_sees_the_test_set_once_finishes_and_report
     assert ["test_accuracy" in h for h in result["history"]] == [False, True]
     assert result["best_epoch"] == 2
     assert "| basic |" in (tmp_path / "runs" / "tiny" / "report.md").read_text()
+
+
+def _timed(variant, seed, load):
+    return {"variant": variant, "seed": seed, "params": 1000, "macs": 2000, "xla_flops": 4000,
+            "train_time_s": 100.0 + seed, "images_per_second": 10.0,
+            "history": [{"test_accuracy": 0.9}], **({"cores": load} if load else {})}
+
+
+def test_times_are_speed_figures_only_for_runs_that_had_their_cores_to_themselves():
+    """A row gives its times only when none of its runs is known to have shared its cores or
+    to have been resumed; every run's state is named."""
+    report = experiment.report
+    quiet = {"from_step": 0, "other_cpu_s": 0.4, "wall_s": 100.0, "cores": 2, "quiet": True}
+    shared = {**quiet, "other_cpu_s": 50.0, "quiet": False}
+    resumed = {**quiet, "from_step": 400}
+    found = [_timed("a", 0, quiet), _timed("a", 1, quiet), _timed("b", 0, quiet),
+             _timed("b", 1, shared), _timed("c", 0, resumed), _timed("d", 0, None)]
+    assert [report.clock(r) for r in found] == ["quiet", "quiet", "quiet", "shared", "resumed",
+                                                "not recorded"]
+    rows = report.aggregate(found)
+    assert [(r.variant, r.clocks, r.timed) for r in rows] == [
+        ("a", "quiet", True), ("b", "shared", False), ("c", "resumed", False),
+        ("d", "not recorded", True)]
+    cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[4:6]
+             for line in report.table(rows).splitlines()[2:]}
+    assert cells == {"a": ["100.5", "10"], "b": ["shared", "shared"],
+                     "c": ["resumed", "resumed"], "d": ["100.0", "10"]}
+    notes = report.clock_notes(found)
+    assert notes[0].startswith("- clocks: b/seed-1 shared their cores")
+    assert notes[1].startswith("- clocks: c/seed-0 were resumed")
+    assert notes[2].startswith("- clocks: d/seed-0 did not record")
+    assert notes[3] == "- clocks: a/seed-0, a/seed-1, b/seed-0 had their cores to themselves"
+    assert report.clock_notes(found[:2]) == [
+        "- clocks: every run had its cores to itself (other work under 2% of their capacity "
+        "while it trained)"]
+    assert report.clock_notes(found[5:]) == [
+        "- clocks: no run recorded whether other work shared its cores (result.json before "
+        "schema 5, or no /proc/stat), so the times are speed figures only if the machine was "
+        "otherwise known to be quiet"]

@@ -1,0 +1,44 @@
+"""`jaxconv.experiment.cores`: the other work on a run's cores, and whether they were quiet."""
+
+import os
+
+import pytest
+
+from jaxconv.experiment import cores
+
+STAT = """cpu  99 99 99 99 99 99 99 99 0 0
+cpu0 10 1 2 500 50 3 4 7 0 0
+cpu1 20 2 4 600 60 6 8 9 0 0
+intr 1 2 3
+"""
+
+
+def test_busy_time_counts_user_system_and_interrupts_on_the_cores_given():
+    tick = os.sysconf("SC_CLK_TCK")
+    assert cores.cpu_seconds(STAT, {0}) == (20 / tick, 7 / tick)
+    assert cores.cpu_seconds(STAT, {0, 1}) == (60 / tick, 16 / tick)
+    with pytest.raises(ValueError, match=r"no cpuN line for core\(s\) \[2\]"):
+        cores.cpu_seconds(STAT, {0, 2})
+
+
+def test_quiet_means_other_work_under_two_percent_of_the_cores():
+    assert cores.quiet(3.9, wall_s=100, cores=2)
+    assert not cores.quiet(4.1, wall_s=100, cores=2)
+
+
+@pytest.mark.skipif(not cores.STAT.is_file(), reason="/proc/stat is Linux's")
+def test_a_watch_counts_this_processs_work_as_its_own():
+    watch = cores.Watch()
+    start = os.times()
+    while os.times().user - start.user < 0.3:
+        pass
+    figures = watch.stop()
+    assert figures["own_cpu_s"] >= 0.3 and figures["wall_s"] >= 0.3
+    assert figures["cores"] == len(os.sched_getaffinity(0))
+    assert figures["quiet"] == cores.quiet(figures["other_cpu_s"], figures["wall_s"],
+                                           figures["cores"])
+
+
+def test_a_watch_without_proc_stat_measures_nothing(monkeypatch, tmp_path):
+    monkeypatch.setattr(cores, "STAT", tmp_path / "missing")
+    assert cores.Watch().stop() is None
