@@ -43,16 +43,25 @@ import sys
 import tempfile
 import time
 
-from jaxconv.experiment.cores import STAT, Watch
-
 OUTPUT = "wall_seconds.json"
+
+
 def timed(command: list[str], env: dict[str, str]) -> dict[str, float | int | bool]:
     """Runs ``command`` and returns its wall seconds, exit code and own CPU seconds (its
     process tree's), and the other work's CPU seconds and the stolen seconds on this process's
-    cores meanwhile, with whether that left them quiet (`jaxconv.experiment.cores.Watch`)."""
+    cores meanwhile, with whether that left them quiet (`jaxconv.experiment.cores.Watch`).
+
+    Raises:
+      SystemExit: ``/proc/stat`` could not be read, or lacked one of this process's cores."""
+    from jaxconv.experiment.cores import STAT, Watch
+
     watch = Watch("children")
     code = subprocess.call(command, env=env)
-    return {**watch.stop(), "exit_code": code}
+    figures = watch.stop()
+    if figures is None:
+        raise SystemExit(f"{STAT}: unreadable, or without a cpuN line for each of the cores "
+                         f"{sorted(watch.cores)}; the run exited with {code} and is not timed")
+    return {**figures, "exit_code": code}
 
 
 def seed_key(key: str) -> tuple[str, int]:
@@ -98,6 +107,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output", type=pathlib.Path,
                         help=f"the timings file (default <study folder>/{OUTPUT})")
     args = parser.parse_args(argv)
+    from jaxconv.experiment.cores import STAT
+
     if not STAT.is_file():
         parser.error(f"{STAT} is missing: the other work on the cores is read from it, so "
                      "timings are taken on Linux only")

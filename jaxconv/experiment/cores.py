@@ -7,7 +7,8 @@ measured process, or of its finished children), is ``other_cpu_s``: what anythin
 those cores, with interrupt handling, the run's own included (so a few tenths of a second are
 always there). Time the hypervisor gave to other machines is kept apart as ``steal_s``. A run
 is ``quiet`` when ``other_cpu_s`` stays under `QUIET_SHARE` of the cores' capacity over its
-wall time.
+wall time, and above minus that share (further below zero, the accounts disagree and say
+nothing).
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def cpu_seconds(stat: str, cores: set[int]) -> tuple[float, float]:
 
 
 def quiet(other_cpu_s: float, wall_s: float, cores: int) -> bool:
-    """Whether the other work during a run stayed under `QUIET_SHARE` of the cores' capacity."""
-    return other_cpu_s <= QUIET_SHARE * wall_s * cores
+    """Whether the other work during a run stayed under `QUIET_SHARE` of the cores' capacity
+    (and above minus that share: an accounting error is no evidence of a quiet machine)."""
+    return abs(other_cpu_s) <= QUIET_SHARE * wall_s * cores
 
 
 def own_cpu_seconds(whose: Literal["self", "children"] = "self") -> float:
@@ -78,12 +80,13 @@ class Watch:
 
     def stop(self) -> dict[str, float | int | bool] | None:
         """``wall_s``, ``own_cpu_s``, ``other_cpu_s`` (unclamped: a negative figure shows an
-        accounting error, not a quiet machine), ``steal_s``, ``cores`` and ``quiet`` since the
-        watch began; None where ``/proc/stat`` cannot be read (not Linux)."""
+        accounting error, not a quiet machine), ``steal_s``, ``core_count`` and ``quiet`` since
+        the watch began; None where ``/proc/stat`` cannot be read or lacks one of the cores (not
+        Linux, or a container that renumbers them)."""
         end = self._read()
         if self._start is None or end is None:
             return None
         wall, own, busy, steal = (b - a for a, b in zip(self._start, end))
         other = busy - own
         return {"wall_s": wall, "own_cpu_s": own, "other_cpu_s": other, "steal_s": steal,
-                "cores": len(self.cores), "quiet": quiet(other, wall, len(self.cores))}
+                "core_count": len(self.cores), "quiet": quiet(other, wall, len(self.cores))}

@@ -49,7 +49,7 @@ class VariantRow:
     curve: tuple[float, ...]
     diverged: int = 0
     curve_of: str = "test"
-    clocks: str = "quiet"
+    clocks: str = "not recorded"
 
     @property
     def timed(self) -> bool:
@@ -64,16 +64,19 @@ CLOCKS = ("shared", "resumed", "not recorded", "quiet")
 
 def clock(record: Mapping[str, Any]) -> str:
     """What ``record``'s clock is, by its ``cores`` (`jaxconv.experiment.cores.Watch`, written
-    by the process that finished the run): ``"quiet"`` (one process trained it all, with other
-    work under 2% of the cores' capacity), ``"shared"`` (more other work than that),
-    ``"resumed"`` (quiet, but earlier processes trained part of it unwatched) or
-    ``"not recorded"`` (no ``cores``: a ``result.json`` before schema 5, or no ``/proc/stat``)."""
+    by the process that finished the run) and ``segments``: ``"quiet"`` (one process trained it
+    all, with other work under 2% of the cores' capacity), ``"shared"`` (more other work than
+    that), ``"resumed"`` (the finishing process started from a checkpoint, so earlier processes
+    trained part of it unwatched) or ``"not recorded"`` (no ``cores``: a ``result.json`` before
+    schema 5, no ``/proc/stat``, or a run of several processes, whose process 0 watches only
+    its own host)."""
     load = record.get("cores")
-    if not load:
-        return "not recorded"
-    if not load.get("quiet"):
-        return "shared"
-    return "resumed" if load.get("from_step", 0) > 0 else "quiet"
+    segments = record.get("segments") or ()
+    if load and load.get("processes", 1) == 1:
+        if not load.get("quiet"):
+            return "shared"
+        return "resumed" if load.get("from_step", 0) > 0 else "quiet"
+    return "resumed" if segments and segments[-1].get("from_step", 0) > 0 else "not recorded"
 
 
 def _config(run_dir: pathlib.Path) -> dict[str, Any] | None:
@@ -161,7 +164,7 @@ def aggregate(found: list[dict[str, Any]]) -> list[VariantRow]:
                 variant=variant, params=every[0]["params"], macs=every[0]["macs"],
                 xla_flops=every[0]["xla_flops"], train_time_s=nan, images_per_second=nan,
                 test_acc_mean=nan, test_acc_std=nan, best_epoch=0, seeds=0, curve=(),
-                diverged=diverged, clocks="not recorded"))
+                diverged=diverged, clocks="-"))
             continue
         accs = np.array([r["history"][-1]["test_accuracy"] for r in runs])
         epochs = min(len(r["history"]) for r in runs)
@@ -217,8 +220,8 @@ def clock_notes(found: list[dict[str, Any]]) -> list[str]:
                 f"{cores.QUIET_SHARE:.0%} of their capacity while it trained)"]
     if set(runs) == {"not recorded"}:
         return ["- clocks: no run recorded whether other work shared its cores (result.json "
-                "before schema 5, or no /proc/stat), so the times are speed figures only if "
-                "the machine was otherwise known to be quiet"]
+                "before schema 5, no /proc/stat, or several processes), so the times are speed "
+                "figures only if the machine was otherwise known to be quiet"]
     says = {
         "shared": "shared their cores with other work (more than "
                   f"{cores.QUIET_SHARE:.0%} of their capacity while they trained), so their "
@@ -227,8 +230,8 @@ def clock_notes(found: list[dict[str, Any]]) -> list[str]:
                    "their times are not speed figures and the table gives none for their "
                    "variants",
         "not recorded": "did not record whether other work shared their cores (result.json "
-                        "before schema 5, or no /proc/stat), so their times are speed figures "
-                        "only if the machine was otherwise known to be quiet",
+                        "before schema 5, no /proc/stat, or several processes), so their times "
+                        "are speed figures only if the machine was otherwise known to be quiet",
         "quiet": "had their cores to themselves"}
     return [f"- clocks: {', '.join(runs[state])} {says[state]}" for state in CLOCKS
             if state in runs]
@@ -438,16 +441,17 @@ def build(run_dir: str | pathlib.Path) -> tuple[list[VariantRow], pathlib.Path]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS)
-    for r in rows:
-        writer.writerow([getattr(r, c) for c in COLUMNS])
+    clock_columns = ("train_time_s", "images_per_second")
+    for r in rows:     # a clock that is not a speed figure is left out here as in the table
+        writer.writerow(["" if c in clock_columns and not r.timed else getattr(r, c)
+                         for c in COLUMNS])
     atomic_write_text(run_dir / "results.csv", buffer.getvalue())
-    titles = ("parameters", "XLA FLOPs per image (forward)", "training time per run (s)")
-    for name, x_of, title, log in zip(
-            PLOTS[:2], (lambda r: r.params, lambda r: r.xla_flops), titles, (True, True)):
-        _plot(rows, x_of, title, run_dir / name, log)
+    for name, x_of, title in zip(PLOTS[:2], (lambda r: r.params, lambda r: r.xla_flops),
+                                 ("parameters", "XLA FLOPs per image (forward)")):
+        _plot(rows, x_of, title, run_dir / name, log_x=True)
     untimed = [r.variant for r in rows if r.seeds and not r.timed]
-    _plot([r for r in rows if r.timed], lambda r: r.train_time_s, titles[2],
-          run_dir / PLOTS[2], False,
+    _plot([r for r in rows if r.timed], lambda r: r.train_time_s, "training time per run (s)",
+          run_dir / PLOTS[2], log_x=False,
           note=f"left out, their clocks not speed figures: {', '.join(untimed)}"
           if untimed else "")
     _curves(rows, run_dir / PLOTS[3])

@@ -41,8 +41,9 @@ LOCK = ".lock"
 #: ``segments``: each `jaxconv run` process that trained the run, in order, with the step it
 #: started from and its provenance (a run stopped and resumed has several; ``provenance`` is
 #: the last one's). 5 added ``cores``: the other work on the cores while the process that
-#: finished the run trained it (`jaxconv.experiment.cores.Watch`, from the step it started at;
-#: null where ``/proc/stat`` cannot be read), which tells whether its clock is a speed figure.
+#: finished the run trained it (`jaxconv.experiment.cores.Watch`, from the step it started at,
+#: with the run's process count: process 0 watches only its own host; null where
+#: ``/proc/stat`` cannot be read), which tells whether its clock is a speed figure.
 RESULT_SCHEMA = 5
 #: The run folder's record of the processes that trained it (`result.json`'s ``segments``).
 SEGMENTS = "segments.jsonl"
@@ -300,7 +301,8 @@ def _train_one(variant, seed: int, cost, steps, folder: pathlib.Path, build, tr,
         load = watch.stop()
         record.update(status="finished", train_time_s=result.train_time_s,
                       images_per_second=result.images_per_second,
-                      cores=load and {"from_step": start, **load},
+                      cores=load and {"from_step": start, "processes": jax.process_count(),
+                                      **load},
                       best_epoch=result.best_epoch, history=result.history)
         log(f"{variant.name} seed {seed}: test accuracy "
             f"{100 * result.final['test_accuracy']:.2f}%")

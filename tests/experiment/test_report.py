@@ -2,6 +2,7 @@
 ``compare_with``): the table, Spearman's rho with its interval and exact test, and what it says
 when there is nothing to compare."""
 
+import csv
 import json
 
 import pytest
@@ -128,13 +129,19 @@ def test_times_are_speed_figures_only_for_runs_that_had_their_cores_to_themselve
     """A row gives its times only when none of its runs is known to have shared its cores or
     to have been resumed; every run's state is named."""
     report = experiment.report
-    quiet = {"from_step": 0, "other_cpu_s": 0.4, "wall_s": 100.0, "cores": 2, "quiet": True}
+    quiet = {"from_step": 0, "other_cpu_s": 0.4, "wall_s": 100.0, "core_count": 2,
+             "quiet": True}
     shared = {**quiet, "other_cpu_s": 50.0, "quiet": False}
     resumed = {**quiet, "from_step": 400}
     found = [_timed("a", 0, quiet), _timed("a", 1, quiet), _timed("b", 0, quiet),
              _timed("b", 1, shared), _timed("c", 0, resumed), _timed("d", 0, None)]
     assert [report.clock(r) for r in found] == ["quiet", "quiet", "quiet", "shared", "resumed",
                                                 "not recorded"]
+    # a run from before schema 5 whose last process resumed it; a run of two processes, whose
+    # process 0 watched only its own host
+    older = {**_timed("e", 0, None), "segments": [{"from_step": 0}, {"from_step": 300}]}
+    assert report.clock(older) == "resumed"
+    assert report.clock({**_timed("f", 0, {**quiet, "processes": 2})}) == "not recorded"
     rows = report.aggregate(found)
     assert [(r.variant, r.clocks, r.timed) for r in rows] == [
         ("a", "quiet", True), ("b", "shared", False), ("c", "resumed", False),
@@ -153,5 +160,21 @@ def test_times_are_speed_figures_only_for_runs_that_had_their_cores_to_themselve
         "while it trained)"]
     assert report.clock_notes(found[5:]) == [
         "- clocks: no run recorded whether other work shared its cores (result.json before "
-        "schema 5, or no /proc/stat), so the times are speed figures only if the machine was "
-        "otherwise known to be quiet"]
+        "schema 5, no /proc/stat, or several processes), so the times are speed figures only "
+        "if the machine was otherwise known to be quiet"]
+
+
+def test_the_results_file_and_time_plot_leave_out_clocks_that_are_not_speed_figures(tmp_path):
+    quiet = {"from_step": 0, "other_cpu_s": 0.4, "wall_s": 100.0, "core_count": 2,
+             "quiet": True}
+    for record in (_timed("a", 0, quiet), _timed("b", 0, {**quiet, "quiet": False})):
+        run = tmp_path / record["variant"] / "seed-0"
+        run.mkdir(parents=True)
+        (run / "result.json").write_text(json.dumps(record))
+    experiment.report.build(tmp_path)
+    with (tmp_path / "results.csv").open() as f:
+        rows = {r["variant"]: r for r in csv.DictReader(f)}
+    assert (rows["a"]["train_time_s"], rows["a"]["clocks"]) == ("100.0", "quiet")
+    assert (rows["b"]["train_time_s"], rows["b"]["images_per_second"], rows["b"]["clocks"]) \
+        == ("", "", "shared")
+    assert "- clocks: b/seed-0 shared their cores" in (tmp_path / "report.md").read_text()
