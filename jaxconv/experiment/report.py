@@ -226,9 +226,8 @@ def clock_notes(found: list[dict[str, Any]]) -> list[str]:
         "shared": "shared their cores with other work (more than "
                   f"{cores.QUIET_SHARE:.0%} of their capacity while they trained), so their "
                   "times are not speed figures and the table gives none for their variants",
-        "resumed": "were resumed, and only the last process's share of the cores is known, so "
-                   "their times are not speed figures and the table gives none for their "
-                   "variants",
+        "resumed": "were resumed, so no one process watched all of their training: their "
+                   "times are not speed figures and the table gives none for their variants",
         "not recorded": "did not record whether other work shared their cores (result.json "
                         "before schema 5, no /proc/stat, or several processes), so their times "
                         "are speed figures only if the machine was otherwise known to be quiet",
