@@ -124,8 +124,8 @@ def _join_processes(args: argparse.Namespace) -> bool:
 
 
 def _print_report(run_dir, built: bool = False) -> None:
-    """Prints the report's table and its comparisons between variants; builds the report
-    first unless ``built`` (just written)."""
+    """Prints the report's table, whether its runs' clocks are speed figures and its
+    comparisons between variants; builds the report first unless ``built`` (just written)."""
     from jaxconv.experiment import report
 
     run_dir = pathlib.Path(run_dir)
@@ -135,7 +135,8 @@ def _print_report(run_dir, built: bool = False) -> None:
         rows, path = report.build(run_dir)
     print(report.table(rows))
     found = report.results(run_dir)
-    print("\n".join(["", "Which differences exceed seed noise:", "", *report.seed_noise(found),
+    print("\n".join([*report.clock_notes(found), "", "Which differences exceed seed noise:", "",
+                     *report.seed_noise(found),
                      *report.comparison(run_dir, found)]))
     print(f"report: {path}")
     print("plots: " + ", ".join(str(path.parent / p) for p in report.PLOTS))

@@ -43,6 +43,7 @@ def test_run_trains_every_variant_and_writes_the_report(tmp_path, capsys):
     assert main(["run", str(path), "--quiet", "--set", "seeds=[0, 1]"]) == 0
     out = capsys.readouterr().out
     assert "| variant | params | MACs | XLA FLOPs | s/step" in out
+    assert "\n- clocks: " in out.split("| variant | params | MACs | XLA FLOPs | train time")[1]
     run_dir = tmp_path / "runs" / "tiny"
     for name in ("report.md", "results.csv", "config.yaml", "command.txt",
                  *experiment.report.PLOTS):
