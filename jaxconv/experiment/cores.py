@@ -6,9 +6,10 @@ may run on, the CPU time they spent busy, less the run's own (user and system ti
 measured process, or of its finished children), is ``other_cpu_s``: what anything else did on
 those cores, with interrupt handling, the run's own included (so a few tenths of a second are
 always there). Time the hypervisor gave to other machines is kept apart as ``steal_s``. A run
-is ``quiet`` when ``other_cpu_s`` stays under `QUIET_SHARE` of the cores' capacity over its
-wall time, and above minus that share (further below zero, the accounts disagree and say
-nothing).
+is ``quiet`` when ``other_cpu_s`` and ``steal_s`` together stay under `QUIET_SHARE` of the
+cores' capacity over its wall time (or `QUIET_FLOOR_S`, whichever is larger, for the fixed
+share of a short run), with ``other_cpu_s`` counted by its size: far below zero, the accounts
+disagree and say nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from typing import Literal
 
 #: The share of the cores' capacity over a run that other work may use for it to count as quiet.
 QUIET_SHARE = 0.02
+#: The CPU seconds of other work (interrupts, the system's own daemons) that a run may always
+#: see and still count as quiet, however short it is.
+QUIET_FLOOR_S = 1.0
 STAT = pathlib.Path("/proc/stat")
 
 
@@ -46,10 +50,11 @@ def cpu_seconds(stat: str, cores: set[int]) -> tuple[float, float]:
     return busy / tick, steal / tick
 
 
-def quiet(other_cpu_s: float, wall_s: float, cores: int) -> bool:
-    """Whether the other work during a run stayed under `QUIET_SHARE` of the cores' capacity
-    (and above minus that share: an accounting error is no evidence of a quiet machine)."""
-    return abs(other_cpu_s) <= QUIET_SHARE * wall_s * cores
+def quiet(other_cpu_s: float, wall_s: float, cores: int, steal_s: float = 0.0) -> bool:
+    """Whether the other work during a run and the time the hypervisor stole from it stayed
+    under `QUIET_SHARE` of the cores' capacity, or `QUIET_FLOOR_S` where that is more (other
+    work far below zero, an accounting error, is no evidence of a quiet machine)."""
+    return abs(other_cpu_s) + steal_s <= max(QUIET_SHARE * wall_s * cores, QUIET_FLOOR_S)
 
 
 def own_cpu_seconds(whose: Literal["self", "children"] = "self") -> float:
@@ -81,12 +86,13 @@ class Watch:
     def stop(self) -> dict[str, float | int | bool] | None:
         """``wall_s``, ``own_cpu_s``, ``other_cpu_s`` (unclamped: a negative figure shows an
         accounting error, not a quiet machine), ``steal_s``, ``core_count`` and ``quiet`` since
-        the watch began; None where ``/proc/stat`` cannot be read or lacks one of the cores (not
-        Linux, or a container that renumbers them)."""
+        the watch began; None where ``/proc/stat`` cannot be read or lacks one of the cores, or
+        the process's cores are unknown (not Linux, or a container that renumbers them)."""
         end = self._read()
-        if self._start is None or end is None:
+        if self._start is None or end is None or not self.cores:
             return None
         wall, own, busy, steal = (b - a for a, b in zip(self._start, end))
         other = busy - own
         return {"wall_s": wall, "own_cpu_s": own, "other_cpu_s": other, "steal_s": steal,
-                "core_count": len(self.cores), "quiet": quiet(other, wall, len(self.cores))}
+                "core_count": len(self.cores),
+                "quiet": quiet(other, wall, len(self.cores), steal)}

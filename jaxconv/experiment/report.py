@@ -65,11 +65,11 @@ CLOCKS = ("shared", "resumed", "not recorded", "quiet")
 def clock(record: Mapping[str, Any]) -> str:
     """What ``record``'s clock is, by its ``cores`` (`jaxconv.experiment.cores.Watch`, written
     by the process that finished the run) and ``segments``: ``"quiet"`` (one process trained it
-    all, with other work under 2% of the cores' capacity), ``"shared"`` (more other work than
-    that), ``"resumed"`` (the finishing process started from a checkpoint, so earlier processes
-    trained part of it unwatched) or ``"not recorded"`` (no ``cores``: a ``result.json`` before
-    schema 5, no ``/proc/stat``, or a run of several processes, whose process 0 watches only
-    its own host)."""
+    all, with other work and stolen time under 2% of the cores' capacity), ``"shared"`` (more
+    than that, or CPU accounts that disagree: `jaxconv.experiment.cores.quiet`), ``"resumed"``
+    (the finishing process started from a checkpoint, so earlier processes trained part of it
+    unwatched) or ``"not recorded"`` (no ``cores``: a ``result.json`` before schema 5, no
+    ``/proc/stat``, or a run of several processes, whose process 0 watches only its own host)."""
     load = record.get("cores")
     segments = record.get("segments") or ()
     if load and load.get("processes", 1) == 1:
@@ -223,9 +223,10 @@ def clock_notes(found: list[dict[str, Any]]) -> list[str]:
                 "before schema 5, no /proc/stat, or several processes), so the times are speed "
                 "figures only if the machine was otherwise known to be quiet"]
     says = {
-        "shared": "shared their cores with other work (more than "
-                  f"{cores.QUIET_SHARE:.0%} of their capacity while they trained), so their "
-                  "times are not speed figures and the table gives none for their variants",
+        "shared": "shared their cores with other work or the hypervisor (more than "
+                  f"{cores.QUIET_SHARE:.0%} of their capacity while they trained), or their CPU "
+                  "accounts disagreed, so their times are not speed figures and the table "
+                  "gives none for their variants",
         "resumed": "were resumed, so no one process watched all of their training: their "
                    "times are not speed figures and the table gives none for their variants",
         "not recorded": "did not record whether other work shared their cores (result.json "

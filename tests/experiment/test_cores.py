@@ -21,13 +21,17 @@ def test_busy_time_counts_user_system_and_interrupts_on_the_cores_given():
         cores.cpu_seconds(STAT, {0, 2})
 
 
-def test_quiet_means_other_work_under_two_percent_of_the_cores():
+def test_quiet_means_other_work_and_stolen_time_under_two_percent_of_the_cores():
     assert cores.quiet(3.9, wall_s=100, cores=2)
     assert not cores.quiet(4.1, wall_s=100, cores=2)
     assert not cores.quiet(-4.1, wall_s=100, cores=2)    # the accounts disagree
+    assert not cores.quiet(2.0, wall_s=100, cores=2, steal_s=2.1)
+    # a short run may always see a second of interrupts and daemons
+    assert cores.quiet(0.9, wall_s=5, cores=2) and not cores.quiet(1.1, wall_s=5, cores=2)
 
 
-@pytest.mark.skipif(not cores.STAT.is_file(), reason="/proc/stat is Linux's")
+@pytest.mark.skipif(cores.Watch().stop() is None,
+                    reason="needs /proc/stat with a line for each of this process's cores")
 def test_a_watch_counts_this_processs_work_as_its_own():
     watch = cores.Watch()
     start = os.times()
@@ -41,6 +45,10 @@ def test_a_watch_counts_this_processs_work_as_its_own():
     assert figures["other_cpu_s"] > -0.2
 
 
-def test_a_watch_without_proc_stat_measures_nothing(monkeypatch, tmp_path):
+def test_a_watch_without_proc_stat_or_known_cores_measures_nothing(monkeypatch, tmp_path):
+    assert cores.cpu_seconds(STAT, set()) == (0.0, 0.0)
+    unknown = cores.Watch()
+    unknown.cores = set()
+    assert unknown.stop() is None
     monkeypatch.setattr(cores, "STAT", tmp_path / "missing")
     assert cores.Watch().stop() is None

@@ -65,7 +65,7 @@ def test_run_trains_every_variant_and_writes_the_report(tmp_path, capsys):
     assert {"commit", "versions", "cpu", "backend", "date"} <= set(result["provenance"])
     assert "| basic |" in report and "## Resolved config" in report
     # the process that trained it watched its cores from step 0 (Linux; None elsewhere)
-    if cores.STAT.is_file():
+    if cores.Watch().stop() is not None:
         load = result["cores"]
         assert load["from_step"] == 0 and load["own_cpu_s"] > 0 and load["wall_s"] > 0
         assert "- clocks: " in report
@@ -119,6 +119,9 @@ def test_a_run_interrupted_mid_seed_resumes_to_the_uninterrupted_result(tmp_path
         [[h[k] for k in keys] for h in expected["history"]]
     # both processes are on record, each with the step it started from
     assert [s["from_step"] for s in resumed["segments"]] == [0, 6]
+    if resumed["cores"] is not None:      # its clock covers steps 7 on: no speed figure
+        assert resumed["cores"]["from_step"] == 6
+        assert experiment.report.clock(resumed) == "resumed"
     assert resumed["segments"][-1] == {"from_step": 6, **resumed["provenance"]}
     assert [s["from_step"] for s in expected["segments"]] == [0]
 
@@ -173,6 +176,9 @@ def test_a_two_process_run_trains_as_one_process_and_only_process_0_writes(tmp_p
     assert [r["step"] for r in records["two"]] == [r["step"] for r in records["one"]]
     # one run, one entry: process 0's, from the start
     assert [s["from_step"] for s in results["two"]["segments"]] == [0]
+    if results["two"]["cores"] is not None:    # process 0 watched its own cores only
+        assert results["two"]["cores"]["processes"] == 2
+        assert experiment.report.clock(results["two"]) == "not recorded"
     # process 1 writes no TensorBoard file: the two processes leave as many as one process
     tensorboard = {name: sorted((f / "tensorboard").iterdir()) for name, f in folders.items()}
     assert len(tensorboard["two"]) == len(tensorboard["one"]) >= 1

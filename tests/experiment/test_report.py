@@ -164,14 +164,25 @@ def test_times_are_speed_figures_only_for_runs_that_had_their_cores_to_themselve
         "if the machine was otherwise known to be quiet"]
 
 
-def test_the_results_file_and_time_plot_leave_out_clocks_that_are_not_speed_figures(tmp_path):
+def test_the_results_file_and_time_plot_leave_out_clocks_that_are_not_speed_figures(
+        tmp_path, monkeypatch):
     quiet = {"from_step": 0, "other_cpu_s": 0.4, "wall_s": 100.0, "core_count": 2,
              "quiet": True}
     for record in (_timed("a", 0, quiet), _timed("b", 0, {**quiet, "quiet": False})):
         run = tmp_path / record["variant"] / "seed-0"
         run.mkdir(parents=True)
         (run / "result.json").write_text(json.dumps(record))
+    plot, drawn = experiment.report._plot, {}
+
+    def spy(rows, x_of, xlabel, path, log_x, note=""):
+        drawn[path.name] = ([r.variant for r in rows], note)
+        plot(rows, x_of, xlabel, path, log_x, note)
+
+    monkeypatch.setattr(experiment.report, "_plot", spy)
     experiment.report.build(tmp_path)
+    assert drawn["accuracy_vs_params.png"] == (["a", "b"], "")
+    assert drawn["accuracy_vs_time.png"] == (
+        ["a"], "left out, their clocks not speed figures: b")
     with (tmp_path / "results.csv").open() as f:
         rows = {r["variant"]: r for r in csv.DictReader(f)}
     assert (rows["a"]["train_time_s"], rows["a"]["clocks"]) == ("100.0", "quiet")
