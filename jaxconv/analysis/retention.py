@@ -143,11 +143,14 @@ def retention(model: nnx.Module, images: Array, *, batch_size: int = 256,
     must be what the model takes (normalised as in training); a strided 1x1 counts the pixels
     it reads.
 
-    >>> from jaxconv import models
-    >>> net = models.create("bottleneck-0.1m", num_classes=10, in_features=1, rngs=nnx.Rngs(0))
-    >>> rows = retention(net, np.zeros((4, 28, 28, 1), np.float32) + 0.5)
-    >>> rows[0].path, rows[0].in_channels, rows[0].out_channels
-    ('blocks.0.reduce.conv', 44, 11)
+    A 3x3 conv to 16 channels, then a 1x1 that squeezes them to 4 (a preset such as
+    ``models.create("bottleneck-0.3m", ...)`` has one per block):
+
+    >>> net = nnx.Sequential(jnn.Conv(1, 16, (3, 3), rngs=nnx.Rngs(0)),
+    ...                      jnn.Pointwise(16, 4, rngs=nnx.Rngs(1)))
+    >>> images = np.random.default_rng(0).normal(size=(4, 8, 8, 1)).astype(np.float32)
+    >>> [(r.path, r.in_channels, r.out_channels) for r in retention(net, images)]
+    [('layers.1', 16, 4)]
 
     Args:
       model: an NNX model with `jaxconv.nnx.Pointwise` layers.

@@ -119,18 +119,23 @@ def test_every_formulation_is_covered():
     assert covered == (set(F.CONV) | set(F.TRANSPOSE)) - {"xla"}
 
 
-def _layers():
-    rngs = nnx.Rngs(0)
-    return {
-        "Conv": (jnn.Conv(3, 4, (3, 3), rngs=rngs), (2, 6, 6, 3)),
-        "Conv1d": (jnn.Conv(3, 4, 3, rngs=rngs), (2, 7, 3)),
-        "Conv3d_stem": (jnn.Conv(1, 4, (3, 3, 3), rngs=rngs), (1, 4, 4, 4, 1)),
-        "Pointwise": (jnn.Pointwise(6, 4, rngs=rngs), (2, 4, 4, 6)),
-        "DepthwiseConv": (jnn.DepthwiseConv(4, (3, 3), rngs=rngs), (2, 5, 5, 4)),
-        "SeparableConv": (jnn.SeparableConv(4, 6, (3, 3), rngs=rngs), (2, 5, 5, 4)),
-        "ConvTranspose": (jnn.ConvTranspose(4, 3, (3, 3), strides=2, rngs=rngs), (2, 3, 3, 4)),
-        "BatchNorm": (jnn.BatchNorm(4, rngs=rngs), (6, 3, 3, 4)),
-    }
+#: name -> (the layer from its Rngs, the input shape); each test builds only its own layer.
+LAYERS = {
+    "Conv": (lambda rngs: jnn.Conv(3, 4, (3, 3), rngs=rngs), (2, 6, 6, 3)),
+    "Conv1d": (lambda rngs: jnn.Conv(3, 4, 3, rngs=rngs), (2, 7, 3)),
+    "Conv3d_stem": (lambda rngs: jnn.Conv(1, 4, (3, 3, 3), rngs=rngs), (1, 4, 4, 4, 1)),
+    "Pointwise": (lambda rngs: jnn.Pointwise(6, 4, rngs=rngs), (2, 4, 4, 6)),
+    "DepthwiseConv": (lambda rngs: jnn.DepthwiseConv(4, (3, 3), rngs=rngs), (2, 5, 5, 4)),
+    "SeparableConv": (lambda rngs: jnn.SeparableConv(4, 6, (3, 3), rngs=rngs), (2, 5, 5, 4)),
+    "ConvTranspose": (lambda rngs: jnn.ConvTranspose(4, 3, (3, 3), strides=2, rngs=rngs),
+                      (2, 3, 3, 4)),
+    "BatchNorm": (lambda rngs: jnn.BatchNorm(4, rngs=rngs), (6, 3, 3, 4)),
+}
+
+
+def _layer(name):
+    make, shape = LAYERS[name]
+    return make(nnx.Rngs(0)), shape
 
 
 def _as_function(layer):
@@ -142,11 +147,11 @@ def _as_function(layer):
     return apply, state
 
 
-@pytest.mark.parametrize("name", sorted(set(_layers()) - {"BatchNorm"}))
+@pytest.mark.parametrize("name", sorted(set(LAYERS) - {"BatchNorm"}))
 def test_layers_with_default_impl_support_forward_mode_like_xla(name):
     """The default ``impl`` of each conv layer against the same layer with ``impl="xla"``
     (BatchNorm's forward mode against Flax's: tests/nnx/test_norm.py)."""
-    layer, shape = _layers()[name]
+    layer, shape = _layer(name)
     reference = nnx.clone(layer)
     reference.impl = "xla"
     x, tangent = _array(shape), _array(shape)
@@ -185,9 +190,9 @@ def test_formulations_lower_for_gpu_and_tpu(name):
     assert "custom_call" not in exported.mlir_module()
 
 
-@pytest.mark.parametrize("name", sorted(_layers()))
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_layers_lower_for_gpu_and_tpu(name):
-    layer, shape = _layers()[name]
+    layer, shape = _layer(name)
     apply, state = _as_function(layer)
     exported = jax.export.export(jax.jit(apply), platforms=("cuda", "tpu"))(
         state, jnp.zeros(shape, jnp.float32))
@@ -207,9 +212,9 @@ def test_formulations_take_a_symbolic_batch(name):
     _close(exported.call(many, k), ours(many, k))
 
 
-@pytest.mark.parametrize("name", sorted(_layers()))
+@pytest.mark.parametrize("name", sorted(LAYERS))
 def test_layers_take_a_symbolic_batch(name):
-    layer, shape = _layers()[name]
+    layer, shape = _layer(name)
     layer.eval()
     apply, state = _as_function(layer)
     (batch,) = jax.export.symbolic_shape("b")
