@@ -1,0 +1,25 @@
+"""The records' configs keep to the issue's 0.3M-parameter cap: record.yaml, and best.yaml with
+the search that chooses it (every row of the search is a candidate for best.yaml)."""
+
+import pathlib
+
+import pytest
+
+from jaxconv.experiment import config
+from jaxconv.models import ConvNet
+
+ROOT = pathlib.Path(__file__).resolve().parents[2] / "configs" / "fashion_mnist"
+CAPPED = [ROOT / "record.yaml", *sorted(ROOT.glob("best*.yaml"))]
+CAP = 300_000
+
+
+def test_the_best_search_is_among_the_capped_configs():
+    assert ROOT / "best_search.yaml" in CAPPED
+
+
+@pytest.mark.parametrize("path", CAPPED, ids=lambda p: p.name)
+def test_every_variant_of_a_record_config_is_within_the_cap(path):
+    cfg = config.load(path)
+    for variant in cfg.variants:
+        count = ConvNet.param_count(variant.model, num_classes=10, in_features=1)
+        assert count <= CAP, (path.name, variant.name, count)
