@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from jaxconv import blocks, models
+from tests import modules
 
 
 def test_drop_path_drops_whole_examples_in_training_only():
@@ -57,18 +58,26 @@ def test_drop_path_drops_each_example_at_the_rate_asked(rate):
     assert abs(dropped.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / n), dropped.mean()
 
 
+@jax.jit
+def _shifted(params):
+    """Every parameter plus 0.1 of a normal draw of its own (one program: op by op, the draws
+    compiled one by one took 9 s)."""
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    return jax.tree.unflatten(treedef, [p + 0.1 * jax.random.normal(k, p.shape)
+                                        for p, k in zip(leaves, keys, strict=True)])
+
+
 def test_a_model_with_drop_path_trains_stochastically_and_evaluates_deterministically():
     layout = models.layout("bottleneck", 8, depth=1).to_dict()
     spec = models.ModelSpec.from_dict({**layout, "drop_path": 0.3})
-    model = models.ConvNet(spec, num_classes=4, in_features=1, rngs=nnx.Rngs(0))
-    plain = models.ConvNet(models.ModelSpec.from_dict(layout), num_classes=4, in_features=1,
-                           rngs=nnx.Rngs(0))
+    model = modules.build(lambda rngs: models.ConvNet(spec, num_classes=4, in_features=1,
+                                                      rngs=rngs))
+    plain = modules.build(lambda rngs: models.ConvNet(models.ModelSpec.from_dict(layout),
+                                                      num_classes=4, in_features=1, rngs=rngs))
     # residual branches start at zero (ResNet's zero-initialised last norm): shift every
     # parameter so that a dropped branch shows, the same in both models
-    params = nnx.state(model, nnx.Param)
-    keys = iter(jax.random.split(jax.random.key(1), len(jax.tree.leaves(params))))
-    nnx.update(model, jax.tree.map(lambda p: p + 0.1 * jax.random.normal(next(keys), p.shape),
-                                   params))
+    nnx.update(model, _shifted(nnx.state(model, nnx.Param)))
     nnx.update(plain, nnx.state(model, nnx.Param))
     x = jax.random.normal(jax.random.key(0), (16, 12, 12, 1))
     assert model.blocks[-1].drop_path.rate == pytest.approx(0.3)

@@ -163,7 +163,7 @@ def test_layers_with_default_impl_support_forward_mode_like_xla(name):
     _close(jax.jvp(lambda x: jitted(state, x), (x,), (tangent,)),
            jax.jvp(lambda x: apply_ref(state_ref, x), (x,), (tangent,)))
     _close(jax.jacfwd(lambda x: jitted(state, x))(x[:1]),
-           jax.jacrev(lambda x: apply_ref(state_ref, x))(x[:1]))
+           jax.jit(jax.jacrev(lambda x: apply_ref(state_ref, x)))(x[:1]))
     primal, lin = jax.linearize(lambda x: apply(state, x), x)
     _close((primal, lin(tangent)),
            jax.jvp(lambda x: apply_ref(state_ref, x), (x,), (tangent,)))
@@ -171,7 +171,9 @@ def test_layers_with_default_impl_support_forward_mode_like_xla(name):
     def scalar(fn, s):
         return lambda x: jnp.sum(jnp.tanh(fn(s, x)) ** 2)
 
-    _close(jax.hessian(scalar(apply, state))(x[:1]),
+    # under jit: op by op, its few hundred small programs took 3.5-5 s to compile per layer
+    # (linearize above runs op by op)
+    _close(jax.jit(jax.hessian(scalar(apply, state)))(x[:1]),
            jax.jit(jax.hessian(scalar(apply_ref, state_ref)))(x[:1]), 1e-3)
 
 

@@ -10,9 +10,8 @@ import argparse
 import json
 import time
 
-from flax import nnx
-
 from jaxconv import data, models, train
+from tests import modules
 
 
 def small_model():
@@ -21,7 +20,7 @@ def small_model():
     not the init, is under test."""
     spec = models.ModelSpec.from_dict({**models.layout("basic", 8, depth=1).to_dict(),
                                        "init": "flax"})
-    return models.ConvNet(spec, num_classes=4, in_features=1, rngs=nnx.Rngs(0))
+    return modules.build(lambda rngs: models.ConvNet(spec, num_classes=4, in_features=1, rngs=rngs))
 
 
 def run(workdir, *, batch_size=32, epochs=2, sleep=0.0, log_every=1, checkpoint_every=3,

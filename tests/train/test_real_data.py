@@ -3,9 +3,9 @@
 import os
 
 import pytest
-from flax import nnx
 
 from jaxconv import data, models, train
+from tests import modules
 
 
 @pytest.mark.slow
@@ -16,7 +16,8 @@ def test_one_epoch_of_fashion_mnist(tmp_path):
         if os.environ.get("CI") == "true":
             raise
         pytest.skip(f"Fashion-MNIST is not installed here: {error}")
-    model = models.create("basic-0.1m", num_classes=10, in_features=1, rngs=nnx.Rngs(0))
+    model = modules.build(lambda rngs: models.create("basic-0.1m", num_classes=10,
+                                                     in_features=1, rngs=rngs))
     recipe = train.Recipe(epochs=1, batch_size=128, learning_rate=0.1, warmup_epochs=0.1)
     result = train.fit(model, tr, te, recipe, seed=0, workdir=tmp_path, progress=False)
     assert result.final["test_accuracy"] >= 0.85

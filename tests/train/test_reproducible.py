@@ -5,11 +5,11 @@ recorded, and a resume under other choices is refused."""
 import json
 
 import pytest
-from flax import nnx
 
 from jaxconv import data, experiment, models, train
 from jaxconv.train import loop, options
 from jaxconv.tuning import machine
+from tests import modules
 
 #: One dense 3x3 conv wide enough for YNNPACK to take it: on an AVX2 CPU the two compile-option
 #: sets trace it as different formulations (`row_taps` with XLA's defaults, `canonical` with
@@ -66,8 +66,9 @@ def test_timings_that_disagree_and_deleted_caches_give_the_same_metrics(tmp_path
 
 def _tiny():
     tr, te = data.load("synthetic", "train"), data.load("synthetic", "test")
-    model = models.ConvNet(models.layout("basic", 8, depth=1),
-                           num_classes=tr.num_classes, in_features=1, rngs=nnx.Rngs(0))
+    model = modules.build(lambda rngs: models.ConvNet(models.layout("basic", 8, depth=1),
+                                                      num_classes=tr.num_classes, in_features=1,
+                                                      rngs=rngs))
     return model, tr, te
 
 
