@@ -43,8 +43,12 @@ EXPECTED_STD = [
 @pytest.mark.parametrize("block,path,expected", EXPECTED_STD,
                          ids=[f"{b}-{'.'.join(p)}" for b, p, _ in EXPECTED_STD])
 def test_each_family_draws_its_reference_kernels(block, path, expected):
-    layer = blocks.create(block, 256, 256, rngs=nnx.Rngs(0))
-    block_init.init_block(layer, block, jax.random.key(0))
+    def create(rngs):
+        built = blocks.create(block, 256, 256, rngs=rngs)
+        block_init.init_block(built, block, jax.random.key(0))
+        return built
+
+    layer = modules.build(create)
     for name in path:
         layer = getattr(layer, name)
     shape = layer.kernel[...].shape

@@ -135,8 +135,8 @@ def test_the_pytorch_oracle_agrees_with_lax():
     for case in [c for c, _ in fuzz.cases(40, seed=7)] + wide_fills:
         seen |= {case.op, case.kwargs.get("padding_mode"), "input_dilation" * (
             "input_dilation" in case.kwargs), "output_padding" * ("output_padding" in case.kwargs)}
-        call = functools.partial(F.conv if case.op == "conv" else F.conv_transpose, impl="xla",
-                                 precision="highest", **case.kwargs)
+        call = jax.jit(functools.partial(F.conv if case.op == "conv" else F.conv_transpose,
+                                         impl="xla", precision="highest", **case.kwargs))
         rng = np.random.default_rng(case.seed)
         x, k = rng.standard_normal(case.x_shape), rng.standard_normal(case.kernel_shape)
         y, pull = jax.vjp(call, jnp.asarray(x, jnp.float32), jnp.asarray(k, jnp.float32))
