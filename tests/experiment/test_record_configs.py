@@ -23,3 +23,16 @@ def test_every_variant_of_a_record_config_is_within_the_cap(path):
     for variant in cfg.variants:
         count = ConvNet.param_count(variant.model, num_classes=10, in_features=1)
         assert count <= CAP, (path.name, variant.name, count)
+
+
+def test_best_trains_the_row_its_search_chose():
+    # best_search.yaml's rule chose the inverted residual at 32 epochs with cutout
+    # (experiments/best_search.sh's row ir-e32-cutout); best.yaml must train exactly that
+    best = config.load(ROOT / "best.yaml")
+    search = config.load(ROOT / "best_search.yaml", ["train.epochs=32", "train.cutout_rate=0.5",
+                                                     "train.cutout_size=8"])
+    (chosen,) = best.variants
+    row = {v.name: v for v in search.variants}[chosen.name]
+    assert best.train == search.train
+    assert chosen.model == row.model
+    assert best.seeds == (0, 1, 2)
