@@ -27,12 +27,16 @@
 #   batch-256-linear: twice the batch with the peak rate scaled linearly (0.2).
 #   onecycle: the schedule's shape (the linear decay showed nothing in the recipe search).
 #   epochs-8: the length, a third longer.
+#   baseline-2 (run only when named): the baseline again, for trials that run on other code or
+#     another CPU class than levers-baseline did (the numerics differ between CPU classes from
+#     the first steps): lever_table.py pairs each trial with the baseline that ran its program.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JAXCONV=${JAXCONV:-.venv/bin/jaxconv}
 
 declare -A TRIALS=(
   [baseline]=""
+  [baseline-2]=""
   [ema-0.995]="train.ema_decay=0.995"
   [tta-flip]="train.tta=flip"
   [tta-shifts]="train.tta=shifts"

@@ -21,7 +21,11 @@ Seeds that diverged are counted in the table, and a trial with one is never kept
 only isolates the lever when both runs ran the same program: where a trial's paired runs and
 the baseline's differ in commit, jaxlib version, CPU class or recorded choices (``result.json``'s
 ``provenance`` and ``choices``), the trial's note says so, a line under the table names the
-values, and it is not kept.
+values, and it is not kept. So the baseline can be trained again where later trials run (a
+``levers-baseline-<tag>/`` folder, the same recipe under another name): each trial pairs with
+the first baseline whose runs ran the same program as its own (``levers-baseline`` first, then
+the others by name), the table names it, and a line under the table says where each baseline
+ran. A trial that matches none pairs with ``levers-baseline`` and is flagged as above.
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ class Paired:
     mean_difference: float
     standard_error: float
     p_value: float
+
+
+def is_baseline(name: str) -> bool:
+    """Whether a trial name is a baseline's: `BASELINE`, or a rerun of it (``baseline-<tag>``)."""
+    return name == BASELINE or name.startswith(f"{BASELINE}-")
 
 
 def paired(trial: Mapping[int, float], baseline: Mapping[int, float]) -> Paired:
@@ -263,7 +272,7 @@ def trial(folder: pathlib.Path, baseline: Mapping) -> Trial:
         metrics = folder / result["variant"] / f"seed-{seed}" / "metrics.jsonl"
         reached[seed] = first_reaching(epoch_records(metrics))
     name = folder.name.removeprefix(PREFIX)
-    return Trial(name, "(baseline)" if name == BASELINE else
+    return Trial(name, "(baseline)" if is_baseline(name) else
                  change(_settings(folder), baseline) or "(none)", accuracy, reached, origins,
                  tuple(sorted(diverged)))
 
@@ -282,21 +291,44 @@ def _reach_cells(t: Trial, timed: StepSeconds | None) -> list[str]:
     return [f"{np.mean([h[0] for h in hits]):.1f}{share}", seconds]
 
 
+def partner(t: Trial, baselines: Sequence[Trial]) -> Trial:
+    """The baseline ``t`` pairs with: the first of ``baselines`` (`BASELINE` first) that shares
+    a finished seed with it and whose shared runs ran the same program (no `differences`);
+    `BASELINE` itself where none does."""
+    for base in baselines:
+        seeds = sorted(set(t.accuracy) & set(base.accuracy))
+        if seeds and not differences(t, base, seeds):
+            return base
+    return baselines[0]
+
+
+def _ran_on(base: Trial) -> str:
+    """Where a baseline's runs ran, each `COMPARED` key but the choices with its values."""
+    def values(key):
+        return ", ".join(sorted({o.get(key, NOT_RECORDED) for o in base.origins.values()}))
+
+    return (f"- **{base.name}** ran on commit {values('commit')}, CPU {values('cpu')}, "
+            f"jaxlib {values('jaxlib')}.")
+
+
 def table(trials: Sequence[Trial], timed: StepSeconds | None = None) -> str:
-    """The Markdown table: the baseline first, then every other trial with its paired
-    comparison; Holm's adjustment runs over every trial with two or more paired seeds. Under
-    it, a line per trial whose paired runs differ from the baseline's (`differences`), and
-    where the seconds to 94% come from (``timed``, `step_seconds`; "not timed" without)."""
-    base = next((t for t in trials if t.name == BASELINE), None)
-    if base is None:
+    """The Markdown table: the baselines first, then every other trial with its paired
+    comparison against its baseline (`partner`); Holm's adjustment runs over every trial with
+    two or more paired seeds. Under it, where each baseline ran (when there are several), a
+    line per trial whose paired runs differ from its baseline's (`differences`), and where the
+    seconds to 94% come from (``timed``, `step_seconds`; "not timed" without)."""
+    baselines = sorted((t for t in trials if is_baseline(t.name)),
+                       key=lambda t: (t.name != BASELINE, t.name))
+    if not baselines or baselines[0].name != BASELINE:
         raise ValueError(f"trials: {[t.name for t in trials]!r} has no {BASELINE!r} trial to "
                          "pair with")
-    others = [t for t in trials if t.name != BASELINE]
-    pairs = [paired(t.accuracy, base.accuracy) for t in others]
+    others = [t for t in trials if not is_baseline(t.name)]
+    partners = [partner(t, baselines) for t in others]
+    pairs = [paired(t.accuracy, base.accuracy) for t, base in zip(others, partners)]
     adjusted = holm([family_p(p) for p in pairs])
-    header = ["trial", "change", "val accuracy (mean ± std)", "paired difference ± SE",
-              "p (paired t)", "Holm p", "kept", "seeds", "epochs to 94% val",
-              "train s to 94% val", "note"]
+    header = ["trial", "change", "paired with", "val accuracy (mean ± std)",
+              "paired difference ± SE", "p (paired t)", "Holm p", "kept", "seeds",
+              "epochs to 94% val", "train s to 94% val", "note"]
 
     def accuracy_cell(t):
         a = 100 * np.array(list(t.accuracy.values()))
@@ -309,24 +341,25 @@ def table(trials: Sequence[Trial], timed: StepSeconds | None = None) -> str:
     def seeds_cell(count, diverged):
         return f"{count}" + (f" ({len(diverged)} diverged)" if diverged else "")
 
-    rows = [[base.name, base.change, accuracy_cell(base), "-", "-", "-", "-",
-             seeds_cell(len(base.accuracy), base.diverged), *_reach_cells(base, timed), ""]]
-    lines = []
-    for t, p, holm_p in zip(others, pairs, adjusted):
+    rows = [[base.name, base.change, "-", accuracy_cell(base), "-", "-", "-", "-",
+             seeds_cell(len(base.accuracy), base.diverged), *_reach_cells(base, timed), ""]
+            for base in baselines]
+    lines = [_ran_on(base) for base in baselines] if len(baselines) > 1 else []
+    for t, base, p, holm_p in zip(others, partners, pairs, adjusted):
         difference = "-" if not p.seeds else \
             f"{100 * p.mean_difference:+.2f} ± {number(100 * p.standard_error, '.2f')} points"
         differ = differences(t, base, p.seeds)
         if differ:
             lines.append(f"- **{t.name}**: its paired runs and the baseline's differ in " +
-                         "; ".join(f"{key} (baseline {', '.join(theirs)}; {t.name} "
+                         "; ".join(f"{key} ({base.name} {', '.join(theirs)}; {t.name} "
                                    f"{', '.join(ours)})"
                                    for key, (theirs, ours) in differ.items()))
         note = f"differs in {', '.join(differ)}" if differ else ""
-        rows.append([t.name, t.change, accuracy_cell(t), difference,
+        rows.append([t.name, t.change, base.name, accuracy_cell(t), difference,
                      number(p.p_value, ".3f"), number(holm_p, ".3f"),
                      "yes" if kept(p) and not t.diverged and not differ else "no",
                      seeds_cell(len(p.seeds), t.diverged), *_reach_cells(t, timed), note])
-    text = markdown_table(header, "llrrrrlrrrl", rows)
+    text = markdown_table(header, "lllrrrrlrrrl", rows)
     clock = ("Train s to 94% val: the steps to the end of the first epoch at 94% times the "
              "trial's seconds per training step, timed alone in one sitting "
              f"({timed.machine}; experiments/lever_step_seconds.py; a trial's timed rounds "
@@ -347,7 +380,7 @@ def trials(results: pathlib.Path) -> list[Trial]:
     baseline = _settings(base_dir)
     found = [trial(folder, baseline) for folder in sorted(results.glob(f"{PREFIX}*"))
              if folder.is_dir()]
-    return sorted((t for t in found if t.accuracy), key=lambda t: t.name != BASELINE)
+    return sorted((t for t in found if t.accuracy), key=lambda t: not is_baseline(t.name))
 
 
 if __name__ == "__main__":

@@ -307,3 +307,57 @@ def test_a_trial_run_on_other_code_or_machine_is_flagged_not_paired_silently(
     assert rows["ema"]["note"] == "" and rows["ema"]["kept"] == "yes"
     (line,) = [line for line in text.splitlines() if line.startswith("- **ema-elsewhere**")]
     assert f"differ in {name} (baseline " in line and shown in line
+
+
+AMD = {"commit": "a6a1056", "cpu": "AMD EPYC (avx512, 2 cores)"}
+
+
+def test_a_trial_pairs_with_the_baseline_rerun_on_its_own_code_and_machine(lever_table, results):
+    # the baseline again on other code and another CPU, ~1 point higher, seeds 0-2
+    _write_trial(results, "baseline-2", {}, {0: [0.91, 0.940], 1: [0.92, 0.945],
+                                             2: [0.93, 0.955]},
+                 origin={k: AMD for k in range(3)})
+    # the same +1.0/+1.5/+2.0 gain as ema, over the rerun, run where the rerun ran
+    _write_trial(results, "cutout", {"cutout_rate": 0.5},
+                 {0: [0.93, 0.950], 1: [0.94, 0.960], 2: [0.95, 0.975]},
+                 origin={k: AMD for k in range(3)})
+    text = lever_table.table(lever_table.trials(results))
+    rows = _rows(text)
+    assert list(rows) == ["baseline", "baseline-2", "cutout", "ema", "smoothing-0"]
+    assert rows["baseline-2"]["change"] == "(baseline)"
+    assert rows["baseline-2"]["paired with"] == "-"
+    assert rows["baseline-2"]["Holm p"] == "-"
+    cutout = rows["cutout"]
+    assert cutout["paired with"] == "baseline-2"
+    assert cutout["paired difference ± SE"] == "+1.50 ± 0.29 points"
+    assert cutout["note"] == "" and cutout["kept"] == "yes"
+    # the Xeon trials still pair with the first baseline
+    assert rows["ema"]["paired with"] == "baseline"
+    assert rows["ema"]["kept"] == "yes"
+    # Holm's family is the three trials, not the baselines
+    p = [stats.ttest_rel([0.950, 0.960, 0.975], [0.940, 0.945, 0.955]).pvalue,
+         stats.ttest_rel([0.940, 0.950, 0.965], [0.930, 0.935, 0.945]).pvalue,
+         stats.ttest_rel([0.920, 0.940], [0.930, 0.935]).pvalue]
+    assert cutout["Holm p"] == f"{min(1.0, 3 * min(p)):.3f}"
+    assert "- **baseline** ran on commit a714a08, CPU AMD EPYC 7B13 (avx2, 2 cores)" in text
+    assert "- **baseline-2** ran on commit a6a1056, CPU AMD EPYC (avx512, 2 cores)" in text
+
+
+def test_a_trial_that_matches_no_baseline_pairs_with_the_first_and_is_flagged(
+        lever_table, results):
+    _write_trial(results, "baseline-2", {}, {0: [0.91, 0.940], 1: [0.92, 0.945],
+                                             2: [0.93, 0.955]},
+                 origin={k: AMD for k in range(3)})
+    # run on a third commit: neither baseline ran its program
+    _write_trial(results, "cutout", {"cutout_rate": 0.5},
+                 {0: [0.93, 0.950], 1: [0.94, 0.960], 2: [0.95, 0.975]},
+                 origin={k: {"commit": "0e94f86"} for k in range(3)})
+    rows = _rows(lever_table.table(lever_table.trials(results)))
+    assert rows["cutout"]["paired with"] == "baseline"
+    assert rows["cutout"]["note"] == "differs in commit"
+    assert rows["cutout"]["kept"] == "no"
+
+
+def test_one_baseline_names_no_machine_line(lever_table, results):
+    text = lever_table.table(lever_table.trials(results))
+    assert " ran on commit " not in text
