@@ -29,7 +29,9 @@
 #   epochs-8: the length, a third longer.
 #   baseline-2 (run only when named): the baseline again, for trials that run on other code or
 #     another CPU class than levers-baseline did (the numerics differ between CPU classes from
-#     the first steps): lever_table.py pairs each trial with the baseline that ran its program.
+#     the first steps): lever_table.py pairs each trial with the baseline that ran its program,
+#     commit included. levers-baseline-2 ran from a6a1056 on an AMD EPYC, so the remaining
+#     trials run from a checkout of exactly that commit on that CPU class.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JAXCONV=${JAXCONV:-.venv/bin/jaxconv}
@@ -55,7 +57,7 @@ ORDER=(baseline ema-0.995 tta-flip tta-shifts smoothing-0 cutout-0.5-8 bn-moment
 
 for trial in "${@:-${ORDER[@]}}"; do
   if [[ -z ${TRIALS[$trial]+set} ]]; then
-    echo "unknown trial $trial; trials: ${ORDER[*]}" >&2
+    echo "unknown trial $trial; trials: ${ORDER[*]} baseline-2" >&2
     exit 2
   fi
   sets=(--set "name=levers-$trial")

@@ -3,29 +3,33 @@
     python experiments/lever_table.py [RESULTS_DIR]
 
 Reads ``<RESULTS_DIR>/levers-*/`` (default ``experiments/results/fashion_mnist/levers``, written
-by ``experiments/lever_screen.sh``): each trial's ``config.yaml`` (what it changed against
-``levers-baseline``), its finished ``result.json`` files and their ``metrics.jsonl``. Every seed
-of every trial validates on the same split, so a trial's seed ``k`` and the baseline's seed
-``k`` differ only by the lever: the table reports the paired difference of their final
-validation accuracies with its standard error, a paired t-test, the Holm-adjusted p over every
-trial in the table, and whether the gain is kept (larger than two standard errors), in
-airbench's form with the epochs and training seconds to 94% validation accuracy. The seconds
-are the steps to the end of the first epoch at 94% times the trial's seconds per step timed
-alone (``<RESULTS_DIR>/step_seconds.json``, written by ``experiments/lever_step_seconds.py``;
-"other formulations" where the timed steps were built under other choices than the runs):
-the runs' own clocks ran while other work shared the cores, so they give no speed figure. Only
-validation accuracy is read: the test accuracy the runner records is never shown, so it
-cannot choose a lever.
+by ``experiments/lever_screen.sh``): each trial's ``config.yaml`` (what it changed against its
+baseline), its finished ``result.json`` files and their ``metrics.jsonl``. Every seed of every
+trial validates on the same split, so a trial's seed ``k`` and its baseline's seed ``k`` differ
+only by the lever: the table reports the paired difference of their final validation
+accuracies with its standard error, a paired t-test, the Holm-adjusted p over every trial in
+the table but the baselines, and whether the gain is kept (larger than two standard errors),
+in airbench's form with the epochs and training seconds to 94% validation accuracy. The
+seconds are the steps to the end of the first epoch at 94% times the trial's seconds per step
+timed alone (``<RESULTS_DIR>/step_seconds.json``, written by
+``experiments/lever_step_seconds.py``; "other formulations" where the timed steps were built
+under other choices than the runs): the runs' own clocks are not used, since runs timed in
+different sittings do not compare and not every run had its cores to itself. Only validation
+accuracy is read: the test accuracy the runner records is never shown, so it cannot choose a
+lever.
 
 Seeds that diverged are counted in the table, and a trial with one is never kept. A pairing
-only isolates the lever when both runs ran the same program: where a trial's paired runs and
-the baseline's differ in commit, jaxlib version, CPU class or recorded choices (``result.json``'s
-``provenance`` and ``choices``), the trial's note says so, a line under the table names the
-values, and it is not kept. So the baseline can be trained again where later trials run (a
-``levers-baseline-<tag>/`` folder, the same recipe under another name): each trial pairs with
-the first baseline whose runs ran the same program as its own (``levers-baseline`` first, then
-the others by name), the table names it, and a line under the table says where each baseline
-ran. A trial that matches none pairs with ``levers-baseline`` and is flagged as above.
+only isolates the lever when both runs ran the same program: where a trial's runs and its
+baseline's paired runs differ in commit, jaxlib version, CPU class or recorded choices
+(``result.json``'s ``provenance`` and ``choices``), the trial's note says so, a line under the
+table names the values, and it is not kept. So the baseline can be trained again where later
+trials run: a ``levers-baseline-<tag>/`` folder, the baseline's recipe under another name (a
+setting it gives another value than ``levers-baseline`` does is refused; one it adds, which
+later code records, is named under the table). Each trial pairs with the baseline whose runs
+differ least from its own (none, where they ran the same program; ``levers-baseline`` first,
+then the others by name, on a tie), the table names it and groups the trials by it, and a line
+under the table says where each baseline ran. Seeds a trial has and its baseline lacks are
+counted as unpaired.
 """
 
 from __future__ import annotations
@@ -208,11 +212,11 @@ def origin(result: Mapping) -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
-    """A trial's finished seeds (final validation accuracy, the first reach of `TARGET`, what
-    each ran on) and the seeds that diverged."""
+    """A trial's resolved config (`_settings`), its finished seeds (final validation accuracy,
+    the first reach of `TARGET`, what each ran on) and the seeds that diverged."""
 
     name: str
-    change: str
+    settings: dict
     accuracy: dict[int, float]
     reached: dict[int, tuple[int, int] | None]
     origins: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
@@ -220,11 +224,13 @@ class Trial:
 
 
 def differences(t: Trial, base: Trial, seeds: Sequence[int]) -> dict[str, tuple[list, list]]:
-    """The `COMPARED` keys on which the paired runs (``seeds``) do not all agree, trial and
-    baseline together: key -> (the baseline's values, the trial's values), each sorted."""
+    """The `COMPARED` keys on which the runs do not all agree: the baseline's paired runs
+    (``seeds``) and every finished run of the trial (a trial whose own seeds ran different
+    programs never pairs cleanly), key -> (the baseline's values, the trial's values), each
+    sorted."""
     found = {}
     for key in COMPARED:
-        ours = sorted({t.origins.get(k, {}).get(key, NOT_RECORDED) for k in seeds})
+        ours = sorted({o.get(key, NOT_RECORDED) for o in t.origins.values()})
         theirs = sorted({base.origins.get(k, {}).get(key, NOT_RECORDED) for k in seeds})
         if len(set(ours) | set(theirs)) > 1:
             found[key] = (theirs, ours)
@@ -259,8 +265,8 @@ def change(settings: Mapping, baseline: Mapping) -> str:
     return ", ".join(f"{k}={text(settings.get(k))}" for k in keys)
 
 
-def trial(folder: pathlib.Path, baseline: Mapping) -> Trial:
-    """One trial folder's finished runs (the config's variant, one per seed)."""
+def trial(folder: pathlib.Path) -> Trial:
+    """One trial folder's config and finished runs (the config's variant, one per seed)."""
     accuracy, reached, origins, diverged = {}, {}, {}, []
     for result in report.results(folder):
         seed = int(result["seed"])
@@ -271,10 +277,8 @@ def trial(folder: pathlib.Path, baseline: Mapping) -> Trial:
         origins[seed] = origin(result)
         metrics = folder / result["variant"] / f"seed-{seed}" / "metrics.jsonl"
         reached[seed] = first_reaching(epoch_records(metrics))
-    name = folder.name.removeprefix(PREFIX)
-    return Trial(name, "(baseline)" if is_baseline(name) else
-                 change(_settings(folder), baseline) or "(none)", accuracy, reached, origins,
-                 tuple(sorted(diverged)))
+    return Trial(folder.name.removeprefix(PREFIX), _settings(folder), accuracy, reached,
+                 origins, tuple(sorted(diverged)))
 
 
 def _reach_cells(t: Trial, timed: StepSeconds | None) -> list[str]:
@@ -292,23 +296,40 @@ def _reach_cells(t: Trial, timed: StepSeconds | None) -> list[str]:
 
 
 def partner(t: Trial, baselines: Sequence[Trial]) -> Trial:
-    """The baseline ``t`` pairs with: the first of ``baselines`` (`BASELINE` first) that shares
-    a finished seed with it and whose shared runs ran the same program (no `differences`);
-    `BASELINE` itself where none does."""
-    for base in baselines:
+    """The baseline ``t`` pairs with: of ``baselines`` (`BASELINE` first) that share a finished
+    seed with it, the one whose runs differ from the trial's in the fewest `COMPARED` keys
+    (`differences`; none where they ran the same program), the first on a tie; `BASELINE`
+    where none shares a seed."""
+    def distance(base):
         seeds = sorted(set(t.accuracy) & set(base.accuracy))
-        if seeds and not differences(t, base, seeds):
-            return base
-    return baselines[0]
+        return len(differences(t, base, seeds)) if seeds else len(COMPARED) + 1
+
+    return min(baselines, key=distance)
 
 
-def _ran_on(base: Trial) -> str:
-    """Where a baseline's runs ran, each `COMPARED` key but the choices with its values."""
+def check_rerun(base: Trial, first: Trial) -> dict:
+    """The settings a baseline rerun (``baseline-<tag>``) has that the first baseline lacks
+    (what later code records, such as ``train.test_eval``); a `ValueError` naming them where
+    the two set one key differently, so that a trial named like a rerun cannot pass as one."""
+    shared = set(base.settings) & set(first.settings)
+    clash = sorted(k for k in shared if base.settings[k] != first.settings[k])
+    if clash:
+        raise ValueError(f"{PREFIX}{base.name}: " + ", ".join(
+            f"{k}={base.settings[k]!r}" for k in clash) + f" where {PREFIX}{BASELINE} has " +
+            ", ".join(f"{k}={first.settings[k]!r}" for k in clash) + "; a baseline-<tag> "
+            "folder must train the baseline's recipe (name a trial without the prefix)")
+    return {k: base.settings[k] for k in sorted(set(base.settings) - shared)}
+
+
+def _ran_on(base: Trial, added: Mapping) -> str:
+    """Where a baseline's runs ran (each `COMPARED` key but the choices), and the settings it
+    adds to the first baseline's."""
     def values(key):
         return ", ".join(sorted({o.get(key, NOT_RECORDED) for o in base.origins.values()}))
 
+    extra = f"; its config adds {change(added, {})}" if added else ""
     return (f"- **{base.name}** ran on commit {values('commit')}, CPU {values('cpu')}, "
-            f"jaxlib {values('jaxlib')}.")
+            f"jaxlib {values('jaxlib')}{extra}.")
 
 
 def table(trials: Sequence[Trial], timed: StepSeconds | None = None) -> str:
@@ -322,8 +343,12 @@ def table(trials: Sequence[Trial], timed: StepSeconds | None = None) -> str:
     if not baselines or baselines[0].name != BASELINE:
         raise ValueError(f"trials: {[t.name for t in trials]!r} has no {BASELINE!r} trial to "
                          "pair with")
-    others = [t for t in trials if not is_baseline(t.name)]
-    partners = [partner(t, baselines) for t in others]
+    added = {b.name: check_rerun(b, baselines[0]) for b in baselines[1:]}
+    order = {b.name: i for i, b in enumerate(baselines)}
+    others = sorted(((partner(t, baselines), t) for t in trials if not is_baseline(t.name)),
+                    key=lambda pair: (order[pair[0].name], pair[1].name))
+    partners = [base for base, _ in others]
+    others = [t for _, t in others]
     pairs = [paired(t.accuracy, base.accuracy) for t, base in zip(others, partners)]
     adjusted = holm([family_p(p) for p in pairs])
     header = ["trial", "change", "paired with", "val accuracy (mean ± std)",
@@ -338,13 +363,15 @@ def table(trials: Sequence[Trial], timed: StepSeconds | None = None) -> str:
     def number(value, spec):
         return "-" if math.isnan(value) else format(value, spec)
 
-    def seeds_cell(count, diverged):
-        return f"{count}" + (f" ({len(diverged)} diverged)" if diverged else "")
+    def seeds_cell(count, total, diverged):
+        paired_of = f" of {total} paired" if count != total else ""
+        return f"{count}{paired_of}" + (f" ({len(diverged)} diverged)" if diverged else "")
 
-    rows = [[base.name, base.change, "-", accuracy_cell(base), "-", "-", "-", "-",
-             seeds_cell(len(base.accuracy), base.diverged), *_reach_cells(base, timed), ""]
-            for base in baselines]
-    lines = [_ran_on(base) for base in baselines] if len(baselines) > 1 else []
+    rows = [[base.name, "(baseline)", "-", accuracy_cell(base), "-", "-", "-", "-",
+             seeds_cell(len(base.accuracy), len(base.accuracy), base.diverged),
+             *_reach_cells(base, timed), ""] for base in baselines]
+    lines = [_ran_on(base, added.get(base.name, {})) for base in baselines] \
+        if len(baselines) > 1 else []
     for t, base, p, holm_p in zip(others, partners, pairs, adjusted):
         difference = "-" if not p.seeds else \
             f"{100 * p.mean_difference:+.2f} ± {number(100 * p.standard_error, '.2f')} points"
@@ -355,10 +382,12 @@ def table(trials: Sequence[Trial], timed: StepSeconds | None = None) -> str:
                                    f"{', '.join(ours)})"
                                    for key, (theirs, ours) in differ.items()))
         note = f"differs in {', '.join(differ)}" if differ else ""
-        rows.append([t.name, t.change, base.name, accuracy_cell(t), difference,
+        rows.append([t.name, change(t.settings, base.settings) or "(none)", base.name,
+                     accuracy_cell(t), difference,
                      number(p.p_value, ".3f"), number(holm_p, ".3f"),
                      "yes" if kept(p) and not t.diverged and not differ else "no",
-                     seeds_cell(len(p.seeds), t.diverged), *_reach_cells(t, timed), note])
+                     seeds_cell(len(p.seeds), len(t.accuracy), t.diverged),
+                     *_reach_cells(t, timed), note])
     text = markdown_table(header, "lllrrrrlrrrl", rows)
     clock = ("Train s to 94% val: the steps to the end of the first epoch at 94% times the "
              "trial's seconds per training step, timed alone in one sitting "
@@ -367,7 +396,8 @@ def table(trials: Sequence[Trial], timed: StepSeconds | None = None) -> str:
              "so a figure can be up to one epoch's steps late)" if timed else
              f"Train s to 94% val: not timed (no {STEP_SECONDS}; "
              "experiments/lever_step_seconds.py times each trial's steps alone)")
-    clock += "; the runs' own clocks shared the cores and give no speed figure."
+    clock += ("; the runs' own clocks are not used: runs timed in different sittings do not "
+              "compare, and not every run had its cores to itself.")
     return "\n".join([text, "", *lines, *([""] if lines else []), clock])
 
 
@@ -377,9 +407,7 @@ def trials(results: pathlib.Path) -> list[Trial]:
     if not base_dir.is_dir():
         raise ValueError(f"results: {str(results)!r} has no {base_dir.name}/ folder; expected "
                          "the lever screen's output (experiments/lever_screen.sh)")
-    baseline = _settings(base_dir)
-    found = [trial(folder, baseline) for folder in sorted(results.glob(f"{PREFIX}*"))
-             if folder.is_dir()]
+    found = [trial(folder) for folder in sorted(results.glob(f"{PREFIX}*")) if folder.is_dir()]
     return sorted((t for t in found if t.accuracy), key=lambda t: not is_baseline(t.name))
 
 

@@ -312,23 +312,31 @@ def test_a_trial_run_on_other_code_or_machine_is_flagged_not_paired_silently(
 AMD = {"commit": "a6a1056", "cpu": "AMD EPYC (avx512, 2 cores)"}
 
 
-def test_a_trial_pairs_with_the_baseline_rerun_on_its_own_code_and_machine(lever_table, results):
-    # the baseline again on other code and another CPU, ~1 point higher, seeds 0-2
-    _write_trial(results, "baseline-2", {}, {0: [0.91, 0.940], 1: [0.92, 0.945],
-                                             2: [0.93, 0.955]},
+def _rerun_baseline(root, train=None):
+    """The baseline again on other code and another CPU, ~1 point higher on seeds 0-2; its
+    config adds a key later code records."""
+    _write_trial(root, "baseline-2", {"test_eval": "epoch", **(train or {})},
+                 {0: [0.91, 0.940], 1: [0.92, 0.945], 2: [0.93, 0.955]},
                  origin={k: AMD for k in range(3)})
+
+
+def test_a_trial_pairs_with_the_baseline_rerun_on_its_own_code_and_machine(lever_table, results):
+    _rerun_baseline(results)
     # the same +1.0/+1.5/+2.0 gain as ema, over the rerun, run where the rerun ran
-    _write_trial(results, "cutout", {"cutout_rate": 0.5},
+    _write_trial(results, "cutout", {"test_eval": "epoch", "cutout_rate": 0.5},
                  {0: [0.93, 0.950], 1: [0.94, 0.960], 2: [0.95, 0.975]},
                  origin={k: AMD for k in range(3)})
     text = lever_table.table(lever_table.trials(results))
     rows = _rows(text)
-    assert list(rows) == ["baseline", "baseline-2", "cutout", "ema", "smoothing-0"]
+    # the baselines, then each baseline's trials
+    assert list(rows) == ["baseline", "baseline-2", "ema", "smoothing-0", "cutout"]
     assert rows["baseline-2"]["change"] == "(baseline)"
     assert rows["baseline-2"]["paired with"] == "-"
     assert rows["baseline-2"]["Holm p"] == "-"
     cutout = rows["cutout"]
     assert cutout["paired with"] == "baseline-2"
+    # the change against its own baseline: the key the rerun adds is not the lever
+    assert cutout["change"] == "train.cutout_rate=0.5"
     assert cutout["paired difference ± SE"] == "+1.50 ± 0.29 points"
     assert cutout["note"] == "" and cutout["kept"] == "yes"
     # the Xeon trials still pair with the first baseline
@@ -340,22 +348,54 @@ def test_a_trial_pairs_with_the_baseline_rerun_on_its_own_code_and_machine(lever
          stats.ttest_rel([0.920, 0.940], [0.930, 0.935]).pvalue]
     assert cutout["Holm p"] == f"{min(1.0, 3 * min(p)):.3f}"
     assert "- **baseline** ran on commit a714a08, CPU AMD EPYC 7B13 (avx2, 2 cores)" in text
-    assert "- **baseline-2** ran on commit a6a1056, CPU AMD EPYC (avx512, 2 cores)" in text
+    assert ("- **baseline-2** ran on commit a6a1056, CPU AMD EPYC (avx512, 2 cores), jaxlib "
+            "0.10.0; its config adds train.test_eval=epoch.") in text
 
 
-def test_a_trial_that_matches_no_baseline_pairs_with_the_first_and_is_flagged(
+def test_a_trial_that_matches_no_baseline_pairs_with_the_closest_and_is_flagged(
         lever_table, results):
-    _write_trial(results, "baseline-2", {}, {0: [0.91, 0.940], 1: [0.92, 0.945],
-                                             2: [0.93, 0.955]},
-                 origin={k: AMD for k in range(3)})
-    # run on a third commit: neither baseline ran its program
-    _write_trial(results, "cutout", {"cutout_rate": 0.5},
+    _rerun_baseline(results)
+    # run on the rerun's CPU from a third commit: it differs from the rerun in the commit
+    # alone, from the first baseline in the commit and the CPU
+    _write_trial(results, "cutout", {"test_eval": "epoch", "cutout_rate": 0.5},
                  {0: [0.93, 0.950], 1: [0.94, 0.960], 2: [0.95, 0.975]},
-                 origin={k: {"commit": "0e94f86"} for k in range(3)})
+                 origin={k: {**AMD, "commit": "0e94f86"} for k in range(3)})
     rows = _rows(lever_table.table(lever_table.trials(results)))
-    assert rows["cutout"]["paired with"] == "baseline"
+    assert rows["cutout"]["paired with"] == "baseline-2"
     assert rows["cutout"]["note"] == "differs in commit"
     assert rows["cutout"]["kept"] == "no"
+
+
+def test_a_trial_whose_seeds_ran_different_programs_is_flagged(lever_table, results):
+    # the rerun has seeds 0 and 1 only; the trial's seeds 0 and 1 ran where the rerun did,
+    # its seed 2 where the first baseline did
+    _write_trial(results, "baseline-2", {}, {0: [0.91, 0.940], 1: [0.92, 0.945]},
+                 origin={k: AMD for k in range(2)})
+    _write_trial(results, "cutout", {"cutout_rate": 0.5},
+                 {0: [0.93, 0.950], 1: [0.94, 0.960], 2: [0.95, 0.975]},
+                 origin={k: AMD for k in range(2)})
+    rows = _rows(lever_table.table(lever_table.trials(results)))
+    assert "differs in commit" in rows["cutout"]["note"]
+    assert rows["cutout"]["kept"] == "no"
+
+
+def test_seeds_the_baseline_lacks_are_counted_as_unpaired(lever_table, results):
+    _write_trial(results, "baseline-2", {}, {0: [0.91, 0.940], 1: [0.92, 0.945]},
+                 origin={k: AMD for k in range(2)})
+    _write_trial(results, "cutout", {"cutout_rate": 0.5},
+                 {0: [0.93, 0.950], 1: [0.94, 0.960], 2: [0.95, 0.975]},
+                 origin={k: AMD for k in range(3)})
+    rows = _rows(lever_table.table(lever_table.trials(results)))
+    assert rows["cutout"]["paired with"] == "baseline-2"
+    assert rows["cutout"]["seeds"] == "2 of 3 paired"
+    assert rows["cutout"]["kept"] == "no"
+
+
+def test_a_baseline_rerun_with_another_recipe_is_refused(lever_table, results):
+    _rerun_baseline(results, {"label_smoothing": 0.0})
+    with pytest.raises(ValueError, match=r"levers-baseline-2: train\.label_smoothing=0\.0 "
+                                         r"where levers-baseline has train\.label_smoothing=0\.1"):
+        lever_table.table(lever_table.trials(results))
 
 
 def test_one_baseline_names_no_machine_line(lever_table, results):
