@@ -366,26 +366,27 @@ def test_a_trial_that_matches_no_baseline_pairs_with_the_closest_and_is_flagged(
     assert rows["cutout"]["kept"] == "no"
 
 
-def test_a_trial_whose_seeds_ran_different_programs_is_flagged(lever_table, results):
-    # the rerun has seeds 0 and 1 only; the trial's seeds 0 and 1 ran where the rerun did,
-    # its seed 2 where the first baseline did
-    _write_trial(results, "baseline-2", {}, {0: [0.91, 0.940], 1: [0.92, 0.945]},
+def _two_seed_rerun_and_cutout(lever_table, root, cutout_seeds_on_amd):
+    """A rerun of the baseline with seeds 0 and 1 only, and a cutout trial of seeds 0-2 whose
+    seeds ``range(cutout_seeds_on_amd)`` ran where the rerun did (the rest where the first
+    baseline did); the table's rows."""
+    _write_trial(root, "baseline-2", {}, {0: [0.91, 0.940], 1: [0.92, 0.945]},
                  origin={k: AMD for k in range(2)})
-    _write_trial(results, "cutout", {"cutout_rate": 0.5},
+    _write_trial(root, "cutout", {"cutout_rate": 0.5},
                  {0: [0.93, 0.950], 1: [0.94, 0.960], 2: [0.95, 0.975]},
-                 origin={k: AMD for k in range(2)})
-    rows = _rows(lever_table.table(lever_table.trials(results)))
+                 origin={k: AMD for k in range(cutout_seeds_on_amd)})
+    return _rows(lever_table.table(lever_table.trials(root)))
+
+
+def test_a_trial_whose_seeds_ran_different_programs_is_flagged(lever_table, results):
+    # the trial's seeds 0 and 1 ran where the rerun did, its seed 2 where the first baseline did
+    rows = _two_seed_rerun_and_cutout(lever_table, results, 2)
     assert "differs in commit" in rows["cutout"]["note"]
     assert rows["cutout"]["kept"] == "no"
 
 
 def test_seeds_the_baseline_lacks_are_counted_as_unpaired(lever_table, results):
-    _write_trial(results, "baseline-2", {}, {0: [0.91, 0.940], 1: [0.92, 0.945]},
-                 origin={k: AMD for k in range(2)})
-    _write_trial(results, "cutout", {"cutout_rate": 0.5},
-                 {0: [0.93, 0.950], 1: [0.94, 0.960], 2: [0.95, 0.975]},
-                 origin={k: AMD for k in range(3)})
-    rows = _rows(lever_table.table(lever_table.trials(results)))
+    rows = _two_seed_rerun_and_cutout(lever_table, results, 3)
     assert rows["cutout"]["paired with"] == "baseline-2"
     assert rows["cutout"]["seeds"] == "2 of 3 paired"
     assert rows["cutout"]["kept"] == "no"
