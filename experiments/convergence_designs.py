@@ -62,16 +62,19 @@ def designs(study: pathlib.Path) -> list[Design]:
     missing = [f"{n}/seed-{k}" for n in names for k in seeds
                if k not in accuracy[n] and k not in diverged[n]]
     if missing:
-        raise ValueError(f"STUDY_DIR: {len(missing)} of {len(names) * len(seeds)} runs have "
-                         f"not finished ({', '.join(missing)}); the rule ranks the designs over "
-                         "every seed of the config")
+        raise ValueError(f"STUDY_DIR: {str(study)!r}: {len(missing)} of "
+                         f"{len(names) * len(seeds)} runs have neither finished nor diverged "
+                         f"({', '.join(missing)}); the rule ranks the designs over every seed "
+                         "of the config")
     return [Design(n, accuracy[n], tuple(sorted(diverged[n]))) for n in names]
 
 
 def ranking(found: list[Design]) -> list[Design]:
-    """Designs without a diverged seed first, each group by mean validation accuracy, highest
-    first (the config's order on a tie)."""
-    return sorted(found, key=lambda d: (bool(d.diverged), -d.mean))
+    """Designs without a diverged seed first, then those with one, then those with no finished
+    seed; each group by mean validation accuracy, highest first (the config's order on a
+    tie)."""
+    return sorted(found, key=lambda d: (bool(d.diverged), not d.accuracy,
+                                        -d.mean if d.accuracy else 0.0))
 
 
 def cut(last: Design, next_: Design) -> tuple[float, float, int]:
@@ -85,8 +88,8 @@ def cut(last: Design, next_: Design) -> tuple[float, float, int]:
     return float(d.mean()), se, len(d)
 
 
-def chosen(ranked: list[Design], top: int, extra: list[str]) -> list[str]:
-    """The first ``top`` of ``ranked``, then each of ``extra`` not among them."""
+def check(ranked: list[Design], top: int, extra: list[str]) -> None:
+    """A `ValueError` naming ``--top`` or ``--with`` where it does not fit the study."""
     names = [d.name for d in ranked]
     unknown = [n for n in extra if n not in names]
     if unknown:
@@ -94,26 +97,41 @@ def chosen(ranked: list[Design], top: int, extra: list[str]) -> list[str]:
                          f"{', '.join(names)}")
     if not 1 <= top <= len(names):
         raise ValueError(f"--top: {top} must be between 1 and the study's {len(names)} designs")
-    picked = names[:top]
+
+
+def chosen(ranked: list[Design], top: int, extra: list[str]) -> list[str]:
+    """The first ``top`` of ``ranked``, then each of ``extra`` not among them."""
+    check(ranked, top, extra)
+    picked = [d.name for d in ranked[:top]]
     return picked + [n for n in extra if n not in picked]
 
 
+def left_out(ranked: list[Design], top: int, extra: list[str]) -> Design | None:
+    """The best-ranked design the rule leaves out: after the first ``top``, and not one of
+    ``extra`` (chosen anyway); None where every design is chosen."""
+    return next((d for d in ranked[top:] if d.name not in extra), None)
+
+
 def text(found: list[Design], top: int, extra: list[str]) -> str:
+    """The ranking as a Markdown table, the cut and the chosen designs."""
     ranked = ranking(found)
+    check(ranked, top, extra)
     rows = []
     for rank, d in enumerate(ranked, 1):
         a = 100 * np.array(list(d.accuracy.values()))
         spread = f" ± {a.std(ddof=1):.2f}" if len(a) > 1 else ""
-        rows.append([str(rank), d.name, f"{a.mean():.2f}{spread} %", str(len(a)),
-                     str(len(d.diverged))])
+        rows.append([str(rank), d.name, f"{a.mean():.2f}{spread} %" if len(a) else "-",
+                     str(len(a)), str(len(d.diverged))])
     lines = [markdown_table(["rank", "design", "val accuracy (mean ± std)", "seeds",
                              "diverged"], "rlrrr", rows), ""]
-    if top < len(ranked):
-        mean, se, n = cut(ranked[top - 1], ranked[top])
+    out = left_out(ranked, top, extra)
+    if out is not None:
+        mean, se, n = cut(ranked[top - 1], out)
         error = "-" if math.isnan(se) else f"{se:.2f}"
-        lines.append(f"The cut: {ranked[top - 1].name} (chosen) against {ranked[top].name} "
-                     f"(left out), paired over {n} seeds: {mean:+.2f} ± {error} points "
-                     "(± one standard error).")
+        lines.append(f"The cut: {ranked[top - 1].name} (chosen) against {out.name} (the best "
+                     f"left out), paired over {n} seeds: {mean:+.2f} ± {error} points (± one "
+                     "standard error; a seed's two runs may have trained on different CPU "
+                     "classes, whose numerics differ).")
     lines.append(f"Chosen: {', '.join(chosen(ranked, top, extra))}.")
     return "\n".join(lines)
 

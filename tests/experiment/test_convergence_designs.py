@@ -44,9 +44,19 @@ def test_designs_are_ranked_on_validation_never_on_test(rule, tmp_path):
     text = rule.text(rule.designs(study), top=2, extra=["bottleneck"])
     assert text.splitlines()[-1] == "Chosen: b, a, bottleneck."
     assert "99" not in text
-    # a (93.5) against bottleneck (92.0): +1.0 and +2.0 points
-    assert "The cut: a (chosen) against bottleneck (left out), paired over 2 seeds: " \
-           "+1.50 ± 0.50 points" in text
+    # a (93.5) against c (90.5), the best design left out (the bottleneck is chosen anyway):
+    # +3.0 points on both seeds
+    assert "The cut: a (chosen) against c (the best left out), paired over 2 seeds: " \
+           "+3.00 ± 0.00 points" in text
+
+
+def test_a_design_with_no_finished_seed_ranks_last(rule, tmp_path):
+    study = write_study(tmp_path / "s", {"x": {0: (None, 0.9), 1: (None, 0.9)},
+                                         "y": {0: (0.90, 0.9), 1: (None, 0.9)},
+                                         "z": {0: (0.95, 0.9), 1: (0.95, 0.9)}})
+    ranked = rule.ranking(rule.designs(study))
+    assert [d.name for d in ranked] == ["z", "y", "x"]
+    assert "| 3 | x | - | 0 | 2 |" in rule.text(rule.designs(study), 1, [])
 
 
 def test_the_extra_design_is_not_repeated_when_chosen(rule, tmp_path):
@@ -58,7 +68,8 @@ def test_the_extra_design_is_not_repeated_when_chosen(rule, tmp_path):
 def test_a_partial_study_cannot_choose(rule, tmp_path):
     study = write_study(tmp_path / "s", {"a": {0: (0.93, 0.9), 1: (0.94, 0.9)},
                                          "b": {0: (0.95, 0.9)}})
-    with pytest.raises(ValueError, match=r"1 of 4 runs have not finished \(b/seed-1\)"):
+    with pytest.raises(ValueError,
+                       match=r"1 of 4 runs have neither finished nor diverged \(b/seed-1\)"):
         rule.designs(study)
 
 
@@ -77,5 +88,7 @@ def test_unknown_names_and_bad_counts_are_named(rule, tmp_path):
         rule.chosen(ranked, 1, ["resnet"])
     with pytest.raises(ValueError, match="--top: 2 must be between 1 and the study's 1"):
         rule.chosen(ranked, 2, [])
+    with pytest.raises(ValueError, match="--top: -20 must be between 1"):
+        rule.text(rule.designs(study), -20, [])
     with pytest.raises(ValueError, match=r"has no config\.yaml"):
         rule.designs(tmp_path / "empty")
