@@ -27,6 +27,8 @@
 #   batch-256-linear: twice the batch with the peak rate scaled linearly (0.2).
 #   onecycle: the schedule's shape (the linear decay showed nothing in the recipe search).
 #   epochs-8: the length, a third longer.
+#   whiten-stem+bn-lr-8: the two levers the first program kept, together, on the second
+#     program (run after the single levers: it is the screen's check that their gains add).
 #   baseline-2 (run only when named): the baseline again, for trials that run on other code or
 #     another CPU class than levers-baseline did (the numerics differ between CPU classes from
 #     the first steps): lever_table.py pairs each trial with the baseline that ran its program,
@@ -51,9 +53,10 @@ declare -A TRIALS=(
   [batch-256-linear]="train.batch_size=256 train.lr_scaling=linear"
   [onecycle]="train.schedule=onecycle"
   [epochs-8]="train.epochs=8"
+  [whiten-stem+bn-lr-8]="train.stem_init=whiten train.bn_lr_scale=8"
 )
 ORDER=(baseline ema-0.995 tta-flip tta-shifts smoothing-0 cutout-0.5-8 bn-momentum-0.99 bn-lr-8
-       whiten-stem dirac batch-256-linear onecycle epochs-8)
+       whiten-stem dirac batch-256-linear onecycle epochs-8 whiten-stem+bn-lr-8)
 
 for trial in "${@:-${ORDER[@]}}"; do
   if [[ -z ${TRIALS[$trial]+set} ]]; then
