@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The lever screen: each trial changes ONE recipe lever of configs/fashion_mnist/levers.yaml
+# (the last, whiten-stem+bn-lr-8, two: the levers the first program kept)
 # (the baseline: inverted residual ~0.3M, 6 epochs, seeds 0-2 on one validation split) and
 # trains into experiments/results/fashion_mnist/levers/levers-<trial>/. Judged on validation
 # accuracy only, each trial paired with the baseline seed by seed:
@@ -11,7 +12,8 @@
 #
 #   nice -n 19 bash experiments/lever_screen.sh [TRIAL ...]
 #
-# About 55 minutes per trial on 2 CPU cores (3 seeds; see the config's header), 12 hours in all.
+# About 55 minutes per trial on 2 CPU cores (3 seeds; see the config's header), 13 hours in all
+# (the second program's trials took about 10 minutes a seed on an AMD EPYC).
 # The values, one per lever:
 #   ema-0.995: 6 epochs are ~2,530 steps; the average starts from the initial parameters
 #     without bias correction, so 0.999 would still give them 0.999^2530 = 8% of its weight;
@@ -33,7 +35,9 @@
 #     another CPU class than levers-baseline did (the numerics differ between CPU classes from
 #     the first steps): lever_table.py pairs each trial with the baseline that ran its program,
 #     commit included. levers-baseline-2 ran from a6a1056 on an AMD EPYC, so the remaining
-#     trials run from a checkout of exactly that commit on that CPU class.
+#     trials ran from a checkout of exactly that commit on that CPU class; a6a1056's copy of
+#     this script lacks whiten-stem+bn-lr-8, so that trial ran as `jaxconv run` with its
+#     --sets from the same checkout (each run's command.txt has the command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JAXCONV=${JAXCONV:-.venv/bin/jaxconv}

@@ -39,7 +39,7 @@ class Recipe:
         biases, norm scales or other 1-D parameters.
       schedule: ``"cosine"`` (decay to 0), ``"linear"`` (decay to 0 in a straight line),
         ``"onecycle"`` (optax's cosine one-cycle: up from peak/25 over the first 30% of the
-        steps, then down to peak/1e4; it ignores ``warmup_epochs``) or ``"constant"``; over
+        steps, then down to peak/250,000; it ignores ``warmup_epochs``) or ``"constant"``; over
         ``epochs`` epochs.
       warmup_epochs: linear warm-up from 0 (cosine, linear and constant).
       label_smoothing: mass spread uniformly over the classes.
